@@ -1,0 +1,234 @@
+"""Typed configs: dataclass defaults <- per-(algorithm, task) YAML <- budget <- ``--set`` overrides.
+
+Every algorithm config subclasses :class:`OfflineConfig` (or :class:`OnlineConfig`). A class may add
+``BUDGETS = {"smoke": {...}, "short": {...}}``; budgets are merged along the class hierarchy, so a
+subclass only names the sizes it adds (e.g. rollout batch). Budgets change sizes only, never the
+method. ``paper`` is always the YAML/default values untouched.
+
+YAML files are flat mappings ``field: value``; keys starting with ``_`` (``_source``, ``_note``) are
+documentation and are kept out of the config.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import types
+import typing
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, ClassVar
+
+import yaml
+
+BUDGET_NAMES = ("smoke", "short", "paper")
+
+
+class ConfigError(ValueError):
+    """A config file, field or override is invalid; the message names it and what was expected."""
+
+
+@dataclass
+class BaseConfig:
+    seed: int = 0
+    device: str = "cpu"
+    final_k: int = 10  # final_score = mean normalized score of the last final_k evaluations
+    eval_episodes: int = 10  # deterministic evaluation episodes per evaluation
+
+    BUDGETS: ClassVar[dict[str, dict[str, Any]]] = {}
+
+
+@dataclass
+class OfflineConfig(BaseConfig):
+    epochs: int = 1000  # evaluations; one epoch = steps_per_epoch gradient steps
+    steps_per_epoch: int = 1000
+    batch_size: int = 256
+
+    BUDGETS: ClassVar[dict[str, dict[str, Any]]] = {
+        "smoke": {"epochs": 2, "steps_per_epoch": 25, "eval_episodes": 2, "final_k": 1},
+        "short": {"epochs": 20, "steps_per_epoch": 500, "eval_episodes": 5, "final_k": 5},
+    }
+
+
+@dataclass
+class OnlineConfig(BaseConfig):
+    env_steps: int = 100_000  # real environment steps after warm-up
+    eval_interval: int = 1000
+
+    BUDGETS: ClassVar[dict[str, dict[str, Any]]] = {
+        "smoke": {"env_steps": 300, "eval_interval": 100, "eval_episodes": 2, "final_k": 1},
+        "short": {"env_steps": 10_000, "eval_interval": 1000, "eval_episodes": 5, "final_k": 3},
+    }
+
+
+def budget_overrides(config_cls: type, budget: str) -> dict[str, Any]:
+    """Merge ``BUDGETS[budget]`` along the MRO (base first, subclass wins)."""
+    if budget not in BUDGET_NAMES:
+        raise ConfigError(f"unknown budget {budget!r}; expected one of {', '.join(BUDGET_NAMES)}")
+    merged: dict[str, Any] = {}
+    for klass in reversed(config_cls.__mro__):
+        merged.update(vars(klass).get("BUDGETS", {}).get(budget, {}))
+    return merged
+
+
+def field_types(config_cls: type) -> dict[str, Any]:
+    hints = typing.get_type_hints(config_cls)
+    return {f.name: hints[f.name] for f in fields(config_cls)}
+
+
+def _coerce(value: Any, tp: Any, where: str) -> Any:
+    """Coerce a YAML/CLI value to a dataclass field type, or raise a ConfigError naming ``where``."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(value, arg, where)
+            except ConfigError as e:
+                errors.append(str(e))
+        raise ConfigError(errors[0] if errors else f"{where}: bad value {value!r}")
+    if origin in (tuple, list):
+        if isinstance(value, str | int | float):
+            value = [value]
+        if not isinstance(value, list | tuple):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        args = typing.get_args(tp)
+        inner = args[0] if args else Any
+        items = [_coerce(v, inner, where) for v in value]
+        return tuple(items) if origin is tuple else items
+    if origin is dict or tp is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+        return dict(value)
+    if tp is Any:
+        return value
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
+            return value.lower() in ("true", "1", "yes")
+        raise ConfigError(f"{where}: expected true/false, got {value!r}")
+    if tp is int:
+        if isinstance(value, bool):
+            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+        if isinstance(value, int):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if isinstance(value, str):
+            try:
+                f = float(value)
+            except ValueError:
+                raise ConfigError(f"{where}: expected an integer, got {value!r}") from None
+            if f.is_integer():
+                return int(f)
+        raise ConfigError(f"{where}: expected an integer, got {value!r}")
+    if tp is float:
+        if isinstance(value, bool):
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{where}: expected a number, got {value!r}") from None
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        raise ConfigError(f"{where}: expected a string, got {value!r}")
+    return value
+
+
+def apply_values(config_cls: type, base: dict[str, Any], values: dict[str, Any], where: str) -> dict[str, Any]:
+    """Return ``base`` updated with type-checked ``values`` (unknown fields are an error)."""
+    types_ = field_types(config_cls)
+    out = dict(base)
+    for key, value in values.items():
+        if key.startswith("_"):
+            continue
+        if key not in types_:
+            raise ConfigError(
+                f"{where}: unknown field {key!r} for {config_cls.__name__}; valid fields: {', '.join(sorted(types_))}"
+            )
+        out[key] = _coerce(value, types_[key], f"{where}: field {key!r}")
+    return out
+
+
+def load_yaml(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML ({e})") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of field: value, got {type(data).__name__}")
+    return data
+
+
+def parse_overrides(items: list[str] | None) -> dict[str, Any]:
+    """``["a=1", "b=[1,2]"]`` -> ``{"a": 1, "b": [1, 2]}`` (values parsed as YAML)."""
+    out: dict[str, Any] = {}
+    for item in items or []:
+        if "=" not in item:
+            raise ConfigError(f"--set {item!r}: expected key=value")
+        key, raw = item.split("=", 1)
+        try:
+            out[key.strip()] = yaml.safe_load(raw)
+        except yaml.YAMLError:
+            out[key.strip()] = raw
+    return out
+
+
+def find_config_file(config_dir: Path | None, config_keys: tuple[str, ...]) -> Path | None:
+    if config_dir is None:
+        return None
+    for key in config_keys:
+        p = Path(config_dir) / f"{key}.yaml"
+        if p.exists():
+            return p
+    return None
+
+
+def resolve_config(
+    config_cls: type,
+    config_dir: Path | None,
+    config_keys: tuple[str, ...],
+    budget: str,
+    overrides: dict[str, Any] | None = None,
+    seed: int = 0,
+) -> tuple[Any, dict[str, Any]]:
+    """Build the run's config. Returns ``(config, provenance)``; provenance names the YAML file used,
+    the budget values applied and the CLI overrides, so the record says where each value came from."""
+    values = {f.name: getattr(config_cls(), f.name) for f in fields(config_cls)}
+    path = find_config_file(config_dir, config_keys)
+    yaml_values: dict[str, Any] = {}
+    if path is not None:
+        yaml_values = load_yaml(path)
+        values = apply_values(config_cls, values, yaml_values, str(path))
+    budget_values = budget_overrides(config_cls, budget)
+    values = apply_values(config_cls, values, budget_values, f"budget {budget!r}")
+    values["seed"] = seed
+    cli = overrides or {}
+    values = apply_values(config_cls, values, cli, "--set")
+    cfg = config_cls(**values)
+    provenance = {
+        "config_file": str(path) if path else None,
+        "config_source": yaml_values.get("_source"),
+        "budget_values": budget_values,
+        "overrides": cli,
+    }
+    return cfg, provenance
+
+
+def config_to_dict(cfg: Any) -> dict[str, Any]:
+    return json.loads(json.dumps(dataclasses.asdict(cfg), default=list))
+
+
+def config_hash(payload: dict[str, Any]) -> str:
+    """Stable sha256 (16 hex chars) of a JSON-able payload."""
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]

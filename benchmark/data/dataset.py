@@ -1,0 +1,120 @@
+"""The one in-memory format every offline algorithm reads: D4RL-style flat transition arrays."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+ARRAY_FIELDS = ("observations", "actions", "rewards", "next_observations", "terminals", "timeouts")
+
+
+class DatasetError(ValueError):
+    """A dataset file or array is malformed; the message names the source and the problem."""
+
+
+@dataclass
+class OfflineDataset:
+    """Flat transitions ``(s, a, r, s', terminal, timeout)`` in episode order.
+
+    ``terminals`` marks true environment terminations (no bootstrap); ``timeouts`` marks episodes cut
+    off without termination (time limit, end of file). ``obs[i+1]`` is never used as ``s'`` across
+    an episode end: ``next_observations`` is always explicit.
+    """
+
+    observations: np.ndarray  # [N, obs_dim] float32
+    actions: np.ndarray  # [N, act_dim] float32
+    rewards: np.ndarray  # [N] float32
+    next_observations: np.ndarray  # [N, obs_dim] float32
+    terminals: np.ndarray  # [N] bool
+    timeouts: np.ndarray  # [N] bool
+    name: str = "dataset"  # task id or path, used in error messages
+    env_key: str = ""  # key of the env family (termination functions, scores), e.g. "hopper"
+    meta: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        self.observations = np.asarray(self.observations, dtype=np.float32)
+        self.actions = np.asarray(self.actions, dtype=np.float32)
+        self.rewards = np.asarray(self.rewards, dtype=np.float32).reshape(-1)
+        self.next_observations = np.asarray(self.next_observations, dtype=np.float32)
+        self.terminals = np.asarray(self.terminals).reshape(-1).astype(bool)
+        self.timeouts = np.asarray(self.timeouts).reshape(-1).astype(bool)
+        self.validate()
+
+    # ----- checks -------------------------------------------------------------------------------
+    def validate(self, obs_dim: int | None = None, act_dim: int | None = None) -> None:
+        n = len(self.observations)
+        if n == 0:
+            raise DatasetError(f"{self.name}: dataset is empty")
+        for key in ARRAY_FIELDS:
+            arr = getattr(self, key)
+            if len(arr) != n:
+                raise DatasetError(f"{self.name}: field '{key}' has {len(arr)} rows, expected {n} (as 'observations')")
+            if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+                bad = int(np.argwhere(~np.isfinite(arr.reshape(n, -1)).all(axis=1))[0, 0])
+                raise DatasetError(f"{self.name}: field '{key}' has NaN/inf values (first at row {bad})")
+        if self.observations.ndim != 2 or self.next_observations.shape != self.observations.shape:
+            raise DatasetError(
+                f"{self.name}: 'observations' {self.observations.shape} and 'next_observations' "
+                f"{self.next_observations.shape} must both be [N, obs_dim]"
+            )
+        if self.actions.ndim != 2:
+            raise DatasetError(f"{self.name}: 'actions' must be [N, act_dim], got shape {self.actions.shape}")
+        if obs_dim is not None and self.obs_dim != obs_dim:
+            raise DatasetError(f"{self.name}: observations have dim {self.obs_dim}, the env expects {obs_dim}")
+        if act_dim is not None and self.act_dim != act_dim:
+            raise DatasetError(f"{self.name}: actions have dim {self.act_dim}, the env expects {act_dim}")
+
+    # ----- structure ----------------------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self.observations)
+
+    @property
+    def obs_dim(self) -> int:
+        return self.observations.shape[1]
+
+    @property
+    def act_dim(self) -> int:
+        return self.actions.shape[1]
+
+    @property
+    def episode_ends(self) -> np.ndarray:
+        """Bool ``[N]``: transition i is the last of its episode (terminal, timeout or end of data)."""
+        ends = self.terminals | self.timeouts
+        ends[-1] = True
+        return ends
+
+    def dist_to_end(self) -> np.ndarray:
+        """Int ``[N]``: number of transitions after i in the same episode (0 at an episode's end).
+
+        A k-step window starting at i stays inside one episode iff ``dist_to_end[i] >= k - 1``.
+        """
+        ends = self.episode_ends
+        end_idx = np.flatnonzero(ends)
+        # index of the episode end at or after i
+        next_end = end_idx[np.searchsorted(end_idx, np.arange(len(self)))]
+        return (next_end - np.arange(len(self))).astype(np.int64)
+
+    def episode_returns(self) -> np.ndarray:
+        """Undiscounted return of every episode, in order."""
+        ends = self.episode_ends
+        episode_id = np.concatenate([[0], np.cumsum(ends[:-1])])
+        return np.bincount(episode_id, weights=self.rewards.astype(np.float64))
+
+    def summary(self) -> dict:
+        rets = self.episode_returns()
+        return {
+            "name": self.name,
+            "transitions": len(self),
+            "episodes": len(rets),
+            "obs_dim": self.obs_dim,
+            "act_dim": self.act_dim,
+            "terminals": int(self.terminals.sum()),
+            "return_mean": float(rets.mean()),
+            "return_std": float(rets.std()),
+            "return_min": float(rets.min()),
+            "return_max": float(rets.max()),
+        }
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {k: getattr(self, k) for k in ARRAY_FIELDS}

@@ -1,0 +1,194 @@
+"""Locally built D4RL-style datasets (``local/<env>-<level>``), the embedded default.
+
+Built the way D4RL built its MuJoCo sets, on gymnasium MuJoCo v4:
+
+* ``random``: a uniform-random policy;
+* ``medium``: a SAC policy stopped at about one third of the expert return (stochastic actions, as
+  D4RL sampled its behaviour policies);
+* ``medium-replay``: the replay buffer of that SAC run up to the medium snapshot;
+* ``expert``: the strongest SAC snapshot we trained (its card states the return actually reached);
+* ``medium-expert``: ``medium`` followed by ``expert``.
+
+Policies and replay buffers ship in ``benchmark/data/behavior_policies/`` with a card each. A dataset
+is generated deterministically from (policy, seed, size) and cached under ``$ADMBENCH_DATA``
+(default ``~/.cache/admbench``) as ``.npz`` plus a manifest (sizes, sha256, returns); a cached file is
+reused only if its sha256 matches the manifest, and nothing is cached from a failed build.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from benchmark.data.dataset import ARRAY_FIELDS, DatasetError, OfflineDataset
+from benchmark.envs import make_env
+
+POLICY_DIR = Path(__file__).parent / "behavior_policies"
+DEFAULT_SIZES = {"random": 50_000, "medium": 50_000, "expert": 50_000, "medium-replay": None, "medium-expert": None}
+BUILD_SEED = 0
+FORMAT_VERSION = 1
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("ADMBENCH_DATA", Path.home() / ".cache" / "admbench"))
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def rollout_dataset(env_key: str, policy, size: int, seed: int, name: str) -> OfflineDataset:
+    """Collect ``size`` transitions with ``policy(obs, rng) -> action``; the last one is a timeout."""
+    env = make_env(env_key)
+    rng = np.random.default_rng(seed)
+    obs_dim, act_dim = env.observation_space.shape[0], env.action_space.shape[0]
+    data = {
+        "observations": np.zeros((size, obs_dim), np.float32),
+        "actions": np.zeros((size, act_dim), np.float32),
+        "rewards": np.zeros(size, np.float32),
+        "next_observations": np.zeros((size, obs_dim), np.float32),
+        "terminals": np.zeros(size, bool),
+        "timeouts": np.zeros(size, bool),
+    }
+    episode = 0
+    obs, _ = env.reset(seed=seed)
+    for i in range(size):
+        action = np.asarray(policy(obs, rng), dtype=np.float32)
+        next_obs, rew, term, trunc, _ = env.step(action)
+        data["observations"][i] = obs
+        data["actions"][i] = action
+        data["rewards"][i] = rew
+        data["next_observations"][i] = next_obs
+        data["terminals"][i] = term
+        data["timeouts"][i] = trunc
+        obs = next_obs
+        if term or trunc:
+            episode += 1
+            obs, _ = env.reset(seed=seed + episode)
+    data["timeouts"][-1] |= not data["terminals"][-1]
+    env.close()
+    return OfflineDataset(**data, name=name, env_key=env_key)
+
+
+def uniform_policy(act_dim: int, scale: float):
+    return lambda obs, rng: rng.uniform(-scale, scale, size=act_dim)
+
+
+def load_behavior_actor(env_key: str, level: str):
+    """The shipped SAC actor for ``level`` (medium or expert) and its card."""
+    from benchmark.rl.sac import TanhGaussianActor
+
+    path = POLICY_DIR / f"{env_key}-{level}.pt"
+    if not path.exists():
+        raise DatasetError(
+            f"no behaviour policy {path}; train one with `admbench data train-behavior --env {env_key}` "
+            "and select snapshots with `admbench data select-behavior`"
+        )
+    blob = torch.load(path, weights_only=False, map_location="cpu")
+    card = blob["card"]
+    actor = TanhGaussianActor(card["obs_dim"], card["act_dim"], tuple(card["hidden"]), card["act_scale"])
+    actor.load_state_dict(blob["actor"])
+    actor.eval()
+    return actor, card
+
+
+def actor_policy(actor, seed: int):
+    """Stochastic SAC actions with a torch generator seeded per dataset (deterministic builds)."""
+    gen = torch.Generator().manual_seed(seed)
+
+    @torch.no_grad()
+    def policy(obs, rng):
+        t = torch.as_tensor(obs, dtype=torch.float32).unsqueeze(0)
+        mean, log_std = actor.dist_params(t)
+        u = mean + log_std.exp() * torch.randn(mean.shape, generator=gen)
+        return (actor.act_scale * torch.tanh(u)).squeeze(0).numpy()
+
+    return policy
+
+
+def load_replay(env_key: str) -> OfflineDataset:
+    """The medium-replay set: the shipped SAC replay buffer up to the medium snapshot."""
+    path = POLICY_DIR / f"{env_key}-medium-replay.npz"
+    if not path.exists():
+        raise DatasetError(f"no replay buffer {path} for local/{env_key}-medium-replay")
+    with np.load(path) as z:
+        arrays = {k: z[k] for k in z.files}
+    missing = [k for k in ARRAY_FIELDS if k not in arrays]
+    if missing:
+        raise DatasetError(f"{path}: missing keys {missing}")
+    return OfflineDataset(**{k: arrays[k] for k in ARRAY_FIELDS}, name=f"local/{env_key}-medium-replay",
+                          env_key=env_key)
+
+
+def concat(a: OfflineDataset, b: OfflineDataset, name: str) -> OfflineDataset:
+    a_time = a.timeouts.copy()
+    a_time[-1] |= not a.terminals[-1]  # the first part's last episode ends at the seam
+    arrays = {k: np.concatenate([getattr(a, k), getattr(b, k)]) for k in ARRAY_FIELDS}
+    arrays["timeouts"] = np.concatenate([a_time, b.timeouts])
+    return OfflineDataset(**arrays, name=name, env_key=a.env_key)
+
+
+def build_local_dataset(env_key: str, level: str, size: int | None = None, seed: int = BUILD_SEED) -> OfflineDataset:
+    """Generate (without caching) ``local/<env>-<level>``."""
+    name = f"local/{env_key}-{level}"
+    size = size or DEFAULT_SIZES.get(level)
+    if level == "random":
+        env = make_env(env_key)
+        scale = float(env.action_space.high[0])
+        policy = uniform_policy(env.action_space.shape[0], scale)
+        return rollout_dataset(env_key, policy, size, seed, name)
+    if level in ("medium", "expert"):
+        actor, _ = load_behavior_actor(env_key, level)
+        return rollout_dataset(env_key, actor_policy(actor, seed), size, seed, name)
+    if level == "medium-replay":
+        ds = load_replay(env_key)
+        if size is not None and size < len(ds):
+            ds = OfflineDataset(**{k: v[:size] for k, v in ds.arrays().items()}, name=name, env_key=env_key)
+            ds.timeouts[-1] |= not ds.terminals[-1]
+        return ds
+    if level == "medium-expert":
+        half = None if size is None else size // 2
+        return concat(build_local_dataset(env_key, "medium", half, seed),
+                      build_local_dataset(env_key, "expert", half, seed + 1), name)
+    raise DatasetError(f"unknown local level {level!r}")
+
+
+def _paths(env_key: str, level: str, size: int | None, seed: int) -> tuple[Path, Path]:
+    stem = f"{env_key}-{level}-n{size or 'all'}-s{seed}-v{FORMAT_VERSION}"
+    d = cache_dir() / "local"
+    return d / f"{stem}.npz", d / f"{stem}.manifest.json"
+
+
+def load_local_dataset(env_key: str, level: str, size: int | None = None, seed: int = BUILD_SEED,
+                       rebuild: bool = False) -> OfflineDataset:
+    """Load ``local/<env>-<level>`` from the cache, building it first if needed (idempotent)."""
+    size = size or DEFAULT_SIZES.get(level)
+    data_path, manifest_path = _paths(env_key, level, size, seed)
+    name = f"local/{env_key}-{level}"
+    if not rebuild and data_path.exists() and manifest_path.exists():
+        manifest = json.loads(manifest_path.read_text())
+        if manifest.get("sha256") == sha256_file(data_path):
+            with np.load(data_path) as z:
+                return OfflineDataset(**{k: z[k] for k in ARRAY_FIELDS}, name=name, env_key=env_key,
+                                      meta=manifest)
+    ds = build_local_dataset(env_key, level, size, seed)
+    data_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = data_path.with_name(data_path.name + ".tmp.npz")
+    np.savez(tmp, **ds.arrays())
+    os.replace(tmp, data_path)
+    manifest = {"id": name, "size": size, "seed": seed, "format_version": FORMAT_VERSION,
+                "sha256": sha256_file(data_path), **ds.summary()}
+    tmp_m = manifest_path.with_name(manifest_path.name + ".tmp")
+    tmp_m.write_text(json.dumps(manifest, indent=2))
+    os.replace(tmp_m, manifest_path)
+    ds.meta = manifest
+    return ds

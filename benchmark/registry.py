@@ -1,0 +1,99 @@
+"""Algorithm registry: a name maps to a typed config class, a factory and a kind.
+
+An algorithm registers once, at import time of its module::
+
+    register(AlgorithmSpec(name="bc", config_cls=BCConfig, factory=BC, kind="offline",
+                           config_dir=Path(__file__).parent / "configs" / "bc"))
+
+Built-ins are the modules of the ``adm`` and ``baselines`` packages (each module is imported and
+registers itself). Algorithms outside this repository register the same way from a module named by
+the ``admbench.algorithms`` entry-point group or by ``ADMBENCH_PLUGINS=pkg.module[,pkg2.mod]``.
+The runner only ever looks names up here.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+import os
+import pkgutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+KINDS = ("offline", "online")
+BUILTIN_PACKAGES = ("baselines", "adm")
+
+
+class RegistryError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class AlgorithmSpec:
+    name: str  # CLI id, e.g. "td3bc"
+    config_cls: type  # dataclass, subclass of OfflineConfig / OnlineConfig
+    factory: Callable[..., Any]  # factory(cfg, ctx) -> algorithm object
+    kind: str  # "offline" or "online"
+    config_dir: Path | None = None  # holds <task config key>.yaml files
+    description: str = ""
+    paper: str = ""  # citation of the method's paper
+    module: str = ""
+
+
+_REGISTRY: dict[str, AlgorithmSpec] = {}
+_LOADED = False
+
+
+def register(spec: AlgorithmSpec) -> AlgorithmSpec:
+    if spec.kind not in KINDS:
+        raise RegistryError(f"algorithm {spec.name!r}: kind must be one of {KINDS}, got {spec.kind!r}")
+    existing = _REGISTRY.get(spec.name)
+    if existing is not None and existing.factory is not spec.factory:
+        raise RegistryError(f"algorithm {spec.name!r} is already registered by {existing.module}")
+    _REGISTRY[spec.name] = spec
+    return spec
+
+
+def _import_builtins() -> None:
+    for pkg_name in BUILTIN_PACKAGES:
+        pkg = importlib.import_module(pkg_name)
+        for info in pkgutil.iter_modules(pkg.__path__):
+            if not info.name.startswith("_"):
+                importlib.import_module(f"{pkg_name}.{info.name}")
+
+
+def _import_plugins() -> None:
+    for ep in importlib.metadata.entry_points(group="admbench.algorithms"):
+        obj = ep.load()
+        if isinstance(obj, AlgorithmSpec):
+            register(obj)
+        elif callable(obj):
+            obj()
+    for mod in filter(None, (m.strip() for m in os.environ.get("ADMBENCH_PLUGINS", "").split(","))):
+        try:
+            importlib.import_module(mod)
+        except ImportError as e:
+            raise RegistryError(f"ADMBENCH_PLUGINS: cannot import {mod!r}: {e}") from e
+
+
+def load_all(force: bool = False) -> None:
+    global _LOADED
+    if _LOADED and not force:
+        return
+    _LOADED = True
+    _import_builtins()
+    _import_plugins()
+
+
+def algorithms() -> dict[str, AlgorithmSpec]:
+    load_all()
+    return dict(sorted(_REGISTRY.items()))
+
+
+def get(name: str) -> AlgorithmSpec:
+    algos = algorithms()
+    if name not in algos:
+        raise RegistryError(f"unknown algorithm {name!r}; available: {', '.join(algos)}")
+    return algos[name]

@@ -1,0 +1,57 @@
+"""The contract every offline algorithm fulfils, and the context it is built from.
+
+* ``setup() -> dict``: one-off work before policy learning (e.g. train a dynamics model).
+* ``next_batch(step) -> batch``: the batch for gradient step ``step`` (real data by default; model-based
+  algorithms mix in model rollouts, see :mod:`benchmark.rl.model_based`).
+* ``learn(batch) -> dict``: one gradient step; returns scalar diagnostics.
+* ``act(obs, deterministic) -> action``: numpy in, numpy out.
+* ``end_epoch(epoch) -> dict``: per-epoch hooks (learning-rate schedules).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from benchmark.data.dataset import OfflineDataset
+from benchmark.rl.buffers import Batch, TransitionBuffer
+
+
+@dataclass
+class OfflineContext:
+    dataset: OfflineDataset
+    env_key: str  # termination functions / scores
+    obs_dim: int
+    act_dim: int
+    act_scale: float  # symmetric action box [-act_scale, act_scale]
+    device: torch.device
+    seed: int = 0
+    progress: bool = False
+
+
+class OfflineAlgorithm:
+    """Base class with the default uniform real-data batch source."""
+
+    def __init__(self, cfg, ctx: OfflineContext):
+        self.cfg = cfg
+        self.ctx = ctx
+        self.device = ctx.device
+        self.generator = torch.Generator().manual_seed(int(cfg.seed))
+        self.real = TransitionBuffer.from_dataset(ctx.dataset, ctx.device)
+
+    def setup(self) -> dict:
+        return {}
+
+    def next_batch(self, step: int) -> Batch:
+        return self.real.sample(self.cfg.batch_size, self.generator)
+
+    def learn(self, batch: Batch) -> dict:
+        raise NotImplementedError
+
+    def act(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
+        raise NotImplementedError
+
+    def end_epoch(self, epoch: int) -> dict:
+        return {}

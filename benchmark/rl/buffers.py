@@ -1,0 +1,157 @@
+"""Replay buffers and samplers shared by every algorithm.
+
+* :class:`TransitionBuffer`: a FIFO ring of transitions kept as tensors on one device (real data,
+  model rollouts); ``sample`` is O(batch).
+* :class:`WindowSampler`: k-step windows that never cross an episode end, for any k in 1..m. The
+  per-index distance to the episode end is computed once; valid start indices per (k, end) are
+  cached, so a call costs O(batch) whatever the dataset size.
+* :func:`tail_holdout_split`: the holdout rule the dynamics trainers share.
+
+Batches are dicts ``obs, act, rew, next_obs, done`` with ``rew``/``done`` shaped ``[B, 1]``;
+``done`` is the true termination (no bootstrap), never a timeout.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from benchmark.data.dataset import OfflineDataset
+
+Batch = dict[str, torch.Tensor]
+
+
+class TransitionBuffer:
+    """Fixed-capacity FIFO of transitions stored as device tensors."""
+
+    def __init__(self, capacity: int, obs_dim: int, act_dim: int, device: str | torch.device = "cpu"):
+        if capacity <= 0:
+            raise ValueError(f"buffer capacity must be positive, got {capacity}")
+        self.capacity, self.device = int(capacity), torch.device(device)
+        f = dict(dtype=torch.float32, device=self.device)
+        self.data: Batch = {
+            "obs": torch.zeros(self.capacity, obs_dim, **f),
+            "act": torch.zeros(self.capacity, act_dim, **f),
+            "rew": torch.zeros(self.capacity, 1, **f),
+            "next_obs": torch.zeros(self.capacity, obs_dim, **f),
+            "done": torch.zeros(self.capacity, 1, **f),
+        }
+        self.ptr = 0
+        self.size = 0
+
+    @classmethod
+    def from_dataset(cls, ds: OfflineDataset, device: str | torch.device = "cpu") -> TransitionBuffer:
+        buf = cls(len(ds), ds.obs_dim, ds.act_dim, device)
+        buf.add(
+            obs=ds.observations,
+            act=ds.actions,
+            rew=ds.rewards,
+            next_obs=ds.next_observations,
+            done=ds.terminals.astype(np.float32),
+        )
+        return buf
+
+    def __len__(self) -> int:
+        return self.size
+
+    def add(self, **batch) -> None:
+        """Append a batch (numpy or torch, leading dim B); the oldest entries are overwritten."""
+        tensors = {k: torch.as_tensor(v, dtype=torch.float32, device=self.device) for k, v in batch.items()}
+        missing = set(self.data) - set(tensors)
+        if missing:
+            raise KeyError(f"TransitionBuffer.add is missing fields {sorted(missing)}")
+        n = len(tensors["obs"])
+        if n == 0:
+            return
+        if n > self.capacity:  # keep only the newest `capacity` rows
+            tensors = {k: v[-self.capacity :] for k, v in tensors.items()}
+            n = self.capacity
+        idx = (torch.arange(n, device=self.device) + self.ptr) % self.capacity
+        for k, v in tensors.items():
+            self.data[k][idx] = v.reshape(n, -1)
+        self.ptr = (self.ptr + n) % self.capacity
+        self.size = min(self.size + n, self.capacity)
+
+    def resize(self, capacity: int) -> None:
+        """Change capacity keeping the newest transitions (ADMPO-ON grows its model buffer)."""
+        if capacity == self.capacity:
+            return
+        kept = self.all()
+        obs_dim, act_dim = self.data["obs"].shape[1], self.data["act"].shape[1]
+        self.__init__(capacity, obs_dim, act_dim, self.device)
+        self.add(**kept)
+
+    def all(self) -> Batch:
+        """Every stored transition, oldest first."""
+        if self.size < self.capacity:
+            return {k: v[: self.size] for k, v in self.data.items()}
+        order = (torch.arange(self.capacity, device=self.device) + self.ptr) % self.capacity
+        return {k: v[order] for k, v in self.data.items()}
+
+    def sample(self, batch_size: int, generator: torch.Generator | None = None) -> Batch:
+        if self.size == 0:
+            raise RuntimeError("cannot sample from an empty buffer")
+        idx = torch.randint(0, self.size, (batch_size,), generator=generator, device="cpu").to(self.device)
+        return {k: v[idx] for k, v in self.data.items()}
+
+
+class WindowSampler:
+    """Samples k consecutive transitions from one episode, as ``[B, k, ...]`` tensors."""
+
+    def __init__(self, ds: OfflineDataset, device: str | torch.device = "cpu"):
+        self.device = torch.device(device)
+        self.n = len(ds)
+        self.dist_to_end = ds.dist_to_end()
+        f = dict(dtype=torch.float32, device=self.device)
+        self.obs = torch.as_tensor(ds.observations, **f)
+        self.act = torch.as_tensor(ds.actions, **f)
+        self.rew = torch.as_tensor(ds.rewards, **f)
+        self.next_obs = torch.as_tensor(ds.next_observations, **f)
+        self.done = torch.as_tensor(ds.terminals, **f)
+        self._starts: dict[tuple[int, int], torch.Tensor] = {}
+
+    def valid_starts(self, k: int, end: int | None = None) -> torch.Tensor:
+        """Start indices i < end whose k-window stays inside one episode (cached per (k, end))."""
+        end = self.n if end is None else int(end)
+        key = (int(k), end)
+        if key not in self._starts:
+            if k < 1:
+                raise ValueError(f"window length must be >= 1, got {k}")
+            ok = np.flatnonzero(self.dist_to_end[:end] >= k - 1)
+            if len(ok) == 0:
+                raise ValueError(f"no episode of length >= {k} starts before index {end}")
+            self._starts[key] = torch.as_tensor(ok, dtype=torch.long)
+        return self._starts[key]
+
+    def sample_starts(
+        self, batch_size: int, k: int, end: int | None = None, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        starts = self.valid_starts(k, end)
+        pick = torch.randint(0, len(starts), (batch_size,), generator=generator)
+        return starts[pick]
+
+    def gather(self, starts: torch.Tensor, k: int) -> Batch:
+        """Windows ``starts[b] .. starts[b]+k-1``: obs/act/next_obs ``[B, k, d]``, rew/done ``[B, k]``."""
+        idx = (starts.unsqueeze(1) + torch.arange(k).unsqueeze(0)).to(self.device)
+        return {
+            "obs": self.obs[idx],
+            "act": self.act[idx],
+            "rew": self.rew[idx],
+            "next_obs": self.next_obs[idx],
+            "done": self.done[idx],
+        }
+
+    def sample(
+        self, batch_size: int, k: int, end: int | None = None, generator: torch.Generator | None = None
+    ) -> Batch:
+        """``batch_size`` windows of length k starting before ``end`` (they may run past it)."""
+        return self.gather(self.sample_starts(batch_size, k, end, generator), k)
+
+
+def tail_holdout_split(n: int, holdout_fraction: float = 0.2, max_holdout: int = 1000) -> int:
+    """ADMPO's rule: the holdout is the last ``min(int(fraction * n), max_holdout)`` indices.
+
+    Returns ``train_size``: training windows start below it, holdout windows at or above it.
+    """
+    holdout = min(int(holdout_fraction * n), int(max_holdout))
+    return n - holdout

@@ -1,0 +1,73 @@
+"""The shared training loops. They know the algorithm contract, never an algorithm's name."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import defaultdict
+from collections.abc import Callable
+
+import numpy as np
+from tqdm.auto import tqdm
+
+EVAL_SEED_OFFSET = 100_000  # evaluation episodes use seeds disjoint from training
+
+
+def evaluate(act: Callable, make_env: Callable, episodes: int, seed: int) -> tuple[float, float, list[float]]:
+    """Run ``episodes`` deterministic episodes; every evaluation re-seeds the env identically."""
+    env = make_env()
+    returns = []
+    for ep in range(episodes):
+        obs, _ = env.reset(seed=seed + EVAL_SEED_OFFSET + ep)
+        done, total = False, 0.0
+        while not done:
+            obs, rew, term, trunc, _ = env.step(act(obs))
+            total += float(rew)
+            done = term or trunc
+        returns.append(total)
+    env.close()
+    return float(np.mean(returns)), float(np.std(returns)), returns
+
+
+def _finite_mean(values: list[float]) -> float:
+    vals = [v for v in values if isinstance(v, int | float) and math.isfinite(v)]
+    return float(np.mean(vals)) if vals else float("nan")
+
+
+def train_offline(algo, cfg, make_env: Callable, normalize: Callable, progress: bool = True) -> dict:
+    """``cfg.epochs`` epochs of ``cfg.steps_per_epoch`` steps, one evaluation after each epoch.
+
+    Returns ``{"curve": [...], "setup": {...}, "train": {...}}``: curve points are
+    ``{step, epoch, return_mean, return_std, score, score_std, <mean diagnostics of the epoch>}``.
+    """
+    t0 = time.time()
+    setup_info = algo.setup() or {}
+    setup_info["setup_time_s"] = round(time.time() - t0, 3)
+    curve = []
+    step = 0
+    bar = tqdm(range(cfg.epochs), desc="epochs", disable=not progress, leave=False)
+    last = {}
+    for epoch in bar:
+        diag: dict[str, list[float]] = defaultdict(list)
+        for _ in range(cfg.steps_per_epoch):
+            batch = algo.next_batch(step)
+            for k, v in (algo.learn(batch) or {}).items():
+                diag[k].append(v)
+            step += 1
+        for k, v in (algo.end_epoch(epoch) or {}).items():
+            diag[k].append(v)
+        mean, std, _ = evaluate(lambda o: algo.act(o, deterministic=True), make_env, cfg.eval_episodes, cfg.seed)
+        point = {
+            "step": step,
+            "epoch": epoch + 1,
+            "return_mean": mean,
+            "return_std": std,
+            "score": normalize(mean),
+            "score_std": None,
+        }
+        last = {k: _finite_mean(v) for k, v in diag.items()}
+        point.update({f"train/{k}": v for k, v in last.items()})
+        curve.append(point)
+        if progress:
+            bar.set_postfix(ret=f"{mean:.1f}", score=point["score"])
+    return {"curve": curve, "setup": setup_info, "train": last}
