@@ -76,7 +76,9 @@ def replay_to_arrays(replay: dict[str, np.ndarray], size: int) -> dict[str, np.n
     return {k: v[:size].copy() for k, v in replay.items()}
 
 
-def train_behavior(cfg: BehaviorConfig, out_dir: str | Path, time_limit_s: float | None = None, progress=True):
+def train_behavior(
+    cfg: BehaviorConfig, out_dir: str | Path, time_limit_s: float | None = None, progress=True
+):
     """Train (or resume) a SAC behaviour policy. Returns the path of ``snapshots.pt``."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -115,7 +117,8 @@ def train_behavior(cfg: BehaviorConfig, out_dir: str | Path, time_limit_s: float
         random.setstate(ckpt["py_rng"])
         np.random.set_state(ckpt["np_rng"])
         torch.set_rng_state(ckpt["torch_rng"])
-        snapshots = torch.load(out / "snapshots.pt", weights_only=False) if (out / "snapshots.pt").exists() else {}
+        snap_path = out / "snapshots.pt"
+        snapshots = torch.load(snap_path, weights_only=False) if snap_path.exists() else {}
         if step > 0:  # the interrupted episode cannot be continued: mark it as cut off
             if not replay["terminals"][step - 1]:
                 replay["timeouts"][step - 1] = True
@@ -187,11 +190,12 @@ def train_behavior(cfg: BehaviorConfig, out_dir: str | Path, time_limit_s: float
                 "return_std": std,
             }
             _atomic_save(snapshots, out / "snapshots.pt")
-            line = {"step": step, "return_mean": mean, "return_std": std, "elapsed_s": round(time.time() - t0, 1)}
+            elapsed = round(time.time() - t0, 1)
+            line = {"step": step, "return_mean": mean, "return_std": std, "elapsed_s": elapsed}
             log.write(json.dumps(line) + "\n")
             log.flush()
             if progress:
-                print(f"[{cfg.env}] step {step}: return {mean:.1f} ± {std:.1f} ({line['elapsed_s']} s)", flush=True)
+                print(f"[{cfg.env}] step {step}: return {mean:.1f} ± {std:.1f} ({elapsed} s)", flush=True)
         if step % cfg.checkpoint_every == 0 or step == n:
             save_checkpoint()
         if time_limit_s is not None and time.time() - t0 > time_limit_s:
@@ -200,3 +204,168 @@ def train_behavior(cfg: BehaviorConfig, out_dir: str | Path, time_limit_s: float
     _atomic_savez(out / "replay.npz", **replay_to_arrays(replay, step))
     log.close()
     return out / "snapshots.pt"
+
+
+# ----- turning a training run into the shipped behaviour policies -----------------------------------
+REPLAY_FIELDS = ("observations", "actions", "rewards", "next_observations", "terminals", "timeouts")
+
+
+def load_training_replay(path: str | Path) -> dict[str, np.ndarray]:
+    """A training ``replay.npz`` as D4RL arrays.
+
+    Accepts the full layout (with ``next_observations``) and the compact one GPU runs write:
+    ``end_next_observations`` holds ``s'`` of every row that ends an episode (terminal, timeout or the
+    last row), in order; every other row's ``s'`` is the next row's ``s``.
+    """
+    from benchmark.data.dataset import DatasetError
+
+    path = Path(path)
+    with np.load(path) as z:
+        arrays = {k: np.asarray(z[k]) for k in z.files}
+    base = ("observations", "actions", "rewards", "terminals", "timeouts")
+    missing = [k for k in base if k not in arrays]
+    if missing:
+        raise DatasetError(f"{path}: missing keys {missing} (has {sorted(arrays)})")
+    if "next_observations" not in arrays:
+        if "end_next_observations" not in arrays:
+            raise DatasetError(f"{path}: needs 'next_observations' or 'end_next_observations'")
+        obs = arrays["observations"]
+        ends = arrays["terminals"].astype(bool) | arrays["timeouts"].astype(bool)
+        ends[-1] = True
+        end_rows = np.flatnonzero(ends)
+        if len(end_rows) != len(arrays["end_next_observations"]):
+            raise DatasetError(
+                f"{path}: {len(arrays['end_next_observations'])} end_next_observations for {len(end_rows)} "
+                "episode ends"
+            )
+        next_obs = np.empty_like(obs)
+        next_obs[:-1] = obs[1:]
+        next_obs[end_rows] = arrays["end_next_observations"]
+        arrays["next_observations"] = next_obs
+    out = {k: arrays[k] for k in REPLAY_FIELDS}
+    if "seed" in arrays:
+        out["seed"] = arrays["seed"]
+    return out
+
+
+def actor_from_state_dict(state_dict: dict) -> tuple[torch.nn.Module, dict]:
+    """Rebuild a :class:`TanhGaussianActor` from its state dict; returns it and its shape info."""
+    from benchmark.rl.sac import TanhGaussianActor
+
+    weights = [state_dict[k] for k in sorted(state_dict, key=_layer_order) if k.endswith(".weight")]
+    obs_dim = int(weights[0].shape[1])
+    hidden = tuple(int(w.shape[0]) for w in weights[:-1])
+    act_dim = int(weights[-1].shape[0]) // 2
+    act_scale = float(state_dict["act_scale"])
+    actor = TanhGaussianActor(obs_dim, act_dim, hidden, act_scale)
+    actor.load_state_dict(state_dict)
+    actor.eval()
+    return actor, {"obs_dim": obs_dim, "act_dim": act_dim, "hidden": list(hidden), "act_scale": act_scale}
+
+
+def _layer_order(key: str) -> tuple[int, str]:
+    parts = key.split(".")
+    return (int(parts[1]) if len(parts) > 2 and parts[1].isdigit() else -1, key)
+
+
+def measure_actor(actor, env_key: str, episodes: int = 20, seed: int = 20_000, deterministic: bool = False):
+    """Mean/std return of ``actor`` over seeded episodes (stochastic actions with a seeded generator)."""
+    from benchmark.data.local import actor_policy
+
+    if deterministic:
+        def act(obs):
+            with torch.no_grad():
+                t = torch.as_tensor(obs, dtype=torch.float32).unsqueeze(0)
+                a, _ = actor.sample(t, deterministic=True)
+            return a.squeeze(0).numpy()
+    else:
+        policy = actor_policy(actor, seed)
+        act = lambda obs: policy(obs, None)
+    return evaluate_policy(act, env_key, episodes, seed)
+
+
+def choose_snapshots(snapshots: dict[int, dict], env_key: str) -> dict[str, int]:
+    """``medium``: return closest to a third of the D4RL expert return; ``expert``: the best return."""
+    from benchmark.rl.scores import REFERENCE_RETURNS
+
+    target = REFERENCE_RETURNS[env_key].expert / 3.0
+    steps = sorted(snapshots)
+    expert = max(steps, key=lambda s: (snapshots[s]["return_mean"], s))
+    medium = min(steps, key=lambda s: (abs(snapshots[s]["return_mean"] - target), s))
+    return {"medium": int(medium), "expert": int(expert)}
+
+
+def thin_episodes(arrays: dict[str, np.ndarray], max_rows: int) -> tuple[dict[str, np.ndarray], int]:
+    """Keep every k-th whole episode (smallest k) so that at most ``max_rows`` rows remain."""
+    ends = arrays["terminals"] | arrays["timeouts"]
+    ends[-1] = True
+    episode = np.concatenate([[0], np.cumsum(ends[:-1])])
+    stride = 1
+    while (np.isin(episode, np.arange(0, episode[-1] + 1, stride))).sum() > max_rows:
+        stride += 1
+    keep = np.isin(episode, np.arange(0, episode[-1] + 1, stride))
+    return {k: v[keep] for k, v in arrays.items()}, stride
+
+
+def select_behavior(train_dir: str | Path, env_key: str, out_dir: str | Path | None = None,
+                    eval_episodes: int = 20, seed: int | None = None, max_replay_rows: int = 150_000,
+                    source: str | None = None, progress=print) -> dict[str, dict]:
+    """Write ``<env>-medium.pt``, ``<env>-expert.pt`` and ``<env>-medium-replay.npz`` from a run.
+
+    ``train_dir`` holds ``snapshots.pt`` and ``replay.npz`` of one SAC run. Returns the cards.
+    """
+    from benchmark.data.local import POLICY_DIR
+    from benchmark.rl.scores import normalize_return
+
+    train_dir = Path(train_dir)
+    out = Path(out_dir) if out_dir is not None else POLICY_DIR
+    out.mkdir(parents=True, exist_ok=True)
+    snapshots = torch.load(train_dir / "snapshots.pt", weights_only=False, map_location="cpu")
+    if not snapshots:
+        raise ValueError(f"{train_dir / 'snapshots.pt'} holds no snapshots")
+    replay = load_training_replay(train_dir / "replay.npz")
+    run_seed = int(replay.pop("seed")) if "seed" in replay else seed
+    chosen = choose_snapshots(snapshots, env_key)
+    cards = {}
+    for level, step in chosen.items():
+        actor, shape = actor_from_state_dict(snapshots[step]["actor"])
+        mean, std = measure_actor(actor, env_key, eval_episodes, deterministic=False)
+        det_mean, det_std = measure_actor(actor, env_key, eval_episodes, deterministic=True)
+        card = {
+            "env": env_key,
+            "level": level,
+            **shape,
+            "training_steps": step,
+            "seed": run_seed,
+            "return_mean_20ep": round(mean, 2),
+            "return_std_20ep": round(std, 2),
+            "eval_mode": f"stochastic actions (as the datasets are collected), {eval_episodes} episodes, "
+                         "env seeds 20000+i",
+            "normalized_score": round(normalize_return(env_key, mean), 2),
+            "deterministic_return_mean_20ep": round(det_mean, 2),
+            "deterministic_return_std_20ep": round(det_std, 2),
+            "training_eval_return_mean": round(float(snapshots[step]["return_mean"]), 2),
+            "selection": "medium: snapshot whose training-time (deterministic) return is closest to 1/3 "
+                         "of the D4RL expert return; expert: best snapshot",
+            "source": source or str(train_dir),
+        }
+        _atomic_save({"actor": snapshots[step]["actor"], "card": card}, out / f"{env_key}-{level}.pt")
+        (out / f"{env_key}-{level}.json").write_text(json.dumps(card, indent=2) + "\n")
+        cards[level] = card
+        if progress:
+            progress(f"[{env_key}] {level}: step {step}, return {mean:.1f} ± {std:.1f} (stochastic), "
+                     f"{det_mean:.1f} (deterministic)")
+    medium_step = chosen["medium"]
+    rows = min(medium_step, len(replay["observations"]))
+    part = {k: v[:rows].copy() for k, v in replay.items()}
+    part["timeouts"][-1] |= not part["terminals"][-1]  # the buffer is cut at the medium snapshot
+    part, stride = thin_episodes(part, max_replay_rows)
+    tmp = out / f"{env_key}-medium-replay.tmp.npz"
+    np.savez_compressed(tmp, **{k: part[k] for k in REPLAY_FIELDS})
+    os.replace(tmp, out / f"{env_key}-medium-replay.npz")
+    cards["medium-replay"] = {
+        "env": env_key, "level": "medium-replay", "rows": int(len(part["observations"])),
+        "replay_steps": rows, "episode_stride": stride, "seed": run_seed, "source": source or str(train_dir),
+    }
+    (out / f"{env_key}-medium-replay.json").write_text(json.dumps(cards["medium-replay"], indent=2) + "\n")
+    return cards

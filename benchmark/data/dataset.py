@@ -49,7 +49,9 @@ class OfflineDataset:
         for key in ARRAY_FIELDS:
             arr = getattr(self, key)
             if len(arr) != n:
-                raise DatasetError(f"{self.name}: field '{key}' has {len(arr)} rows, expected {n} (as 'observations')")
+                raise DatasetError(
+                    f"{self.name}: field '{key}' has {len(arr)} rows, expected {n} (as 'observations')"
+                )
             if arr.dtype.kind == "f" and not np.isfinite(arr).all():
                 bad = int(np.argwhere(~np.isfinite(arr.reshape(n, -1)).all(axis=1))[0, 0])
                 raise DatasetError(f"{self.name}: field '{key}' has NaN/inf values (first at row {bad})")
@@ -61,7 +63,9 @@ class OfflineDataset:
         if self.actions.ndim != 2:
             raise DatasetError(f"{self.name}: 'actions' must be [N, act_dim], got shape {self.actions.shape}")
         if obs_dim is not None and self.obs_dim != obs_dim:
-            raise DatasetError(f"{self.name}: observations have dim {self.obs_dim}, the env expects {obs_dim}")
+            raise DatasetError(
+                f"{self.name}: observations have dim {self.obs_dim}, the env expects {obs_dim}"
+            )
         if act_dim is not None and self.act_dim != act_dim:
             raise DatasetError(f"{self.name}: actions have dim {self.act_dim}, the env expects {act_dim}")
 

@@ -29,7 +29,9 @@ from benchmark.data.dataset import ARRAY_FIELDS, DatasetError, OfflineDataset
 from benchmark.envs import make_env
 
 POLICY_DIR = Path(__file__).parent / "behavior_policies"
-DEFAULT_SIZES = {"random": 50_000, "medium": 50_000, "expert": 50_000, "medium-replay": None, "medium-expert": None}
+DEFAULT_SIZES = {
+    "random": 50_000, "medium": 50_000, "expert": 50_000, "medium-replay": None, "medium-expert": None
+}
 BUILD_SEED = 0
 FORMAT_VERSION = 1
 
@@ -137,7 +139,9 @@ def concat(a: OfflineDataset, b: OfflineDataset, name: str) -> OfflineDataset:
     return OfflineDataset(**arrays, name=name, env_key=a.env_key)
 
 
-def build_local_dataset(env_key: str, level: str, size: int | None = None, seed: int = BUILD_SEED) -> OfflineDataset:
+def build_local_dataset(
+    env_key: str, level: str, size: int | None = None, seed: int = BUILD_SEED
+) -> OfflineDataset:
     """Generate (without caching) ``local/<env>-<level>``."""
     name = f"local/{env_key}-{level}"
     size = size or DEFAULT_SIZES.get(level)

@@ -1,5 +1,5 @@
 """Environments: gymnasium MuJoCo factories for every task family."""
 
-from benchmark.envs.factory import ENV_IDS, make_env
+from benchmark.envs.factory import ENV_IDS, env_dims, make_env
 
-__all__ = ["ENV_IDS", "make_env"]
+__all__ = ["ENV_IDS", "env_dims", "make_env"]
