@@ -6,6 +6,7 @@ Ids: ``local/<env>-<level>``, ``d4rl/<env>-<level>-v2``, ``neorl/<Task>-v3-<low|
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 
@@ -51,7 +52,9 @@ class TaskSpec:
             from benchmark.data.local import load_local_dataset
 
             env, level = self.name.split("-", 1)
-            return load_local_dataset(env, level)
+            # ADMBENCH_LOCAL_SIZE shrinks locally built sets (tests, CI); the size lands in the record
+            size = os.environ.get("ADMBENCH_LOCAL_SIZE")
+            return load_local_dataset(env, level, size=int(size) if size else None)
         if self.family == "d4rl":
             from benchmark.data.d4rl import load_d4rl_dataset
 

@@ -1,0 +1,195 @@
+"""``admbench`` command line (``python -m benchmark`` works too)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from benchmark.config import BUDGET_NAMES, ConfigError, parse_overrides
+from benchmark.data.dataset import DatasetError
+from benchmark.registry import RegistryError
+from benchmark.tasks import (
+    D4RL_ENVS,
+    D4RL_LEVELS,
+    LOCAL_ENVS,
+    LOCAL_LEVELS,
+    NEORL_LEVELS,
+    NEORL_TASKS,
+    ONLINE_ENVS,
+    TaskError,
+)
+
+USER_ERRORS = (ConfigError, RegistryError, TaskError, DatasetError, FileNotFoundError, ValueError, KeyError)
+
+
+def _table(rows: list[dict], columns: list[str]) -> str:
+    widths = {c: max(len(c), *(len(str(r.get(c, ""))) for r in rows)) if rows else len(c) for c in columns}
+    lines = ["  ".join(c.ljust(widths[c]) for c in columns), "  ".join("-" * widths[c] for c in columns)]
+    lines += ["  ".join(str(r.get(c, "")).ljust(widths[c]) for c in columns) for r in rows]
+    return "\n".join(lines)
+
+
+def cmd_list(args) -> int:
+    from benchmark import registry
+    from benchmark.suites import available_suites, load_suite
+
+    if args.what == "algorithms":
+        rows = [
+            {"name": s.name, "kind": s.kind, "config": s.config_cls.__name__, "paper": s.paper, "module": s.module}
+            for s in registry.algorithms().values()
+        ]
+        cols = ["name", "kind", "config", "paper", "module"]
+    elif args.what == "datasets":
+        rows = [{"task": f"local/{e}-{lv}", "family": "local", "kind": "offline"} for e in LOCAL_ENVS for lv in LOCAL_LEVELS]
+        rows += [{"task": f"d4rl/{e}-{lv}-v2", "family": "d4rl", "kind": "offline"} for e in D4RL_ENVS for lv in D4RL_LEVELS]
+        rows += [{"task": f"neorl/{t}-v3-{lv}", "family": "neorl", "kind": "offline"} for t in NEORL_TASKS for lv in NEORL_LEVELS]
+        rows += [{"task": "minari/<dataset_id>", "family": "minari", "kind": "offline"}]
+        rows += [{"task": f"mujoco/{e}", "family": "mujoco", "kind": "online"} for e in ONLINE_ENVS]
+        cols = ["task", "family", "kind"]
+    else:
+        rows = []
+        for name in available_suites():
+            s = load_suite(name)
+            rows.append({"name": name, "budget": s.budget, "seeds": s.seeds, "runs": len(s.plan()),
+                         "description": s.description[:70]})
+        cols = ["name", "budget", "seeds", "runs", "description"]
+    print(json.dumps(rows, indent=1) if args.json else _table(rows, cols))
+    return 0
+
+
+def cmd_run(args) -> int:
+    from benchmark.runner import RunSpec, run_one
+
+    run = RunSpec(args.algo, args.task, args.seed, args.budget, parse_overrides(args.set), suite=args.suite)
+    rec = run_one(run, Path(args.results), progress=not args.quiet, force=args.force, threads=args.threads)
+    if rec.get("_skipped"):
+        print(f"skipped: a finished record with the same config exists ({run.label()}); use --force to rerun")
+    summary = {k: rec.get(k) for k in ("algo", "task", "seed", "budget", "status", "reason", "final_score",
+                                        "final_return", "wall_time_s")}
+    summary["config"] = rec["config"]
+    summary["overrides"] = rec.get("config_provenance", {}).get("overrides")
+    print(json.dumps(summary, indent=1))
+    return 0 if rec["status"] == "ok" else 1
+
+
+def cmd_reproduce(args) -> int:
+    from benchmark.runner import run_many
+    from benchmark.suites import load_suite
+
+    suite = load_suite(args.suite)
+    runs = suite.plan(args.budget, args.seeds)
+    if args.set:
+        extra = parse_overrides(args.set)
+        for r in runs:
+            r.overrides.update(extra)
+    if args.plan:
+        for r in runs:
+            print(r.label())
+        print(f"{len(runs)} runs")
+        return 0
+    if args.executor == "ray":
+        from benchmark.ray_executor import run_many_ray
+
+        summaries = run_many_ray(runs, Path(args.results), address=args.address, force=args.force)
+    else:
+        summaries = run_many(runs, Path(args.results), workers=args.workers, force=args.force,
+                             progress=not args.quiet)
+    failed = [s for s in summaries if s.get("status") != "ok"]
+    skipped = sum(1 for s in summaries if s.get("_skipped"))
+    print(f"{len(summaries)} runs: {len(summaries) - len(failed)} ok ({skipped} already done), {len(failed)} failed")
+    for s in failed:
+        print(f"  FAILED {s['algo']} {s['task']} seed={s['seed']}: {s.get('reason')}")
+    if not args.no_report:
+        from benchmark.report import write_report
+
+        out = write_report(suite.name, Path(args.results), Path(args.reports) / suite.name,
+                           seeds_requested=args.seeds or suite.seeds)
+        print(f"report: {out}")
+    return 0 if not failed else 1
+
+
+def cmd_report(args) -> int:
+    from benchmark.report import write_report
+
+    out = Path(args.out) if args.out else Path(args.reports) / args.suite
+    path = write_report(args.suite, Path(args.results), out, seeds_requested=args.seeds)
+    print(f"report: {path}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="admbench", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    ls = sub.add_parser("list", help="list algorithms, datasets or suites")
+    ls.add_argument("what", choices=["algorithms", "datasets", "suites"])
+    ls.add_argument("--json", action="store_true", help="machine-readable output")
+    ls.set_defaults(func=cmd_list)
+
+    run = sub.add_parser("run", help="train one algorithm on one task and write its record")
+    run.add_argument("--algo", required=True)
+    run.add_argument("--task", required=True, help="e.g. local/hopper-medium, d4rl/hopper-medium-v2, mujoco/Hopper")
+    run.add_argument("--seed", type=int, default=0)
+    run.add_argument("--budget", choices=BUDGET_NAMES, default="smoke")
+    run.add_argument("--set", action="append", metavar="KEY=VALUE", help="config override (repeatable)")
+    run.add_argument("--results", default="results", help="results root (default: results)")
+    run.add_argument("--suite", default="adhoc", help="suite name used in the record path (default: adhoc)")
+    run.add_argument("--threads", type=int, default=1, help="torch threads for this run")
+    run.add_argument("--force", action="store_true", help="rerun even if a finished record exists")
+    run.add_argument("--quiet", action="store_true")
+    run.set_defaults(func=cmd_run)
+
+    rep = sub.add_parser("reproduce", help="run a suite (skipping finished runs) and write its report")
+    rep.add_argument("suite", nargs="?", default="mini")
+    rep.add_argument("--budget", choices=BUDGET_NAMES)
+    rep.add_argument("--seeds", type=int, help="number of seeds (0..N-1); default from the suite")
+    rep.add_argument("--executor", choices=["local", "ray"], default="local")
+    rep.add_argument("--address", default=None, help="Ray cluster address (auto, HOST:PORT)")
+    rep.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    rep.add_argument("--set", action="append", metavar="KEY=VALUE", help="config override for every run")
+    rep.add_argument("--results", default="results")
+    rep.add_argument("--reports", default="reports")
+    rep.add_argument("--plan", action="store_true", help="print the runs and exit")
+    rep.add_argument("--force", action="store_true")
+    rep.add_argument("--no-report", action="store_true")
+    rep.add_argument("--quiet", action="store_true")
+    rep.set_defaults(func=cmd_reproduce)
+
+    rp = sub.add_parser("report", help="aggregate a suite's records into tables and figures")
+    rp.add_argument("suite")
+    rp.add_argument("--results", default="results")
+    rp.add_argument("--reports", default="reports")
+    rp.add_argument("--out", default=None, help="output folder (default: reports/SUITE)")
+    rp.add_argument("--seeds", type=int, default=None, help="seeds requested (tables flag fewer)")
+    rp.set_defaults(func=cmd_report)
+
+    try:
+        from benchmark.data.cli import add_data_commands, run_data_command
+    except ImportError:
+        pass
+    else:
+        data = sub.add_parser("data", help="build, fetch and inspect datasets")
+        add_data_commands(data.add_subparsers(dest="data_command", required=True))
+        data.set_defaults(func=run_data_command)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except USER_ERRORS as e:
+        msg = e.args[0] if isinstance(e, KeyError) and e.args else e
+        print(f"admbench: error: {msg}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("admbench: interrupted; finished records are kept, rerun to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,210 @@
+"""Run one (algorithm, task, seed, budget) and write its record; run many through an executor.
+
+The runner never names an algorithm: it looks the name up in the registry, resolves the typed config
+(defaults <- per-(algorithm, task) YAML <- budget <- ``--set``), builds the task's data or env and
+hands the algorithm to the trainer of its kind.
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+from collections.abc import Iterable
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from benchmark import registry
+from benchmark.config import config_hash, config_to_dict, resolve_config
+from benchmark.results import SCHEMA, final_value, git_commit, read_record, record_path, versions, write_record
+from benchmark.seeding import seed_everything
+from benchmark.tasks import TaskError, resolve_task
+
+DEFAULT_RESULTS = Path("results")
+
+
+class KindMismatchError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    algo: str
+    task: str
+    seed: int
+    budget: str
+    overrides: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
+    suite: str = "adhoc"
+
+    def label(self) -> str:
+        return f"{self.algo} {self.task} seed={self.seed} budget={self.budget}"
+
+
+def prepare(run: RunSpec):
+    """Check names and build the config; raises clear errors before any work starts."""
+    spec = registry.get(run.algo)
+    task = resolve_task(run.task)
+    if spec.kind != task.kind:
+        raise KindMismatchError(
+            f"algorithm {run.algo!r} is {spec.kind} but task {run.task!r} is {task.kind}; "
+            f"{'offline algorithms need a dataset task (local/, d4rl/, neorl/, minari/)' if spec.kind == 'offline' else 'online algorithms need an environment task (mujoco/<Env>)'}"
+        )
+    cfg, provenance = resolve_config(
+        spec.config_cls, spec.config_dir, task.config_keys, run.budget, run.overrides, seed=run.seed
+    )
+    cfg_dict = config_to_dict(cfg)
+    chash = config_hash({"algo": run.algo, "task": run.task, "seed": run.seed, "budget": run.budget, "config": cfg_dict})
+    return spec, task, cfg, cfg_dict, provenance, chash
+
+
+def existing_record(path: Path, chash: str) -> dict | None:
+    """A finished record with the same config hash, or None (missing, failed, other config, corrupt)."""
+    if not path.exists():
+        return None
+    try:
+        rec = read_record(path)
+    except Exception:
+        return None
+    return rec if rec.get("status") == "ok" and rec.get("config_hash") == chash else None
+
+
+def _train(spec, task, cfg, progress: bool) -> dict:
+    device = torch.device(cfg.device)
+    if spec.kind == "offline":
+        from benchmark.rl.algorithm import OfflineContext
+        from benchmark.rl.trainers import train_offline
+
+        dataset = task.load_dataset()
+        env = task.make_env()
+        obs_dim, act_dim = env.observation_space.shape[0], env.action_space.shape[0]
+        dataset.validate(obs_dim=obs_dim, act_dim=act_dim)
+        ctx = OfflineContext(
+            dataset=dataset,
+            env_key=task.env_key,
+            obs_dim=obs_dim,
+            act_dim=act_dim,
+            act_scale=float(env.action_space.high[0]),
+            device=device,
+            seed=cfg.seed,
+            progress=progress,
+        )
+        env.close()
+        algo = spec.factory(cfg, ctx)
+        out = train_offline(algo, cfg, task.make_env, task.normalize, progress=progress)
+        out["dataset"] = {**dataset.summary(), **{k: v for k, v in dataset.meta.items() if k in ("sha256", "size", "seed")}}
+        return out
+    from benchmark.rl.online import OnlineContext, train_online
+
+    env = task.make_env()
+    ctx = OnlineContext(
+        env_key=task.env_key,
+        obs_dim=env.observation_space.shape[0],
+        act_dim=env.action_space.shape[0],
+        act_scale=float(env.action_space.high[0]),
+        device=device,
+        seed=cfg.seed,
+        progress=progress,
+    )
+    env.close()
+    algo = spec.factory(cfg, ctx)
+    return train_online(algo, cfg, task.make_env, task.normalize, progress=progress)
+
+
+def run_one(
+    run: RunSpec,
+    results_dir: Path = DEFAULT_RESULTS,
+    progress: bool = True,
+    force: bool = False,
+    threads: int = 1,
+) -> dict:
+    """Train one run and write its record (also when it fails). Returns the record.
+
+    An existing ``ok`` record with the same config hash is returned untouched unless ``force``.
+    """
+    spec, task, cfg, cfg_dict, provenance, chash = prepare(run)
+    path = record_path(results_dir, run.suite, run.algo, run.task, run.seed)
+    if not force:
+        done = existing_record(path, chash)
+        if done is not None:
+            done["_skipped"] = True
+            return done
+    seed_everything(run.seed, threads=threads)
+    record: dict[str, Any] = {
+        "schema": SCHEMA,
+        "suite": run.suite,
+        "algo": run.algo,
+        "task": run.task,
+        "seed": run.seed,
+        "budget": run.budget,
+        "config": cfg_dict,
+        "config_hash": chash,
+        "config_provenance": provenance,
+        "versions": versions(),
+        "commit": git_commit(),
+        "status": "ok",
+        "reason": None,
+        "curve": [],
+        "final_rule": f"mean of the last final_k={cfg.final_k} evaluations",
+    }
+    t0 = time.time()
+    try:
+        out = _train(spec, task, cfg, progress)
+        record["curve"] = out["curve"]
+        record["setup_info"] = out.get("setup", {})
+        record["train_info"] = out.get("train", {})
+        if "dataset" in out:
+            record["dataset"] = out["dataset"]
+    except Exception as e:  # a failing run records its failure; the sweep goes on
+        record["status"] = "failed"
+        record["reason"] = f"{type(e).__name__}: {e}"
+        record["traceback"] = traceback.format_exc(limit=20)
+    record["wall_time_s"] = round(time.time() - t0, 3)
+    record["final_score"] = final_value(record["curve"], "score", cfg.final_k)
+    record["final_return"] = final_value(record["curve"], "return_mean", cfg.final_k)
+    write_record(path, record)
+    return record
+
+
+def _worker(run: RunSpec, results_dir: str, force: bool) -> dict:
+    rec = run_one(run, Path(results_dir), progress=False, force=force, threads=1)
+    return {k: rec.get(k) for k in ("algo", "task", "seed", "status", "reason", "final_score", "wall_time_s", "_skipped")}
+
+
+def run_many(
+    runs: Iterable[RunSpec],
+    results_dir: Path = DEFAULT_RESULTS,
+    workers: int = 2,
+    force: bool = False,
+    progress: bool = True,
+) -> list[dict]:
+    """Local executor: a process pool (spawn, one torch thread per run). Finished runs are skipped."""
+    runs = list(runs)
+    for run in runs:  # fail fast on bad names/configs before any process starts
+        prepare(run)
+    summaries: list[dict] = []
+    bar = tqdm(total=len(runs), desc="runs", disable=not progress)
+    if workers <= 1:
+        for run in runs:
+            summaries.append(_worker(run, str(results_dir), force))
+            bar.update()
+    else:
+        with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
+            futures = {pool.submit(_worker, run, str(results_dir), force): run for run in runs}
+            for fut in as_completed(futures):
+                run = futures[fut]
+                try:
+                    summaries.append(fut.result())
+                except Exception as e:  # the worker process itself died
+                    summaries.append({"algo": run.algo, "task": run.task, "seed": run.seed, "status": "failed",
+                                      "reason": f"worker crashed: {type(e).__name__}: {e}"})
+                bar.update()
+    bar.close()
+    return summaries
+
+
+__all__ = ["RunSpec", "run_one", "run_many", "prepare", "TaskError", "KindMismatchError"]

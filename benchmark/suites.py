@@ -1,0 +1,84 @@
+"""Suites are data: ``benchmark/suites/<name>.yaml`` lists algorithms x tasks, seeds and a budget.
+
+Format::
+
+    description: text
+    budget: smoke            # default budget, --budget overrides
+    seeds: 2                 # default number of seeds (0..n-1), --seeds overrides
+    runs:                    # each entry is a cross product
+      - algos: [bc, td3bc]
+        tasks: [local/hopper-medium-replay]
+        set: {epochs: 5}     # optional per-entry config overrides
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from benchmark.config import BUDGET_NAMES
+from benchmark.runner import RunSpec
+
+SUITE_DIR = Path(__file__).parent / "suites"
+
+
+class SuiteError(ValueError):
+    pass
+
+
+@dataclass
+class Suite:
+    name: str
+    description: str
+    budget: str
+    seeds: int
+    entries: list[dict]
+    path: Path
+
+    def plan(self, budget: str | None = None, seeds: int | None = None) -> list[RunSpec]:
+        budget = budget or self.budget
+        n = self.seeds if seeds is None else seeds
+        runs = []
+        for entry in self.entries:
+            for algo in entry["algos"]:
+                for task in entry["tasks"]:
+                    for seed in range(n):
+                        runs.append(RunSpec(algo, task, seed, budget, dict(entry.get("set") or {}), suite=self.name))
+        return runs
+
+
+def available_suites() -> dict[str, Path]:
+    return {p.stem: p for p in sorted(SUITE_DIR.glob("*.yaml"))}
+
+
+def load_suite(name_or_path: str) -> Suite:
+    path = Path(name_or_path)
+    if not path.suffix:
+        suites = available_suites()
+        if name_or_path not in suites:
+            raise SuiteError(f"unknown suite {name_or_path!r}; available: {', '.join(suites)}")
+        path = suites[name_or_path]
+    if not path.exists():
+        raise SuiteError(f"suite file {path} does not exist")
+    data = yaml.safe_load(path.read_text()) or {}
+    where = str(path)
+    if not isinstance(data, dict) or "runs" not in data:
+        raise SuiteError(f"{where}: expected a mapping with a 'runs' list")
+    budget = data.get("budget", "smoke")
+    if budget not in BUDGET_NAMES:
+        raise SuiteError(f"{where}: budget must be one of {BUDGET_NAMES}, got {budget!r}")
+    seeds = data.get("seeds", 1)
+    if not isinstance(seeds, int) or seeds < 1:
+        raise SuiteError(f"{where}: seeds must be a positive integer, got {seeds!r}")
+    entries = data["runs"]
+    if not isinstance(entries, list):
+        raise SuiteError(f"{where}: 'runs' must be a list")
+    for i, e in enumerate(entries):
+        if not isinstance(e, dict) or not isinstance(e.get("algos"), list) or not isinstance(e.get("tasks"), list):
+            raise SuiteError(f"{where}: runs[{i}] needs lists 'algos' and 'tasks'")
+        extra = set(e) - {"algos", "tasks", "set"}
+        if extra:
+            raise SuiteError(f"{where}: runs[{i}] has unknown keys {sorted(extra)}")
+    return Suite(path.stem, str(data.get("description", "")).strip(), budget, seeds, entries, path)

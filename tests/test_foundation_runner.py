@@ -1,0 +1,101 @@
+"""Registry, plugins, determinism and CLI errors."""
+
+import json
+import re
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from benchmark import registry
+from benchmark.cli import main
+from benchmark.runner import RunSpec, run_one
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_builtins_are_registered():
+    algos = registry.algorithms()
+    assert {"bc", "td3bc"} <= set(algos)
+    assert algos["td3bc"].kind == "offline"
+    with pytest.raises(registry.RegistryError, match="unknown algorithm 'nope'; available: .*bc"):
+        registry.get("nope")
+
+
+def test_same_seed_same_record(tiny_data, tmp_path):
+    run = RunSpec("td3bc", "local/hopper-random", 7, "smoke", {"eval_episodes": 2})
+    a = run_one(run, tmp_path / "a", progress=False)
+    b = run_one(run, tmp_path / "b", progress=False)
+    for rec in (a, b):
+        rec.pop("wall_time_s")
+    assert a["status"] == "ok"
+    assert json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
+    c = run_one(RunSpec("td3bc", "local/hopper-random", 8, "smoke", {"eval_episodes": 2}), tmp_path / "c",
+                progress=False)
+    assert c["curve"][-1]["return_mean"] != a["curve"][-1]["return_mean"]
+
+
+@pytest.mark.parametrize(
+    "argv, pattern",
+    [
+        (["run", "--algo", "nope", "--task", "local/hopper-random"], r"unknown algorithm 'nope'; available: .*td3bc"),
+        (["run", "--algo", "bc", "--task", "local/ant-medium"], r"unknown local dataset .*env in hopper"),
+        (["run", "--algo", "bc", "--task", "hopper"], r"must look like FAMILY/NAME"),
+        (["run", "--algo", "bc", "--task", "mujoco/Hopper"], r"is offline but task 'mujoco/Hopper' is online"),
+        (["run", "--algo", "bc", "--task", "local/hopper-random", "--set", "epochz=3"], r"unknown field 'epochz'"),
+        (["reproduce", "no-such-suite"], r"unknown suite 'no-such-suite'; available: .*mini"),
+    ],
+)
+def test_cli_errors_are_one_line_and_nonzero(argv, pattern, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("admbench: error:")
+    assert re.search(pattern, err), err
+
+
+def test_cli_bad_budget_is_rejected_by_argparse(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["run", "--algo", "bc", "--task", "local/hopper-random", "--budget", "huge"])
+    assert e.value.code == 2
+
+
+def test_list_json(capsys):
+    assert main(["list", "algorithms", "--json"]) == 0
+    names = {row["name"] for row in json.loads(capsys.readouterr().out)}
+    assert {"bc", "td3bc"} <= names
+    assert main(["list", "suites", "--json"]) == 0
+    assert "mini" in {row["name"] for row in json.loads(capsys.readouterr().out)}
+
+
+def readme_plugin_example() -> str:
+    text = (ROOT / "README.md").read_text()
+    m = re.search(r"<!-- plugin-example -->\s*```python\n(.*?)```", text, re.S)
+    assert m, "README must contain the plugin example block"
+    return m.group(1)
+
+
+def test_readme_plugin_example_runs_without_harness_edits(tiny_data, tmp_path):
+    """The README's 'Add a baseline' example, saved outside the repo, runs through ADMBENCH_PLUGINS."""
+    pkg = tmp_path / "plugins"
+    pkg.mkdir()
+    (pkg / "my_baseline.py").write_text(readme_plugin_example())
+    env = {**__import__("os").environ, "ADMBENCH_PLUGINS": "my_baseline", "PYTHONPATH": str(pkg)}
+    cmd = [sys.executable, "-m", "benchmark", "run", "--algo", "mean-action", "--task", "local/hopper-random",
+           "--budget", "smoke", "--set", "eval_episodes=1", "--results", str(tmp_path / "res"), "--quiet"]
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
+    assert out.returncode == 0, out.stderr
+    summary = json.loads(out.stdout)
+    assert summary["status"] == "ok" and summary["final_score"] is not None
+    listed = subprocess.run([sys.executable, "-m", "benchmark", "list", "algorithms"], capture_output=True,
+                            text=True, env=env, cwd=ROOT, timeout=120)
+    assert "mean-action" in listed.stdout
+
+
+def test_plugin_import_error_is_clear(monkeypatch):
+    monkeypatch.setenv("ADMBENCH_PLUGINS", "surely_not_a_module_xyz")
+    with pytest.raises(registry.RegistryError, match="ADMBENCH_PLUGINS: cannot import 'surely_not_a_module_xyz'"):
+        registry.load_all(force=True)
+    monkeypatch.delenv("ADMBENCH_PLUGINS")
+    registry.load_all(force=True)
