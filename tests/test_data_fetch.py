@@ -1,0 +1,178 @@
+"""fetch_file against a local HTTP server: download, resume with Range, checksum failure, offline."""
+
+from __future__ import annotations
+
+import hashlib
+import socket
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import numpy as np
+import pytest
+
+from benchmark.data import d4rl, neorl
+from benchmark.data.cli import main as data_main
+from benchmark.data.fetch import FetchError, RemoteFile, fetch_file
+
+
+class FileServer:
+    """Serves ``files[path] = bytes`` on 127.0.0.1 with optional Range support; records requests."""
+
+    def __init__(self, files: dict[str, bytes], honour_range: bool = True):
+        self.files, self.honour_range, self.requests = files, honour_range, []
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):  # keep test output clean
+                pass
+
+            def do_GET(self):
+                server.requests.append((self.path, self.headers.get("Range")))
+                body = server.files.get(self.path)
+                if body is None:
+                    self.send_error(404)
+                    return
+                rng = self.headers.get("Range")
+                if rng and server.honour_range:
+                    start = int(rng.removeprefix("bytes=").split("-")[0])
+                    if start >= len(body):
+                        self.send_response(416)
+                        self.end_headers()
+                        return
+                    self.send_response(206)
+                    self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
+                    body = body[start:]
+                else:
+                    self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+PAYLOAD = np.random.default_rng(0).bytes(300_000)
+SHA = hashlib.sha256(PAYLOAD).hexdigest()
+MD5 = hashlib.md5(PAYLOAD).hexdigest()
+
+
+def test_download_verifies_size_and_checksums(tmp_path):
+    with FileServer({"/a.bin": PAYLOAD}) as srv:
+        out = fetch_file(srv.url + "/a.bin", tmp_path / "a.bin", size=len(PAYLOAD), sha256=SHA, md5=MD5)
+    assert out.read_bytes() == PAYLOAD
+    assert not (tmp_path / "a.bin.part").exists()
+
+
+def test_resume_sends_range_and_completes_partial_file(tmp_path):
+    (tmp_path / "a.bin.part").write_bytes(PAYLOAD[:123_456])
+    with FileServer({"/a.bin": PAYLOAD}) as srv:
+        fetch_file(srv.url + "/a.bin", tmp_path / "a.bin", sha256=SHA)
+    assert srv.requests == [("/a.bin", "bytes=123456-")]
+    assert (tmp_path / "a.bin").read_bytes() == PAYLOAD
+
+
+def test_server_ignoring_range_restarts_from_zero(tmp_path):
+    (tmp_path / "a.bin.part").write_bytes(b"garbage" * 10)
+    with FileServer({"/a.bin": PAYLOAD}, honour_range=False) as srv:
+        fetch_file(srv.url + "/a.bin", tmp_path / "a.bin", sha256=SHA)
+    assert (tmp_path / "a.bin").read_bytes() == PAYLOAD
+
+
+def test_complete_partial_file_and_416(tmp_path):
+    (tmp_path / "a.bin.part").write_bytes(PAYLOAD)
+    with FileServer({"/a.bin": PAYLOAD}) as srv:
+        fetch_file(srv.url + "/a.bin", tmp_path / "a.bin", size=len(PAYLOAD), sha256=SHA)
+    assert (tmp_path / "a.bin").read_bytes() == PAYLOAD
+
+
+def test_checksum_failure_caches_nothing(tmp_path):
+    with FileServer({"/a.bin": PAYLOAD[:-1] + b"x"}) as srv:
+        with pytest.raises(FetchError, match="sha256"):
+            fetch_file(srv.url + "/a.bin", tmp_path / "a.bin", sha256=SHA)
+        with pytest.raises(FetchError, match="md5"):
+            fetch_file(srv.url + "/a.bin", tmp_path / "a.bin", md5=MD5)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_existing_target_is_verified_not_redownloaded(tmp_path):
+    (tmp_path / "a.bin").write_bytes(PAYLOAD)
+    with FileServer({}) as srv:
+        fetch_file(srv.url + "/a.bin", tmp_path / "a.bin", sha256=SHA)
+        assert srv.requests == []
+    (tmp_path / "a.bin").write_bytes(b"other")
+    with pytest.raises(FetchError, match="sha256"):
+        fetch_file("http://127.0.0.1:9/a.bin", tmp_path / "a.bin", sha256=SHA)
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_offline_error_names_url_and_directory(tmp_path):
+    url = f"http://127.0.0.1:{_closed_port()}/hopper_medium-v2.hdf5"
+    with pytest.raises(FetchError) as info:
+        fetch_file(url, tmp_path / "sub" / "hopper_medium-v2.hdf5", timeout_s=5)
+    assert url in str(info.value) and str(tmp_path / "sub") in str(info.value)
+    assert not (tmp_path / "sub" / "hopper_medium-v2.hdf5").exists()
+
+
+def test_http_404_is_a_fetch_error(tmp_path):
+    with FileServer({}) as srv, pytest.raises(FetchError, match="404"):
+        fetch_file(srv.url + "/missing.hdf5", tmp_path / "missing.hdf5")
+
+
+def test_url_tables_follow_their_sources():
+    # d4rl/infos.py: gym_mujoco_v2/<env>_<dset with _>-v2.hdf5
+    assert d4rl.D4RL_FILES["hopper-medium-replay-v2"].url == (
+        "http://rail.eecs.berkeley.edu/datasets/offline_rl/gym_mujoco_v2/hopper_medium_replay-v2.hdf5"
+    )
+    assert {f"{e}-{lv}-v2" for e in ("hopper", "halfcheetah", "walker2d")
+            for lv in ("random", "medium", "medium-replay", "medium-expert")} <= set(d4rl.D4RL_FILES)
+    assert all(f.sha256 is None and f.size is None for f in d4rl.D4RL_FILES.values())
+    # neorl/data_map.json
+    remote = neorl.NEORL_FILES["Walker2d-v3-medium"]
+    assert remote.url == "http://datasets.polixir.site/v2/Walker2d-v3/Walker2d-v3-medium-1000-train-noise.npz"
+    assert remote.md5 == "a93baf6c53b578cd8c2286ccc1f837d9" and len(neorl.NEORL_FILES) == 9
+
+
+def _hopper_hdf5_bytes(tmp_path) -> bytes:
+    import h5py
+
+    rng = np.random.default_rng(0)
+    n = 40
+    p = tmp_path / "src.hdf5"
+    with h5py.File(p, "w") as f:
+        f["observations"] = rng.normal(size=(n, 11)).astype(np.float32)
+        f["next_observations"] = rng.normal(size=(n, 11)).astype(np.float32)
+        f["actions"] = rng.uniform(-1, 1, size=(n, 3)).astype(np.float32)
+        f["rewards"] = rng.normal(size=n).astype(np.float32)
+        f["terminals"] = np.zeros(n, bool)
+        f["timeouts"] = (np.arange(n) % 20) == 19
+    return p.read_bytes()
+
+
+def test_cli_fetch_d4rl_end_to_end_and_unreadable_file_not_kept(tmp_path, monkeypatch, capsys):
+    good = _hopper_hdf5_bytes(tmp_path)
+    with FileServer({"/hopper_medium-v2.hdf5": good, "/hopper_random-v2.hdf5": b"<html>moved</html>"}) as srv:
+        for stem in ("hopper-medium-v2", "hopper-random-v2"):
+            old = d4rl.D4RL_FILES[stem]
+            monkeypatch.setitem(d4rl.D4RL_FILES, stem, RemoteFile(srv.url + "/" + old.filename, old.filename))
+        target = tmp_path / "d4rl"
+        assert data_main(["data", "fetch", "d4rl/hopper-medium-v2", "--dir", str(target)]) == 0
+        assert '"transitions": 40' in capsys.readouterr().out
+        assert (target / "hopper_medium-v2.hdf5").read_bytes() == good
+        assert data_main(["data", "fetch", "d4rl/hopper-random-v2", "--dir", str(target)]) == 2
+        assert "not a readable HDF5" in capsys.readouterr().err
+        assert not (target / "hopper_random-v2.hdf5").exists()
