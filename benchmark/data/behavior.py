@@ -327,10 +327,13 @@ def select_behavior(train_dir: str | Path, env_key: str, out_dir: str | Path | N
     run_seed = int(replay.pop("seed")) if "seed" in replay else seed
     chosen = choose_snapshots(snapshots, env_key)
     cards = {}
+    measured: dict[int, tuple] = {}  # medium and expert may be the same snapshot
     for level, step in chosen.items():
         actor, shape = actor_from_state_dict(snapshots[step]["actor"])
-        mean, std = measure_actor(actor, env_key, eval_episodes, deterministic=False)
-        det_mean, det_std = measure_actor(actor, env_key, eval_episodes, deterministic=True)
+        if step not in measured:
+            measured[step] = (measure_actor(actor, env_key, eval_episodes, deterministic=False)
+                              + measure_actor(actor, env_key, eval_episodes, deterministic=True))
+        mean, std, det_mean, det_std = measured[step]
         card = {
             "env": env_key,
             "level": level,
