@@ -38,14 +38,32 @@ def cmd_list(args) -> int:
 
     if args.what == "algorithms":
         rows = [
-            {"name": s.name, "kind": s.kind, "config": s.config_cls.__name__, "paper": s.paper, "module": s.module}
+            {
+                "name": s.name,
+                "kind": s.kind,
+                "config": s.config_cls.__name__,
+                "paper": s.paper,
+                "module": s.module,
+            }
             for s in registry.algorithms().values()
         ]
         cols = ["name", "kind", "config", "paper", "module"]
     elif args.what == "datasets":
-        rows = [{"task": f"local/{e}-{lv}", "family": "local", "kind": "offline"} for e in LOCAL_ENVS for lv in LOCAL_LEVELS]
-        rows += [{"task": f"d4rl/{e}-{lv}-v2", "family": "d4rl", "kind": "offline"} for e in D4RL_ENVS for lv in D4RL_LEVELS]
-        rows += [{"task": f"neorl/{t}-v3-{lv}", "family": "neorl", "kind": "offline"} for t in NEORL_TASKS for lv in NEORL_LEVELS]
+        rows = [
+            {"task": f"local/{e}-{lv}", "family": "local", "kind": "offline"}
+            for e in LOCAL_ENVS
+            for lv in LOCAL_LEVELS
+        ]
+        rows += [
+            {"task": f"d4rl/{e}-{lv}-v2", "family": "d4rl", "kind": "offline"}
+            for e in D4RL_ENVS
+            for lv in D4RL_LEVELS
+        ]
+        rows += [
+            {"task": f"neorl/{t}-v3-{lv}", "family": "neorl", "kind": "offline"}
+            for t in NEORL_TASKS
+            for lv in NEORL_LEVELS
+        ]
         rows += [{"task": "minari/<dataset_id>", "family": "minari", "kind": "offline"}]
         rows += [{"task": f"mujoco/{e}", "family": "mujoco", "kind": "online"} for e in ONLINE_ENVS]
         cols = ["task", "family", "kind"]
@@ -53,8 +71,15 @@ def cmd_list(args) -> int:
         rows = []
         for name in available_suites():
             s = load_suite(name)
-            rows.append({"name": name, "budget": s.budget, "seeds": s.seeds, "runs": len(s.plan()),
-                         "description": s.description[:70]})
+            rows.append(
+                {
+                    "name": name,
+                    "budget": s.budget,
+                    "seeds": s.seeds,
+                    "runs": len(s.plan()),
+                    "description": s.description[:70],
+                }
+            )
         cols = ["name", "budget", "seeds", "runs", "description"]
     print(json.dumps(rows, indent=1) if args.json else _table(rows, cols))
     return 0
@@ -67,8 +92,20 @@ def cmd_run(args) -> int:
     rec = run_one(run, Path(args.results), progress=not args.quiet, force=args.force, threads=args.threads)
     if rec.get("_skipped"):
         print(f"skipped: a finished record with the same config exists ({run.label()}); use --force to rerun")
-    summary = {k: rec.get(k) for k in ("algo", "task", "seed", "budget", "status", "reason", "final_score",
-                                        "final_return", "wall_time_s")}
+    summary = {
+        k: rec.get(k)
+        for k in (
+            "algo",
+            "task",
+            "seed",
+            "budget",
+            "status",
+            "reason",
+            "final_score",
+            "final_return",
+            "wall_time_s",
+        )
+    }
     summary["config"] = rec["config"]
     summary["overrides"] = rec.get("config_provenance", {}).get("overrides")
     print(json.dumps(summary, indent=1))
@@ -93,20 +130,37 @@ def cmd_reproduce(args) -> int:
     if args.executor == "ray":
         from benchmark.ray_executor import run_many_ray
 
-        summaries = run_many_ray(runs, Path(args.results), address=args.address, force=args.force)
+        summaries = run_many_ray(
+            runs,
+            Path(args.results),
+            address=args.address,
+            force=args.force,
+            cpus_per_run=args.cpus_per_run,
+            gpus_per_run=args.gpus_per_run,
+            max_retries=args.max_retries,
+            progress=not args.quiet,
+        )
     else:
-        summaries = run_many(runs, Path(args.results), workers=args.workers, force=args.force,
-                             progress=not args.quiet)
+        summaries = run_many(
+            runs, Path(args.results), workers=args.workers, force=args.force, progress=not args.quiet
+        )
     failed = [s for s in summaries if s.get("status") != "ok"]
     skipped = sum(1 for s in summaries if s.get("_skipped"))
-    print(f"{len(summaries)} runs: {len(summaries) - len(failed)} ok ({skipped} already done), {len(failed)} failed")
+    print(
+        f"{len(summaries)} runs: {len(summaries) - len(failed)} ok ({skipped} already done), "
+        f"{len(failed)} failed"
+    )
     for s in failed:
         print(f"  FAILED {s['algo']} {s['task']} seed={s['seed']}: {s.get('reason')}")
     if not args.no_report:
         from benchmark.report import write_report
 
-        out = write_report(suite.name, Path(args.results), Path(args.reports) / suite.name,
-                           seeds_requested=args.seeds or suite.seeds)
+        out = write_report(
+            suite.name,
+            Path(args.results),
+            Path(args.reports) / suite.name,
+            seeds_requested=args.seeds or suite.seeds,
+        )
         print(f"report: {out}")
     return 0 if not failed else 1
 
@@ -120,6 +174,24 @@ def cmd_report(args) -> int:
     return 0
 
 
+def cmd_regress(args) -> int:
+    from benchmark.regress import failed, format_table, regress
+
+    rows = regress(
+        args.suite,
+        Path(args.reference),
+        workers=args.workers,
+        update=args.update,
+        strict=args.strict,
+        progress=not args.quiet,
+    )
+    print(format_table(rows))
+    if args.update:
+        print(f"references rewritten under {Path(args.reference) / args.suite}")
+        return 0
+    return 1 if failed(rows) else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="admbench", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -131,7 +203,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="train one algorithm on one task and write its record")
     run.add_argument("--algo", required=True)
-    run.add_argument("--task", required=True, help="e.g. local/hopper-medium, d4rl/hopper-medium-v2, mujoco/Hopper")
+    run.add_argument(
+        "--task", required=True, help="e.g. local/hopper-medium, d4rl/hopper-medium-v2, mujoco/Hopper"
+    )
     run.add_argument("--seed", type=int, default=0)
     run.add_argument("--budget", choices=BUDGET_NAMES, default="smoke")
     run.add_argument("--set", action="append", metavar="KEY=VALUE", help="config override (repeatable)")
@@ -148,7 +222,10 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--seeds", type=int, help="number of seeds (0..N-1); default from the suite")
     rep.add_argument("--executor", choices=["local", "ray"], default="local")
     rep.add_argument("--address", default=None, help="Ray cluster address (auto, HOST:PORT)")
-    rep.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    rep.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="local executor processes")
+    rep.add_argument("--cpus-per-run", type=float, default=1, help="ray: CPUs reserved per run")
+    rep.add_argument("--gpus-per-run", type=float, default=0, help="ray: GPUs (fractions allowed) per run")
+    rep.add_argument("--max-retries", type=int, default=2, help="ray: retries of a run whose worker died")
     rep.add_argument("--set", action="append", metavar="KEY=VALUE", help="config override for every run")
     rep.add_argument("--results", default="results")
     rep.add_argument("--reports", default="reports")
@@ -165,6 +242,17 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--out", default=None, help="output folder (default: reports/SUITE)")
     rp.add_argument("--seeds", type=int, default=None, help="seeds requested (tables flag fewer)")
     rp.set_defaults(func=cmd_report)
+
+    rg = sub.add_parser("regress", help="rerun a suite and compare final scores with committed references")
+    rg.add_argument("suite", nargs="?", default="ci")
+    rg.add_argument("--reference", default="results/reference", help="reference records root")
+    rg.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    rg.add_argument(
+        "--update", action="store_true", help="rewrite the references (the only way to change them)"
+    )
+    rg.add_argument("--strict", action="store_true", help="a delta on another platform also fails")
+    rg.add_argument("--quiet", action="store_true")
+    rg.set_defaults(func=cmd_regress)
 
     try:
         from benchmark.data.cli import add_data_commands, run_data_command

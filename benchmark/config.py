@@ -143,7 +143,9 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
     return value
 
 
-def apply_values(config_cls: type, base: dict[str, Any], values: dict[str, Any], where: str) -> dict[str, Any]:
+def apply_values(
+    config_cls: type, base: dict[str, Any], values: dict[str, Any], where: str
+) -> dict[str, Any]:
     """Return ``base`` updated with type-checked ``values`` (unknown fields are an error)."""
     types_ = field_types(config_cls)
     out = dict(base)
@@ -152,7 +154,8 @@ def apply_values(config_cls: type, base: dict[str, Any], values: dict[str, Any],
             continue
         if key not in types_:
             raise ConfigError(
-                f"{where}: unknown field {key!r} for {config_cls.__name__}; valid fields: {', '.join(sorted(types_))}"
+                f"{where}: unknown field {key!r} for {config_cls.__name__}; "
+                f"valid fields: {', '.join(sorted(types_))}"
             )
         out[key] = _coerce(value, types_[key], f"{where}: field {key!r}")
     return out

@@ -21,7 +21,15 @@ from tqdm.auto import tqdm
 
 from benchmark import registry
 from benchmark.config import config_hash, config_to_dict, resolve_config
-from benchmark.results import SCHEMA, final_value, git_commit, read_record, record_path, versions, write_record
+from benchmark.results import (
+    SCHEMA,
+    final_value,
+    git_commit,
+    read_record,
+    record_path,
+    versions,
+    write_record,
+)
 from benchmark.seeding import seed_everything
 from benchmark.tasks import TaskError, resolve_task
 
@@ -50,15 +58,21 @@ def prepare(run: RunSpec):
     spec = registry.get(run.algo)
     task = resolve_task(run.task)
     if spec.kind != task.kind:
+        need = (
+            "offline algorithms need a dataset task (local/, d4rl/, neorl/, minari/)"
+            if spec.kind == "offline"
+            else "online algorithms need an environment task (mujoco/<Env>)"
+        )
         raise KindMismatchError(
-            f"algorithm {run.algo!r} is {spec.kind} but task {run.task!r} is {task.kind}; "
-            f"{'offline algorithms need a dataset task (local/, d4rl/, neorl/, minari/)' if spec.kind == 'offline' else 'online algorithms need an environment task (mujoco/<Env>)'}"
+            f"algorithm {run.algo!r} is {spec.kind} but task {run.task!r} is {task.kind}; {need}"
         )
     cfg, provenance = resolve_config(
         spec.config_cls, spec.config_dir, task.config_keys, run.budget, run.overrides, seed=run.seed
     )
     cfg_dict = config_to_dict(cfg)
-    chash = config_hash({"algo": run.algo, "task": run.task, "seed": run.seed, "budget": run.budget, "config": cfg_dict})
+    chash = config_hash(
+        {"algo": run.algo, "task": run.task, "seed": run.seed, "budget": run.budget, "config": cfg_dict}
+    )
     return spec, task, cfg, cfg_dict, provenance, chash
 
 
@@ -96,7 +110,10 @@ def _train(spec, task, cfg, progress: bool) -> dict:
         env.close()
         algo = spec.factory(cfg, ctx)
         out = train_offline(algo, cfg, task.make_env, task.normalize, progress=progress)
-        out["dataset"] = {**dataset.summary(), **{k: v for k, v in dataset.meta.items() if k in ("sha256", "size", "seed")}}
+        out["dataset"] = {
+            **dataset.summary(),
+            **{k: v for k, v in dataset.meta.items() if k in ("sha256", "size", "seed")},
+        }
         return out
     from benchmark.rl.online import OnlineContext, train_online
 
@@ -172,7 +189,10 @@ def run_one(
 
 def _worker(run: RunSpec, results_dir: str, force: bool) -> dict:
     rec = run_one(run, Path(results_dir), progress=False, force=force, threads=1)
-    return {k: rec.get(k) for k in ("algo", "task", "seed", "status", "reason", "final_score", "wall_time_s", "_skipped")}
+    return {
+        k: rec.get(k)
+        for k in ("algo", "task", "seed", "status", "reason", "final_score", "wall_time_s", "_skipped")
+    }
 
 
 def run_many(
@@ -200,8 +220,15 @@ def run_many(
                 try:
                     summaries.append(fut.result())
                 except Exception as e:  # the worker process itself died
-                    summaries.append({"algo": run.algo, "task": run.task, "seed": run.seed, "status": "failed",
-                                      "reason": f"worker crashed: {type(e).__name__}: {e}"})
+                    summaries.append(
+                        {
+                            "algo": run.algo,
+                            "task": run.task,
+                            "seed": run.seed,
+                            "status": "failed",
+                            "reason": f"worker crashed: {type(e).__name__}: {e}",
+                        }
+                    )
                 bar.update()
     bar.close()
     return summaries

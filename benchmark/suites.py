@@ -45,7 +45,9 @@ class Suite:
             for algo in entry["algos"]:
                 for task in entry["tasks"]:
                     for seed in range(n):
-                        runs.append(RunSpec(algo, task, seed, budget, dict(entry.get("set") or {}), suite=self.name))
+                        runs.append(
+                            RunSpec(algo, task, seed, budget, dict(entry.get("set") or {}), suite=self.name)
+                        )
         return runs
 
 
@@ -76,7 +78,11 @@ def load_suite(name_or_path: str) -> Suite:
     if not isinstance(entries, list):
         raise SuiteError(f"{where}: 'runs' must be a list")
     for i, e in enumerate(entries):
-        if not isinstance(e, dict) or not isinstance(e.get("algos"), list) or not isinstance(e.get("tasks"), list):
+        if (
+            not isinstance(e, dict)
+            or not isinstance(e.get("algos"), list)
+            or not isinstance(e.get("tasks"), list)
+        ):
             raise SuiteError(f"{where}: runs[{i}] needs lists 'algos' and 'tasks'")
         extra = set(e) - {"algos", "tasks", "set"}
         if extra:

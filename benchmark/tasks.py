@@ -91,7 +91,9 @@ def _minari_env_key(dataset_id: str) -> str:
 def resolve_task(task_id: str) -> TaskSpec:
     """Parse and check a task id; raise :class:`TaskError` naming the valid choices."""
     if "/" not in task_id:
-        raise TaskError(f"task id {task_id!r} must look like FAMILY/NAME with FAMILY in {', '.join(FAMILIES)}")
+        raise TaskError(
+            f"task id {task_id!r} must look like FAMILY/NAME with FAMILY in {', '.join(FAMILIES)}"
+        )
     family, name = task_id.split("/", 1)
     if family == "local":
         m = re.fullmatch(r"([a-z0-9]+)-(.+)", name)
@@ -101,7 +103,9 @@ def resolve_task(task_id: str) -> TaskSpec:
                 f"{', '.join(LOCAL_ENVS)} and level in {', '.join(LOCAL_LEVELS)}"
             )
         env, level = m.groups()
-        return TaskSpec(task_id, family, "offline", env, name, (f"local-{name}", f"{env}-{level}-v2", "default"))
+        return TaskSpec(
+            task_id, family, "offline", env, name, (f"local-{name}", f"{env}-{level}-v2", "default")
+        )
     if family == "d4rl":
         m = re.fullmatch(r"([a-z0-9]+)-(.+)-v2", name)
         if not m or m.group(1) not in D4RL_ENVS or m.group(2) not in D4RL_LEVELS:
@@ -126,7 +130,9 @@ def resolve_task(task_id: str) -> TaskSpec:
         return TaskSpec(task_id, family, "offline", _minari_env_key(name), name, (key, "default"))
     if family == "mujoco":
         if name not in ONLINE_ENVS:
-            raise TaskError(f"unknown online environment {task_id!r}; expected mujoco/<Env> with Env in "
-                            f"{', '.join(ONLINE_ENVS)}")
+            raise TaskError(
+                f"unknown online environment {task_id!r}; expected mujoco/<Env> with Env in "
+                f"{', '.join(ONLINE_ENVS)}"
+            )
         return TaskSpec(task_id, family, "online", name.lower(), name, (name, "default"))
     raise TaskError(f"unknown task family {family!r} in {task_id!r}; expected one of {', '.join(FAMILIES)}")

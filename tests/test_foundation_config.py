@@ -37,14 +37,20 @@ def test_budget_merges_along_hierarchy():
 def test_precedence_yaml_budget_cli(tmp_path):
     (tmp_path / "hopper-medium-v2.yaml").write_text("_source: test\nlr: 0.01\nepochs: 7\nhidden: [4, 4, 4]\n")
     (tmp_path / "default.yaml").write_text("lr: 0.02\n")
-    cfg, prov = resolve_config(ToyConfig, tmp_path, ("local-hopper-medium", "hopper-medium-v2", "default"),
-                               "paper", {}, seed=3)
+    cfg, prov = resolve_config(
+        ToyConfig, tmp_path, ("local-hopper-medium", "hopper-medium-v2", "default"), "paper", {}, seed=3
+    )
     assert (cfg.lr, cfg.epochs, cfg.hidden, cfg.seed) == (0.01, 7, (4, 4, 4), 3)
     assert prov["config_source"] == "test" and prov["config_file"].endswith("hopper-medium-v2.yaml")
     cfg, _ = resolve_config(ToyConfig, tmp_path, ("hopper-medium-v2",), "smoke", {}, seed=0)
     assert cfg.lr == 0.5 and cfg.epochs == 2  # budget beats YAML
-    cfg, prov = resolve_config(ToyConfig, tmp_path, ("hopper-medium-v2",), "smoke",
-                               parse_overrides(["lr=0.25", "use_thing=true", "maybe=null", "hidden=[3]"]))
+    cfg, prov = resolve_config(
+        ToyConfig,
+        tmp_path,
+        ("hopper-medium-v2",),
+        "smoke",
+        parse_overrides(["lr=0.25", "use_thing=true", "maybe=null", "hidden=[3]"]),
+    )
     assert (cfg.lr, cfg.use_thing, cfg.maybe, cfg.hidden) == (0.25, True, None, (3,))  # CLI beats all
     assert prov["overrides"]["lr"] == 0.25
     cfg, _ = resolve_config(ToyConfig, tmp_path, ("nothing-here", "default"), "paper", {})

@@ -4,7 +4,6 @@ import json
 import re
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -32,19 +31,31 @@ def test_same_seed_same_record(tiny_data, tmp_path):
         rec.pop("wall_time_s")
     assert a["status"] == "ok"
     assert json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
-    c = run_one(RunSpec("td3bc", "local/hopper-random", 8, "smoke", {"eval_episodes": 2}), tmp_path / "c",
-                progress=False)
+    c = run_one(
+        RunSpec("td3bc", "local/hopper-random", 8, "smoke", {"eval_episodes": 2}),
+        tmp_path / "c",
+        progress=False,
+    )
     assert c["curve"][-1]["return_mean"] != a["curve"][-1]["return_mean"]
 
 
 @pytest.mark.parametrize(
     "argv, pattern",
     [
-        (["run", "--algo", "nope", "--task", "local/hopper-random"], r"unknown algorithm 'nope'; available: .*td3bc"),
+        (
+            ["run", "--algo", "nope", "--task", "local/hopper-random"],
+            r"unknown algorithm 'nope'; available: .*td3bc",
+        ),
         (["run", "--algo", "bc", "--task", "local/ant-medium"], r"unknown local dataset .*env in hopper"),
         (["run", "--algo", "bc", "--task", "hopper"], r"must look like FAMILY/NAME"),
-        (["run", "--algo", "bc", "--task", "mujoco/Hopper"], r"is offline but task 'mujoco/Hopper' is online"),
-        (["run", "--algo", "bc", "--task", "local/hopper-random", "--set", "epochz=3"], r"unknown field 'epochz'"),
+        (
+            ["run", "--algo", "bc", "--task", "mujoco/Hopper"],
+            r"is offline but task 'mujoco/Hopper' is online",
+        ),
+        (
+            ["run", "--algo", "bc", "--task", "local/hopper-random", "--set", "epochz=3"],
+            r"unknown field 'epochz'",
+        ),
         (["reproduce", "no-such-suite"], r"unknown suite 'no-such-suite'; available: .*mini"),
     ],
 )
@@ -82,20 +93,43 @@ def test_readme_plugin_example_runs_without_harness_edits(tiny_data, tmp_path):
     pkg.mkdir()
     (pkg / "my_baseline.py").write_text(readme_plugin_example())
     env = {**__import__("os").environ, "ADMBENCH_PLUGINS": "my_baseline", "PYTHONPATH": str(pkg)}
-    cmd = [sys.executable, "-m", "benchmark", "run", "--algo", "mean-action", "--task", "local/hopper-random",
-           "--budget", "smoke", "--set", "eval_episodes=1", "--results", str(tmp_path / "res"), "--quiet"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "benchmark",
+        "run",
+        "--algo",
+        "mean-action",
+        "--task",
+        "local/hopper-random",
+        "--budget",
+        "smoke",
+        "--set",
+        "eval_episodes=1",
+        "--results",
+        str(tmp_path / "res"),
+        "--quiet",
+    ]
     out = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
     assert out.returncode == 0, out.stderr
     summary = json.loads(out.stdout)
     assert summary["status"] == "ok" and summary["final_score"] is not None
-    listed = subprocess.run([sys.executable, "-m", "benchmark", "list", "algorithms"], capture_output=True,
-                            text=True, env=env, cwd=ROOT, timeout=120)
+    listed = subprocess.run(
+        [sys.executable, "-m", "benchmark", "list", "algorithms"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=120,
+    )
     assert "mean-action" in listed.stdout
 
 
 def test_plugin_import_error_is_clear(monkeypatch):
     monkeypatch.setenv("ADMBENCH_PLUGINS", "surely_not_a_module_xyz")
-    with pytest.raises(registry.RegistryError, match="ADMBENCH_PLUGINS: cannot import 'surely_not_a_module_xyz'"):
+    with pytest.raises(
+        registry.RegistryError, match="ADMBENCH_PLUGINS: cannot import 'surely_not_a_module_xyz'"
+    ):
         registry.load_all(force=True)
     monkeypatch.delenv("ADMBENCH_PLUGINS")
     registry.load_all(force=True)

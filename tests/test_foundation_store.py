@@ -9,9 +9,18 @@ from benchmark.results import RecordError, final_value, read_record, record_path
 from benchmark.runner import RunSpec, run_one
 
 GOOD = {
-    "algo": "bc", "task": "local/hopper-random", "seed": 0, "budget": "smoke", "config": {}, "versions": {},
-    "commit": "abc", "wall_time_s": 1.0, "status": "ok", "reason": None,
-    "curve": [{"step": 1, "return_mean": 1.0, "return_std": 0.0, "score": 2.0}], "final_score": 2.0,
+    "algo": "bc",
+    "task": "local/hopper-random",
+    "seed": 0,
+    "budget": "smoke",
+    "config": {},
+    "versions": {},
+    "commit": "abc",
+    "wall_time_s": 1.0,
+    "status": "ok",
+    "reason": None,
+    "curve": [{"step": 1, "return_mean": 1.0, "return_std": 0.0, "score": 2.0}],
+    "final_score": 2.0,
 }
 
 
@@ -73,7 +82,9 @@ def test_failed_run_is_recorded_not_raised(tiny_data, tmp_path, monkeypatch):
         raise RuntimeError("loss went NaN")
 
     monkeypatch.setattr(bc.BC, "learn", explode)
-    rec = run_one(RunSpec("bc", "local/hopper-random", 1, "smoke", {"eval_episodes": 1}), tmp_path, progress=False)
+    rec = run_one(
+        RunSpec("bc", "local/hopper-random", 1, "smoke", {"eval_episodes": 1}), tmp_path, progress=False
+    )
     assert rec["status"] == "failed" and "loss went NaN" in rec["reason"]
     on_disk = read_record(record_path(tmp_path, "adhoc", "bc", "local/hopper-random", 1))
     assert on_disk["status"] == "failed" and on_disk["final_score"] is None

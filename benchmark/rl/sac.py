@@ -16,7 +16,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from benchmark.rl.nets import EnsembleMLP, mlp, soft_update
@@ -27,7 +26,9 @@ LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0
 class TanhGaussianActor(nn.Module):
     """State-conditioned diagonal Gaussian squashed by tanh and scaled to the action box."""
 
-    def __init__(self, obs_dim: int, act_dim: int, hidden: Sequence[int] = (256, 256), act_scale: float = 1.0):
+    def __init__(
+        self, obs_dim: int, act_dim: int, hidden: Sequence[int] = (256, 256), act_scale: float = 1.0
+    ):
         super().__init__()
         self.trunk = mlp(obs_dim, 2 * act_dim, hidden)
         self.act_dim = act_dim
@@ -43,7 +44,9 @@ class TanhGaussianActor(nn.Module):
         std = log_std.exp()
         u = mean if deterministic else mean + std * torch.randn_like(mean)
         squashed = torch.tanh(u)
-        normal_logp = (-0.5 * ((u - mean) / std) ** 2 - log_std - 0.5 * math.log(2 * math.pi)).sum(-1, keepdim=True)
+        normal_logp = (-0.5 * ((u - mean) / std) ** 2 - log_std - 0.5 * math.log(2 * math.pi)).sum(
+            -1, keepdim=True
+        )
         # change of variables for a = scale * tanh(u)
         correction = torch.log(self.act_scale * (1 - squashed.pow(2)) + 1e-6).sum(-1, keepdim=True)
         return self.act_scale * squashed, normal_logp - correction
@@ -94,7 +97,9 @@ class SACConfig:
 class SAC(nn.Module):
     """SAC learner: ``update(batch) -> dict`` of scalar diagnostics, ``act(obs, deterministic)``."""
 
-    def __init__(self, obs_dim: int, act_dim: int, cfg: SACConfig, act_scale: float = 1.0, device: str = "cpu"):
+    def __init__(
+        self, obs_dim: int, act_dim: int, cfg: SACConfig, act_scale: float = 1.0, device: str = "cpu"
+    ):
         super().__init__()
         self.cfg = cfg
         self.actor = TanhGaussianActor(obs_dim, act_dim, cfg.hidden, act_scale)

@@ -47,7 +47,10 @@ def neorl_hopper(obs, act, next_obs) -> torch.Tensor:
     # obs with x: 0 = x, 1 = z, 2 = angle
     s = _t(next_obs)
     healthy = (
-        ((s[:, 3:] > -100) & (s[:, 3:] < 100)).all(dim=-1) & (s[:, 1] > 0.7) & (s[:, 2] > -0.2) & (s[:, 2] < 0.2)
+        ((s[:, 3:] > -100) & (s[:, 3:] < 100)).all(dim=-1)
+        & (s[:, 1] > 0.7)
+        & (s[:, 2] > -0.2)
+        & (s[:, 2] < 0.2)
     )
     return ~healthy
 
@@ -96,5 +99,7 @@ TERMINATION_FNS: dict[str, TerminationFn] = {
 
 def get_termination_fn(env_key: str) -> TerminationFn:
     if env_key not in TERMINATION_FNS:
-        raise KeyError(f"no termination function for {env_key!r}; known: {', '.join(sorted(TERMINATION_FNS))}")
+        raise KeyError(
+            f"no termination function for {env_key!r}; known: {', '.join(sorted(TERMINATION_FNS))}"
+        )
     return TERMINATION_FNS[env_key]

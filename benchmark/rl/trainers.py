@@ -56,7 +56,9 @@ def train_offline(algo, cfg, make_env: Callable, normalize: Callable, progress: 
             step += 1
         for k, v in (algo.end_epoch(epoch) or {}).items():
             diag[k].append(v)
-        mean, std, _ = evaluate(lambda o: algo.act(o, deterministic=True), make_env, cfg.eval_episodes, cfg.seed)
+        mean, std, _ = evaluate(
+            lambda o: algo.act(o, deterministic=True), make_env, cfg.eval_episodes, cfg.seed
+        )
         point = {
             "step": step,
             "epoch": epoch + 1,
