@@ -248,6 +248,19 @@ def load_training_replay(path: str | Path) -> dict[str, np.ndarray]:
     return out
 
 
+def compact_replay(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """D4RL arrays without the redundant ``next_observations`` (half the size on disk).
+
+    Only ``s'`` of rows that end an episode is stored (``end_next_observations``, in order);
+    :func:`load_training_replay` restores the full arrays exactly.
+    """
+    ends = arrays["terminals"] | arrays["timeouts"]
+    ends[-1] = True
+    out = {k: arrays[k] for k in ("observations", "actions", "rewards", "terminals", "timeouts")}
+    out["end_next_observations"] = arrays["next_observations"][ends]
+    return out
+
+
 def actor_from_state_dict(state_dict: dict) -> tuple[torch.nn.Module, dict]:
     """Rebuild a :class:`TanhGaussianActor` from its state dict; returns it and its shape info."""
     from benchmark.rl.sac import TanhGaussianActor
@@ -308,11 +321,14 @@ def thin_episodes(arrays: dict[str, np.ndarray], max_rows: int) -> tuple[dict[st
 
 
 def select_behavior(train_dir: str | Path, env_key: str, out_dir: str | Path | None = None,
-                    eval_episodes: int = 20, seed: int | None = None, max_replay_rows: int = 150_000,
+                    eval_episodes: int = 20, seed: int | None = None, max_replay_rows: int = 50_000,
                     source: str | None = None, progress=print) -> dict[str, dict]:
     """Write ``<env>-medium.pt``, ``<env>-expert.pt`` and ``<env>-medium-replay.npz`` from a run.
 
-    ``train_dir`` holds ``snapshots.pt`` and ``replay.npz`` of one SAC run. Returns the cards.
+    ``train_dir`` holds ``snapshots.pt`` and ``replay.npz`` of one SAC run. The replay buffer up to
+    the medium snapshot becomes ``medium-replay``; to keep the shipped file small, when it has more
+    than ``max_replay_rows`` rows only every k-th whole episode is kept (k is in the card).
+    Returns the cards.
     """
     from benchmark.data.local import POLICY_DIR
     from benchmark.rl.scores import normalize_return
@@ -364,7 +380,7 @@ def select_behavior(train_dir: str | Path, env_key: str, out_dir: str | Path | N
     part["timeouts"][-1] |= not part["terminals"][-1]  # the buffer is cut at the medium snapshot
     part, stride = thin_episodes(part, max_replay_rows)
     tmp = out / f"{env_key}-medium-replay.tmp.npz"
-    np.savez_compressed(tmp, **{k: part[k] for k in REPLAY_FIELDS})
+    np.savez_compressed(tmp, **compact_replay(part))
     os.replace(tmp, out / f"{env_key}-medium-replay.npz")
     cards["medium-replay"] = {
         "env": env_key, "level": "medium-replay", "rows": int(len(part["observations"])),

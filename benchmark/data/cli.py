@@ -32,7 +32,7 @@ def add_data_commands(subparsers) -> argparse.ArgumentParser:
 
     f = sub.add_parser("fetch", help="download d4rl/<name>-v2 or neorl/<Task>-v3-<level> files")
     f.add_argument("ids", nargs="+", help="e.g. d4rl/hopper-medium-v2 neorl/Hopper-v3-low")
-    f.add_argument("--dir", default=None, help="target directory (default $D4RL_DATASET_DIR / $NEORL_DATA_DIR)")
+    f.add_argument("--dir", default=None, help="target dir (default $D4RL_DATASET_DIR or $NEORL_DATA_DIR)")
 
     i = sub.add_parser("inspect", help="print a JSON summary of a dataset file or task id")
     i.add_argument("target", help="a task id (local/hopper-medium, d4rl/..., neorl/...) or a file path")
@@ -52,7 +52,7 @@ def add_data_commands(subparsers) -> argparse.ArgumentParser:
     s.add_argument("--env", required=True, choices=LOCAL_ENVS)
     s.add_argument("--out", default=None, help="default: benchmark/data/behavior_policies")
     s.add_argument("--episodes", type=int, default=20)
-    s.add_argument("--max-replay-rows", type=int, default=150_000)
+    s.add_argument("--max-replay-rows", type=int, default=50_000)
     s.add_argument("--source", default=None, help="provenance text for the cards")
     return data
 
@@ -95,14 +95,13 @@ def load_any(target: str, env_key: str | None = None) -> OfflineDataset:
             from benchmark.data.neorl import load_neorl_npz
 
             return load_neorl_npz(path, env_key=env_key, trajectories=None)
-        from benchmark.data.d4rl import arrays_to_dataset, check_env_dims
+        from benchmark.data.d4rl import REQUIRED_KEYS, arrays_to_dataset, check_env_dims
 
-        with np.load(path) as z:
-            missing = [k for k in ("observations", "actions", "rewards", "terminals", "timeouts") if k not in z]
+        with np.load(path) as z:  # D4RL arrays in an .npz, e.g. a cached local/... dataset
+            missing = [k for k in REQUIRED_KEYS if k not in z.files]
             if missing:
                 raise DatasetError(f"{path}: missing keys {missing} (has {sorted(z.files)})")
-            arrays = {k: z[k] for k in z.files if k in
-                      ("observations", "actions", "rewards", "terminals", "timeouts", "next_observations")}
+            arrays = {k: z[k] for k in (*REQUIRED_KEYS, "next_observations") if k in z.files}
         ds = arrays_to_dataset(arrays, "next_observations" in arrays, str(path), env_key)
         check_env_dims(ds, env_key, str(path))
         return ds
@@ -141,21 +140,19 @@ def _fetch(args) -> int:
 
     for task_id in args.ids:
         if task_id.startswith("d4rl/"):
-            stem = task_id.removeprefix("d4rl/")
-            d4rl.parse_d4rl_name(stem)
-            if stem not in d4rl.D4RL_FILES:
-                raise DatasetError(f"no published URL known for {task_id}")
-            remote, directory = d4rl.D4RL_FILES[stem], Path(args.dir) if args.dir else d4rl.d4rl_dir()
-            loader = lambda p, s=stem: d4rl.load_hdf5_dataset(p, env_key=stem.split("-")[0], name=f"d4rl/{s}")
+            env_key, _ = d4rl.parse_d4rl_name(task_id)
+            remote, directory = d4rl.D4RL_FILES[task_id.removeprefix("d4rl/")], args.dir or d4rl.d4rl_dir()
         elif task_id.startswith("neorl/"):
             stem, env_key, _ = neorl.parse_neorl_name(task_id)
-            remote, directory = neorl.NEORL_FILES[stem], Path(args.dir) if args.dir else neorl.neorl_dir()
-            loader = lambda p, k=env_key: neorl.load_neorl_npz(p, env_key=k)
+            remote, directory = neorl.NEORL_FILES[stem], args.dir or neorl.neorl_dir()
         else:
-            raise DatasetError(f"{task_id}: fetch knows d4rl/... and neorl/... ids (local/... use `data build`)")
+            raise DatasetError(f"{task_id}: fetch knows d4rl/... and neorl/... ids (local/...: `data build`)")
         path = fetch_remote(remote, directory, progress=_progress_printer(remote.url))
-        try:
-            ds = loader(path)
+        try:  # D4RL publishes no checksums: at least the file must read as the expected dataset
+            if task_id.startswith("d4rl/"):
+                ds = d4rl.load_hdf5_dataset(path, env_key=env_key, name=task_id)
+            else:
+                ds = neorl.load_neorl_npz(path, env_key=env_key, name=task_id)
         except DatasetError:
             path.unlink(missing_ok=True)  # never keep a file we cannot read
             raise

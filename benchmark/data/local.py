@@ -119,14 +119,12 @@ def actor_policy(actor, seed: int):
 
 def load_replay(env_key: str) -> OfflineDataset:
     """The medium-replay set: the shipped SAC replay buffer up to the medium snapshot."""
+    from benchmark.data.behavior import load_training_replay
+
     path = POLICY_DIR / f"{env_key}-medium-replay.npz"
     if not path.exists():
         raise DatasetError(f"no replay buffer {path} for local/{env_key}-medium-replay")
-    with np.load(path) as z:
-        arrays = {k: z[k] for k in z.files}
-    missing = [k for k in ARRAY_FIELDS if k not in arrays]
-    if missing:
-        raise DatasetError(f"{path}: missing keys {missing}")
+    arrays = load_training_replay(path)  # full D4RL arrays or the compact shipped layout
     return OfflineDataset(**{k: arrays[k] for k in ARRAY_FIELDS}, name=f"local/{env_key}-medium-replay",
                           env_key=env_key)
 
