@@ -75,7 +75,8 @@ def test_load_d4rl_dataset_uses_d4rl_file_names_and_env_dir(tmp_path, monkeypatc
     write_hdf5(tmp_path / "walker2d_medium_replay-v2.hdf5", d4rl_arrays(obs_dim=17, act_dim=6))
     ds = load_d4rl_dataset("d4rl/walker2d-medium-replay-v2")
     assert ds.name == "d4rl/walker2d-medium-replay-v2" and ds.env_key == "walker2d" and ds.obs_dim == 17
-    with pytest.raises(DatasetError, match=r"hopper_medium-v2\.hdf5.*admbench data fetch d4rl/hopper-medium-v2"):
+    hint = r"hopper_medium-v2\.hdf5.*admbench data fetch d4rl/hopper-medium-v2"
+    with pytest.raises(DatasetError, match=hint):
         load_d4rl_dataset("hopper-medium-v2")
     with pytest.raises(DatasetError, match="unknown D4RL dataset"):
         load_d4rl_dataset("ant-medium-v2")
@@ -86,7 +87,7 @@ def test_load_d4rl_dataset_uses_d4rl_file_names_and_env_dir(tmp_path, monkeypatc
     [
         (lambda a: a.pop("timeouts"), r"missing keys \['timeouts'\]"),
         (lambda a: a.update(rewards=a["rewards"][:-3]), "'rewards' has 57 rows"),
-        (lambda a: a["observations"].__setitem__((5, 2), np.nan), "'observations' has NaN/inf values .*row 5"),
+        (lambda a: a["observations"].__setitem__((5, 2), np.nan), "'observations' has NaN/inf .*row 5"),
         (lambda a: a["actions"].__setitem__((9, 0), np.inf), "'actions' has NaN/inf"),
         (lambda a: a.update(observations=np.zeros((60, 12), np.float32),
                             next_observations=np.zeros((60, 12), np.float32)), "dims 12/3.*expects 11/3"),
@@ -218,9 +219,9 @@ def test_inspect_prints_json_with_normalized_score(tmp_path, capsys):
     assert data_main(["data", "inspect", str(path)]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["transitions"] == 60 and out["env_key"] == "hopper" and out["episodes"] == 4
-    rets = np.array([r for r in load_hdf5_dataset(path).episode_returns()])
-    assert out["normalized_return_mean"] == pytest.approx(100 * (rets.mean() + 20.272305) / (3234.3 + 20.272305),
-                                                          abs=0.01)
+    rets = load_hdf5_dataset(path).episode_returns()
+    expected = 100 * (rets.mean() + 20.272305) / (3234.3 + 20.272305)  # D4RL hopper random/expert
+    assert out["normalized_return_mean"] == pytest.approx(expected, abs=0.01)
     assert out["normalized_return_std"] == pytest.approx(100 * rets.std() / (3234.3 + 20.272305), abs=0.01)
 
 
