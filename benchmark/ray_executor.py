@@ -14,16 +14,16 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from benchmark.results import record_path, write_record
-from benchmark.runner import RunSpec, existing_record, prepare, run_one
+from benchmark.results import write_record
+from benchmark.runner import AnalysisSpec, RunSpec, execute, existing_record, prepare, summarize
 
 
-def _remote_run(run: RunSpec, results_dir: str, force: bool, threads: int) -> dict:
-    return run_one(run, Path(results_dir), progress=False, force=force, threads=threads)
+def _remote_run(run: RunSpec | AnalysisSpec, results_dir: str, force: bool, threads: int) -> dict:
+    return execute(run, Path(results_dir), force=force, threads=threads)
 
 
 def run_many_ray(
-    runs: list[RunSpec],
+    runs: list[RunSpec | AnalysisSpec],
     results_dir: Path,
     address: str | None = None,
     force: bool = False,
@@ -40,16 +40,14 @@ def run_many_ray(
 
     results_dir = Path(results_dir)
     summaries: list[dict] = []
-    todo: list[RunSpec] = []
+    todo: list[RunSpec | AnalysisSpec] = []
     for run in runs:  # fail fast on bad names, and skip finished runs without a cluster round trip
-        _, _, _, _, _, chash = prepare(run)
-        done = (
-            None
-            if force
-            else existing_record(record_path(results_dir, run.suite, run.algo, run.task, run.seed), chash)
-        )
+        done = None
+        if isinstance(run, RunSpec):
+            chash = prepare(run)[-1]
+            done = None if force else existing_record(run.path(results_dir), chash)
         if done is not None:
-            summaries.append({**_summary(done), "_skipped": True})
+            summaries.append({**summarize(done), "_skipped": True})
         else:
             todo.append(run)
     if not todo:
@@ -71,12 +69,12 @@ def run_many_ray(
             try:
                 record = ray.get(ref)
                 if not record.get("_skipped"):
-                    write_record(record_path(results_dir, run.suite, run.algo, run.task, run.seed), record)
-                summaries.append(_summary(record))
+                    write_record(run.path(results_dir), record)
+                summaries.append(summarize(record))
             except Exception as e:  # retries exhausted: the worker kept dying
                 summaries.append(
                     {
-                        "algo": run.algo,
+                        "algo": run.name,
                         "task": run.task,
                         "seed": run.seed,
                         "status": "failed",
@@ -89,10 +87,3 @@ def run_many_ray(
         if started_here:
             ray.shutdown()
     return summaries
-
-
-def _summary(record: dict) -> dict:
-    return {
-        k: record.get(k)
-        for k in ("algo", "task", "seed", "status", "reason", "final_score", "wall_time_s", "_skipped")
-    }

@@ -22,7 +22,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchmark.results import read_record, record_path, versions, write_record
+from benchmark.results import read_record, versions, write_record
 from benchmark.runner import RunSpec, run_many
 from benchmark.suites import load_suite
 
@@ -72,7 +72,7 @@ def compare(reference: dict | None, now: dict | None, strict: bool = False) -> s
 
 
 def _load(root: Path, run: RunSpec) -> dict | None:
-    path = record_path(root, run.suite, run.algo, run.task, run.seed)
+    path = run.path(root)
     return read_record(path) if path.exists() else None
 
 
@@ -97,17 +97,17 @@ def regress(
         if update:
             if now is None or now.get("status") != "ok":
                 raise RuntimeError(f"cannot update references: {run.label()} did not finish ok")
-            write_record(record_path(reference_root, run.suite, run.algo, run.task, run.seed), now)
+            write_record(run.path(reference_root), now)
             out.append(
                 Comparison(
-                    run.algo, run.task, run.seed, now.get("final_score"), now.get("final_score"), "updated"
+                    run.name, run.task, run.seed, now.get("final_score"), now.get("final_score"), "updated"
                 )
             )
             continue
         ref = _load(reference_root, run)
         out.append(
             Comparison(
-                run.algo,
+                run.name,
                 run.task,
                 run.seed,
                 ref and ref.get("final_score"),
@@ -116,7 +116,7 @@ def regress(
             )
         )
     if update:  # drop references of runs the suite no longer has
-        planned = {record_path(reference_root, r.suite, r.algo, r.task, r.seed) for r in runs}
+        planned = {r.path(reference_root) for r in runs}
         for p in (
             (reference_root / suite.name).rglob("seed-*.json")
             if (reference_root / suite.name).exists()

@@ -7,6 +7,7 @@ hands the algorithm to the trainer of its kind.
 
 from __future__ import annotations
 
+import json
 import time
 import traceback
 from collections.abc import Iterable
@@ -42,15 +43,45 @@ class KindMismatchError(ValueError):
 
 @dataclass(frozen=True)
 class RunSpec:
-    algo: str
+    algo: str  # registry id
     task: str
     seed: int
     budget: str
     overrides: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
     suite: str = "adhoc"
+    variant: str = ""  # e.g. "m=2" for ablations: stored as algo "admpo-off@m=2"
+
+    @property
+    def name(self) -> str:
+        """The algorithm name in records, paths and tables (``algo`` or ``algo@variant``)."""
+        return f"{self.algo}@{self.variant}" if self.variant else self.algo
+
+    def path(self, results_dir: Path) -> Path:
+        return record_path(results_dir, self.suite, self.name, self.task, self.seed)
 
     def label(self) -> str:
-        return f"{self.algo} {self.task} seed={self.seed} budget={self.budget}"
+        return f"{self.name} {self.task} seed={self.seed} budget={self.budget}"
+
+
+@dataclass(frozen=True)
+class AnalysisSpec:
+    """An analysis job (compounding error, uncertainty vs error) of a suite; see adm/analysis.py."""
+
+    analysis: str
+    task: str
+    seed: int
+    budget: str
+    suite: str = "adhoc"
+
+    @property
+    def name(self) -> str:
+        return f"analysis-{self.analysis}"
+
+    def path(self, results_dir: Path) -> Path:
+        return record_path(results_dir, self.suite, self.name, self.task, self.seed)
+
+    def label(self) -> str:
+        return f"{self.name} {self.task} seed={self.seed} budget={self.budget}"
 
 
 def prepare(run: RunSpec):
@@ -71,7 +102,7 @@ def prepare(run: RunSpec):
     )
     cfg_dict = config_to_dict(cfg)
     chash = config_hash(
-        {"algo": run.algo, "task": run.task, "seed": run.seed, "budget": run.budget, "config": cfg_dict}
+        {"algo": run.name, "task": run.task, "seed": run.seed, "budget": run.budget, "config": cfg_dict}
     )
     return spec, task, cfg, cfg_dict, provenance, chash
 
@@ -144,7 +175,7 @@ def run_one(
     An existing ``ok`` record with the same config hash is returned untouched unless ``force``.
     """
     spec, task, cfg, cfg_dict, provenance, chash = prepare(run)
-    path = record_path(results_dir, run.suite, run.algo, run.task, run.seed)
+    path = run.path(results_dir)
     if not force:
         done = existing_record(path, chash)
         if done is not None:
@@ -154,7 +185,9 @@ def run_one(
     record: dict[str, Any] = {
         "schema": SCHEMA,
         "suite": run.suite,
-        "algo": run.algo,
+        "algo": run.name,
+        "algo_id": run.algo,
+        "variant": run.variant,
         "task": run.task,
         "seed": run.seed,
         "budget": run.budget,
@@ -187,12 +220,71 @@ def run_one(
     return record
 
 
-def _worker(run: RunSpec, results_dir: str, force: bool) -> dict:
-    rec = run_one(run, Path(results_dir), progress=False, force=force, threads=1)
-    return {
-        k: rec.get(k)
-        for k in ("algo", "task", "seed", "status", "reason", "final_score", "wall_time_s", "_skipped")
+ANALYSIS_SCHEMA = "admbench.analysis/1"
+
+
+def run_analysis_job(
+    job: AnalysisSpec, results_dir: Path = DEFAULT_RESULTS, force: bool = False, threads: int = 1
+) -> dict:
+    """Run one analysis (``adm.analysis.run_analysis``) and store its output as a record."""
+    path = job.path(results_dir)
+    chash = config_hash({"analysis": job.analysis, "task": job.task, "seed": job.seed, "budget": job.budget})
+    if not force and path.exists():
+        try:
+            done = json.loads(path.read_text())
+            if done.get("status") == "ok" and done.get("config_hash") == chash:
+                return {**done, "_skipped": True}
+        except json.JSONDecodeError:
+            pass
+    seed_everything(job.seed, threads=threads)
+    record: dict[str, Any] = {
+        "schema": ANALYSIS_SCHEMA,
+        "suite": job.suite,
+        "algo": job.name,
+        "analysis": job.analysis,
+        "task": job.task,
+        "seed": job.seed,
+        "budget": job.budget,
+        "config": {},
+        "config_hash": chash,
+        "versions": versions(),
+        "commit": git_commit(),
+        "status": "ok",
+        "reason": None,
+        "curve": [],
     }
+    t0 = time.time()
+    try:
+        from adm.analysis import run_analysis
+
+        record["result"] = run_analysis(job.analysis, job.task, job.seed, job.budget)
+    except Exception as e:
+        record["status"], record["reason"] = "failed", f"{type(e).__name__}: {e}"
+        record["traceback"] = traceback.format_exc(limit=20)
+    record["wall_time_s"] = round(time.time() - t0, 3)
+    write_record(path, record)
+    return record
+
+
+def execute(
+    job: RunSpec | AnalysisSpec,
+    results_dir: Path,
+    force: bool = False,
+    threads: int = 1,
+    progress: bool = False,
+) -> dict:
+    if isinstance(job, AnalysisSpec):
+        return run_analysis_job(job, results_dir, force=force, threads=threads)
+    return run_one(job, results_dir, progress=progress, force=force, threads=threads)
+
+
+def summarize(record: dict) -> dict:
+    keys = ("algo", "task", "seed", "status", "reason", "final_score", "wall_time_s", "_skipped")
+    return {k: record.get(k) for k in keys}
+
+
+def _worker(job: RunSpec | AnalysisSpec, results_dir: str, force: bool) -> dict:
+    return summarize(execute(job, Path(results_dir), force=force, threads=1))
 
 
 def run_many(
@@ -205,7 +297,8 @@ def run_many(
     """Local executor: a process pool (spawn, one torch thread per run). Finished runs are skipped."""
     runs = list(runs)
     for run in runs:  # fail fast on bad names/configs before any process starts
-        prepare(run)
+        if isinstance(run, RunSpec):
+            prepare(run)
     summaries: list[dict] = []
     bar = tqdm(total=len(runs), desc="runs", disable=not progress)
     if workers <= 1:
@@ -222,7 +315,7 @@ def run_many(
                 except Exception as e:  # the worker process itself died
                     summaries.append(
                         {
-                            "algo": run.algo,
+                            "algo": run.name,
                             "task": run.task,
                             "seed": run.seed,
                             "status": "failed",
@@ -234,4 +327,13 @@ def run_many(
     return summaries
 
 
-__all__ = ["RunSpec", "run_one", "run_many", "prepare", "TaskError", "KindMismatchError"]
+__all__ = [
+    "AnalysisSpec",
+    "KindMismatchError",
+    "RunSpec",
+    "TaskError",
+    "execute",
+    "prepare",
+    "run_many",
+    "run_one",
+]

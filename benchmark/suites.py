@@ -9,6 +9,10 @@ Format::
       - algos: [bc, td3bc]
         tasks: [local/hopper-medium-replay]
         set: {epochs: 5}     # optional per-entry config overrides
+        variant: m=2         # optional: records are stored as algo "bc@m=2" (ablations)
+    analyses:                # optional analysis jobs (adm/analysis.py), one record per task x seed
+      - name: compounding-error
+        tasks: [local/hopper-medium-replay]
 """
 
 from __future__ import annotations
@@ -66,8 +70,8 @@ def load_suite(name_or_path: str) -> Suite:
         raise SuiteError(f"suite file {path} does not exist")
     data = yaml.safe_load(path.read_text()) or {}
     where = str(path)
-    if not isinstance(data, dict) or "runs" not in data:
-        raise SuiteError(f"{where}: expected a mapping with a 'runs' list")
+    if not isinstance(data, dict) or not ("runs" in data or "analyses" in data):
+        raise SuiteError(f"{where}: expected a mapping with a 'runs' and/or 'analyses' list")
     budget = data.get("budget", "smoke")
     if budget not in BUDGET_NAMES:
         raise SuiteError(f"{where}: budget must be one of {BUDGET_NAMES}, got {budget!r}")
