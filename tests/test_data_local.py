@@ -113,7 +113,8 @@ def test_thin_episodes_keeps_whole_episodes():
 
 
 def test_choose_snapshots_medium_is_closest_to_a_third_of_expert():
-    snaps = {s: {"return_mean": r} for s, r in [(1, 100.0), (2, 1000.0), (3, 1200.0), (4, 3000.0), (5, 2900.0)]}
+    returns = [(1, 100.0), (2, 1000.0), (3, 1200.0), (4, 3000.0), (5, 2900.0)]
+    snaps = {s: {"return_mean": r} for s, r in returns}
     # hopper: a third of 3234.3 is 1078.1 -> 1000 (step 2) is closer than 1200 (step 3)
     assert choose_snapshots(snaps, "hopper") == {"medium": 2, "expert": 4}
 
@@ -170,3 +171,18 @@ def test_shipped_policies_match_their_cards():
         assert card["env"] == env and card["level"] == level
         assert json.loads(path.with_suffix(".json").read_text()) == card
         assert behavior.actor_from_state_dict(actor.state_dict())[1]["hidden"] == card["hidden"]
+
+
+def test_cache_rebuilds_when_the_shipped_policy_changes(cache, tmp_path, monkeypatch):
+    torch.manual_seed(0)
+    out = tmp_path / "policies"
+    out.mkdir()
+    card = {"obs_dim": 11, "act_dim": 3, "hidden": [8], "act_scale": 1.0}
+    torch.save({"actor": TanhGaussianActor(11, 3, (8,)).state_dict(), "card": card}, out / "hopper-medium.pt")
+    monkeypatch.setattr(local, "POLICY_DIR", out)
+    first = local.load_local_dataset("hopper", "medium", size=300)
+    assert local.load_local_dataset("hopper", "medium", size=300).meta == first.meta
+    torch.save({"actor": TanhGaussianActor(11, 3, (8,)).state_dict(), "card": card}, out / "hopper-medium.pt")
+    second = local.load_local_dataset("hopper", "medium", size=300)
+    assert second.meta["sources"] != first.meta["sources"]
+    assert not np.array_equal(second.actions, first.actions)

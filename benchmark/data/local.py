@@ -12,7 +12,8 @@ Built the way D4RL built its MuJoCo sets, on gymnasium MuJoCo v4:
 Policies and replay buffers ship in ``benchmark/data/behavior_policies/`` with a card each. A dataset
 is generated deterministically from (policy, seed, size) and cached under ``$ADMBENCH_DATA``
 (default ``~/.cache/admbench``) as ``.npz`` plus a manifest (sizes, sha256, returns); a cached file is
-reused only if its sha256 matches the manifest, and nothing is cached from a failed build.
+reused only if its sha256 matches the manifest and it was built from the same shipped files and
+MuJoCo version (``sources`` in the manifest); nothing is cached from a failed build.
 """
 
 from __future__ import annotations
@@ -170,15 +171,40 @@ def _paths(env_key: str, level: str, size: int | None, seed: int) -> tuple[Path,
     return d / f"{stem}.npz", d / f"{stem}.manifest.json"
 
 
+LEVEL_FILES = {
+    "random": (),
+    "medium": ("medium.pt",),
+    "expert": ("expert.pt",),
+    "medium-replay": ("medium-replay.npz",),
+    "medium-expert": ("medium.pt", "expert.pt"),
+}
+
+
+def build_sources(env_key: str, level: str) -> dict[str, str]:
+    """What a build depends on besides (size, seed): the shipped files' sha256 and the MuJoCo version.
+
+    A cached dataset whose manifest lists other sources is stale (new policies, another simulator)
+    and is rebuilt.
+    """
+    import mujoco
+
+    sources = {"mujoco": mujoco.__version__}
+    for suffix in LEVEL_FILES.get(level, ()):
+        path = POLICY_DIR / f"{env_key}-{suffix}"
+        sources[path.name] = sha256_file(path) if path.exists() else "missing"
+    return sources
+
+
 def load_local_dataset(env_key: str, level: str, size: int | None = None, seed: int = BUILD_SEED,
                        rebuild: bool = False) -> OfflineDataset:
     """Load ``local/<env>-<level>`` from the cache, building it first if needed (idempotent)."""
     size = size or DEFAULT_SIZES.get(level)
     data_path, manifest_path = _paths(env_key, level, size, seed)
     name = f"local/{env_key}-{level}"
+    sources = build_sources(env_key, level)
     if not rebuild and data_path.exists() and manifest_path.exists():
         manifest = json.loads(manifest_path.read_text())
-        if manifest.get("sha256") == sha256_file(data_path):
+        if manifest.get("sha256") == sha256_file(data_path) and manifest.get("sources") == sources:
             with np.load(data_path) as z:
                 return OfflineDataset(**{k: z[k] for k in ARRAY_FIELDS}, name=name, env_key=env_key,
                                       meta=manifest)
@@ -188,7 +214,7 @@ def load_local_dataset(env_key: str, level: str, size: int | None = None, seed: 
     np.savez(tmp, **ds.arrays())
     os.replace(tmp, data_path)
     manifest = {"id": name, "size": size, "seed": seed, "format_version": FORMAT_VERSION,
-                "sha256": sha256_file(data_path), **ds.summary()}
+                "sha256": sha256_file(data_path), "sources": sources, **ds.summary()}
     tmp_m = manifest_path.with_name(manifest_path.name + ".tmp")
     tmp_m.write_text(json.dumps(manifest, indent=2))
     os.replace(tmp_m, manifest_path)
