@@ -5,8 +5,10 @@ Layout (polixir/NeoRL ``neorl/utils.py``): arrays ``obs``, ``action``, ``reward`
 ``neorl`` with ``train_num=1000``, we read the smallest stored training file with at least 1000
 trajectories (``<Task>-v3-<level>-1000-train-noise.npz``) and keep its first 1000 trajectories.
 As in the ADMPO loader (REFERENCE.md 3.1), a transition is a timeout when row ``i+1`` starts a
-trajectory (and it is not a terminal). Observations keep the x position (Hopper 12-d, Walker2d and
-HalfCheetah 18-d): env keys ``neorl-hopper``, ``neorl-walker2d``, ``neorl-halfcheetah``.
+trajectory (and it is not a terminal); ADMPO also drops the file's last row, we keep it (its ``s'``
+is stored) as a timeout. The stored ``index`` holds trajectory ends: ``neorl`` prepends 0 to make
+it the start rows ADMPO tests ``i + 1`` against. Observations keep the x position (Hopper 12-d,
+Walker2d and HalfCheetah 18-d): env keys ``neorl-hopper``, ``neorl-walker2d``, ``neorl-halfcheetah``.
 
 Files are looked up in ``$NEORL_DATA_DIR`` (default ``$ADMBENCH_DATA/neorl``, i.e.
 ``~/.cache/admbench/neorl``); ``admbench data fetch neorl/<Task>-v3-<level>`` downloads them.
