@@ -155,13 +155,10 @@ def cmd_reproduce(args) -> int:
     if not args.no_report:
         from benchmark.report import write_report
 
-        out = write_report(
-            suite.name,
-            Path(args.results),
-            Path(args.reports) / suite.name,
-            seeds_requested=args.seeds or suite.seeds,
-        )
-        print(f"report: {out}")
+        for name in suite.report_suites:
+            seeds = args.seeds or suite.seeds
+            out = write_report(name, Path(args.results), Path(args.reports) / name, seeds_requested=seeds)
+            print(f"report: {out}")
     return 0 if not failed else 1
 
 

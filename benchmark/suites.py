@@ -17,13 +17,13 @@ Format::
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
 from benchmark.config import BUDGET_NAMES
-from benchmark.runner import RunSpec
+from benchmark.runner import AnalysisSpec, RunSpec
 
 SUITE_DIR = Path(__file__).parent / "suites"
 
@@ -40,18 +40,30 @@ class Suite:
     seeds: int
     entries: list[dict]
     path: Path
+    analyses: list[dict] = field(default_factory=list)
+    includes: list[Suite] = field(default_factory=list)  # a meta-suite runs its members under their names
 
-    def plan(self, budget: str | None = None, seeds: int | None = None) -> list[RunSpec]:
+    @property
+    def report_suites(self) -> list[str]:
+        return [s.name for s in self.includes] if self.includes else [self.name]
+
+    def plan(self, budget: str | None = None, seeds: int | None = None) -> list[RunSpec | AnalysisSpec]:
+        if self.includes:
+            return [run for member in self.includes for run in member.plan(budget, seeds)]
         budget = budget or self.budget
         n = self.seeds if seeds is None else seeds
-        runs = []
+        runs: list[RunSpec | AnalysisSpec] = []
         for entry in self.entries:
+            overrides = dict(entry.get("set") or {})
+            variant = str(entry.get("variant", ""))
             for algo in entry["algos"]:
                 for task in entry["tasks"]:
                     for seed in range(n):
-                        runs.append(
-                            RunSpec(algo, task, seed, budget, dict(entry.get("set") or {}), suite=self.name)
-                        )
+                        runs.append(RunSpec(algo, task, seed, budget, dict(overrides), self.name, variant))
+        for entry in self.analyses:
+            for task in entry["tasks"]:
+                for seed in range(n):
+                    runs.append(AnalysisSpec(entry["name"], task, seed, budget, suite=self.name))
         return runs
 
 
@@ -68,8 +80,19 @@ def load_suite(name_or_path: str) -> Suite:
         path = suites[name_or_path]
     if not path.exists():
         raise SuiteError(f"suite file {path} does not exist")
-    data = yaml.safe_load(path.read_text()) or {}
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise SuiteError(f"{path}: not valid YAML ({e})") from None
     where = str(path)
+    description = str(data.get("description", "")).strip() if isinstance(data, dict) else ""
+    if isinstance(data, dict) and "include" in data:
+        members = data["include"]
+        if not isinstance(members, list) or not members:
+            raise SuiteError(f"{where}: 'include' must be a non-empty list of suite names")
+        if path.stem in members:
+            raise SuiteError(f"{where}: a suite cannot include itself")
+        return Suite(path.stem, description, "paper", 1, [], path, includes=[load_suite(m) for m in members])
     if not isinstance(data, dict) or not ("runs" in data or "analyses" in data):
         raise SuiteError(f"{where}: expected a mapping with a 'runs' and/or 'analyses' list")
     budget = data.get("budget", "smoke")
@@ -78,17 +101,16 @@ def load_suite(name_or_path: str) -> Suite:
     seeds = data.get("seeds", 1)
     if not isinstance(seeds, int) or seeds < 1:
         raise SuiteError(f"{where}: seeds must be a positive integer, got {seeds!r}")
-    entries = data["runs"]
-    if not isinstance(entries, list):
-        raise SuiteError(f"{where}: 'runs' must be a list")
+    entries, analyses = data.get("runs") or [], data.get("analyses") or []
+    if not isinstance(entries, list) or not isinstance(analyses, list):
+        raise SuiteError(f"{where}: 'runs' and 'analyses' must be lists")
     for i, e in enumerate(entries):
-        if (
-            not isinstance(e, dict)
-            or not isinstance(e.get("algos"), list)
-            or not isinstance(e.get("tasks"), list)
-        ):
+        if not isinstance(e, dict) or not all(isinstance(e.get(k), list) for k in ("algos", "tasks")):
             raise SuiteError(f"{where}: runs[{i}] needs lists 'algos' and 'tasks'")
-        extra = set(e) - {"algos", "tasks", "set"}
+        extra = set(e) - {"algos", "tasks", "set", "variant"}
         if extra:
             raise SuiteError(f"{where}: runs[{i}] has unknown keys {sorted(extra)}")
-    return Suite(path.stem, str(data.get("description", "")).strip(), budget, seeds, entries, path)
+    for i, e in enumerate(analyses):
+        if not isinstance(e, dict) or not isinstance(e.get("name"), str) or not isinstance(e.get("tasks"), list):
+            raise SuiteError(f"{where}: analyses[{i}] needs a 'name' and a list 'tasks'")
+    return Suite(path.stem, description, budget, seeds, entries, path, analyses)
