@@ -29,6 +29,7 @@ def add_data_commands(subparsers) -> argparse.ArgumentParser:
     b.add_argument("--size", type=int, default=None, help="transitions (default: per-level default size)")
     b.add_argument("--seed", type=int, default=0)
     b.add_argument("--rebuild", action="store_true", help="rebuild even if a verified cached copy exists")
+    b.add_argument("--markdown", action="store_true", help="end with a markdown table of the summaries")
 
     f = sub.add_parser("fetch", help="download d4rl/<name>-v2 or neorl/<Task>-v3-<level> files")
     f.add_argument("ids", nargs="+", help="e.g. d4rl/hopper-medium-v2 neorl/Hopper-v3-low")
@@ -127,11 +128,30 @@ def summarize(ds: OfflineDataset) -> dict:
 def _build(args) -> int:
     from benchmark.data.local import load_local_dataset
 
+    rows = []
     for env in args.env:
         for level in args.level:
             ds = load_local_dataset(env, level, size=args.size, seed=args.seed, rebuild=args.rebuild)
-            print(json.dumps(summarize(ds)), flush=True)
+            rows.append(summarize(ds))
+            print(json.dumps(rows[-1]), flush=True)
+    if args.markdown:
+        print(markdown_table(rows))
     return 0
+
+
+def markdown_table(rows: list[dict]) -> str:
+    lines = [
+        "| dataset | transitions | episodes | return mean ± std | min / max | normalized mean ± std |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        norm = (f"{r['normalized_return_mean']:.1f} ± {r['normalized_return_std']:.1f}"
+                if "normalized_return_mean" in r else "n/a")
+        lines.append(
+            f"| {r['name']} | {r['transitions']} | {r['episodes']} | {r['return_mean']:.1f} ± "
+            f"{r['return_std']:.1f} | {r['return_min']:.1f} / {r['return_max']:.1f} | {norm} |"
+        )
+    return "\n".join(lines)
 
 
 def _fetch(args) -> int:
