@@ -111,6 +111,6 @@ def load_suite(name_or_path: str) -> Suite:
         if extra:
             raise SuiteError(f"{where}: runs[{i}] has unknown keys {sorted(extra)}")
     for i, e in enumerate(analyses):
-        if not isinstance(e, dict) or not isinstance(e.get("name"), str) or not isinstance(e.get("tasks"), list):
+        if not (isinstance(e, dict) and isinstance(e.get("name"), str) and isinstance(e.get("tasks"), list)):
             raise SuiteError(f"{where}: analyses[{i}] needs a 'name' and a list 'tasks'")
     return Suite(path.stem, description, budget, seeds, entries, path, analyses)
