@@ -1,0 +1,450 @@
+"""Run records -> pandas frames -> score matrices (runs x tasks) -> rliable aggregates.
+
+Everything here is a pure function of the records. rliable draws its bootstrap resamples from
+NumPy's *global* generator (``np.random.choice`` inside ``StratifiedBootstrap.update_indices``), so
+every rliable call below is preceded by ``np.random.seed(seed)``: the same records and seed give the
+same intervals, and each algorithm's interval does not depend on which other algorithms are present.
+
+Scores are the records' ``final_score`` (normalized, 0-100 scale: the mean of the last ``final_k``
+evaluations, the rule written in each record's ``final_rule``). The optimality gap uses
+``gamma = 100`` on that scale (``100 - mean(min(score, 100))``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import scipy.stats
+from rliable import library as rly
+from rliable import metrics
+
+from benchmark.results import RecordError, validate_record
+
+log = logging.getLogger(__name__)
+
+METRICS = ("mean", "median", "iqm", "optimality_gap")
+OPTIMALITY_GAP_GAMMA = 100.0  # scores are on the 0-100 normalized scale
+CONFIDENCE = 0.95
+
+RECORD_COLUMNS = (
+    "suite",
+    "algo",
+    "task",
+    "seed",
+    "budget",
+    "status",
+    "reason",
+    "malformed",
+    "final_score",
+    "final_return",
+    "final_rule",
+    "final_k",
+    "config_hash",
+    "commit",
+    "wall_time_s",
+    "n_evals",
+    "curve",
+    "path",
+)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Loading records
+# ----------------------------------------------------------------------------------------------------
+
+
+def _finite_or_none(value) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
+def _identity_from_path(path: Path, root: Path, suite: str | None) -> dict:
+    """Best-effort algo/task/seed/suite from ``<suite>/<algo>/<task slug>/seed-<n>.json``."""
+    parts = path.relative_to(root).parts
+    seed_text = path.stem.removeprefix("seed-")
+    return {
+        "suite": parts[-4] if len(parts) >= 4 else (suite or root.name),
+        "algo": parts[-3] if len(parts) >= 3 else "?",
+        "task": parts[-2].replace("__", "/") if len(parts) >= 2 else "?",
+        "seed": int(seed_text) if seed_text.lstrip("-").isdigit() else -1,
+    }
+
+
+def _row_from_file(path: Path, root: Path, suite: str | None) -> dict:
+    ident = _identity_from_path(path, root, suite)
+    try:
+        record = json.loads(path.read_text())
+        validate_record(record, str(path))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecordError) as e:
+        reason = str(e) if isinstance(e, RecordError) else f"{path}: unreadable record ({e})"
+        log.warning("malformed record reported as failed: %s", reason)
+        return {
+            **ident,
+            "status": "failed",
+            "reason": f"malformed record: {reason}",
+            "malformed": True,
+            "budget": None,
+            "final_score": None,
+            "final_return": None,
+            "final_rule": None,
+            "final_k": None,
+            "config_hash": None,
+            "commit": None,
+            "wall_time_s": None,
+            "n_evals": 0,
+            "curve": [],
+            "path": str(path),
+        }
+    config = record.get("config") or {}
+    return {
+        "suite": record.get("suite") or ident["suite"],
+        "algo": record["algo"],
+        "task": record["task"],
+        "seed": int(record["seed"]),
+        "budget": record["budget"],
+        "status": record["status"],
+        "reason": record.get("reason"),
+        "malformed": False,
+        "final_score": _finite_or_none(record.get("final_score")),
+        "final_return": _finite_or_none(record.get("final_return")),
+        "final_rule": record.get("final_rule"),
+        "final_k": config.get("final_k"),
+        "config_hash": record.get("config_hash"),
+        "commit": record["commit"],
+        "wall_time_s": float(record["wall_time_s"]),
+        "n_evals": len(record["curve"]),
+        "curve": record["curve"],
+        "path": str(path),
+    }
+
+
+def load_records(results_dir: Path, suite: str | None = None) -> pd.DataFrame:
+    """One row per ``seed-*.json`` record under ``results_dir`` (columns :data:`RECORD_COLUMNS`).
+
+    With ``suite``, reads ``results_dir/suite`` when it exists, otherwise ``results_dir`` keeping
+    records whose ``suite`` is ``suite``. A file that is not valid JSON or breaks the record schema is
+    a row with ``status="failed"``, ``malformed=True`` and a ``reason`` naming the file: one bad file
+    never stops a report. Rows are sorted (algo, task, seed, path), so frames are reproducible.
+    """
+    results_dir = Path(results_dir)
+    if not results_dir.is_dir():
+        raise FileNotFoundError(f"results directory {results_dir} does not exist")
+    root, filter_suite = results_dir, suite
+    if suite is not None and (results_dir / suite).is_dir():
+        root, filter_suite = results_dir / suite, None
+    rows = [_row_from_file(p, root, suite) for p in sorted(root.rglob("seed-*.json"))]
+    frame = pd.DataFrame(rows, columns=list(RECORD_COLUMNS))
+    if filter_suite is not None:
+        frame = frame[frame["suite"] == filter_suite]
+    frame = frame.sort_values(["algo", "task", "seed", "path"], kind="mergesort").reset_index(drop=True)
+    return frame
+
+
+def usable(records: pd.DataFrame, value: str = "final_score") -> pd.DataFrame:
+    """Rows of finished runs that have a finite ``value``."""
+    ok = (records["status"] == "ok") & records[value].notna()
+    return records[ok]
+
+
+# ----------------------------------------------------------------------------------------------------
+# Score matrices
+# ----------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ScoreMatrix:
+    """``scores[run, task]`` for one algorithm; rliable needs the same number of runs on every task,
+    so tasks with more seeds than the scarcest task keep their lowest seeds (``dropped`` counts the
+    rest)."""
+
+    algo: str
+    tasks: tuple[str, ...]
+    seeds: tuple[tuple[int, ...], ...]  # seeds used, per task
+    scores: np.ndarray  # (runs, tasks)
+    dropped: int
+
+    @property
+    def n_runs(self) -> int:
+        return int(self.scores.shape[0])
+
+
+def score_matrix(
+    records: pd.DataFrame, algo: str, tasks: Iterable[str] | None = None, value: str = "final_score"
+) -> ScoreMatrix | None:
+    """The (runs x tasks) matrix of ``value`` for ``algo``; None if some requested task has no run."""
+    rows = usable(records, value)
+    rows = rows[rows["algo"] == algo]
+    task_list = tuple(sorted(set(rows["task"]))) if tasks is None else tuple(tasks)
+    if not task_list:
+        return None
+    per_task = []
+    for task in task_list:
+        sub = rows[rows["task"] == task].sort_values("seed", kind="mergesort")
+        if sub.empty:
+            return None
+        per_task.append((tuple(int(s) for s in sub["seed"]), sub[value].to_numpy(dtype=float)))
+    n = min(len(vals) for _, vals in per_task)
+    scores = np.stack([vals[:n] for _, vals in per_task], axis=1)
+    dropped = sum(len(vals) - n for _, vals in per_task)
+    return ScoreMatrix(algo, task_list, tuple(seeds[:n] for seeds, _ in per_task), scores, dropped)
+
+
+def common_tasks(records: pd.DataFrame, value: str = "final_score") -> tuple[str, ...]:
+    """Tasks on which every algorithm with a usable run has at least one usable run."""
+    rows = usable(records, value)
+    sets = [set(g["task"]) for _, g in rows.groupby("algo")]
+    return tuple(sorted(set.intersection(*sets))) if sets else ()
+
+
+def score_matrices(
+    records: pd.DataFrame, value: str = "final_score", tasks: Iterable[str] | None = None
+) -> dict[str, ScoreMatrix]:
+    """One matrix per algorithm. By default over :func:`common_tasks` so that aggregates compare the
+    same tasks; if the algorithms share no task, each algorithm's own tasks are used instead."""
+    if tasks is None:
+        tasks = common_tasks(records, value) or None
+    out = {}
+    for algo in sorted(set(usable(records, value)["algo"])):
+        m = score_matrix(records, algo, tasks=tasks, value=value)
+        if m is not None:
+            out[algo] = m
+    return out
+
+
+# ----------------------------------------------------------------------------------------------------
+# Aggregate metrics with stratified-bootstrap CIs (rliable)
+# ----------------------------------------------------------------------------------------------------
+
+
+def optimality_gap(scores: np.ndarray) -> float:
+    return metrics.aggregate_optimality_gap(scores, gamma=OPTIMALITY_GAP_GAMMA)
+
+
+METRIC_FUNCS: dict[str, Callable[[np.ndarray], float]] = {
+    "mean": metrics.aggregate_mean,
+    "median": metrics.aggregate_median,
+    "iqm": metrics.aggregate_iqm,
+    "optimality_gap": optimality_gap,
+}
+
+
+def all_metrics(scores: np.ndarray) -> np.ndarray:
+    """The four aggregates in :data:`METRICS` order (one bootstrap serves all four)."""
+    return np.array([METRIC_FUNCS[m](scores) for m in METRICS])
+
+
+def seeded_interval_estimates(score_dict: dict, func: Callable, reps: int, seed: int):
+    """``rly.get_interval_estimates`` with NumPy's global generator seeded first (see module doc)."""
+    np.random.seed(seed)
+    return rly.get_interval_estimates(score_dict, func, reps=reps, confidence_interval_size=CONFIDENCE)
+
+
+def aggregate_metrics(matrices: dict[str, ScoreMatrix], reps: int = 2000, seed: int = 0) -> pd.DataFrame:
+    """Columns ``algo, metric, estimate, ci_low, ci_high``; one rliable call per algorithm, each seeded
+    with ``seed``."""
+    rows = []
+    for algo in sorted(matrices):
+        point, interval = seeded_interval_estimates({algo: matrices[algo].scores}, all_metrics, reps, seed)
+        for i, metric in enumerate(METRICS):
+            rows.append(
+                {
+                    "algo": algo,
+                    "metric": metric,
+                    "estimate": float(point[algo][i]),
+                    "ci_low": float(interval[algo][0, i]),
+                    "ci_high": float(interval[algo][1, i]),
+                }
+            )
+    return pd.DataFrame(rows, columns=["algo", "metric", "estimate", "ci_low", "ci_high"])
+
+
+def probability_of_improvement(
+    records: pd.DataFrame,
+    candidates: Iterable[str] = ("admpo-off", "admpo-on"),
+    reps: int = 2000,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """P(candidate > baseline) for every candidate present against every other algorithm, on the tasks
+    both finished (columns ``algo_x, algo_y, n_tasks, estimate, ci_low, ci_high``)."""
+    rows = []
+    scored = usable(records)
+    algos = sorted(set(scored["algo"]))
+    for x in [c for c in candidates if c in algos]:
+        for y in algos:
+            if y == x:
+                continue
+            tasks_x, tasks_y = (set(scored.loc[scored["algo"] == a, "task"]) for a in (x, y))
+            common = sorted(tasks_x & tasks_y)
+            if not common:
+                continue
+            mx, my = score_matrix(records, x, common), score_matrix(records, y, common)
+            key = f"{x},{y}"
+            point, interval = seeded_interval_estimates(
+                {key: [mx.scores, my.scores]}, metrics.probability_of_improvement, reps, seed
+            )
+            rows.append(
+                {
+                    "algo_x": x,
+                    "algo_y": y,
+                    "n_tasks": len(common),
+                    "estimate": float(point[key]),
+                    "ci_low": float(np.ravel(interval[key])[0]),
+                    "ci_high": float(np.ravel(interval[key])[1]),
+                }
+            )
+    return pd.DataFrame(rows, columns=["algo_x", "algo_y", "n_tasks", "estimate", "ci_low", "ci_high"])
+
+
+def performance_profiles(
+    matrices: dict[str, ScoreMatrix], taus: np.ndarray | None = None, reps: int = 2000, seed: int = 0
+) -> pd.DataFrame:
+    """Run-score distributions ``P(score > tau)`` with CIs (columns ``algo, tau, fraction, ci_low,
+    ci_high``). ``create_performance_profile`` has no ``random_state``: the global seed is its only
+    source of randomness."""
+    if taus is None:
+        hi = max([100.0] + [float(np.max(m.scores)) for m in matrices.values()])
+        taus = np.linspace(0.0, math.ceil(hi / 10.0) * 10.0, 81)
+    rows = []
+    for algo in sorted(matrices):
+        np.random.seed(seed)
+        prof, ci = rly.create_performance_profile({algo: matrices[algo].scores}, taus, reps=reps)
+        for i, tau in enumerate(taus):
+            rows.append(
+                {
+                    "algo": algo,
+                    "tau": float(tau),
+                    "fraction": float(prof[algo][i]),
+                    "ci_low": float(ci[algo][0, i]),
+                    "ci_high": float(ci[algo][1, i]),
+                }
+            )
+    return pd.DataFrame(rows, columns=["algo", "tau", "fraction", "ci_low", "ci_high"])
+
+
+# ----------------------------------------------------------------------------------------------------
+# Per-task statistics and learning curves
+# ----------------------------------------------------------------------------------------------------
+
+
+def task_unit(records: pd.DataFrame, task: str) -> str:
+    """``score`` if the task's finished runs carry normalized scores, otherwise raw ``return``."""
+    rows = records[(records["task"] == task) & (records["status"] == "ok")]
+    return "score" if rows["final_score"].notna().any() else "return"
+
+
+def per_task_stats(records: pd.DataFrame) -> pd.DataFrame:
+    """Columns ``algo, task, n_seeds, mean, std, unit, n_failed``: mean and sample std (ddof=1) of the
+    final score over finished seeds (final return where the task has no reference returns); tasks an
+    algorithm has no usable run on get ``n_seeds = 0`` and NaN, never zero."""
+    algos = sorted(set(records["algo"]))
+    tasks = sorted(set(records["task"]))
+    rows = []
+    for task in tasks:
+        unit = task_unit(records, task)
+        value = "final_score" if unit == "score" else "final_return"
+        for algo in algos:
+            sub = records[(records["algo"] == algo) & (records["task"] == task)]
+            vals = sub.loc[(sub["status"] == "ok") & sub[value].notna(), value].to_numpy(dtype=float)
+            n_failed = int(len(sub) - len(vals))
+            mean = float(np.mean(vals)) if len(vals) else float("nan")
+            std = float(np.std(vals, ddof=1)) if len(vals) > 1 else float("nan")
+            rows.append(
+                {
+                    "algo": algo,
+                    "task": task,
+                    "n_seeds": int(len(vals)),
+                    "mean": mean,
+                    "std": std,
+                    "unit": unit,
+                    "n_failed": n_failed,
+                }
+            )
+    return pd.DataFrame(rows, columns=["algo", "task", "n_seeds", "mean", "std", "unit", "n_failed"])
+
+
+def curves_frame(records: pd.DataFrame) -> pd.DataFrame:
+    """Long frame of every evaluation of finished runs: ``algo, task, seed, step, score, return``."""
+    rows = []
+    for rec in records[records["status"] == "ok"].itertuples(index=False):
+        for point in rec.curve:
+            rows.append(
+                {
+                    "algo": rec.algo,
+                    "task": rec.task,
+                    "seed": int(rec.seed),
+                    "step": int(point["step"]),
+                    "score": _finite_or_none(point.get("score")),
+                    "return": _finite_or_none(point.get("return_mean")),
+                }
+            )
+    frame = pd.DataFrame(rows, columns=["algo", "task", "seed", "step", "score", "return"])
+    frame[["score", "return"]] = frame[["score", "return"]].astype(float)
+    return frame
+
+
+def _trimmed_iqm(values: np.ndarray) -> np.ndarray:
+    """IQM over the last axis, exactly ``scipy.stats.trim_mean(..., 0.25)`` as rliable computes it."""
+    return scipy.stats.trim_mean(values, proportiontocut=0.25, axis=-1)
+
+
+def iqm_curve(
+    curves: pd.DataFrame, value: str = "score", reps: int = 2000, seed: int = 0, chunk: int = 250
+) -> pd.DataFrame:
+    """IQM over runs x tasks at each evaluation step, per algorithm, with stratified-bootstrap CIs.
+
+    Uses only steps every run of the algorithm evaluated at, and the lowest ``n`` seeds per task
+    (``n`` = the scarcest task's count), as :func:`score_matrix` does. The bootstrap resamples runs
+    within each task (rliable's stratified scheme), vectorised over steps and replicates with a
+    ``numpy.random.default_rng(seed)`` generator. Columns ``algo, step, iqm, ci_low, ci_high, n_runs,
+    n_tasks``.
+    """
+    rows = []
+    data = curves.dropna(subset=[value])
+    for algo in sorted(set(data["algo"])):
+        sub = data[data["algo"] == algo]
+        runs = sub.groupby(["task", "seed"])["step"].apply(set)
+        steps = sorted(set.intersection(*runs.tolist())) if len(runs) else []
+        if not steps:
+            continue
+        tasks = sorted(set(sub["task"]))
+        seeds = {t: sorted(set(sub[sub["task"] == t]["seed"])) for t in tasks}
+        n = min(len(s) for s in seeds.values())
+        cube = np.empty((len(steps), n, len(tasks)))  # cube[step, run, task]
+        for j, task in enumerate(tasks):
+            pivot = sub[sub["task"] == task].pivot_table(
+                index="step", columns="seed", values=value, aggfunc="last"
+            )
+            cube[:, :, j] = pivot.loc[steps, seeds[task][:n]].to_numpy(dtype=float)
+        point = _trimmed_iqm(cube.reshape(len(steps), -1))
+        rng = np.random.default_rng(seed)
+        boots = []
+        n_tasks = len(tasks)
+        for start in range(0, reps, chunk):
+            b = min(chunk, reps - start)
+            idx = rng.integers(0, n, size=(b, n, n_tasks))
+            resampled = cube[:, idx, np.arange(n_tasks)]  # (steps, b, n, tasks)
+            boots.append(_trimmed_iqm(resampled.reshape(len(steps), b, -1)))
+        boot = np.concatenate(boots, axis=1)
+        alpha = (1.0 - CONFIDENCE) / 2.0
+        lo, hi = np.percentile(boot, [100 * alpha, 100 * (1 - alpha)], axis=1)
+        for i, step in enumerate(steps):
+            rows.append(
+                {
+                    "algo": algo,
+                    "step": int(step),
+                    "iqm": float(point[i]),
+                    "ci_low": float(lo[i]),
+                    "ci_high": float(hi[i]),
+                    "n_runs": n,
+                    "n_tasks": n_tasks,
+                }
+            )
+    return pd.DataFrame(rows, columns=["algo", "step", "iqm", "ci_low", "ci_high", "n_runs", "n_tasks"])

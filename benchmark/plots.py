@@ -1,0 +1,372 @@
+"""Figures as pure functions: pandas frames in, a matplotlib ``Figure`` out (no pyplot state).
+
+Each function documents the columns it reads, so the analysis code (compounding error, uncertainty,
+ablations, online curves) can call them directly. :func:`save_figure` writes a PNG; figures are drawn
+on ``matplotlib.figure.Figure`` objects, so nothing leaks between calls and no display is needed.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import scipy.stats
+import seaborn as sns
+from matplotlib.figure import Figure
+
+STYLE = "whitegrid"
+METRIC_TITLES = {"mean": "Mean", "median": "Median", "iqm": "IQM", "optimality_gap": "Optimality gap"}
+HIGHLIGHT = ("admpo-off", "admpo-on")  # the paper's method, drawn with a thicker line
+
+
+def algo_palette(algos: Sequence[str]) -> dict[str, tuple]:
+    """A fixed colour per algorithm (sorted names -> tab10/husl), the same in every figure."""
+    names = sorted(set(algos))
+    colours = sns.color_palette("tab10" if len(names) <= 10 else "husl", len(names))
+    return dict(zip(names, colours))
+
+
+def save_figure(fig: Figure, path: Path, dpi: int = 110) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # No "Software"/date metadata: the same data gives the same bytes.
+    fig.savefig(path, dpi=dpi, metadata={"Software": None})
+    return path
+
+
+def _grid(n_panels: int, ncols: int = 4, size: tuple[float, float] = (4.0, 3.0)):
+    ncols = max(1, min(ncols, n_panels))
+    nrows = max(1, math.ceil(n_panels / ncols))
+    with sns.axes_style(STYLE):
+        fig = Figure(figsize=(size[0] * ncols, size[1] * nrows))
+        axes = np.atleast_1d(fig.subplots(nrows, ncols, squeeze=False)).ravel()
+    for ax in axes[n_panels:]:
+        ax.set_visible(False)
+    return fig, axes[:n_panels]
+
+
+def _legend_below(fig: Figure, handles, labels, ncol: int | None = None) -> None:
+    if handles:
+        fig.legend(
+            handles,
+            labels,
+            loc="lower center",
+            ncol=ncol or min(len(labels), 6),
+            frameon=False,
+            bbox_to_anchor=(0.5, -0.02),
+        )
+        fig.subplots_adjust(bottom=0.2)
+
+
+# ----------------------------------------------------------------------------------------------------
+# rliable figures
+# ----------------------------------------------------------------------------------------------------
+
+
+def interval_estimates_figure(
+    aggregates: pd.DataFrame, metrics: Sequence[str] = tuple(METRIC_TITLES), xlabel: str = "Normalized score"
+) -> Figure:
+    """rliable-style interval plot. Reads ``algo, metric, estimate, ci_low, ci_high``; one panel per
+    metric, one row per algorithm: a bar spanning the 95% CI and a tick at the point estimate."""
+    present = [m for m in metrics if m in set(aggregates["metric"])]
+    algos = sorted(set(aggregates["algo"]))
+    palette = algo_palette(algos)
+    fig, axes = _grid(len(present), ncols=4, size=(3.4, 0.45 * len(algos) + 1.2))
+    for ax, metric in zip(axes, present):
+        sub = aggregates[aggregates["metric"] == metric].set_index("algo")
+        for y, algo in enumerate(algos):
+            if algo not in sub.index:
+                continue
+            row = sub.loc[algo]
+            ax.barh(
+                y,
+                row["ci_high"] - row["ci_low"],
+                left=row["ci_low"],
+                height=0.6,
+                color=palette[algo],
+                alpha=0.75,
+            )
+            ax.vlines(row["estimate"], y - 0.3, y + 0.3, color="black", linewidth=1.5)
+        ax.set_yticks(range(len(algos)))
+        ax.set_yticklabels(algos if ax is axes[0] else [])
+        ax.set_ylim(-0.6, len(algos) - 0.4)
+        ax.invert_yaxis()
+        ax.set_title(METRIC_TITLES.get(metric, metric))
+        ax.set_xlabel(xlabel)
+    fig.suptitle("Aggregate metrics (95% stratified-bootstrap CIs)")
+    fig.tight_layout()
+    return fig
+
+
+def performance_profile_figure(profiles: pd.DataFrame, xlabel: str = "Normalized score (tau)") -> Figure:
+    """Reads ``algo, tau, fraction, ci_low, ci_high``: fraction of runs scoring above tau, CI band."""
+    palette = algo_palette(profiles["algo"])
+    with sns.axes_style(STYLE):
+        fig = Figure(figsize=(6.0, 4.0))
+        ax = fig.subplots()
+    for algo in sorted(set(profiles["algo"])):
+        sub = profiles[profiles["algo"] == algo]
+        ax.plot(
+            sub["tau"],
+            sub["fraction"],
+            color=palette[algo],
+            label=algo,
+            linewidth=2.5 if algo in HIGHLIGHT else 1.5,
+        )
+        ax.fill_between(sub["tau"], sub["ci_low"], sub["ci_high"], color=palette[algo], alpha=0.2)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("Fraction of runs with score > tau")
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_title("Performance profiles (score distributions)")
+    ax.legend(loc="upper right", fontsize="small")
+    fig.tight_layout()
+    return fig
+
+
+def probability_of_improvement_figure(poi: pd.DataFrame) -> Figure:
+    """Reads ``algo_x, algo_y, estimate, ci_low, ci_high``: P(X > Y) with 95% CIs, one row per pair."""
+    labels = [f"P({x} > {y})" for x, y in zip(poi["algo_x"], poi["algo_y"])]
+    palette = algo_palette(poi["algo_y"])
+    with sns.axes_style(STYLE):
+        fig = Figure(figsize=(6.0, 0.45 * len(poi) + 1.4))
+        ax = fig.subplots()
+    for i, row in enumerate(poi.itertuples(index=False)):
+        ax.barh(
+            i, row.ci_high - row.ci_low, left=row.ci_low, height=0.6, color=palette[row.algo_y], alpha=0.75
+        )
+        ax.vlines(row.estimate, i - 0.3, i + 0.3, color="black", linewidth=1.5)
+    ax.axvline(0.5, color="grey", linestyle="--", linewidth=1)
+    ax.set_yticks(range(len(poi)))
+    ax.set_yticklabels(labels)
+    ax.invert_yaxis()
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("Probability of improvement")
+    ax.set_title("Probability of improvement (95% CIs)")
+    fig.tight_layout()
+    return fig
+
+
+# ----------------------------------------------------------------------------------------------------
+# Learning curves
+# ----------------------------------------------------------------------------------------------------
+
+
+def learning_curves_figure(
+    curves: pd.DataFrame,
+    value: str = "score",
+    ylabel: str | None = None,
+    asymptotes: Mapping[str, float] | None = None,
+    asymptote_label: str = "SAC asymptote",
+) -> Figure:
+    """One panel per task. Reads ``algo, task, seed, step, <value>``; draws the mean over seeds with a
+    ±1 standard-error band (seaborn ``errorbar="se"``). ``asymptotes`` maps task -> a horizontal
+    dashed reference line (the paper's Figure 3 draws SAC's asymptotic performance this way)."""
+    data = curves.dropna(subset=[value])
+    tasks = sorted(set(data["task"]))
+    palette = algo_palette(data["algo"])
+    fig, axes = _grid(max(1, len(tasks)), ncols=4)
+    handles, labels = [], []
+    for ax, task in zip(axes, tasks):
+        sub = data[data["task"] == task]
+        sns.lineplot(
+            data=sub,
+            x="step",
+            y=value,
+            hue="algo",
+            palette=palette,
+            errorbar="se",
+            ax=ax,
+            hue_order=sorted(set(sub["algo"])),
+        )
+        if asymptotes and task in asymptotes:
+            ax.axhline(
+                asymptotes[task], color="tab:blue", linestyle="--", linewidth=1.2, label=asymptote_label
+            )
+        ax.set_title(task)
+        ax.set_xlabel("step")
+        ax.set_ylabel(ylabel or value)
+        for h, lab in zip(*ax.get_legend_handles_labels()):
+            if lab not in labels:
+                handles.append(h)
+                labels.append(lab)
+        if ax.get_legend() is not None:
+            ax.get_legend().remove()
+    _legend_below(fig, handles, labels)
+    fig.suptitle("Learning curves (mean ± standard error over seeds)")
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
+    return fig
+
+
+def iqm_curve_figure(iqm: pd.DataFrame, ylabel: str = "IQM normalized score") -> Figure:
+    """Reads ``algo, step, iqm, ci_low, ci_high`` (from :func:`benchmark.aggregate.iqm_curve`)."""
+    palette = algo_palette(iqm["algo"])
+    with sns.axes_style(STYLE):
+        fig = Figure(figsize=(6.0, 4.0))
+        ax = fig.subplots()
+    for algo in sorted(set(iqm["algo"])):
+        sub = iqm[iqm["algo"] == algo]
+        ax.plot(
+            sub["step"],
+            sub["iqm"],
+            color=palette[algo],
+            label=algo,
+            linewidth=2.5 if algo in HIGHLIGHT else 1.5,
+        )
+        ax.fill_between(sub["step"], sub["ci_low"], sub["ci_high"], color=palette[algo], alpha=0.2)
+    ax.set_xlabel("step")
+    ax.set_ylabel(ylabel)
+    ax.set_title("IQM over runs and tasks (95% stratified-bootstrap CIs)")
+    ax.legend(loc="best", fontsize="small")
+    fig.tight_layout()
+    return fig
+
+
+def online_curves_figure(
+    curves: pd.DataFrame, sac_asymptote: Mapping[str, float] | None = None, value: str = "return"
+) -> Figure:
+    """The paper's Figure 3: online return vs environment steps per task, mean ± standard error over
+    seeds, SAC's asymptotic performance as a dashed line. Reads ``algo, task, seed, step, <value>``."""
+    return learning_curves_figure(
+        curves,
+        value=value,
+        ylabel="average return",
+        asymptotes=sac_asymptote,
+        asymptote_label="SAC asymptote",
+    )
+
+
+# ----------------------------------------------------------------------------------------------------
+# Analysis figures (Figure 2, Figure 4, m ablation)
+# ----------------------------------------------------------------------------------------------------
+
+
+def compounding_error_figure(
+    errors: pd.DataFrame, x: str = "rollout_length", y: str = "error", hue: str = "model", col: str = "task"
+) -> Figure:
+    """The paper's Figure 2: compounding error vs rollout length on a log y axis, one panel per
+    ``col``; mean ± standard error over the other rows (e.g. seeds). Non-finite errors (overflow) are
+    shown at float32's maximum, as the paper does."""
+    data = errors.copy()
+    overflow = np.finfo(np.float32).max
+    data[y] = data[y].astype(float).where(np.isfinite(data[y].astype(float)), overflow).clip(upper=overflow)
+    panels = sorted(set(data[col])) if col in data else [None]
+    palette = algo_palette(data[hue])
+    fig, axes = _grid(len(panels), ncols=4)
+    handles, labels = [], []
+    for ax, panel in zip(axes, panels):
+        sub = data if panel is None else data[data[col] == panel]
+        sns.lineplot(
+            data=sub,
+            x=x,
+            y=y,
+            hue=hue,
+            palette=palette,
+            errorbar="se",
+            marker="o",
+            ax=ax,
+            hue_order=sorted(set(sub[hue])),
+        )
+        ax.set_yscale("log")
+        ax.set_title(str(panel) if panel is not None else "")
+        ax.set_xlabel("rollout length")
+        ax.set_ylabel("compounding error (log scale)")
+        for h, lab in zip(*ax.get_legend_handles_labels()):
+            if lab not in labels:
+                handles.append(h)
+                labels.append(lab)
+        if ax.get_legend() is not None:
+            ax.get_legend().remove()
+    _legend_below(fig, handles, labels)
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
+    return fig
+
+
+def correlations(frame: pd.DataFrame, x: str = "uncertainty", y: str = "error") -> tuple[float, float]:
+    """(Pearson r, Spearman rho) of two columns over finite rows; NaN when undefined."""
+    data = frame[[x, y]].astype(float)
+    data = data[np.isfinite(data).all(axis=1)]
+    if len(data) < 2 or data[x].nunique() < 2 or data[y].nunique() < 2:
+        return float("nan"), float("nan")
+    return (
+        float(scipy.stats.pearsonr(data[x], data[y])[0]),
+        float(scipy.stats.spearmanr(data[x], data[y])[0]),
+    )
+
+
+def uncertainty_error_figure(
+    points: pd.DataFrame,
+    x: str = "uncertainty",
+    y: str = "error",
+    hue: str = "policy",
+    col: str = "model",
+    row: str | None = "task",
+    max_points: int = 5000,
+    seed: int = 0,
+) -> Figure:
+    """The paper's Figure 4: model uncertainty vs model error, one panel per (row, col) (e.g. task x
+    model), points coloured by ``hue`` (the rollout policy), Pearson r and Spearman rho (on all points
+    of the panel) in each title. At most ``max_points`` points per panel are drawn (seeded subsample)."""
+    rows_ = sorted(set(points[row])) if row and row in points else [None]
+    cols_ = sorted(set(points[col])) if col in points else [None]
+    hues = sorted(set(points[hue])) if hue in points else []
+    palette = dict(zip(hues, sns.color_palette("Set2", max(1, len(hues)))))
+    with sns.axes_style(STYLE):
+        fig = Figure(figsize=(4.2 * len(cols_), 3.6 * len(rows_)))
+        axes = fig.subplots(len(rows_), len(cols_), squeeze=False)
+    handles, labels = [], []
+    for i, r in enumerate(rows_):
+        for j, c in enumerate(cols_):
+            ax = axes[i, j]
+            sub = points
+            if r is not None:
+                sub = sub[sub[row] == r]
+            if c is not None:
+                sub = sub[sub[col] == c]
+            pearson, spearman = correlations(sub, x, y)
+            shown = sub.sample(n=max_points, random_state=seed) if len(sub) > max_points else sub
+            sns.scatterplot(
+                data=shown,
+                x=x,
+                y=y,
+                hue=hue if hues else None,
+                palette=palette if hues else None,
+                hue_order=hues or None,
+                s=8,
+                alpha=0.5,
+                linewidth=0,
+                ax=ax,
+            )
+            title = " / ".join(str(v) for v in (r, c) if v is not None)
+            ax.set_title(f"{title}\nPearson r={pearson:.3f}, Spearman ρ={spearman:.3f}", fontsize="medium")
+            ax.set_xlabel("model uncertainty")
+            ax.set_ylabel("model error")
+            for h, lab in zip(*ax.get_legend_handles_labels()):
+                if lab not in labels:
+                    handles.append(h)
+                    labels.append(lab)
+            if ax.get_legend() is not None:
+                ax.get_legend().remove()
+    _legend_below(fig, handles, labels)
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
+    return fig
+
+
+def m_ablation_figure(
+    results: pd.DataFrame, x: str = "m", y: str = "score", col: str = "task", hue: str | None = None
+) -> Figure:
+    """Score vs the maximum backtracking length m (paper App E.2 / E.7): mean ± standard error over
+    seeds per m, one panel per ``col``."""
+    panels = sorted(set(results[col])) if col in results else [None]
+    fig, axes = _grid(len(panels), ncols=4)
+    for ax, panel in zip(axes, panels):
+        sub = results if panel is None else results[results[col] == panel]
+        sns.lineplot(data=sub, x=x, y=y, hue=hue, errorbar="se", marker="o", ax=ax)
+        ax.set_xticks(sorted(set(sub[x])))
+        ax.set_title(str(panel) if panel is not None else "")
+        ax.set_xlabel("maximum backtracking length m")
+        ax.set_ylabel("normalized score")
+    fig.tight_layout()
+    return fig

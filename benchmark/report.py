@@ -1,0 +1,528 @@
+"""Reports: a suite's records -> ``reports/<suite>/`` (README.md, tables .md/.tex, CSVs, figures).
+
+:func:`write_report` is a pure function of the records: the same records, ``bootstrap_reps`` and
+``seed`` give byte-identical tables and CSVs (no timestamps, sorted everything, seeded bootstraps).
+The paper's published numbers come from ``results/paper/`` (copied from REFERENCE.md 4.3/4.4) and are
+always labelled "paper"; every other number is from our records.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from benchmark import aggregate as agg
+from benchmark import plots
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+PAPER_DIR = REPO_ROOT / "results" / "paper"
+MISSING = "—"
+DECIMALS = 1  # the paper's tables use one decimal
+
+
+@dataclass(frozen=True)
+class PaperTable:
+    name: str  # d4rl_table1 | neorl_table2
+    title: str
+    values: pd.DataFrame  # task, algo, paper_column, score, std
+    average: pd.DataFrame  # algo, paper_column, average
+    sources: pd.DataFrame  # algo, paper_column, source
+
+    @property
+    def algo_order(self) -> list[str]:
+        return list(dict.fromkeys(self.values["algo"]))
+
+    @property
+    def row_order(self) -> list[str]:
+        return list(dict.fromkeys(self.values["task"]))
+
+    def value(self, row: str, algo: str) -> float | None:
+        hit = self.values[(self.values["task"] == row) & (self.values["algo"] == algo)]
+        return float(hit["score"].iloc[0]) if len(hit) else None
+
+
+PAPER_TITLES = {"d4rl_table1": "Table 1 (D4RL)", "neorl_table2": "Table 2 (NeoRL)"}
+
+
+def load_paper_table(name: str, paper_dir: Path = PAPER_DIR) -> PaperTable:
+    """Read ``<name>.csv``, ``<name>_average.csv`` and the table's rows of ``sources.csv``."""
+    try:
+        values = pd.read_csv(paper_dir / f"{name}.csv")
+        average = pd.read_csv(paper_dir / f"{name}_average.csv")
+        sources = pd.read_csv(paper_dir / "sources.csv")
+    except FileNotFoundError as e:
+        raise FileNotFoundError(f"paper data missing: {e.filename} (expected under {paper_dir})") from None
+    expected = {"task", "algo", "paper_column", "score", "std"}
+    if not expected <= set(values.columns):
+        raise ValueError(
+            f"{paper_dir / (name + '.csv')}: expected columns {sorted(expected)}, got {list(values.columns)}"
+        )
+    sources = sources[sources["table"] == name].drop(columns="table").reset_index(drop=True)
+    return PaperTable(name, PAPER_TITLES.get(name, name), values, average, sources)
+
+
+def paper_row(task: str) -> tuple[str, str, bool] | None:
+    """Our task id -> (paper table, paper row, is-local-data) or None if the paper has no such row.
+
+    ``d4rl/hopper-medium-v2`` and ``local/hopper-medium`` -> Table 1 row ``hopper-medium`` (the latter
+    flagged as our locally built data); ``neorl/Hopper-v3-low`` -> Table 2 row ``neorl-hopper-low``."""
+    family, _, name = task.partition("/")
+    if family == "d4rl" and name.endswith("-v2"):
+        return "d4rl_table1", name[: -len("-v2")], False
+    if family == "local":
+        return "d4rl_table1", name, True
+    if family == "neorl":
+        m = re.fullmatch(r"([A-Za-z0-9]+)-v3-(low|medium|high)", name)
+        if m:
+            return "neorl_table2", f"neorl-{m.group(1).lower()}-{m.group(2)}", False
+    return None
+
+
+# ----------------------------------------------------------------------------------------------------
+# Formatting helpers
+# ----------------------------------------------------------------------------------------------------
+
+
+def fmt(x: float | None, decimals: int = DECIMALS) -> str:
+    if x is None or not math.isfinite(x):
+        return MISSING
+    text = f"{x:.{decimals}f}"
+    return "0.0" if text in ("-0.0", "-0") else text
+
+
+def fmt_signed(x: float | None, decimals: int = DECIMALS) -> str:
+    if x is None or not math.isfinite(x):
+        return MISSING
+    text = f"{x:+.{decimals}f}"
+    return text.replace("-0.0", "0.0").replace("+0.0", "0.0") if abs(x) < 0.5 * 10**-decimals else text
+
+
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]], align: str | None = None) -> str:
+    align = align or ("l" + "r" * (len(header) - 1))
+    sep = ["---:" if a == "r" else ":---" if a == "l" else ":---:" for a in align]
+    lines = ["| " + " | ".join(header) + " |", "| " + " | ".join(sep) + " |"]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+_LATEX_ESCAPES = {
+    "\\": r"\textbackslash{}",
+    "&": r"\&",
+    "%": r"\%",
+    "$": r"\$",
+    "#": r"\#",
+    "_": r"\_",
+    "{": r"\{",
+    "}": r"\}",
+    "~": r"\textasciitilde{}",
+    "^": r"\textasciicircum{}",
+}
+
+
+def latex_escape(text: str) -> str:
+    out = "".join(_LATEX_ESCAPES.get(c, c) for c in text)
+    return out.replace("±", r"$\pm$").replace("—", "---").replace("Δ", r"$\Delta$")
+
+
+def md_to_latex_cell(cell: str) -> str:
+    """Markdown cell (``**bold**`` only) -> LaTeX cell."""
+    bold = cell.startswith("**") and cell.endswith("**") and len(cell) > 4
+    body = latex_escape(cell[2:-2] if bold else cell)
+    return rf"\textbf{{{body}}}" if bold else body
+
+
+def latex_table(
+    header: Sequence[str], rows: Sequence[Sequence[str]], caption: str, label: str, align: str | None = None
+) -> str:
+    """A booktabs table (needs ``\\usepackage{booktabs}``) from the same cells as the markdown table."""
+    align = align or ("l" + "r" * (len(header) - 1))
+    lines = [
+        r"\begin{table}[t]",
+        r"\centering",
+        rf"\caption{{{latex_escape(caption)}}}",
+        rf"\label{{{label}}}",
+        r"\resizebox{\linewidth}{!}{%",
+        rf"\begin{{tabular}}{{{align}}}",
+        r"\toprule",
+        " & ".join(md_to_latex_cell(h) for h in header) + r" \\",
+        r"\midrule",
+    ]
+    for r in rows:
+        if r and r[0].startswith("**Average"):
+            lines.append(r"\midrule")
+        lines.append(" & ".join(md_to_latex_cell(c) for c in r) + r" \\")
+    lines += [r"\bottomrule", r"\end{tabular}}", r"\end{table}"]
+    return "\n".join(lines) + "\n"
+
+
+def bold(cell: str) -> str:
+    return f"**{cell}**"
+
+
+# ----------------------------------------------------------------------------------------------------
+# Tables
+# ----------------------------------------------------------------------------------------------------
+
+
+def _cell(stat: pd.Series | None, requested: int | None) -> str:
+    """``mean ± std``; a seed count when below ``requested``; ``— (0/N)`` when nothing finished."""
+    n = 0 if stat is None else int(stat["n_seeds"])
+    failed = 0 if stat is None else int(stat["n_failed"])
+    want = requested or n
+    notes = []
+    if n < want:
+        notes.append(f"{n}/{want} seeds")
+    if failed:
+        notes.append(f"{failed} failed")
+    suffix = f" ({', '.join(notes)})" if notes else ""
+    if n == 0:
+        return f"{MISSING} (0/{want} seeds{', ' + str(failed) + ' failed' if failed else ''})"
+    text = fmt(stat["mean"]) if n == 1 else f"{fmt(stat['mean'])} ± {fmt(stat['std'])}"
+    return text + suffix
+
+
+def _stats_lookup(stats: pd.DataFrame) -> dict[tuple[str, str], pd.Series]:
+    return {(r["algo"], r["task"]): r for _, r in stats.iterrows()}
+
+
+def per_task_rows(stats: pd.DataFrame, requested: int | None) -> tuple[list[str], list[list[str]]]:
+    """Rows = tasks, columns = algorithms; the best mean of each row in bold."""
+    algos = sorted(set(stats["algo"]))
+    lookup = _stats_lookup(stats)
+    header = ["Task", "unit", *algos]
+    rows = []
+    for task in sorted(set(stats["task"])):
+        means = {a: lookup[(a, task)]["mean"] for a in algos if lookup[(a, task)]["n_seeds"] > 0}
+        best = max(means.values()) if means else None
+        unit = lookup[(algos[0], task)]["unit"]
+        cells = []
+        for a in algos:
+            cell = _cell(lookup[(a, task)], requested)
+            is_best = best is not None and a in means and fmt(means[a]) == fmt(best)
+            cells.append(bold(cell) if is_best and len(means) > 1 else cell)
+        rows.append([task, "normalized score" if unit == "score" else "raw return", *cells])
+    return header, rows
+
+
+def paper_comparison_rows(
+    stats: pd.DataFrame, table: PaperTable, requested: int | None
+) -> tuple[list[str], list[list[str]]] | None:
+    """Table 1/2 layout: per algorithm 'ours', 'paper' and 'Δ' (ours - paper); best ours and best paper
+    per row in bold. Only tasks that map to a row of ``table`` and algorithms we ran are shown."""
+    lookup = _stats_lookup(stats)
+    tasks = [t for t in sorted(set(stats["task"])) if (pr := paper_row(t)) and pr[0] == table.name]
+    if not tasks:
+        return None
+    ours = sorted(set(stats["algo"]))
+    algos = [a for a in table.algo_order if a in ours] + [a for a in ours if a not in table.algo_order]
+    order = {row: i for i, row in enumerate(table.row_order)}
+    tasks.sort(key=lambda t: (order.get(paper_row(t)[1], len(order)), t))
+    header = ["Task"]
+    for a in algos:
+        header += [f"{a} ours", f"{a} paper", f"{a} Δ"]
+    rows = []
+    ours_cols: dict[str, list[float]] = {a: [] for a in algos}
+    paper_cols: dict[str, list[float]] = {a: [] for a in algos}
+    for task in tasks:
+        _, row_name, local = paper_row(task)
+        label = f"{row_name} (our local data, not D4RL)" if local else row_name
+        our_means = {a: lookup[(a, task)]["mean"] for a in algos if lookup[(a, task)]["n_seeds"] > 0}
+        paper_vals = {a: v for a in algos if (v := table.value(row_name, a)) is not None}
+        best_ours = max(our_means.values()) if our_means else None
+        best_paper = max(paper_vals.values()) if paper_vals else None
+        cells = [label]
+        for a in algos:
+            ours_cell = _cell(lookup[(a, task)], requested)
+            if a in our_means and len(our_means) > 1 and fmt(our_means[a]) == fmt(best_ours):
+                ours_cell = bold(ours_cell)
+            paper_val = paper_vals.get(a)
+            paper_cell = fmt(paper_val) if paper_val is not None else "n/a"
+            if paper_val is not None and len(paper_vals) > 1 and fmt(paper_val) == fmt(best_paper):
+                paper_cell = bold(paper_cell)
+            diff = our_means[a] - paper_val if a in our_means and paper_val is not None else None
+            cells += [ours_cell, paper_cell, fmt_signed(diff)]
+            ours_cols[a].append(our_means.get(a, float("nan")))
+            paper_cols[a].append(paper_val if paper_val is not None else float("nan"))
+        rows.append(cells)
+    avg = [bold(f"Average over these {len(tasks)} rows")]
+    for a in algos:
+        o, p = np.array(ours_cols[a]), np.array(paper_cols[a])
+        o_text = (
+            fmt(float(o.mean()))
+            if np.isfinite(o).all()
+            else f"{MISSING} ({int(np.isfinite(o).sum())}/{len(o)} rows)"
+        )
+        p_text = fmt(float(p.mean())) if np.isfinite(p).all() else "n/a"
+        d_text = (
+            fmt_signed(float(o.mean() - p.mean()))
+            if np.isfinite(o).all() and np.isfinite(p).all()
+            else MISSING
+        )
+        avg += [o_text, p_text, d_text]
+    rows.append(avg)
+    return header, rows
+
+
+def aggregate_rows(
+    aggregates: pd.DataFrame, matrices: dict[str, agg.ScoreMatrix]
+) -> tuple[list[str], list[list[str]]]:
+    header = ["Algorithm", "tasks", "runs/task", "Mean", "Median", "IQM", "Optimality gap (γ=100)"]
+    rows = []
+    for algo in sorted(set(aggregates["algo"])):
+        sub = aggregates[aggregates["algo"] == algo].set_index("metric")
+        cells = [algo, str(len(matrices[algo].tasks)), str(matrices[algo].n_runs)]
+        for metric in agg.METRICS:
+            r = sub.loc[metric]
+            cells.append(f"{fmt(r['estimate'])} [{fmt(r['ci_low'])}, {fmt(r['ci_high'])}]")
+        rows.append(cells)
+    return header, rows
+
+
+def _write_table(out_dir: Path, stem: str, header, rows, caption: str) -> str:
+    md = markdown_table(header, rows)
+    (out_dir / f"{stem}.md").write_text(md)
+    (out_dir / f"{stem}.tex").write_text(latex_table(header, rows, caption, f"tab:{stem}"))
+    return md
+
+
+def _csv(frame: pd.DataFrame, path: Path) -> None:
+    frame.to_csv(path, index=False, float_format="%.6f", lineterminator="\n")
+
+
+# ----------------------------------------------------------------------------------------------------
+# The report
+# ----------------------------------------------------------------------------------------------------
+
+
+def _sac_asymptotes(records: pd.DataFrame) -> dict[str, float]:
+    """Mean final return of our SAC runs per online task (the dashed line of the paper's Figure 3)."""
+    sac = records[(records["algo"] == "sac") & (records["status"] == "ok") & records["final_return"].notna()]
+    return {task: float(g["final_return"].mean()) for task, g in sac.groupby("task")}
+
+
+def _join(values) -> str:
+    vals = sorted({str(v) for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))})
+    return ", ".join(f"`{v}`" for v in vals) if vals else MISSING
+
+
+def write_report(
+    suite: str,
+    results_dir: Path,
+    out_dir: Path,
+    seeds_requested: int | None = None,
+    bootstrap_reps: int = 2000,
+    seed: int = 0,
+) -> Path:
+    """Write the suite's report into ``out_dir`` and return the path of its README.md."""
+    results_dir, out_dir = Path(results_dir), Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    records = agg.load_records(results_dir, suite)
+    readme = out_dir / "README.md"
+    md: list[str] = [f"# Report: suite `{suite}`\n"]
+    if records.empty:
+        md.append(f"No run records found for suite `{suite}` under `{results_dir}`.\n")
+        readme.write_text("\n".join(md))
+        return readme
+
+    stats = agg.per_task_stats(records)
+    counts = stats.groupby(["algo", "task"])["n_seeds"].sum()
+    requested = seeds_requested or int(counts.max())
+    n_ok = int((records["status"] == "ok").sum())
+    n_failed = len(records) - n_ok
+    short = stats[stats["n_seeds"] < requested]
+
+    md.append(
+        f"Generated by `admbench report {suite}` from {len(records)} run records "
+        f"({n_ok} ok, {n_failed} failed) under `{results_dir}`.\n\n"
+        f"- **Budget(s):** {_join(records['budget'])}\n"
+        f"- **Seeds requested:** {requested}; finished seeds per (algorithm, task): "
+        f"{int(counts.min())} to {int(counts.max())}\n"
+        f"- **Commit(s) of the runs:** {_join(records['commit'])}\n"
+        f"- **Final-score rule:** {_join(records['final_rule'])}\n"
+        f"- **Ours vs the paper's:** every number in this folder comes from our run records, except columns "
+        f"and lines labelled *paper*, which are copied from the ADMPO paper (arXiv v1 Tables 1-2; "
+        f"`results/paper/`, with each column's source). Rows for `local/...` tasks use **our locally built "
+        f"data, not D4RL**; comparing them with the paper's D4RL numbers is only indicative.\n"
+        f"- **Statistics:** per-task cells are mean ± sample standard deviation (ddof=1) over seeds; "
+        f"aggregates are rliable's mean, median, IQM and optimality gap (γ = 100 on the 0-100 normalized "
+        f"scale) with 95% stratified-bootstrap CIs ({bootstrap_reps} resamples, NumPy global seed {seed}).\n"
+    )
+    if len(short):
+        md.append(
+            f"**Fewer seeds than requested ({requested})** in {len(short)} of {len(stats)} "
+            f"(algorithm, task) cells; those cells show `n/{requested} seeds`, and cells with no "
+            f"finished run show `{MISSING}`, never zero.\n"
+        )
+
+    # Per-task tables and CSV
+    _csv(stats[["algo", "task", "n_seeds", "mean", "std", "unit", "n_failed"]], out_dir / "per_task.csv")
+    header, rows = per_task_rows(stats, requested)
+    md.append("## Per-task final performance (ours)\n")
+    md.append(
+        _write_table(
+            out_dir,
+            "per_task",
+            header,
+            rows,
+            f"Suite {suite}: final performance per task, mean ± std over seeds (ours).",
+        )
+    )
+    md.append("Also as `per_task.md`, `per_task.tex` and `per_task.csv`.\n")
+
+    # Paper tables
+    for name in ("d4rl_table1", "neorl_table2"):
+        if not any((pr := paper_row(t)) and pr[0] == name for t in stats["task"]):
+            continue
+        table = load_paper_table(name)
+        built = paper_comparison_rows(stats, table, requested)
+        if built is None:
+            continue
+        header, rows = built
+        md.append(f"## {table.title}: ours beside the paper's\n")
+        md.append(
+            "`ours` = our runs (mean ± std over seeds); `paper` = the paper's published value; "
+            "`Δ` = ours − paper. Best per row in bold, separately for ours and for the paper's. "
+            "n/a: the paper has no value for this algorithm.\n"
+        )
+        md.append(
+            _write_table(
+                out_dir,
+                name,
+                header,
+                rows,
+                f"{table.title}: normalized scores, ours beside the ADMPO paper's.",
+            )
+        )
+        src_rows = [
+            [r["paper_column"], r["algo"], r["source"]]
+            for _, r in table.sources.iterrows()
+            if r["algo"] in set(stats["algo"])
+        ]
+        if src_rows:
+            md.append("Where the paper's columns come from:\n")
+            md.append(markdown_table(["paper column", "our id", "source"], src_rows, align="lll"))
+
+    # rliable aggregates over normalized scores
+    matrices = agg.score_matrices(records)
+    aggregates = agg.aggregate_metrics(matrices, reps=bootstrap_reps, seed=seed)
+    _csv(aggregates, out_dir / "aggregates.csv")
+    if matrices:
+        md.append("## Aggregate metrics (ours, rliable)\n")
+        header, rows = aggregate_rows(aggregates, matrices)
+        md.append(
+            _write_table(
+                out_dir,
+                "aggregates",
+                header,
+                rows,
+                f"Suite {suite}: aggregate normalized scores with 95% stratified-bootstrap CIs.",
+            )
+        )
+        task_sets = {m.tasks for m in matrices.values()}
+        scored_tasks = sorted(set(agg.usable(records)["task"]))
+        if len(task_sets) > 1:
+            md.append(
+                "**The algorithms share no task**, so each aggregate is over that algorithm's own tasks "
+                "(see the `tasks` column) and they are not directly comparable.\n"
+            )
+        elif len(next(iter(task_sets))) < len(scored_tasks):
+            left_out = sorted(set(scored_tasks) - set(next(iter(task_sets))))
+            md.append(
+                "Aggregates use only the tasks every algorithm finished at least one run on; left out: "
+                + ", ".join(f"`{t}`" for t in left_out)
+                + ".\n"
+            )
+        dropped = {a: m.dropped for a, m in matrices.items() if m.dropped}
+        if dropped:
+            md.append(
+                "rliable needs equal runs per task: extra seeds were left out of the aggregates for "
+                + ", ".join(f"{a} ({n})" for a, n in sorted(dropped.items()))
+                + ".\n"
+            )
+        plots.save_figure(plots.interval_estimates_figure(aggregates), out_dir / "aggregate_intervals.png")
+        md.append("![aggregate interval estimates](aggregate_intervals.png)\n")
+
+        profiles = agg.performance_profiles(matrices, reps=bootstrap_reps, seed=seed)
+        _csv(profiles, out_dir / "performance_profiles.csv")
+        plots.save_figure(plots.performance_profile_figure(profiles), out_dir / "performance_profiles.png")
+        md.append("### Performance profiles\n")
+        md.append("![performance profiles](performance_profiles.png)\n")
+
+        poi = agg.probability_of_improvement(records, reps=bootstrap_reps, seed=seed)
+        if len(poi):
+            _csv(poi, out_dir / "probability_of_improvement.csv")
+            md.append("### Probability of improvement\n")
+            md.append(
+                markdown_table(
+                    ["X", "Y", "tasks", "P(X > Y)", "95% CI"],
+                    [
+                        [
+                            r.algo_x,
+                            r.algo_y,
+                            str(r.n_tasks),
+                            f"{r.estimate:.3f}",
+                            f"[{r.ci_low:.3f}, {r.ci_high:.3f}]",
+                        ]
+                        for r in poi.itertuples(index=False)
+                    ],
+                )
+            )
+            plots.save_figure(
+                plots.probability_of_improvement_figure(poi), out_dir / "probability_of_improvement.png"
+            )
+            md.append("![probability of improvement](probability_of_improvement.png)\n")
+    else:
+        md.append("No run has a normalized score, so there are no rliable aggregates.\n")
+
+    # Learning curves
+    curves = agg.curves_frame(records)
+    online = sorted(t for t in set(curves["task"]) if t.startswith("mujoco/"))
+    offline_curves = curves[~curves["task"].isin(online)]
+    if len(offline_curves.dropna(subset=["score"])):
+        plots.save_figure(
+            plots.learning_curves_figure(offline_curves, value="score", ylabel="normalized score"),
+            out_dir / "learning_curves.png",
+        )
+        md.append("## Learning curves (ours)\n")
+        md.append("![learning curves](learning_curves.png)\n")
+        shared = agg.common_tasks(records)
+        iqm_input = offline_curves[offline_curves["task"].isin(shared)] if shared else offline_curves
+        iqm = agg.iqm_curve(iqm_input, value="score", reps=bootstrap_reps, seed=seed)
+        if len(iqm):
+            _csv(iqm, out_dir / "learning_curves_iqm.csv")
+            plots.save_figure(plots.iqm_curve_figure(iqm), out_dir / "learning_curves_iqm.png")
+            md.append("![IQM learning curves](learning_curves_iqm.png)\n")
+    if online:
+        online_curves = curves[curves["task"].isin(online)]
+        sac = _sac_asymptotes(records)
+        plots.save_figure(
+            plots.online_curves_figure(online_curves, sac_asymptote=sac), out_dir / "online_curves.png"
+        )
+        md.append("## Online learning curves (ours; the paper's Figure 3 layout)\n")
+        md.append(
+            "Mean ± standard error over seeds; the dashed line is *our* SAC runs' mean final return "
+            "where SAC was run (the paper draws SAC's asymptotic performance).\n"
+        )
+        md.append("![online learning curves](online_curves.png)\n")
+
+    failed = records[records["status"] != "ok"]
+    if len(failed):
+        md.append("## Failed runs\n")
+        md.append(
+            markdown_table(
+                ["algo", "task", "seed", "reason"],
+                [
+                    [r.algo, r.task, str(r.seed), str(r.reason or "").replace("|", "/")[:300]]
+                    for r in failed.itertuples(index=False)
+                ],
+                align="llrl",
+            )
+        )
+    readme.write_text("\n".join(md))
+    return readme

@@ -1,0 +1,160 @@
+"""Reports: tables (markdown/LaTeX/CSV) beside the paper's numbers, figures, reproducibility."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from test_report_fixtures import KNOWN_TASKS, known_records, known_scores, make_record, write_records
+
+from benchmark import report
+from benchmark.aggregate import METRICS
+
+REPS = 20
+
+
+def _suite_records() -> list[dict]:
+    recs = known_records()
+    # td3bc fails its only hopper-random run; bc finishes one of three requested seeds there
+    recs.append(make_record("td3bc", "local/hopper-random", 0, None, suite="synth", status="failed"))
+    recs.append(make_record("bc", "local/hopper-random", 0, 5.0, suite="synth"))
+    return recs
+
+
+@pytest.fixture(scope="module")
+def full_report(tmp_path_factory):
+    root = tmp_path_factory.mktemp("report")
+    write_records(root / "results", _suite_records())
+    readme = report.write_report(
+        "synth", root / "results", root / "out", seeds_requested=3, bootstrap_reps=REPS, seed=0
+    )
+    return readme.parent
+
+
+def test_report_writes_every_artifact(full_report):
+    for name in (
+        "README.md",
+        "per_task.md",
+        "per_task.tex",
+        "per_task.csv",
+        "aggregates.csv",
+        "aggregates.md",
+        "aggregates.tex",
+        "d4rl_table1.md",
+        "d4rl_table1.tex",
+        "aggregate_intervals.png",
+        "performance_profiles.png",
+        "probability_of_improvement.png",
+        "learning_curves.png",
+        "learning_curves_iqm.png",
+    ):
+        assert (full_report / name).is_file(), name
+        assert (full_report / name).stat().st_size > 0
+    readme = (full_report / "README.md").read_text()
+    for png in ("aggregate_intervals.png", "learning_curves.png", "performance_profiles.png"):
+        assert f"]({png})" in readme
+    assert "`smoke`" in readme and "`deadbeef`" in readme and "Seeds requested:** 3" in readme
+    assert "not D4RL" in readme and "paper" in readme
+    assert "## Failed runs" in readme and "RuntimeError: boom" in readme
+
+
+def test_per_task_csv_and_missing_cells(full_report):
+    per_task = pd.read_csv(full_report / "per_task.csv")
+    assert list(per_task.columns[:5]) == ["algo", "task", "n_seeds", "mean", "std"]
+    scores = known_scores()
+    for algo, s in scores.items():
+        for j, task in enumerate(KNOWN_TASKS):
+            row = per_task[(per_task["algo"] == algo) & (per_task["task"] == task)].iloc[0]
+            assert row["n_seeds"] == 3
+            assert row["mean"] == pytest.approx(s[:, j].mean(), abs=1e-6)
+            assert row["std"] == pytest.approx(s[:, j].std(ddof=1), abs=1e-6)
+    missing = per_task[(per_task["algo"] == "admpo-off") & (per_task["task"] == "local/hopper-random")].iloc[
+        0
+    ]
+    assert missing["n_seeds"] == 0 and np.isnan(missing["mean"])
+    md = (full_report / "per_task.md").read_text()
+    row = next(line for line in md.splitlines() if line.startswith("| local/hopper-random"))
+    assert "— (0/3 seeds)" in row and "— (0/3 seeds, 1 failed)" in row and "5.0 (1/3 seeds)" in row
+    assert "| 0.0" not in row
+    assert "Fewer seeds than requested (3)" in (full_report / "README.md").read_text()
+
+
+def test_aggregates_csv_columns_and_common_tasks(full_report):
+    table = pd.read_csv(full_report / "aggregates.csv")
+    assert list(table.columns) == ["algo", "metric", "estimate", "ci_low", "ci_high"]
+    assert set(table["metric"]) == set(METRICS)
+    # hopper-random is not shared by every algorithm, so all aggregates are over the three medium tasks
+    for algo, s in known_scores().items():
+        mean = table[(table["algo"] == algo) & (table["metric"] == "mean")]["estimate"].iloc[0]
+        assert mean == pytest.approx(s.mean(), abs=1e-5)
+    assert "left out: `local/hopper-random`" in (full_report / "README.md").read_text()
+
+
+def test_paper_table_puts_the_paper_value_beside_ours(full_report):
+    md = (full_report / "d4rl_table1.md").read_text()
+    header = md.splitlines()[0]
+    assert "admpo-off ours | admpo-off paper | admpo-off Δ" in header
+    row = next(
+        line for line in md.splitlines() if line.startswith("| hopper-medium (our local data, not D4RL)")
+    )
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    cols = [c.strip() for c in header.strip("|").split("|")]
+    get = dict(zip(cols, cells))
+    ours = known_scores()["admpo-off"][:, 0]
+    assert get["admpo-off ours"] == f"**{ours.mean():.1f} ± {ours.std(ddof=1):.1f}**"  # best of the row
+    assert get["admpo-off paper"] == "**107.4**"  # the paper's best in this row, REFERENCE.md 4.3
+    assert get["bc paper"] == "54.1"
+    assert get["admpo-off Δ"] == f"{ours.mean() - 107.4:+.1f}"
+    tex = (full_report / "d4rl_table1.tex").read_text()
+    assert r"\textbf{107.4}" in tex and r"\toprule" in tex and r"$\pm$" in tex
+
+
+def test_same_records_give_byte_identical_outputs(full_report):
+    root = full_report.parent
+    again = report.write_report(
+        "synth", root / "results", root / "again", seeds_requested=3, bootstrap_reps=REPS, seed=0
+    ).parent
+    files = sorted(p.name for p in full_report.iterdir())
+    assert files == sorted(p.name for p in again.iterdir())
+    for name in files:  # tables, CSVs and the PNGs too
+        assert (full_report / name).read_bytes() == (again / name).read_bytes(), name
+
+
+def test_empty_suite_writes_a_readme_saying_so(tmp_path):
+    (tmp_path / "results").mkdir()
+    readme = report.write_report("none", tmp_path / "results", tmp_path / "out")
+    assert "No run records" in readme.read_text()
+
+
+def test_malformed_record_does_not_stop_the_report(tmp_path):
+    write_records(tmp_path / "results", [make_record("bc", "local/hopper-medium", 0, 40.0)])
+    bad = tmp_path / "results" / "synth" / "bc" / "local__hopper-medium" / "seed-1.json"
+    bad.write_text("{")
+    readme = report.write_report("synth", tmp_path / "results", tmp_path / "out", bootstrap_reps=REPS)
+    text = readme.read_text()
+    assert "malformed record" in text and "seed-1.json" in text
+
+
+def test_paper_row_mapping():
+    assert report.paper_row("d4rl/hopper-medium-v2") == ("d4rl_table1", "hopper-medium", False)
+    assert report.paper_row("local/walker2d-medium-replay") == ("d4rl_table1", "walker2d-medium-replay", True)
+    assert report.paper_row("neorl/HalfCheetah-v3-high") == ("neorl_table2", "neorl-halfcheetah-high", False)
+    assert report.paper_row("mujoco/Hopper") is None
+
+
+@pytest.mark.parametrize(
+    "name,n_rows,n_algos,spot",
+    [
+        ("d4rl_table1", 12, 10, ("hopper-random", "admpo-off", 32.7)),
+        ("neorl_table2", 9, 7, ("neorl-walker2d-high", "mopo", 18.0)),
+    ],
+)
+def test_paper_data_is_complete_and_its_averages_match(name, n_rows, n_algos, spot):
+    table = report.load_paper_table(name)
+    assert len(table.row_order) == n_rows and len(table.algo_order) == n_algos
+    assert len(table.values) == n_rows * n_algos
+    means = table.values.groupby("algo")["score"].mean().round(1)
+    published = table.average.set_index("algo")["average"]
+    pd.testing.assert_series_equal(means.sort_index(), published.sort_index(), check_names=False)
+    assert set(table.sources["algo"]) == set(table.algo_order)
+    assert table.value(spot[0], spot[1]) == spot[2]  # spot check against REFERENCE.md 4.3/4.4

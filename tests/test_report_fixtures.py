@@ -1,0 +1,95 @@
+"""Synthetic run records with known scores, shared by the aggregation and report tests."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+
+def make_record(
+    algo: str,
+    task: str,
+    seed: int,
+    final_score: float | None,
+    *,
+    suite: str = "synth",
+    n_evals: int = 4,
+    status: str = "ok",
+    budget: str = "smoke",
+    final_return: float | None = None,
+    curve_scores: list[float] | None = None,
+) -> dict:
+    """A schema-complete record whose curve ends at ``final_score`` (final_k = 1)."""
+    if curve_scores is None:
+        end = 0.0 if final_score is None else final_score
+        curve_scores = [end * (i + 1) / n_evals for i in range(n_evals)]
+    curve = [
+        {
+            "step": 100 * (i + 1),
+            "epoch": i + 1,
+            "return_mean": 30.0 * s if s is not None else 10.0 * i,
+            "return_std": 1.0,
+            "score": s,
+            "score_std": None,
+        }
+        for i, s in enumerate(curve_scores)
+    ]
+    return {
+        "algo": algo,
+        "task": task,
+        "seed": seed,
+        "budget": budget,
+        "suite": suite,
+        "config": {"final_k": 1, "seed": seed},
+        "config_hash": "abc123",
+        "versions": {"admbench": "0.1.0"},
+        "commit": "deadbeef",
+        "wall_time_s": 1.5,
+        "status": status,
+        "reason": None if status == "ok" else "RuntimeError: boom",
+        "curve": curve if status == "ok" else [],
+        "final_score": final_score if status == "ok" else None,
+        "final_return": (
+            final_return
+            if final_return is not None
+            else (curve[-1]["return_mean"] if status == "ok" and curve else None)
+        ),
+        "final_rule": "mean of the last 1 evaluations",
+    }
+
+
+def write_records(results_dir: Path, records: list[dict]) -> None:
+    for rec in records:
+        path = (
+            Path(results_dir)
+            / rec["suite"]
+            / rec["algo"]
+            / rec["task"].replace("/", "__")
+            / f"seed-{rec['seed']}.json"
+        )
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(rec, indent=1, sort_keys=True))
+
+
+KNOWN_TASKS = ("local/hopper-medium", "local/walker2d-medium", "local/halfcheetah-medium")
+
+
+def known_scores(seed: int = 0) -> dict[str, np.ndarray]:
+    """algo -> scores[run, task] over :data:`KNOWN_TASKS` (3 seeds), fixed by a seeded generator."""
+    rng = np.random.default_rng(seed)
+    return {
+        "admpo-off": np.round(rng.normal(80, 8, size=(3, 3)), 3),
+        "bc": np.round(rng.normal(50, 10, size=(3, 3)), 3),
+        "td3bc": np.round(rng.normal(60, 15, size=(3, 3)), 3),
+    }
+
+
+def known_records(suite: str = "synth") -> list[dict]:
+    out = []
+    for algo, scores in known_scores().items():
+        for run in range(scores.shape[0]):
+            for j, task in enumerate(KNOWN_TASKS):
+                out.append(make_record(algo, task, run, float(scores[run, j]), suite=suite))
+    return out
