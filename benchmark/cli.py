@@ -123,9 +123,19 @@ def cmd_reproduce(args) -> int:
         for r in runs:
             r.overrides.update(extra)
     if args.plan:
+        from benchmark.runner import estimate_seconds, measured_step_times
+
+        step_times = measured_step_times(Path(args.results))
+        known, unknown = 0.0, 0
         for r in runs:
-            print(r.label())
-        print(f"{len(runs)} runs")
+            est = estimate_seconds(r, step_times)
+            known += est or 0.0
+            unknown += est is None
+            print(f"{r.label()}  est. {'?' if est is None else f'{est / 60:.1f} min'}")
+        workers = 1 if args.executor == "ray" else max(1, args.workers)
+        print(f"{len(runs)} runs; estimated {known / 3600:.2f} CPU-hours for {len(runs) - unknown} runs "
+              f"(~{known / 3600 / workers:.2f} h on {workers} local workers), {unknown} never measured; "
+              f"estimates use median seconds per step of finished records under {args.results}/")
         return 0
     if args.executor == "ray":
         from benchmark.ray_executor import run_many_ray
