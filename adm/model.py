@@ -1,0 +1,232 @@
+"""The Any-step Dynamics Model (ADM), as the official ADMPO code builds it (REFERENCE.md 1.1-1.4).
+
+Input for backtracking length k: the start state ``s_t`` (normalised) repeated k times, concatenated with
+the k normalised actions ``a_t .. a_{t+k-1}``; a 3-layer GRU reads that sequence from a zero hidden state,
+its last output goes through 4 residual blocks (Linear, Swish, Dropout, residual add, LayerNorm) and a
+linear layer giving the mean and log-variance of ``(s_{t+k} - s_t, r_{t+k-1})``: the state delta from the
+*backtracked* start state plus the reward of the last transition. Targets are not normalised.
+
+Dropout sits only in the head, so the GRU part of every backtracking length can be shared (see
+:class:`AnyStepCarry`): pushing one (state, action) pair advances the hidden state of every backtracking
+length 1..m at once, with m GRU cell steps batched as one call. ``predict_all_k`` and the rollouts in
+:mod:`adm.rollout` use it; ``forward`` is the plain per-k pass the official code runs.
+
+Dropout masks can be given explicitly (``head(features, masks)``), so rollouts draw them from their own
+generator and the fast and per-k implementations can be compared with identical masks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from benchmark.rl.nets import Swish
+
+STD_FLOOR = 1e-12  # official cal_mu_std: a std below this is replaced by 1
+
+
+def soft_clamp(x: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:
+    """The code's order: first ``hi - softplus(hi - x)``, then ``lo + softplus(x - lo)``."""
+    x = hi - F.softplus(hi - x)
+    return lo + F.softplus(x - lo)
+
+
+class ResBlock(nn.Module):
+    """``LayerNorm(x + Dropout(Swish(Linear(x))))``; an explicit dropout mask may replace nn.Dropout."""
+
+    def __init__(self, dim: int, dropout: float):
+        super().__init__()
+        self.linear = nn.Linear(dim, dim)
+        self.activation = Swish()
+        self.dropout = nn.Dropout(dropout)
+        self.norm = nn.LayerNorm(dim)
+        self.p = dropout
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        y = self.activation(self.linear(x))
+        if mask is not None:  # mask of 0/1 keep flags; inverted-dropout scaling as nn.Dropout does
+            y = y * mask / (1.0 - self.p)
+        else:
+            y = self.dropout(y)
+        return self.norm(x + y)
+
+
+@dataclass
+class ADMConfig:
+    """Architecture of the any-step model (official defaults)."""
+
+    hidden_dim: int = 200  # 400 for halfcheetah-medium-expert, AntTruncatedObs, HumanoidTruncatedObs
+    rnn_layers: int = 3
+    res_blocks: int = 4
+    dropout: float = 0.1
+    max_logvar_init: float = 0.5
+    min_logvar_init: float = -10.0
+
+
+class AnyStepDynamics(nn.Module):
+    """ADM: ``forward(start_obs [B, obs], act_seq [B, k, act]) -> mean, logvar [B, obs+1]``."""
+
+    def __init__(self, obs_dim: int, act_dim: int, cfg: ADMConfig | None = None):
+        super().__init__()
+        cfg = cfg or ADMConfig()
+        self.cfg, self.obs_dim, self.act_dim = cfg, obs_dim, act_dim
+        self.out_dim = obs_dim + 1
+        self.rnn = nn.GRU(obs_dim + act_dim, cfg.hidden_dim, num_layers=cfg.rnn_layers, batch_first=True)
+        self.blocks = nn.ModuleList(ResBlock(cfg.hidden_dim, cfg.dropout) for _ in range(cfg.res_blocks))
+        self.out = nn.Linear(cfg.hidden_dim, 2 * self.out_dim)
+        # normalisation statistics: non-trainable parameters so they travel in the state dict (as the code)
+        self.obs_mu = nn.Parameter(torch.zeros(obs_dim), requires_grad=False)
+        self.obs_std = nn.Parameter(torch.ones(obs_dim), requires_grad=False)
+        self.act_mu = nn.Parameter(torch.zeros(act_dim), requires_grad=False)
+        self.act_std = nn.Parameter(torch.ones(act_dim), requires_grad=False)
+        self.max_logvar = nn.Parameter(torch.full((self.out_dim,), cfg.max_logvar_init))
+        self.min_logvar = nn.Parameter(torch.full((self.out_dim,), cfg.min_logvar_init))
+
+    # ----- normalisation ------------------------------------------------------------------------
+    def set_normalizer(self, observations, actions) -> None:
+        """Mean/std of the whole buffer (holdout included, as ``buffer.cal_mu_std``); tiny std -> 1."""
+        obs = np.asarray(observations, dtype=np.float64)
+        act = np.asarray(actions, dtype=np.float64)
+        if obs.ndim != 2 or obs.shape[1] != self.obs_dim or act.ndim != 2 or act.shape[1] != self.act_dim:
+            raise ValueError(
+                f"set_normalizer: expected observations [N, {self.obs_dim}] and actions [N, {self.act_dim}], "
+                f"got {obs.shape} and {act.shape}"
+            )
+        o_std, a_std = obs.std(0), act.std(0)
+        o_std[o_std < STD_FLOOR] = 1.0
+        a_std[a_std < STD_FLOOR] = 1.0
+        dev = self.obs_mu.device
+        for param, value in ((self.obs_mu, obs.mean(0)), (self.obs_std, o_std), (self.act_mu, act.mean(0)),
+                             (self.act_std, a_std)):
+            param.data = torch.as_tensor(value, dtype=torch.float32, device=dev)
+
+    def norm_obs(self, obs: torch.Tensor) -> torch.Tensor:
+        return (obs - self.obs_mu) / self.obs_std
+
+    def norm_act(self, act: torch.Tensor) -> torch.Tensor:
+        return (act - self.act_mu) / self.act_std
+
+    # ----- network pieces -----------------------------------------------------------------------
+    def head(self, features: torch.Tensor, masks: torch.Tensor | None = None
+             ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Residual blocks + output layer. ``masks``: ``[res_blocks, *features.shape]`` keep flags or None
+        (then nn.Dropout applies, i.e. only in train mode). Returns mean and soft-clamped logvar."""
+        x = features
+        for i, block in enumerate(self.blocks):
+            x = block(x, None if masks is None else masks[i])
+        mean, logvar = self.out(x).chunk(2, dim=-1)
+        return mean, soft_clamp(logvar, self.min_logvar, self.max_logvar)
+
+    def encode(self, start_obs: torch.Tensor, act_seq: torch.Tensor, lengths: torch.Tensor | None = None):
+        """GRU over ``[norm(s), norm(a_i)]``; returns the last valid output ``[B, H]``.
+
+        ``lengths`` (per-sample k, actions right-padded to the longest) uses a packed sequence, whose final
+        hidden state is the output at each sample's own last step."""
+        k = act_seq.shape[1]
+        s = self.norm_obs(start_obs).unsqueeze(1).expand(-1, k, -1)
+        x = torch.cat([s, self.norm_act(act_seq)], dim=-1)
+        if lengths is None:
+            out, _ = self.rnn(x)
+            return out[:, -1]
+        packed = nn.utils.rnn.pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
+        _, h = self.rnn(packed)
+        return h[-1]
+
+    def forward(self, start_obs: torch.Tensor, act_seq: torch.Tensor, lengths: torch.Tensor | None = None,
+                masks: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.head(self.encode(start_obs, act_seq, lengths), masks)
+
+    # ----- prediction ---------------------------------------------------------------------------
+    @torch.no_grad()
+    def step(self, start_obs: torch.Tensor, act_seq: torch.Tensor, generator: torch.Generator | None = None,
+             masks: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Gaussian sample: ``next_obs = s + delta``, ``reward [B, 1]`` (the code's ``step``)."""
+        mean, logvar = self(start_obs, act_seq, masks=masks)
+        noise = torch.randn(mean.shape, generator=generator, device=mean.device)
+        sample = mean + noise * (0.5 * logvar).exp()
+        return start_obs + sample[:, :-1], sample[:, -1:]
+
+    @torch.no_grad()
+    def dstep(self, start_obs: torch.Tensor, act_seq: torch.Tensor,
+              masks: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Deterministic mean: ``next_obs``, ``reward [B, 1]`` (the code's ``dstep``)."""
+        mean, _ = self(start_obs, act_seq, masks=masks)
+        return start_obs + mean[:, :-1], mean[:, -1:]
+
+    def predict_all_k(self, obs_hist: torch.Tensor, act_hist: torch.Tensor, masks: torch.Tensor | None = None
+                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Predictions for every backtracking length at once from a history of m (state, action) pairs.
+
+        ``obs_hist [B, m, obs]``, ``act_hist [B, m, act]`` (oldest first; the last pair is the current
+        state and action). Backtracking length k starts at ``obs_hist[:, -k]`` with actions
+        ``act_hist[:, -k:]``. Returns ``mean, logvar [m, B, obs+1]`` (index k-1, delta from that k's start
+        state) and the absolute next-state means ``[m, B, obs]``. Costs m batched GRU cell steps."""
+        m = obs_hist.shape[1]
+        carry = AnyStepCarry.empty(self, m, obs_hist.shape[0])
+        for t in range(m):
+            carry.push(obs_hist[:, t], act_hist[:, t])
+        mean, logvar = self.head(carry.features, masks)
+        return mean, logvar, carry.starts + mean[..., :-1]
+
+
+class AnyStepCarry:
+    """GRU hidden states of every backtracking length 1..m, carried along a trajectory.
+
+    Slot ``i`` holds the sequence that started ``i`` pushes ago, i.e. backtracking length ``k = i + 1``:
+    start state ``s_{t-i}`` (raw in ``starts``, normalised in ``starts_norm``) and the hidden states after
+    reading actions ``a_{t-i} .. a_t``. Because the start state is repeated at every GRU input, the
+    backtrack-(k+1) sequence after the next push is the backtrack-k sequence now plus one more input, so a
+    push shifts the slots by one, opens slot 0 from a zero hidden state and runs ONE GRU call of one time
+    step over the ``slots * B`` sequences. This is exact, not an approximation. Only slots that exist are
+    computed: the j-th push (j < m) runs j+1 slots, later pushes m.
+    """
+
+    def __init__(self, model: AnyStepDynamics, m: int, batch: int):
+        p = next(model.parameters())
+        self.model, self.max_slots = model, int(m)
+        layers, hid = model.cfg.rnn_layers, model.cfg.hidden_dim
+        self.hidden = torch.zeros(layers, 0, batch, hid, dtype=p.dtype, device=p.device)  # [L, slots, B, H]
+        self.starts = torch.zeros(0, batch, model.obs_dim, dtype=p.dtype, device=p.device)  # [slots, B, obs]
+        self.starts_norm = self.starts.clone()
+        self.features = torch.zeros(0, batch, hid, dtype=p.dtype, device=p.device)  # [slots, B, H]
+
+    @classmethod
+    def empty(cls, model: AnyStepDynamics, m: int, batch: int) -> AnyStepCarry:
+        return cls(model, m, batch)
+
+    @property
+    def slots(self) -> int:
+        """Backtracking lengths available now (``min(pushes, m)``)."""
+        return self.starts.shape[0]
+
+    def push(self, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
+        """Append ``(s_t, a_t)``; return the features ``[slots, B, H]`` of backtracking lengths 1..slots."""
+        model = self.model
+        b = obs.shape[0]
+        keep = min(self.slots, self.max_slots - 1)  # the oldest slot falls off once m are open
+        n = keep + 1
+        self.starts = torch.cat([obs.unsqueeze(0), self.starts[:keep]], dim=0)
+        self.starts_norm = torch.cat([model.norm_obs(obs).unsqueeze(0), self.starts_norm[:keep]], dim=0)
+        zero = self.hidden.new_zeros(self.hidden.shape[0], 1, b, self.hidden.shape[-1])
+        h0 = torch.cat([zero, self.hidden[:, :keep]], dim=1)
+        act_n = model.norm_act(act).unsqueeze(0).expand(n, -1, -1)
+        x = torch.cat([self.starts_norm, act_n], dim=-1).reshape(n * b, 1, -1)
+        out, h = model.rnn(x, h0.reshape(h0.shape[0], n * b, -1))
+        self.hidden = h.reshape(h.shape[0], n, b, -1)
+        self.features = out.reshape(n, b, -1)
+        return self.features
+
+    def select(self, mask: torch.Tensor) -> None:
+        """Keep only the batch rows where ``mask`` is True (drop finished rollouts)."""
+        self.hidden = self.hidden[:, :, mask]
+        self.starts, self.starts_norm = self.starts[:, mask], self.starts_norm[:, mask]
+        self.features = self.features[:, mask]
+
+
+def param_count(model: nn.Module) -> int:
+    """Trainable parameters (the normalisation statistics are excluded)."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)

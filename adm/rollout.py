@@ -1,0 +1,245 @@
+"""Model rollouts with the any-step model (ADM-Roll, REFERENCE.md 1.6-1.7).
+
+Each rollout starts from m-1 real (state, action) pairs of one episode and the state that follows them.
+At every model step: a stochastic policy action is appended to the history; a backtracking length
+``k ~ U{1..m}`` is drawn (one k for the whole batch, the code's default, or one per sample); the
+Gaussian sample of the k-step prediction from ``s_hist[-k]`` with actions ``a_hist[-k:]`` is the next
+state and reward; with a penalty, the m deterministic next-state means (k = 1..m) feed an uncertainty
+quantifier and ``r - penalty_coef * u`` is stored. The termination function decides ``done``; the
+terminal transition is kept and that rollout stops (later steps are masked, as in the code).
+
+Two implementations of exactly the same computation:
+
+* ``carry`` (fast): :class:`adm.model.AnyStepCarry` advances the GRU hidden states of all m
+  backtracking lengths with one batched call of m cell steps per model step, then one head pass for
+  the penalty means and one for the sampled k.
+* ``loop`` (reference): the official algorithm, one GRU pass over k inputs per backtracking length
+  (m(m+1)/2 cell steps for the penalty plus k for the sample).
+
+All randomness except the policy's (k, dropout masks, Gaussian noise) is drawn from one generator in
+the same order by both, so with the same seeds they return the same transitions to float tolerance.
+Dropout (p = 0.1, head only) is active at rollout time as in the code, which never calls ``eval()``;
+``dropout=False`` switches it off. Each sampled prediction and each penalty mean gets its own dropout
+mask, as the code's separate ``step``/``dstep`` calls do.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from adm.model import AnyStepCarry, AnyStepDynamics
+from adm.uncertainty import get_quantifier
+from benchmark.rl.buffers import Batch, WindowSampler
+
+K_MODES = ("batch", "sample")
+IMPLS = ("auto", "carry", "loop")
+
+
+@dataclass
+class RolloutConfig:
+    max_step: int = 10  # m: backtracking lengths 1..m
+    length: int = 1  # H: model steps per rollout
+    penalty_coef: float = 1.0  # beta; 0 disables the penalty (ADMPO-ON)
+    uncertainty: str = "mean_std"  # see adm.uncertainty.QUANTIFIERS
+    k_mode: str = "batch"  # "batch": one k per step for the whole batch (code); "sample": one k per rollout
+    dropout: bool = True  # MC dropout in the head at rollout time (code: always on)
+    impl: str = "auto"  # carry | loop | auto (carry when the penalty needs all k, loop otherwise)
+    chunk_size: int = 10_000  # rollouts processed together (bounds memory; chunking only splits the batch)
+
+    def __post_init__(self):
+        if self.k_mode not in K_MODES:
+            raise ValueError(f"rollout k_mode must be one of {K_MODES}, got {self.k_mode!r}")
+        if self.impl not in IMPLS:
+            raise ValueError(f"rollout impl must be one of {IMPLS}, got {self.impl!r}")
+        if self.max_step < 1 or self.length < 1:
+            raise ValueError(f"rollout needs max_step >= 1 and length >= 1, got {self.max_step}, "
+                             f"{self.length}")
+        get_quantifier(self.uncertainty)
+
+
+def sample_start_windows(sampler: WindowSampler, batch: int, m: int, generator: torch.Generator | None = None
+                         ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Rollout starts: m-1 real transitions of one episode and the state after them.
+
+    Returns ``hist_obs [B, m-1, obs]``, ``hist_act [B, m-1, act]``, ``start_obs [B, obs]``. With m = 1 (no
+    history; the code cannot run it) the start is the next state of a uniformly drawn transition."""
+    w = sampler.sample(batch, max(m - 1, 1), generator=generator)
+    if m == 1:
+        return w["obs"][:, :0], w["act"][:, :0], w["next_obs"][:, -1]
+    return w["obs"], w["act"], w["next_obs"][:, -1]
+
+
+class _Randomness:
+    """Draws one model step's k, dropout masks and noise in a fixed order, shared by both impls."""
+
+    def __init__(self, model: AnyStepDynamics, cfg: RolloutConfig, generator: torch.Generator | None):
+        self.model, self.cfg, self.g = model, cfg, generator
+        self.device = model.obs_mu.device
+
+    def draw_k(self, batch: int) -> torch.Tensor:
+        m = self.cfg.max_step
+        n = 1 if self.cfg.k_mode == "batch" else batch
+        k = torch.randint(1, m + 1, (n,), generator=self.g, device=self.device)
+        return k.expand(batch) if self.cfg.k_mode == "batch" else k
+
+    def masks(self, *shape: int) -> torch.Tensor | None:
+        if not self.cfg.dropout:
+            return None
+        m = self.model
+        keep = 1.0 - m.cfg.dropout
+        return torch.empty(m.cfg.res_blocks, *shape, m.cfg.hidden_dim, device=self.device).bernoulli_(
+            keep, generator=self.g)
+
+    def noise(self, batch: int) -> torch.Tensor:
+        return torch.randn(batch, self.model.out_dim, generator=self.g, device=self.device)
+
+
+def _gaussian(mean: torch.Tensor, logvar: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+    return mean + noise * (0.5 * logvar).exp()
+
+
+@torch.no_grad()
+def rollout(model: AnyStepDynamics, policy: Callable[[torch.Tensor], torch.Tensor], hist_obs: torch.Tensor,
+            hist_act: torch.Tensor, start_obs: torch.Tensor, cfg: RolloutConfig,
+            termination_fn: Callable, generator: torch.Generator | None = None) -> tuple[Batch, dict]:
+    """Roll out ``start_obs`` for ``cfg.length`` steps; see the module docstring.
+
+    ``policy(obs) -> action`` must be the stochastic policy. Returns flat transitions ``obs, act, rew
+    (penalised), next_obs, done`` (only the generated steps, finished rollouts masked) and diagnostics."""
+    m = cfg.max_step
+    if hist_obs.shape[1] != m - 1:
+        raise ValueError(f"rollout with max_step m={m} needs m-1={m - 1} history steps, "
+                         f"got {hist_obs.shape[1]}")
+    impl = cfg.impl if cfg.impl != "auto" else ("carry" if cfg.penalty_coef != 0 else "loop")
+    step_fn = _rollout_chunk_carry if impl == "carry" else _rollout_chunk_loop
+    rand = _Randomness(model, cfg, generator)
+    parts, infos = [], []
+    was_training = model.training
+    model.eval()  # dropout comes only from the explicit masks drawn by `rand`
+    try:
+        for lo in range(0, start_obs.shape[0], cfg.chunk_size):
+            hi = lo + cfg.chunk_size
+            out, info = step_fn(model, policy, hist_obs[lo:hi], hist_act[lo:hi], start_obs[lo:hi], cfg,
+                                termination_fn, rand)
+            parts.append(out)
+            infos.append(info)
+    finally:
+        model.train(was_training)
+    transitions = {key: torch.cat([p[key] for p in parts]) for key in parts[0]}
+    n = max(len(transitions["obs"]), 1)
+    info = {
+        "transitions": float(len(transitions["obs"])),
+        "penalty": sum(i["penalty_sum"] for i in infos) / n,
+        "raw_reward": sum(i["raw_reward_sum"] for i in infos) / n,
+        "reward": transitions["rew"].mean().item() if len(transitions["rew"]) else float("nan"),
+        "done_frac": transitions["done"].mean().item() if len(transitions["done"]) else float("nan"),
+        "mean_length": len(transitions["obs"]) / start_obs.shape[0],
+    }
+    return transitions, info
+
+
+def _finish(records: list[dict[str, torch.Tensor]], penalty_sum: float, raw_sum: float) -> tuple[Batch, dict]:
+    out = {key: torch.cat([r[key] for r in records]) for key in records[0]}
+    return out, {"penalty_sum": penalty_sum, "raw_reward_sum": raw_sum}
+
+
+def _step_outputs(obs, act, next_obs, raw_rew, penalty, cfg, termination_fn):
+    rew = raw_rew - cfg.penalty_coef * penalty if penalty is not None else raw_rew
+    done = termination_fn(obs, act, next_obs).reshape(-1, 1).to(obs.device)
+    record = {"obs": obs, "act": act, "rew": rew, "next_obs": next_obs, "done": done.float()}
+    return record, done.squeeze(1)
+
+
+def _rollout_chunk_carry(model, policy, hist_obs, hist_act, obs, cfg, termination_fn, rand):
+    m = cfg.max_step
+    need_all = cfg.penalty_coef != 0
+    quantifier = get_quantifier(cfg.uncertainty)
+    carry = AnyStepCarry.empty(model, m, obs.shape[0])
+    for t in range(m - 1):  # warm up on the real history
+        carry.push(hist_obs[:, t], hist_act[:, t])
+    records, pen_sum, raw_sum = [], 0.0, 0.0
+    for _ in range(cfg.length):
+        b = obs.shape[0]
+        act = policy(obs)
+        features = carry.push(obs, act)  # [m, B, H]
+        k = rand.draw_k(b)
+        rows = torch.arange(b, device=obs.device)
+        s_masks = rand.masks(b)
+        noise = rand.noise(b)
+        mean, logvar = model.head(features[k - 1, rows], s_masks)
+        sample = _gaussian(mean, logvar, noise)
+        next_obs, raw_rew = carry.starts[k - 1, rows] + sample[:, :-1], sample[:, -1:]
+        penalty = None
+        if need_all:
+            p_masks = rand.masks(m, b)
+            means, logvars = model.head(features, p_masks)
+            next_means = carry.starts + means[..., :-1]
+            penalty = quantifier(next_means, logvars[..., :-1])
+            pen_sum += penalty.sum().item()
+        raw_sum += raw_rew.sum().item()
+        record, done = _step_outputs(obs, act, next_obs, raw_rew, penalty, cfg, termination_fn)
+        records.append(record)
+        alive = ~done
+        if not alive.any():
+            break
+        if not alive.all():
+            carry.select(alive)
+            next_obs = next_obs[alive]
+        obs = next_obs
+    return _finish(records, pen_sum, raw_sum)
+
+
+def _rollout_chunk_loop(model, policy, hist_obs, hist_act, obs, cfg, termination_fn, rand):
+    m = cfg.max_step
+    need_all = cfg.penalty_coef != 0
+    quantifier = get_quantifier(cfg.uncertainty)
+    s_hist, a_hist = hist_obs, hist_act
+    records, pen_sum, raw_sum = [], 0.0, 0.0
+    for _ in range(cfg.length):
+        b = obs.shape[0]
+        act = policy(obs)
+        s_hist = torch.cat([s_hist, obs.unsqueeze(1)], dim=1)[:, -m:]
+        a_hist = torch.cat([a_hist, act.unsqueeze(1)], dim=1)[:, -m:]
+        k = rand.draw_k(b)
+        s_masks = rand.masks(b)
+        noise = rand.noise(b)
+        if cfg.k_mode == "batch":
+            kk = int(k[0])
+            mean, logvar = model(s_hist[:, -kk], a_hist[:, -kk:], masks=s_masks)
+            start = s_hist[:, -kk]
+        else:  # one GRU pass per k over the rows that drew it
+            mean = torch.empty(b, model.out_dim, device=obs.device)
+            logvar = torch.empty_like(mean)
+            start = torch.empty_like(obs)
+            for kk in range(1, m + 1):
+                sel = k == kk
+                if sel.any():
+                    mk = None if s_masks is None else s_masks[:, sel]
+                    mean[sel], logvar[sel] = model(s_hist[sel, -kk], a_hist[sel, -kk:], masks=mk)
+                    start[sel] = s_hist[sel, -kk]
+        sample = _gaussian(mean, logvar, noise)
+        next_obs, raw_rew = start + sample[:, :-1], sample[:, -1:]
+        penalty = None
+        if need_all:
+            p_masks = rand.masks(m, b)
+            means, logvars = [], []
+            for kk in range(1, m + 1):
+                mk = None if p_masks is None else p_masks[:, kk - 1]
+                mu, lv = model(s_hist[:, -kk], a_hist[:, -kk:], masks=mk)
+                means.append(s_hist[:, -kk] + mu[:, :-1])
+                logvars.append(lv[:, :-1])
+            penalty = quantifier(torch.stack(means), torch.stack(logvars))
+            pen_sum += penalty.sum().item()
+        raw_sum += raw_rew.sum().item()
+        record, done = _step_outputs(obs, act, next_obs, raw_rew, penalty, cfg, termination_fn)
+        records.append(record)
+        alive = ~done
+        if not alive.any():
+            break
+        if not alive.all():
+            s_hist, a_hist, next_obs = s_hist[alive], a_hist[alive], next_obs[alive]
+        obs = next_obs
+    return _finish(records, pen_sum, raw_sum)
