@@ -105,9 +105,19 @@ def conservative_gap(
 class CQLLearner(SAC):
     """The SAC core with the conservative critic loss; ``update(batch)`` as in :class:`SAC`."""
 
-    def __init__(self, obs_dim: int, act_dim: int, cfg, act_scale: float = 1.0, device="cpu"):
+    def __init__(
+        self,
+        obs_dim: int,
+        act_dim: int,
+        cfg,
+        act_scale: float = 1.0,
+        device="cpu",
+        sac_cfg: SACConfig | None = None,
+    ):
+        """``cfg`` carries the SAC and CQL fields; ``sac_cfg`` overrides the SAC core's config (COMBO
+        adds the actor's lr schedule)."""
         check_cql_config(cfg)
-        super().__init__(obs_dim, act_dim, sac_config_from(cfg), act_scale, device)
+        super().__init__(obs_dim, act_dim, sac_cfg or sac_config_from(cfg), act_scale, device)
         self.cql = cfg
         self.act_dim = act_dim
         self.act_scale = float(act_scale)
