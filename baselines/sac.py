@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -30,6 +31,9 @@ class SACOnlineConfig(OnlineSACConfig):
     """Online SAC: the paper's defaults live in :class:`OnlineSACConfig`; UTD 1."""
 
     updates_per_step: int = 1
+
+    # one SAC update costs ~30-80 ms on a loaded 2-core CPU: smoke keeps to 120 of them
+    BUDGETS: ClassVar[dict[str, dict[str, Any]]] = {"smoke": {"env_steps": 120, "eval_interval": 60}}
 
 
 class OnlineSAC(OnlineAlgorithm):

@@ -395,13 +395,16 @@ def train_online(algo: OnlineAlgorithm, cfg: OnlineTrainConfig, make_env: Callab
                 "return_std": std,
                 "score": score,
                 "score_std": score_std,
-                "train_episode_return": train_returns[-1] if train_returns else None,
+                # stochastic-policy episodes finished since the previous evaluation
+                "train_return_mean": float(np.mean(train_returns)) if train_returns else None,
+                "train_episodes": len(train_returns),
             }
             last = {k: _finite_mean(v) for k, v in diag.items()}
             point.update({f"train/{k}": v for k, v in last.items()})
             point.update({k: v for k, v in hooks.items() if isinstance(v, int | float)})
             curve.append(point)
             diag = defaultdict(list)
+            train_returns = []
             if progress:
                 bar.set_postfix(ret=f"{mean:.1f}", score=score)
     env.close()
