@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,6 +53,10 @@ RECORD_COLUMNS = (
     "n_evals",
     "curve",
     "path",
+    "algo_id",
+    "variant",
+    "kind",
+    "result",
 )
 
 
@@ -78,8 +83,24 @@ def _identity_from_path(path: Path, root: Path, suite: str | None) -> dict:
     }
 
 
+def _split_algo(algo: str) -> tuple[str, str]:
+    """``"admpo-off@m=2"`` -> ``("admpo-off", "m=2")``: the runner names ablation variants this way."""
+    algo_id, _, variant = algo.partition("@")
+    return algo_id, variant
+
+
+def _kind(record_or_algo) -> str:
+    """``analysis`` for analysis-job records (``algo = "analysis-<name>"``), else ``run``."""
+    if isinstance(record_or_algo, dict):
+        if record_or_algo.get("analysis"):
+            return "analysis"
+        record_or_algo = record_or_algo.get("algo", "")
+    return "analysis" if str(record_or_algo).startswith("analysis-") else "run"
+
+
 def _row_from_file(path: Path, root: Path, suite: str | None) -> dict:
     ident = _identity_from_path(path, root, suite)
+    algo_id, variant = _split_algo(ident["algo"])
     try:
         record = json.loads(path.read_text())
         validate_record(record, str(path))
@@ -102,8 +123,13 @@ def _row_from_file(path: Path, root: Path, suite: str | None) -> dict:
             "n_evals": 0,
             "curve": [],
             "path": str(path),
+            "algo_id": algo_id,
+            "variant": variant,
+            "kind": _kind(ident["algo"]),
+            "result": None,
         }
     config = record.get("config") or {}
+    algo_id, variant = _split_algo(record["algo"])
     return {
         "suite": record.get("suite") or ident["suite"],
         "algo": record["algo"],
@@ -123,6 +149,10 @@ def _row_from_file(path: Path, root: Path, suite: str | None) -> dict:
         "n_evals": len(record["curve"]),
         "curve": record["curve"],
         "path": str(path),
+        "algo_id": record.get("algo_id") or algo_id,
+        "variant": record.get("variant") or variant,
+        "kind": _kind(record),
+        "result": record.get("result"),
     }
 
 
@@ -148,9 +178,18 @@ def load_records(results_dir: Path, suite: str | None = None) -> pd.DataFrame:
     return frame
 
 
+def runs_only(records: pd.DataFrame) -> pd.DataFrame:
+    """Training-run records (drops analysis-job records, which carry a ``result`` instead of a score)."""
+    return records[records["kind"] == "run"].reset_index(drop=True)
+
+
+def analyses_only(records: pd.DataFrame) -> pd.DataFrame:
+    return records[records["kind"] == "analysis"].reset_index(drop=True)
+
+
 def usable(records: pd.DataFrame, value: str = "final_score") -> pd.DataFrame:
-    """Rows of finished runs that have a finite ``value``."""
-    ok = (records["status"] == "ok") & records[value].notna()
+    """Rows of finished training runs that have a finite ``value``."""
+    ok = (records["status"] == "ok") & records[value].notna() & (records["kind"] == "run")
     return records[ok]
 
 
@@ -448,3 +487,98 @@ def iqm_curve(
                 }
             )
     return pd.DataFrame(rows, columns=["algo", "step", "iqm", "ci_low", "ci_high", "n_runs", "n_tasks"])
+
+
+# ----------------------------------------------------------------------------------------------------
+# Ablations and analysis records
+# ----------------------------------------------------------------------------------------------------
+
+M_VARIANT = re.compile(r"(?:^|[,;])m=(\d+)(?:$|[,;])")
+
+
+def m_ablation_frame(records: pd.DataFrame, value: str = "final_score") -> pd.DataFrame:
+    """Runs whose variant sets ``m=<int>`` (the ablation suite stores ``admpo-off@m=5``): columns
+    ``algo_id, task, seed, m, score``."""
+    rows = usable(records, value)
+    out = []
+    for rec in rows.itertuples(index=False):
+        hit = M_VARIANT.search(str(rec.variant or ""))
+        if hit:
+            out.append(
+                {
+                    "algo_id": rec.algo_id,
+                    "task": rec.task,
+                    "seed": int(rec.seed),
+                    "m": int(hit.group(1)),
+                    "score": float(getattr(rec, value)),
+                }
+            )
+    frame = pd.DataFrame(out, columns=["algo_id", "task", "seed", "m", "score"])
+    return frame.sort_values(["algo_id", "task", "m", "seed"], kind="mergesort").reset_index(drop=True)
+
+
+# What the report reads from analysis records' ``result`` (written by ``adm.analysis.run_analysis``):
+# a table under ``result["rows"]`` (or ``"points"``/``"data"``), as a list of row dicts or a dict of
+# columns, with these columns (aliases accepted, see ANALYSIS_ALIASES). Scalar entries of ``result``
+# (e.g. ``"error_metric": "raw-state MSE"``, ``"horizon": 100``) are shown in the report as stated.
+ANALYSIS_COLUMNS: dict[str, tuple[str, ...]] = {
+    "compounding-error": ("model", "rollout_length", "error"),
+    "uncertainty": ("model", "policy", "uncertainty", "error"),
+}
+ANALYSIS_ALIASES: dict[str, tuple[str, ...]] = {
+    "rollout_length": ("length", "horizon_step", "h", "step", "k"),
+    "error": ("mse", "model_error", "compounding_error"),
+    "uncertainty": ("model_uncertainty", "u"),
+    "policy": ("source", "rollout_policy"),
+}
+
+
+def _result_table(result) -> pd.DataFrame | None:
+    table = result
+    if isinstance(result, dict):
+        table = next((result[k] for k in ("rows", "points", "data") if k in result), None)
+    if isinstance(table, list) and table and isinstance(table[0], dict):
+        return pd.DataFrame(table)
+    if isinstance(table, dict) and table and all(isinstance(v, list) for v in table.values()):
+        lengths = {len(v) for v in table.values()}
+        return pd.DataFrame(table) if len(lengths) == 1 else None
+    return None
+
+
+def analysis_frame(records: pd.DataFrame, name: str) -> tuple[pd.DataFrame, list[str], dict[str, list[str]]]:
+    """Rows of every finished ``analysis-<name>`` record with ``task`` and ``seed`` added.
+
+    Returns ``(frame, problems, stated)``: ``problems`` names records whose ``result`` lacks the
+    columns of :data:`ANALYSIS_COLUMNS`; ``stated`` collects their scalar fields (metric, horizon ...).
+    """
+    required = ANALYSIS_COLUMNS.get(name, ())
+    rows = records[(records["algo"] == f"analysis-{name}") & (records["status"] == "ok")]
+    frames, problems, stated = [], [], {}
+    for rec in rows.itertuples(index=False):
+        table = _result_table(rec.result)
+        if table is None:
+            problems.append(f"{rec.path}: `result` has no table under rows/points/data")
+            continue
+        for canonical, aliases in ANALYSIS_ALIASES.items():
+            if canonical not in table:
+                alias = next((a for a in aliases if a in table), None)
+                if alias is not None:
+                    table = table.rename(columns={alias: canonical})
+        missing = [c for c in required if c not in table]
+        if missing:
+            problems.append(f"{rec.path}: `result` table lacks columns {missing}")
+            continue
+        if isinstance(rec.result, dict):
+            for key, val in sorted(rec.result.items()):
+                if isinstance(val, str | int | float | bool) and key not in ("rows", "points", "data"):
+                    stated.setdefault(key, [])
+                    if str(val) not in stated[key]:
+                        stated[key].append(str(val))
+        frames.append(table.assign(task=rec.task, seed=int(rec.seed)))
+    frame = (
+        pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=[*required, "task", "seed"])
+    )
+    for col in ("rollout_length", "error", "uncertainty"):
+        if col in frame:
+            frame[col] = pd.to_numeric(frame[col], errors="coerce")
+    return frame, problems, stated
