@@ -188,3 +188,15 @@ def test_cache_rebuilds_when_the_shipped_policy_changes(cache, tmp_path, monkeyp
     second = local.load_local_dataset("hopper", "medium", size=300)
     assert second.meta["sources"] != first.meta["sources"]
     assert not np.array_equal(second.actions, first.actions)
+
+
+def test_numpy_actor_policy_matches_torch_actor():
+    torch.manual_seed(0)
+    actor = TanhGaussianActor(11, 3, (32, 32), act_scale=0.7)
+    policy = local.actor_policy(actor, seed=5)
+    eps = np.random.default_rng(5).standard_normal((4, 3), dtype=np.float32)
+    obs = np.random.default_rng(1).normal(size=(4, 11)).astype(np.float32)
+    for o, e in zip(obs, eps):
+        mean, log_std = actor.dist_params(torch.as_tensor(o)[None])
+        expected = 0.7 * torch.tanh(mean + log_std.exp() * torch.as_tensor(e)[None])
+        np.testing.assert_allclose(policy(o, None), expected[0].detach().numpy(), atol=1e-5)
