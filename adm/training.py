@@ -1,0 +1,217 @@
+"""Training the any-step model exactly as the official code does (REFERENCE.md 1.4-1.5).
+
+* A fresh model and a fresh Adam (lr 3e-4, no weight decay) on every call.
+* Normalisation statistics from the whole buffer, holdout included.
+* Holdout: the last ``min(int(0.2 N), max_holdout)`` indices (contiguous tail); training windows start
+  below ``train_size`` (they may run into the holdout), holdout windows start at or after it.
+* An epoch is ``(train_size // batch_size) * m`` minibatches; each minibatch draws ONE k ~ U{1..m} for
+  the whole batch of k-step windows (``per_sample_k=True``: one k per window, a packed GRU pass).
+* Loss (1.4): ``mean((mu - y)^2 exp(-logvar)) + mean(logvar) + 0.01 sum(max_logvar) - 0.01 sum(min_logvar)``.
+* After each epoch, for every k one batch of holdout windows is scored by the MSE of the mean, in train
+  mode (dropout active). A snapshot is taken when ANY k improved on its best loss AND the mean over k
+  improved on the mean of the best losses (then all best losses are replaced); otherwise a patience
+  counter grows. Training stops after ``patience`` epochs without a snapshot (and at least
+  ``min_epochs``); the best snapshot is restored.
+* ``max_epochs`` / ``max_time_s`` bound the cost for small budgets (0 = no bound, the code's behaviour).
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from adm.model import ADMConfig, AnyStepDynamics
+from benchmark.data.dataset import OfflineDataset
+from benchmark.rl.buffers import WindowSampler, tail_holdout_split
+
+
+@dataclass
+class ADMTrainConfig:
+    max_step: int = 10  # m
+    batch_size: int = 256
+    lr: float = 3e-4
+    logvar_reg: float = 0.01  # coefficient of sum(max_logvar) - sum(min_logvar)
+    holdout_fraction: float = 0.2
+    max_holdout: int = 1000  # 1000 offline, 500 online
+    patience: int = 25
+    min_epochs: int = 1
+    max_epochs: int = 0  # 0: until early stopping (code); >0: budget cap
+    max_time_s: float = 0.0  # 0: no time cap; checked after each epoch
+    per_sample_k: bool = False  # code: one k per minibatch
+
+
+def adm_nll_loss(mean: torch.Tensor, logvar: torch.Tensor, target: torch.Tensor, max_logvar: torch.Tensor,
+                 min_logvar: torch.Tensor, logvar_reg: float = 0.01) -> torch.Tensor:
+    """Gaussian NLL averaged over batch and all obs_dim+1 dims, plus the log-variance bound regulariser."""
+    nll = ((mean - target).pow(2) * torch.exp(-logvar)).mean() + logvar.mean()
+    return nll + logvar_reg * max_logvar.sum() - logvar_reg * min_logvar.sum()
+
+
+class WindowBatcher:
+    """k-step windows with targets ``(s_{t+k} - s_t, r_{t+k-1})``, training and holdout sides."""
+
+    def __init__(self, sampler: WindowSampler, train_size: int, device: torch.device):
+        self.sampler, self.train_size, self.device = sampler, int(train_size), device
+        self._holdout_starts: dict[int, torch.Tensor] = {}
+
+    def holdout_starts(self, k: int) -> torch.Tensor:
+        if k not in self._holdout_starts:
+            idx = np.arange(self.train_size, self.sampler.n)
+            ok = idx[self.sampler.dist_to_end[self.train_size:] >= k - 1]
+            if len(ok) == 0:
+                raise ValueError(f"ADM training: no holdout window of length {k} (holdout holds "
+                                 f"{self.sampler.n - self.train_size} transitions); use more data or a "
+                                 "smaller m")
+            self._holdout_starts[k] = torch.as_tensor(ok, dtype=torch.long)
+        return self._holdout_starts[k]
+
+    def fixed_k(self, starts: torch.Tensor, k: int):
+        w = self.sampler.gather(starts, k)
+        s0 = w["obs"][:, 0]
+        target = torch.cat([w["next_obs"][:, -1] - s0, w["rew"][:, -1:]], dim=-1)
+        return s0, w["act"], None, target
+
+    def train_batch(self, batch: int, k: int, g: torch.Generator):
+        return self.fixed_k(self.sampler.sample_starts(batch, k, self.train_size, g), k)
+
+    def holdout_batch(self, batch: int, k: int, g: torch.Generator):
+        starts = self.holdout_starts(k)
+        return self.fixed_k(starts[torch.randint(0, len(starts), (batch,), generator=g)], k)
+
+    def train_batch_per_sample_k(self, batch: int, m: int, g: torch.Generator):
+        """Each window its own k; actions right-padded to m, ``lengths`` for the packed GRU."""
+        ks = torch.randint(1, m + 1, (batch,), generator=g)
+        starts = torch.empty(batch, dtype=torch.long)
+        for k in range(1, m + 1):
+            sel = ks == k
+            if sel.any():
+                starts[sel] = self.sampler.sample_starts(int(sel.sum()), k, self.train_size, g)
+        idx = (starts.unsqueeze(1) + torch.arange(m)).clamp(max=self.sampler.n - 1)
+        last = starts + ks - 1
+        s0 = self.sampler.obs[starts]
+        acts = self.sampler.act[idx]
+        target = torch.cat([self.sampler.next_obs[last] - s0, self.sampler.rew[last].reshape(-1, 1)], dim=-1)
+        return s0, acts, ks, target
+
+
+def _to(device, *tensors):
+    return [None if t is None else t.to(device) for t in tensors]
+
+
+def train_adm(dataset: OfflineDataset, cfg: ADMTrainConfig, model_cfg: ADMConfig | None = None,
+              device: str | torch.device = "cpu", generator: torch.Generator | None = None,
+              sampler: WindowSampler | None = None, progress=None) -> tuple[AnyStepDynamics, dict]:
+    """Train a fresh ADM on ``dataset``; returns the best snapshot and diagnostics.
+
+    ``info``: ``holdout_mse`` (mean over k of the restored snapshot's per-k losses, the code's returned
+    "model loss"), ``holdout_mse_k`` (list, k = 1..m), ``history`` (per epoch: train loss and per-k
+    holdout MSE), ``epochs``, ``steps``, ``stopped`` (``patience`` | ``max_epochs`` | ``max_time``)."""
+    device = torch.device(device)
+    g = generator if generator is not None else torch.Generator().manual_seed(0)
+    m = cfg.max_step
+    n = len(dataset)
+    train_size = tail_holdout_split(n, cfg.holdout_fraction, cfg.max_holdout)
+    if train_size >= n or train_size < cfg.batch_size:
+        raise ValueError(f"ADM training on {dataset.name!r}: {n} transitions give train_size={train_size} "
+                         f"(holdout {n - train_size}); need a holdout and at least "
+                         f"batch_size={cfg.batch_size} training transitions")
+    sampler = sampler or WindowSampler(dataset, "cpu")
+    batcher = WindowBatcher(sampler, train_size, device)
+
+    model = AnyStepDynamics(dataset.obs_dim, dataset.act_dim, model_cfg).to(device)
+    model.set_normalizer(dataset.observations, dataset.actions)
+    model.train()
+    optim = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg.lr)
+    best_state = copy.deepcopy(model.state_dict())
+    best_losses = [1e10] * m
+    steps_per_epoch = (train_size // cfg.batch_size) * m
+    history, epoch, since_best, steps, t0 = [], 0, 0, 0, time.time()
+    stopped = "patience"
+    while True:
+        epoch += 1
+        losses = []
+        for _ in range(steps_per_epoch):
+            if cfg.per_sample_k:
+                batch = batcher.train_batch_per_sample_k(cfg.batch_size, m, g)
+            else:
+                k = int(torch.randint(1, m + 1, (1,), generator=g))
+                batch = batcher.train_batch(cfg.batch_size, k, g)
+            s0, acts, lengths, target = _to(device, *batch)
+            mean, logvar = model(s0, acts, lengths)
+            loss = adm_nll_loss(mean, logvar, target, model.max_logvar, model.min_logvar, cfg.logvar_reg)
+            optim.zero_grad(set_to_none=True)
+            loss.backward()
+            optim.step()
+            losses.append(loss.item())
+            steps += 1
+        val = validate_per_k(model, batcher, cfg.batch_size, m, g)
+        improved_any = any(v < b for v, b in zip(val, best_losses))
+        if improved_any and np.mean(val) < np.mean(best_losses):
+            best_state = copy.deepcopy(model.state_dict())
+            best_losses = list(val)
+            since_best = 0
+        else:
+            since_best += 1
+        history.append({"epoch": epoch, "train_loss": float(np.mean(losses)) if losses else float("nan"),
+                        "holdout_mse_k": val, "holdout_mse": float(np.mean(val))})
+        if progress is not None:
+            progress(history[-1])
+        if since_best >= cfg.patience and epoch >= cfg.min_epochs:
+            break
+        if cfg.max_epochs and epoch >= cfg.max_epochs:
+            stopped = "max_epochs"
+            break
+        if cfg.max_time_s and time.time() - t0 >= cfg.max_time_s:
+            stopped = "max_time"
+            break
+    model.load_state_dict(best_state)
+    info = {
+        "holdout_mse": float(np.mean(best_losses)),
+        "holdout_mse_k": [float(v) for v in best_losses],
+        "epochs": epoch,
+        "steps": steps,
+        "train_size": train_size,
+        "holdout_size": n - train_size,
+        "stopped": stopped,
+        "time_s": round(time.time() - t0, 3),
+        "history": history,
+    }
+    return model, info
+
+
+@torch.no_grad()
+def validate_per_k(model: AnyStepDynamics, batcher: WindowBatcher, batch: int, m: int,
+                   g: torch.Generator) -> list[float]:
+    """One holdout batch per k; MSE of the mean over all obs_dim+1 dims, in the model's current mode
+    (train mode during training: dropout active, as in the code)."""
+    out = []
+    for k in range(1, m + 1):
+        s0, acts, _, target = _to(batcher.device, *batcher.holdout_batch(batch, k, g))
+        mean, _ = model(s0, acts)
+        out.append(float(((mean - target) ** 2).mean()))
+    return out
+
+
+@torch.no_grad()
+def holdout_error_per_k(model: AnyStepDynamics, dataset: OfflineDataset, cfg: ADMTrainConfig,
+                        n_windows: int = 1000, seed: int = 0) -> dict[str, list[float]]:
+    """Held-out MSE of the mean per k in eval mode, next to the "no change" baseline (delta 0, reward 0)
+    on the same windows. Used by the learning test and the analyses."""
+    g = torch.Generator().manual_seed(seed)
+    train_size = tail_holdout_split(len(dataset), cfg.holdout_fraction, cfg.max_holdout)
+    device = model.obs_mu.device
+    batcher = WindowBatcher(WindowSampler(dataset, "cpu"), train_size, device)
+    was = model.training
+    model.eval()
+    mse, baseline = [], []
+    for k in range(1, cfg.max_step + 1):
+        s0, acts, _, target = _to(device, *batcher.holdout_batch(n_windows, k, g))
+        mean, _ = model(s0, acts)
+        mse.append(float(((mean[:, :-1] - target[:, :-1]) ** 2).mean()))
+        baseline.append(float((target[:, :-1] ** 2).mean()))
+    model.train(was)
+    return {"mse_k": mse, "no_change_mse_k": baseline}
