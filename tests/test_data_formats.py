@@ -232,3 +232,16 @@ def test_inspect_bad_input_exits_nonzero_with_message(tmp_path, capsys):
     assert "hopper_medium-v2.hdf5: not a readable HDF5 file" in capsys.readouterr().err
     assert data_main(["data", "inspect", "local/ant-medium"]) == 2
     assert "unknown local dataset" in capsys.readouterr().err
+
+
+def test_task_ids_load_through_the_readers(tmp_path, monkeypatch):
+    from benchmark.tasks import resolve_task
+
+    monkeypatch.setenv("D4RL_DATASET_DIR", str(tmp_path))
+    monkeypatch.setenv("NEORL_DATA_DIR", str(tmp_path))
+    write_hdf5(tmp_path / "halfcheetah_medium_expert-v2.hdf5", d4rl_arrays(obs_dim=17, act_dim=6))
+    np.savez(tmp_path / "HalfCheetah-v3-medium-1000-train-noise.npz", **neorl_arrays(1000, 18, 6))
+    d4 = resolve_task("d4rl/halfcheetah-medium-expert-v2").load_dataset()
+    assert d4.name == "d4rl/halfcheetah-medium-expert-v2" and len(d4) == 60
+    neo = resolve_task("neorl/HalfCheetah-v3-medium").load_dataset()
+    assert neo.env_key == "neorl-halfcheetah" and neo.obs_dim == 18
