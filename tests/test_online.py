@@ -177,6 +177,7 @@ def test_model_based_hooks_retrain_rollout_resize_and_mix():
     assert algo.trained_at == [(0, 10), (4, 14), (8, 18)] and algo.model_trainings == 3
     # rollouts every 2 steps; L(it) = 1, 1, 2, 2, 3, 3 at it = 0, 2, 4, 6, 8, 10
     assert algo.rollout_calls == [(3, 1), (3, 1), (3, 2), (3, 2), (3, 3), (3, 3)]
+    assert algo.rollout_history == [(0, 1, 3), (2, 1, 3), (4, 2, 6), (6, 2, 6), (8, 3, 9), (10, 3, 9)]
     # capacity = rollout_batch_size * L * retain / rollout_interval = 3 * L * 4 / 2, grown, data kept
     assert algo.capacity_history == [(0, 6), (4, 12), (8, 18)]
     assert algo.fake.capacity == 18 and len(algo.fake) == 18

@@ -251,6 +251,7 @@ class OnlineModelBased(OnlineAlgorithm):
         self.model_info: dict = {}
         self.rollout_info: dict = {}
         self.capacity_history: list[tuple[int, int]] = []  # (it, capacity) at every resize
+        self.rollout_history: list[tuple[int, int, int]] = []  # (it, length, transitions) per rollout
 
     # ----- to implement -------------------------------------------------------------------------
     def train_model(self, it: int) -> dict:
@@ -291,6 +292,7 @@ class OnlineModelBased(OnlineAlgorithm):
             transitions, rinfo = self.rollout(cfg.rollout_batch_size, length)
             self.fake.add(**transitions)
             self.rollouts += 1
+            self.rollout_history.append((it, length, len(transitions["obs"])))
             self.rollout_info = {**rinfo, "length": length, "time_s": time.time() - t0,
                                  "model_buffer": len(self.fake), "model_buffer_capacity": self.fake.capacity}
             info.update({f"rollout/{k}": v for k, v in self.rollout_info.items()})
