@@ -379,33 +379,46 @@ def task_unit(records: pd.DataFrame, task: str) -> str:
     return "score" if rows["final_score"].notna().any() else "return"
 
 
-def per_task_stats(records: pd.DataFrame) -> pd.DataFrame:
+def task_kind(task: str) -> str:
+    """``online`` for environment tasks (``mujoco/...``), ``offline`` for dataset tasks."""
+    return "online" if task.startswith("mujoco/") else "offline"
+
+
+def default_cells(records: pd.DataFrame) -> set[tuple[str, str]]:
+    """(algo, task) cells a table should show when the suite's plan is unknown: every task of the kind
+    (offline/online) the algorithm has records on, so a missing run shows up as a gap."""
+    kinds = {a: {task_kind(t) for t in g["task"]} for a, g in records.groupby("algo")}
+    tasks = set(records["task"])
+    return {(a, t) for a, ks in kinds.items() for t in tasks if task_kind(t) in ks}
+
+
+def per_task_stats(records: pd.DataFrame, cells: Iterable[tuple[str, str]] | None = None) -> pd.DataFrame:
     """Columns ``algo, task, n_seeds, mean, std, unit, n_failed``: mean and sample std (ddof=1) of the
-    final score over finished seeds (final return where the task has no reference returns); tasks an
-    algorithm has no usable run on get ``n_seeds = 0`` and NaN, never zero."""
-    algos = sorted(set(records["algo"]))
-    tasks = sorted(set(records["task"]))
+    final score over finished seeds (final return where the task has no reference returns), one row per
+    (algo, task) in ``cells`` (default :func:`default_cells`) plus every cell that has records. Cells
+    without a usable run get ``n_seeds = 0`` and NaN, never zero."""
+    wanted = set(cells) if cells is not None else default_cells(records)
+    wanted |= set(zip(records["algo"], records["task"]))
     rows = []
-    for task in tasks:
+    for algo, task in sorted(wanted, key=lambda c: (c[1], c[0])):
         unit = task_unit(records, task)
         value = "final_score" if unit == "score" else "final_return"
-        for algo in algos:
-            sub = records[(records["algo"] == algo) & (records["task"] == task)]
-            vals = sub.loc[(sub["status"] == "ok") & sub[value].notna(), value].to_numpy(dtype=float)
-            n_failed = int(len(sub) - len(vals))
-            mean = float(np.mean(vals)) if len(vals) else float("nan")
-            std = float(np.std(vals, ddof=1)) if len(vals) > 1 else float("nan")
-            rows.append(
-                {
-                    "algo": algo,
-                    "task": task,
-                    "n_seeds": int(len(vals)),
-                    "mean": mean,
-                    "std": std,
-                    "unit": unit,
-                    "n_failed": n_failed,
-                }
-            )
+        sub = records[(records["algo"] == algo) & (records["task"] == task)]
+        vals = sub.loc[(sub["status"] == "ok") & sub[value].notna(), value].to_numpy(dtype=float)
+        n_failed = int(len(sub) - len(vals))
+        mean = float(np.mean(vals)) if len(vals) else float("nan")
+        std = float(np.std(vals, ddof=1)) if len(vals) > 1 else float("nan")
+        rows.append(
+            {
+                "algo": algo,
+                "task": task,
+                "n_seeds": int(len(vals)),
+                "mean": mean,
+                "std": std,
+                "unit": unit,
+                "n_failed": n_failed,
+            }
+        )
     return pd.DataFrame(rows, columns=["algo", "task", "n_seeds", "mean", "std", "unit", "n_failed"])
 
 

@@ -8,9 +8,10 @@ always labelled "paper"; every other number is from our records.
 
 from __future__ import annotations
 
+import contextvars
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +22,8 @@ from benchmark import aggregate as agg
 from benchmark import plots
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+# write_report(figures=False) sets this: tables and CSVs only (the figures are the slow part)
+_DRAW_FIGURES: contextvars.ContextVar[bool] = contextvars.ContextVar("draw_figures", default=True)
 PAPER_DIR = REPO_ROOT / "results" / "paper"
 MISSING = "—"
 DECIMALS = 1  # the paper's tables use one decimal
@@ -103,8 +106,20 @@ def fmt_signed(x: float | None, decimals: int = DECIMALS) -> str:
     return text.replace("-0.0", "0.0").replace("+0.0", "0.0") if abs(x) < 0.5 * 10**-decimals else text
 
 
+_NUMERIC_CELL = re.compile(r"^(\*\*)?([-+]?\d|—|n/a|overflow|$)")
+
+
+def auto_align(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """``l`` for the first column and text columns, ``r`` for columns of numbers (and their gaps)."""
+    cols = []
+    for j in range(len(header)):
+        numeric = j > 0 and all(_NUMERIC_CELL.match(r[j]) for r in rows if j < len(r))
+        cols.append("r" if numeric else "l")
+    return "".join(cols)
+
+
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]], align: str | None = None) -> str:
-    align = align or ("l" + "r" * (len(header) - 1))
+    align = align or auto_align(header, rows)
     sep = ["---:" if a == "r" else ":---" if a == "l" else ":---:" for a in align]
     lines = ["| " + " | ".join(header) + " |", "| " + " | ".join(sep) + " |"]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
@@ -141,7 +156,7 @@ def latex_table(
     header: Sequence[str], rows: Sequence[Sequence[str]], caption: str, label: str, align: str | None = None
 ) -> str:
     """A booktabs table (needs ``\\usepackage{booktabs}``) from the same cells as the markdown table."""
-    align = align or ("l" + "r" * (len(header) - 1))
+    align = align or auto_align(header, rows)
     lines = [
         r"\begin{table}[t]",
         r"\centering",
@@ -198,12 +213,16 @@ def per_task_rows(stats: pd.DataFrame, requested: int | None) -> tuple[list[str]
     header = ["Task", "unit", *algos]
     rows = []
     for task in sorted(set(stats["task"])):
-        means = {a: lookup[(a, task)]["mean"] for a in algos if lookup[(a, task)]["n_seeds"] > 0}
+        here = {a: lookup[(a, task)] for a in algos if (a, task) in lookup}
+        means = {a: st["mean"] for a, st in here.items() if st["n_seeds"] > 0}
         best = max(means.values()) if means else None
-        unit = lookup[(algos[0], task)]["unit"]
+        unit = next(iter(here.values()))["unit"]
         cells = []
         for a in algos:
-            cell = _cell(lookup[(a, task)], requested)
+            if a not in here:  # not part of this suite: blank, unlike a missing run
+                cells.append("")
+                continue
+            cell = _cell(here[a], requested)
             is_best = best is not None and a in means and fmt(means[a]) == fmt(best)
             cells.append(bold(cell) if is_best and len(means) > 1 else cell)
         rows.append([task, "normalized score" if unit == "score" else "raw return", *cells])
@@ -214,12 +233,13 @@ def paper_comparison_rows(
     stats: pd.DataFrame, table: PaperTable, requested: int | None
 ) -> tuple[list[str], list[list[str]]] | None:
     """Table 1/2 layout: per algorithm 'ours', 'paper' and 'Δ' (ours - paper); best ours and best paper
-    per row in bold. Only tasks that map to a row of ``table`` and algorithms we ran are shown."""
+    per row in bold. Only tasks that map to a row of ``table`` and algorithms with cells there are shown;
+    ablation variants (``algo@variant``) get no paper value, since the paper ran the default setting."""
     lookup = _stats_lookup(stats)
     tasks = [t for t in sorted(set(stats["task"])) if (pr := paper_row(t)) and pr[0] == table.name]
     if not tasks:
         return None
-    ours = sorted(set(stats["algo"]))
+    ours = sorted({a for a, t in lookup if t in tasks})
     algos = [a for a in table.algo_order if a in ours] + [a for a in ours if a not in table.algo_order]
     order = {row: i for i, row in enumerate(table.row_order)}
     tasks.sort(key=lambda t: (order.get(paper_row(t)[1], len(order)), t))
@@ -232,13 +252,14 @@ def paper_comparison_rows(
     for task in tasks:
         _, row_name, local = paper_row(task)
         label = f"{row_name} (our local data, not D4RL)" if local else row_name
-        our_means = {a: lookup[(a, task)]["mean"] for a in algos if lookup[(a, task)]["n_seeds"] > 0}
+        here = {a: lookup[(a, task)] for a in algos if (a, task) in lookup}
+        our_means = {a: st["mean"] for a, st in here.items() if st["n_seeds"] > 0}
         paper_vals = {a: v for a in algos if (v := table.value(row_name, a)) is not None}
         best_ours = max(our_means.values()) if our_means else None
         best_paper = max(paper_vals.values()) if paper_vals else None
         cells = [label]
         for a in algos:
-            ours_cell = _cell(lookup[(a, task)], requested)
+            ours_cell = _cell(here[a], requested) if a in here else ""
             if a in our_means and len(our_means) > 1 and fmt(our_means[a]) == fmt(best_ours):
                 ours_cell = bold(ours_cell)
             paper_val = paper_vals.get(a)
@@ -250,7 +271,7 @@ def paper_comparison_rows(
             ours_cols[a].append(our_means.get(a, float("nan")))
             paper_cols[a].append(paper_val if paper_val is not None else float("nan"))
         rows.append(cells)
-    avg = [bold(f"Average over these {len(tasks)} rows")]
+    avg = [bold(f"Average over these {len(tasks)} rows" if len(tasks) > 1 else "Average (1 row)")]
     for a in algos:
         o, p = np.array(ours_cols[a]), np.array(paper_cols[a])
         o_text = (
@@ -289,6 +310,11 @@ def _write_table(out_dir: Path, stem: str, header, rows, caption: str) -> str:
     (out_dir / f"{stem}.md").write_text(md)
     (out_dir / f"{stem}.tex").write_text(latex_table(header, rows, caption, f"tab:{stem}"))
     return md
+
+
+def _save(build: Callable[[], object], path: Path) -> None:
+    if _DRAW_FIGURES.get():
+        plots.save_figure(build(), path)
 
 
 def _csv(frame: pd.DataFrame, path: Path) -> None:
@@ -358,6 +384,7 @@ def _per_task_section(suite, out_dir, stats, requested) -> list[str]:
     return [
         "## Per-task final performance (ours)\n",
         _write_table(out_dir, "per_task", header, rows, caption),
+        f"Empty cell: not part of this suite; `{MISSING}`: planned, but no finished run (with the count). "
         "Also as `per_task.md`, `per_task.tex` and `per_task.csv`.\n",
     ]
 
@@ -423,12 +450,12 @@ def _aggregate_section(suite, out_dir, runs, bootstrap_reps, seed) -> list[str]:
             + ", ".join(f"{a} ({n})" for a, n in sorted(dropped.items()))
             + ".\n"
         )
-    plots.save_figure(plots.interval_estimates_figure(aggregates), out_dir / "aggregate_intervals.png")
+    _save(lambda: plots.interval_estimates_figure(aggregates), out_dir / "aggregate_intervals.png")
     md.append("![aggregate interval estimates](aggregate_intervals.png)\n")
 
     profiles = agg.performance_profiles(matrices, reps=bootstrap_reps, seed=seed)
     _csv(profiles, out_dir / "performance_profiles.csv")
-    plots.save_figure(plots.performance_profile_figure(profiles), out_dir / "performance_profiles.png")
+    _save(lambda: plots.performance_profile_figure(profiles), out_dir / "performance_profiles.png")
     md += ["### Performance profiles\n", "![performance profiles](performance_profiles.png)\n"]
 
     poi = agg.probability_of_improvement(runs, reps=bootstrap_reps, seed=seed)
@@ -440,8 +467,8 @@ def _aggregate_section(suite, out_dir, runs, bootstrap_reps, seed) -> list[str]:
             for r in poi.itertuples(index=False)
         ]
         md.append(markdown_table(["X", "Y", "tasks", "P(X > Y)", "95% CI"], poi_rows))
-        plots.save_figure(
-            plots.probability_of_improvement_figure(poi), out_dir / "probability_of_improvement.png"
+        _save(
+            lambda: plots.probability_of_improvement_figure(poi), out_dir / "probability_of_improvement.png"
         )
         md.append("![probability of improvement](probability_of_improvement.png)\n")
     return md
@@ -453,22 +480,26 @@ def _curve_sections(out_dir, runs, bootstrap_reps, seed) -> list[str]:
     online = sorted(t for t in set(curves["task"]) if t.startswith("mujoco/"))
     offline_curves = curves[~curves["task"].isin(online)]
     if len(offline_curves.dropna(subset=["score"])):
-        fig = plots.learning_curves_figure(offline_curves, value="score", ylabel="normalized score")
-        plots.save_figure(fig, out_dir / "learning_curves.png")
+        _save(
+            lambda: plots.learning_curves_figure(offline_curves, value="score", ylabel="normalized score"),
+            out_dir / "learning_curves.png",
+        )
         md += ["## Learning curves (ours)\n", "![learning curves](learning_curves.png)\n"]
         shared = agg.common_tasks(runs)
         iqm_input = offline_curves[offline_curves["task"].isin(shared)] if shared else offline_curves
         iqm = agg.iqm_curve(iqm_input, value="score", reps=bootstrap_reps, seed=seed)
         if len(iqm):
             _csv(iqm, out_dir / "learning_curves_iqm.csv")
-            plots.save_figure(plots.iqm_curve_figure(iqm), out_dir / "learning_curves_iqm.png")
+            _save(lambda: plots.iqm_curve_figure(iqm), out_dir / "learning_curves_iqm.png")
             md.append("IQM over runs and tasks at each evaluation (tasks every algorithm ran):\n")
             md.append("![IQM learning curves](learning_curves_iqm.png)\n")
     if online:
         online_curves = curves[curves["task"].isin(online)]
         sac = _sac_asymptotes(runs)
-        fig = plots.online_curves_figure(online_curves, sac_asymptote=sac)
-        plots.save_figure(fig, out_dir / "online_curves.png")
+        _save(
+            lambda: plots.online_curves_figure(online_curves, sac_asymptote=sac),
+            out_dir / "online_curves.png",
+        )
         md.append("## Online learning curves (ours; the paper's Figure 3 layout)\n")
         md.append(
             "Mean ± standard error over seeds of the evaluation return; the dashed line is *our* SAC runs' "
@@ -480,6 +511,23 @@ def _curve_sections(out_dir, runs, bootstrap_reps, seed) -> list[str]:
     return md
 
 
+def planned_cells(suite: str) -> tuple[set[tuple[str, str]] | None, int | None]:
+    """(algo, task) cells and default seed count of a suite defined in ``benchmark/suites/``, so the
+    tables show planned-but-missing runs; ``(None, None)`` for suites without a definition there."""
+    try:
+        from benchmark.suites import SuiteError, load_suite
+    except ImportError:
+        return None, None
+    try:
+        definition = load_suite(suite)
+    except SuiteError:
+        return None, None
+    if definition.includes:
+        return None, None
+    cells = {(job.name, job.task) for job in definition.plan(seeds=1) if hasattr(job, "algo")}
+    return cells, definition.seeds
+
+
 def _ablation_section(out_dir: Path, runs: pd.DataFrame) -> list[str]:
     """Score vs m for runs stored as ``<algo>@m=<int>`` (the ablation-m suite)."""
     frame = agg.m_ablation_frame(runs)
@@ -487,8 +535,11 @@ def _ablation_section(out_dir: Path, runs: pd.DataFrame) -> list[str]:
         return []
     _csv(frame, out_dir / "m_ablation.csv")
     several = frame["algo_id"].nunique() > 1
-    fig = plots.m_ablation_figure(frame, x="m", y="score", col="task", hue="algo_id" if several else None)
-    plots.save_figure(fig, out_dir / "m_ablation.png")
+    hue = "algo_id" if several else None
+    _save(
+        lambda: plots.m_ablation_figure(frame, x="m", y="score", col="task", hue=hue),
+        out_dir / "m_ablation.png",
+    )
     ms = sorted(set(frame["m"]))
     header = ["algo", "task", *[f"m={m}" for m in ms]]
     rows = []
@@ -541,7 +592,7 @@ def _compounding_section(out_dir: Path, analyses: pd.DataFrame) -> list[str]:
     if len(frame):
         frame = frame.sort_values(["task", "model", "rollout_length", "seed"], kind="mergesort")
         _csv(frame[["task", "model", "seed", "rollout_length", "error"]], out_dir / "compounding_error.csv")
-        plots.save_figure(plots.compounding_error_figure(frame), out_dir / "compounding_error.png")
+        _save(lambda: plots.compounding_error_figure(frame), out_dir / "compounding_error.png")
         lengths = sorted(set(frame["rollout_length"].dropna().astype(int)))
         picks = [h for h in lengths if h in (1, 5, 10, 20, 50, 100, 200, 500, 1000)]
         picks = sorted(set(picks + [lengths[-1]])) if lengths else []
@@ -597,7 +648,7 @@ def _uncertainty_section(out_dir: Path, analyses: pd.DataFrame) -> list[str]:
             )
             rows.append([task, str(model), str(len(g)), f"{pearson:.3f}", f"{spearman:.3f}", seed_text])
         _csv(pd.DataFrame(table), out_dir / "uncertainty_correlations.csv")
-        plots.save_figure(plots.uncertainty_error_figure(frame), out_dir / "uncertainty_vs_error.png")
+        _save(lambda: plots.uncertainty_error_figure(frame), out_dir / "uncertainty_vs_error.png")
         header = [
             "task",
             "model",
@@ -646,8 +697,20 @@ def write_report(
     seeds_requested: int | None = None,
     bootstrap_reps: int = 2000,
     seed: int = 0,
+    *,
+    figures: bool = True,
 ) -> Path:
-    """Write the suite's report into ``out_dir`` and return the path of its README.md."""
+    """Write the suite's report into ``out_dir`` and return the path of its README.md.
+
+    ``figures=False`` writes the same tables, CSVs and README without drawing the PNGs."""
+    token = _DRAW_FIGURES.set(figures)
+    try:
+        return _write_report(suite, results_dir, out_dir, seeds_requested, bootstrap_reps, seed)
+    finally:
+        _DRAW_FIGURES.reset(token)
+
+
+def _write_report(suite, results_dir, out_dir, seeds_requested, bootstrap_reps, seed) -> Path:
     results_dir, out_dir = Path(results_dir), Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     records = agg.load_records(results_dir, suite)
@@ -659,8 +722,9 @@ def write_report(
         return readme
 
     runs = agg.runs_only(records)
-    stats = agg.per_task_stats(runs)
-    requested = seeds_requested or (int(stats["n_seeds"].max()) if len(stats) else 0)
+    cells, plan_seeds = planned_cells(suite)
+    stats = agg.per_task_stats(runs, cells)
+    requested = seeds_requested or plan_seeds or (int(stats["n_seeds"].max()) if len(stats) else 0)
     md += _header_section(suite, results_dir, records, runs, stats, requested, bootstrap_reps, seed)
     if len(runs):
         md += _per_task_section(suite, out_dir, stats, requested)

@@ -247,8 +247,8 @@ def test_iqm_curve_bootstrap_ci_agrees_with_rliable_within_resampling_noise():
             for j in range(4)
         ]
     )
-    ours = agg.iqm_curve(curves, reps=2000, seed=0).iloc[0]
+    ours = agg.iqm_curve(curves, reps=500, seed=0).iloc[0]
     np.random.seed(0)
-    _, ci = rly.get_interval_estimates({"a": scores}, metrics.aggregate_iqm, reps=2000)
-    assert ours["ci_low"] == pytest.approx(ci["a"][0], abs=1.5)
-    assert ours["ci_high"] == pytest.approx(ci["a"][1], abs=1.5)
+    _, ci = rly.get_interval_estimates({"a": scores}, metrics.aggregate_iqm, reps=500)
+    assert ours["ci_low"] == pytest.approx(ci["a"][0], abs=2.5)
+    assert ours["ci_high"] == pytest.approx(ci["a"][1], abs=2.5)

@@ -1,0 +1,310 @@
+"""Figure helpers on synthetic data (axes, scales, legend entries, annotations), and the report
+sections built from analysis records, ablation variants and online runs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from test_report_fixtures import make_record, write_records
+
+from benchmark import aggregate as agg
+from benchmark import plots, report
+
+
+def _legend_labels(fig) -> list[str]:
+    labels = []
+    for legend in fig.legends:
+        labels += [t.get_text() for t in legend.get_texts()]
+    for ax in fig.axes:
+        if ax.get_legend() is not None:
+            labels += [t.get_text() for t in ax.get_legend().get_texts()]
+    return labels
+
+
+def _curves() -> pd.DataFrame:
+    rows = []
+    for algo, slope in (("admpo-off", 2.0), ("bc", 1.0)):
+        for task in ("local/hopper-medium", "local/walker2d-medium"):
+            for seed in range(3):
+                for step in (100, 200, 300):
+                    rows.append(
+                        {
+                            "algo": algo,
+                            "task": task,
+                            "seed": seed,
+                            "step": step,
+                            "score": slope * step / 10 + seed,
+                            "return": slope * step,
+                        }
+                    )
+    return pd.DataFrame(rows)
+
+
+def test_interval_estimates_figure_has_one_panel_per_metric():
+    table = pd.DataFrame(
+        [
+            {"algo": a, "metric": m, "estimate": 50.0 + i, "ci_low": 45.0 + i, "ci_high": 55.0 + i}
+            for i, a in enumerate(["bc", "admpo-off"])
+            for m in agg.METRICS
+        ]
+    )
+    fig = plots.interval_estimates_figure(table)
+    visible = [ax for ax in fig.axes if ax.get_visible()]
+    assert [ax.get_title() for ax in visible] == ["Mean", "Median", "IQM", "Optimality gap"]
+    assert [t.get_text() for t in visible[0].get_yticklabels()] == ["admpo-off", "bc"]
+    assert len(visible[0].patches) == 2  # one CI bar per algorithm
+
+
+def test_learning_curves_figure_panels_legend_and_asymptote():
+    fig = plots.learning_curves_figure(_curves(), value="score", asymptotes={"local/hopper-medium": 70.0})
+    visible = [ax for ax in fig.axes if ax.get_visible()]
+    assert [ax.get_title() for ax in visible] == ["local/hopper-medium", "local/walker2d-medium"]
+    assert _legend_labels(fig) == ["admpo-off", "bc", "SAC asymptote"]
+    dashed = [ln for ln in visible[0].get_lines() if ln.get_linestyle() == "--"]
+    assert len(dashed) == 1 and dashed[0].get_ydata()[0] == 70.0
+    # the mean line of admpo-off on hopper: mean over seeds 0,1,2 of 2*step/10 + seed
+    line = next(ln for ln in visible[0].get_lines() if ln.get_linestyle() == "-")
+    np.testing.assert_allclose(line.get_ydata(), [21.0, 41.0, 61.0])
+
+
+def test_online_curves_figure_draws_the_sac_line_on_returns():
+    curves = _curves().assign(task=lambda d: d["task"].str.replace("local/hopper-medium", "mujoco/Hopper"))
+    fig = plots.online_curves_figure(curves, sac_asymptote={"mujoco/Hopper": 3000.0})
+    ax = next(ax for ax in fig.axes if ax.get_title() == "mujoco/Hopper")
+    assert ax.get_ylabel() == "average return"
+    assert any(ln.get_linestyle() == "--" and ln.get_ydata()[0] == 3000.0 for ln in ax.get_lines())
+    assert "SAC asymptote" in _legend_labels(fig)
+
+
+def test_compounding_error_figure_is_log_scale_and_shows_overflow_at_float32_max():
+    rows = []
+    for model, growth in (("adm", 1.1), ("ensemble", 3.0), ("bootrnn", 2.0)):
+        for seed in range(2):
+            for h in (1, 5, 10, 20):
+                rows.append(
+                    {
+                        "model": model,
+                        "task": "local/hopper-medium",
+                        "seed": seed,
+                        "rollout_length": h,
+                        "error": 0.01 * growth**h,
+                    }
+                )
+    rows.append(
+        {
+            "model": "ensemble",
+            "task": "local/hopper-medium",
+            "seed": 0,
+            "rollout_length": 40,
+            "error": float("inf"),
+        }
+    )
+    rows.append(
+        {"model": "ensemble", "task": "local/hopper-medium", "seed": 1, "rollout_length": 40, "error": None}
+    )
+    fig = plots.compounding_error_figure(pd.DataFrame(rows))
+    ax = next(ax for ax in fig.axes if ax.get_visible())
+    assert ax.get_yscale() == "log" and ax.get_xlabel() == "rollout length"
+    assert sorted(_legend_labels(fig)) == ["adm", "bootrnn", "ensemble"]
+    top = max(np.nanmax(ln.get_ydata()) for ln in ax.get_lines() if len(ln.get_ydata()))
+    assert top == pytest.approx(float(np.finfo(np.float32).max))
+
+
+def test_uncertainty_error_figure_titles_carry_the_correlations():
+    rng = np.random.default_rng(0)
+    u = rng.uniform(0, 1, 300)
+    points = pd.concat(
+        [
+            pd.DataFrame(
+                {
+                    "model": "adm",
+                    "policy": np.repeat(["random", "behavior", "learned"], 100),
+                    "uncertainty": u,
+                    "error": 2.0 * u + 1.0,
+                    "task": "hopper",
+                }
+            ),
+            pd.DataFrame(
+                {
+                    "model": "ensemble",
+                    "policy": np.repeat(["random", "behavior", "learned"], 100),
+                    "uncertainty": u,
+                    "error": u**3 + rng.normal(0, 0.05, 300),
+                    "task": "hopper",
+                }
+            ),
+        ]
+    )
+    fig = plots.uncertainty_error_figure(points)
+    titles = [ax.get_title() for ax in fig.axes]
+    assert "hopper / adm\nPearson r=1.000, Spearman ρ=1.000" in titles
+    ens = points[points["model"] == "ensemble"]
+    pearson, spearman = plots.correlations(ens)
+    assert f"hopper / ensemble\nPearson r={pearson:.3f}, Spearman ρ={spearman:.3f}" in titles
+    assert pearson < 0.99
+    assert sorted(_legend_labels(fig)) == ["behavior", "learned", "random"]
+
+
+def test_same_data_gives_the_same_png_bytes(tmp_path):
+    a = plots.save_figure(plots.learning_curves_figure(_curves()), tmp_path / "a.png")
+    b = plots.save_figure(plots.learning_curves_figure(_curves()), tmp_path / "b.png")
+    assert a.read_bytes() == b.read_bytes()
+    assert a.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_correlations_are_nan_when_undefined():
+    assert all(np.isnan(plots.correlations(pd.DataFrame({"uncertainty": [1.0, 1.0], "error": [1.0, 2.0]}))))
+
+
+def test_m_ablation_figure_ticks_are_the_m_values():
+    frame = pd.DataFrame(
+        [{"task": "t", "m": m, "seed": s, "score": 50 + m + s} for m in (1, 2, 5, 10) for s in range(2)]
+    )
+    fig = plots.m_ablation_figure(frame)
+    ax = fig.axes[0]
+    assert list(ax.get_xticks()) == [1, 2, 5, 10]
+    np.testing.assert_allclose(ax.get_lines()[0].get_ydata(), [51.5, 52.5, 55.5, 60.5])
+
+
+def test_rliable_figures_have_legends():
+    prof = pd.DataFrame(
+        [
+            {"algo": a, "tau": t, "fraction": f, "ci_low": f - 0.1, "ci_high": f + 0.1}
+            for a in ("bc", "td3bc")
+            for t, f in ((0.0, 1.0), (50.0, 0.5), (100.0, 0.0))
+        ]
+    )
+    assert _legend_labels(plots.performance_profile_figure(prof)) == ["bc", "td3bc"]
+    poi = pd.DataFrame(
+        [{"algo_x": "admpo-off", "algo_y": "bc", "estimate": 0.8, "ci_low": 0.7, "ci_high": 0.9}]
+    )
+    fig = plots.probability_of_improvement_figure(poi)
+    assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == ["P(admpo-off > bc)"]
+
+
+# ----------------------------------------------------------------------------------------------------
+# Report sections from analysis records, ablation variants and online runs
+# ----------------------------------------------------------------------------------------------------
+
+
+def _analysis_record(name: str, task: str, seed: int, result: dict) -> dict:
+    rec = make_record(f"analysis-{name}", task, seed, None, suite="extras", curve_scores=[])
+    rec.update(
+        {
+            "analysis": name,
+            "config": {},
+            "curve": [],
+            "final_score": None,
+            "final_return": None,
+            "final_rule": None,
+            "result": result,
+        }
+    )
+    return rec
+
+
+def _extras_records() -> list[dict]:
+    recs = []
+    for seed in range(2):
+        for m, base in ((1, 40.0), (5, 60.0)):
+            rec = make_record(f"admpo-off@m={m}", "local/hopper-medium", seed, base + seed, suite="extras")
+            rec.update({"algo_id": "admpo-off", "variant": f"m={m}"})
+            recs.append(rec)
+        rows = [
+            {"model": model, "rollout_length": h, "mse": 0.01 * g**h}
+            for model, g in (("adm", 1.05), ("ensemble", 2.5))
+            for h in (1, 5, 10)
+        ]
+        rows.append({"model": "ensemble", "rollout_length": 100, "mse": None})
+        rows.append({"model": "adm", "rollout_length": 100, "mse": 0.5 + seed})
+        recs.append(
+            _analysis_record(
+                "compounding-error",
+                "local/hopper-medium-replay",
+                seed,
+                {"rows": rows, "error_metric": "raw-state MSE", "horizon": 100},
+            )
+        )
+        u = np.linspace(0, 1, 30)
+        recs.append(
+            _analysis_record(
+                "uncertainty",
+                "local/hopper-medium-replay",
+                seed,
+                {
+                    "points": {
+                        "model": ["adm"] * 30 + ["ensemble"] * 30,
+                        "policy": ["random", "learned", "behavior"] * 20,
+                        "uncertainty": list(u) * 2,
+                        "error": list(3 * u) + list(u**2),
+                    }
+                },
+            )
+        )
+        for algo, ret in (("admpo-on", 2500.0), ("sac", 3000.0)):
+            recs.append(
+                make_record(
+                    algo,
+                    "mujoco/Hopper",
+                    seed,
+                    None,
+                    suite="extras",
+                    final_return=ret + seed,
+                    curve_scores=[None, None, None],
+                )
+            )
+    recs.append(_analysis_record("uncertainty", "local/walker2d-medium-replay", 0, {"points": [{"x": 1}]}))
+    return recs
+
+
+@pytest.fixture(scope="module")
+def extras_report(tmp_path_factory):
+    root = tmp_path_factory.mktemp("extras")
+    write_records(root / "results", _extras_records())
+    return report.write_report("extras", root / "results", root / "out", bootstrap_reps=10).parent
+
+
+def test_analysis_records_are_not_scored_runs(tmp_path):
+    write_records(tmp_path, _extras_records())
+    frame = agg.load_records(tmp_path, "extras")
+    assert set(agg.runs_only(frame)["algo"]) == {"admpo-off@m=1", "admpo-off@m=5", "admpo-on", "sac"}
+    assert set(agg.analyses_only(frame)["algo"]) == {"analysis-compounding-error", "analysis-uncertainty"}
+    ab = agg.m_ablation_frame(frame)
+    assert ab["m"].tolist() == [1, 1, 5, 5] and ab["score"].tolist() == [40.0, 41.0, 60.0, 61.0]
+
+
+def test_report_compounding_error_section(extras_report):
+    readme = (extras_report / "README.md").read_text()
+    assert "![compounding error](compounding_error.png)" in readme
+    assert "error_metric = raw-state MSE" in readme and "horizon = 100" in readme
+    md = (extras_report / "compounding_error.md").read_text()
+    adm = next(line for line in md.splitlines() if "| adm |" in line)
+    assert adm.rstrip(" |").endswith("1 ± 0.71")  # h=100: mean(0.5, 1.5) = 1, std 0.707
+    ens = next(line for line in md.splitlines() if "| ensemble |" in line)
+    assert ens.rstrip(" |").endswith("overflow (2/2 seeds)")
+    assert (extras_report / "compounding_error.png").stat().st_size > 0
+
+
+def test_report_uncertainty_section(extras_report):
+    corr = pd.read_csv(extras_report / "uncertainty_correlations.csv")
+    adm = corr[corr["model"] == "adm"].iloc[0]
+    assert adm["pearson"] == pytest.approx(1.0) and adm["n_points"] == 60 and adm["n_seeds"] == 2
+    ens = corr[corr["model"] == "ensemble"].iloc[0]
+    u = np.linspace(0, 1, 30)
+    assert ens["pearson"] == pytest.approx(np.corrcoef(np.tile(u, 2), np.tile(u**2, 2))[0, 1])
+    assert ens["spearman"] == pytest.approx(1.0)
+    readme = (extras_report / "README.md").read_text()
+    assert "![uncertainty vs error](uncertainty_vs_error.png)" in readme
+    assert "lacks columns" in readme and "walker2d" in readme  # the malformed analysis result is named
+
+
+def test_report_m_ablation_and_online_sections(extras_report):
+    md = (extras_report / "m_ablation.md").read_text()
+    assert "| admpo-off | local/hopper-medium | 40.5 ± 0.7 (2 seeds) | 60.5 ± 0.7 (2 seeds) |" in md
+    assert (extras_report / "m_ablation.png").is_file() and (extras_report / "online_curves.png").is_file()
+    per_task = pd.read_csv(extras_report / "per_task.csv")
+    hopper = per_task[per_task["task"] == "mujoco/Hopper"].set_index("algo")
+    assert hopper.loc["sac", "unit"] == "return" and hopper.loc["sac", "mean"] == pytest.approx(3000.5)
+    readme = (extras_report / "README.md").read_text()
+    assert "## Online learning curves" in readme
