@@ -12,6 +12,8 @@ vectorised :class:`~benchmark.rl.sac.QEnsemble`; the same forward gives the Bell
 
 Critic initialisation follows the EDAC code (hidden biases 0.1, last layer uniform in +-3e-3), as
 OfflineRL-Kit's ``run_edac.py`` also does; ``edac_init: false`` keeps the default ``nn.Linear`` init.
+OfflineRL-Kit also clips the entropy temperature to at most 1 after each update; we do not (CORL's EDAC
+does not either), so with ``auto_alpha`` the temperature is the SAC core's.
 """
 
 from __future__ import annotations
