@@ -112,7 +112,7 @@ def test_start_windows_stay_in_one_episode():
     terminals[[4, 9, 30]] = True  # episodes [0..4], [5..9], [10..30], [31..39]
     ds = OfflineDataset(observations=obs, actions=np.zeros((n, 1), np.float32),
                         rewards=np.zeros(n, np.float32), next_observations=obs + 1, terminals=terminals,
-                        timeouts=np.zeros(n, bool),                         name="toy", env_key="hopper")
+                        timeouts=np.zeros(n, bool), name="toy", env_key="hopper")
     ho, ha, start = sample_start_windows(WindowSampler(ds), 500, 5, torch.Generator().manual_seed(0))
     assert ho.shape == (500, 4, 2) and start.shape == (500, 2)
     first = ho[:, 0, 0].long()
