@@ -47,6 +47,8 @@ def cmd_list(args) -> int:
             }
             for s in registry.algorithms().values()
         ]
+        for module, err in registry.IMPORT_ERRORS.items():
+            print(f"admbench: warning: {module} failed to import: {err}", file=sys.stderr)
         cols = ["name", "kind", "config", "paper", "module"]
     elif args.what == "datasets":
         rows = [

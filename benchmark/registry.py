@@ -44,6 +44,7 @@ class AlgorithmSpec:
 
 _REGISTRY: dict[str, AlgorithmSpec] = {}
 _LOADED = False
+IMPORT_ERRORS: dict[str, str] = {}  # built-in module -> error; one broken module must not hide the rest
 
 
 def register(spec: AlgorithmSpec) -> AlgorithmSpec:
@@ -61,7 +62,11 @@ def _import_builtins() -> None:
         pkg = importlib.import_module(pkg_name)
         for info in pkgutil.iter_modules(pkg.__path__):
             if not info.name.startswith("_"):
-                importlib.import_module(f"{pkg_name}.{info.name}")
+                module = f"{pkg_name}.{info.name}"
+                try:
+                    importlib.import_module(module)
+                except Exception as e:  # reported by `admbench list` and by get(); a test asserts none
+                    IMPORT_ERRORS[module] = f"{type(e).__name__}: {e}"
 
 
 def _import_plugins() -> None:
@@ -95,5 +100,6 @@ def algorithms() -> dict[str, AlgorithmSpec]:
 def get(name: str) -> AlgorithmSpec:
     algos = algorithms()
     if name not in algos:
-        raise RegistryError(f"unknown algorithm {name!r}; available: {', '.join(algos)}")
+        broken = "".join(f"; {m} failed to import ({err})" for m, err in IMPORT_ERRORS.items())
+        raise RegistryError(f"unknown algorithm {name!r}; available: {', '.join(algos)}{broken}")
     return algos[name]

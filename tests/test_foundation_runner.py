@@ -17,6 +17,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def test_builtins_are_registered():
     algos = registry.algorithms()
+    assert registry.IMPORT_ERRORS == {}, registry.IMPORT_ERRORS
     assert {"bc", "td3bc"} <= set(algos)
     assert algos["td3bc"].kind == "offline"
     with pytest.raises(registry.RegistryError, match="unknown algorithm 'nope'; available: .*bc"):
