@@ -57,6 +57,8 @@ RECORD_COLUMNS = (
     "variant",
     "kind",
     "result",
+    "versions",
+    "dataset",
 )
 
 
@@ -127,6 +129,8 @@ def _row_from_file(path: Path, root: Path, suite: str | None) -> dict:
             "variant": variant,
             "kind": _kind(ident["algo"]),
             "result": None,
+            "versions": None,
+            "dataset": None,
         }
     config = record.get("config") or {}
     algo_id, variant = _split_algo(record["algo"])
@@ -153,6 +157,8 @@ def _row_from_file(path: Path, root: Path, suite: str | None) -> dict:
         "variant": record.get("variant") or variant,
         "kind": _kind(record),
         "result": record.get("result"),
+        "versions": record.get("versions"),
+        "dataset": record.get("dataset"),
     }
 
 

@@ -41,7 +41,8 @@ def _grid(n_panels: int, ncols: int = 4, size: tuple[float, float] = (4.0, 3.0))
     ncols = max(1, min(ncols, n_panels))
     nrows = max(1, math.ceil(n_panels / ncols))
     with sns.axes_style(STYLE):
-        fig = Figure(figsize=(size[0] * ncols, size[1] * nrows))
+        # at least 6.5 inches wide, so titles and the legend row fit when there is a single panel
+        fig = Figure(figsize=(max(6.5, size[0] * ncols), size[1] * nrows))
         axes = np.atleast_1d(fig.subplots(nrows, ncols, squeeze=False)).ravel()
     for ax in axes[n_panels:]:
         ax.set_visible(False)
@@ -183,7 +184,7 @@ def learning_curves_figure(
         )
         if asymptotes and task in asymptotes:
             ax.axhline(
-                asymptotes[task], color="tab:blue", linestyle="--", linewidth=1.2, label=asymptote_label
+                asymptotes[task], color="dimgray", linestyle="--", linewidth=1.2, label=asymptote_label
             )
         ax.set_title(task)
         ax.set_xlabel("step")

@@ -337,6 +337,44 @@ def _join(values) -> str:
     return ", ".join(f"`{v}`" for v in vals) if vals else MISSING
 
 
+def _versions_text(records: pd.DataFrame) -> str:
+    """Every distinct value of every ``versions`` field across the records, e.g. ``torch `2.13.0```."""
+    seen: dict[str, set[str]] = {}
+    for versions in records["versions"]:
+        if isinstance(versions, dict):
+            for key, value in versions.items():
+                seen.setdefault(str(key), set()).add(str(value))
+    if not seen:
+        return MISSING
+    return "; ".join(f"{k} " + ", ".join(f"`{v}`" for v in sorted(vals)) for k, vals in sorted(seen.items()))
+
+
+def _dataset_section(runs: pd.DataFrame) -> list[str]:
+    """The datasets the runs trained on, as their records describe them (size, episodes, checksum)."""
+    rows = {}
+    for rec in runs.itertuples(index=False):
+        ds = rec.dataset
+        if not isinstance(ds, dict):
+            continue
+        sha = str(ds.get("sha256") or "")
+        cells = (
+            rec.task,
+            str(ds.get("transitions", MISSING)),
+            str(ds.get("episodes", MISSING)),
+            fmt(ds.get("return_mean")) if isinstance(ds.get("return_mean"), int | float) else MISSING,
+            f"`{sha[:16]}`" if sha else MISSING,
+        )
+        rows[cells] = None
+    if not rows:
+        return []
+    header = ["task", "transitions", "episodes", "mean episode return", "sha256 (first 16)"]
+    return [
+        "## Datasets (as recorded by the runs)\n",
+        "Several rows for one task mean the runs did not all see the same data.\n",
+        markdown_table(header, [list(r) for r in sorted(rows)]),
+    ]
+
+
 def _header_section(suite, results_dir, records, runs, stats, requested, bootstrap_reps, seed) -> list[str]:
     n_ok = int((records["status"] == "ok").sum())
     n_failed = len(records) - n_ok
@@ -349,6 +387,7 @@ def _header_section(suite, results_dir, records, runs, stats, requested, bootstr
     lines = [
         f"- **Budget(s):** {_join(records['budget'])}",
         f"- **Commit(s) of the runs:** {_join(records['commit'])}",
+        f"- **Versions:** {_versions_text(records)}",
     ]
     if len(stats):
         counts = stats.groupby(["algo", "task"])["n_seeds"].sum()
@@ -728,6 +767,7 @@ def _write_report(suite, results_dir, out_dir, seeds_requested, bootstrap_reps, 
     md += _header_section(suite, results_dir, records, runs, stats, requested, bootstrap_reps, seed)
     if len(runs):
         md += _per_task_section(suite, out_dir, stats, requested)
+        md += _dataset_section(runs)
         md += _paper_sections(out_dir, stats, requested)
         md += _ablation_section(out_dir, runs)
         md += _aggregate_section(suite, out_dir, runs, bootstrap_reps, seed)

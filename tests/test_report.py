@@ -58,6 +58,8 @@ def test_report_writes_every_artifact(full_report):
     assert "`smoke`" in readme and "`deadbeef`" in readme and "Seeds requested:** 3" in readme
     assert "not D4RL" in readme and "paper" in readme
     assert "## Failed runs" in readme and "RuntimeError: boom" in readme
+    assert "admbench `0.1.0`" in readme  # versions from the records
+    assert "| local/hopper-medium | 2000 | 7 | 123.5 | `abababababababab` |" in readme
 
 
 def test_per_task_csv_and_missing_cells(full_report):

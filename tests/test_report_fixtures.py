@@ -57,6 +57,7 @@ def make_record(
             else (curve[-1]["return_mean"] if status == "ok" and curve else None)
         ),
         "final_rule": "mean of the last 1 evaluations",
+        "dataset": {"transitions": 2000, "episodes": 7, "return_mean": 123.45, "sha256": "ab" * 32},
     }
 
 
