@@ -31,7 +31,7 @@ from benchmark.config import OfflineConfig
 from benchmark.registry import AlgorithmSpec, register
 from benchmark.rl.algorithm import OfflineAlgorithm, OfflineContext
 from benchmark.rl.buffers import Batch
-from benchmark.rl.sac import SAC, SACConfig
+from benchmark.rl.sac import SAC, SACConfig, TanhGaussianActor
 
 CQL_ALPHA_MAX = 1e6  # clamp of the Lagrange multiplier, as in the reference implementations
 
@@ -102,6 +102,23 @@ def conservative_gap(
     return temperature * lse.mean(dim=1) - q_data.mean(dim=(1, 2))
 
 
+@torch.no_grad()
+def sample_repeated(actor: TanhGaussianActor, obs: torch.Tensor, m: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``m`` policy samples per state from one actor forward over the ``B`` distinct states.
+
+    Returns actions ``[B*m, A]`` (state-major) and log-probabilities ``[B*m, 1]``, the same
+    distribution and density as ``actor.sample(obs.repeat_interleave(m, 0))`` at 1/m of the
+    network cost (the log-sum-exp proposals repeat every state ``m`` times).
+    """
+    mean, log_std = (x.repeat_interleave(m, dim=0) for x in actor.dist_params(obs))
+    noise = torch.randn_like(mean)
+    u = mean + log_std.exp() * noise
+    squashed = torch.tanh(u)
+    normal_logp = (-0.5 * noise.pow(2) - log_std - 0.5 * math.log(2 * math.pi)).sum(-1, keepdim=True)
+    correction = torch.log(actor.act_scale * (1 - squashed.pow(2)) + 1e-6).sum(-1, keepdim=True)
+    return actor.act_scale * squashed, normal_logp - correction
+
+
 class CQLLearner(SAC):
     """The SAC core with the conservative critic loss; ``update(batch)`` as in :class:`SAC`."""
 
@@ -132,7 +149,7 @@ class CQLLearner(SAC):
         with torch.no_grad():
             m, next_obs = self.cql.num_sampled_actions, batch["next_obs"]
             rep = next_obs.repeat_interleave(m, dim=0)  # [B*m, obs]
-            act, _ = self.actor.sample(rep)
+            act, _ = sample_repeated(self.actor, next_obs, m)
             q = self.critic_target(rep, act).view(self.critic.n, next_obs.shape[0], m)
             next_q = q.max(-1).values.min(0).values.unsqueeze(-1)  # [B, 1]
             return batch["rew"] + self.cfg.gamma * (1.0 - batch["done"]) * next_q
@@ -143,8 +160,7 @@ class CQLLearner(SAC):
         b, m = obs.shape[0], self.cql.num_sampled_actions
         uniform = torch.rand(b * m, self.act_dim, generator=self.generator, device=self.device)
         uniform = (2.0 * uniform - 1.0) * self.act_scale
-        with torch.no_grad():
-            pi_act, pi_logp = self.actor.sample(torch.cat([obs, next_obs]).repeat_interleave(m, dim=0))
+        pi_act, pi_logp = sample_repeated(self.actor, torch.cat([obs, next_obs]), m)  # no grad
         box_logp = -self.act_dim * math.log(2.0 * self.act_scale)
         uniform_logp = torch.full((b * m, 1), box_logp, device=self.device)
         actions = torch.cat([uniform, pi_act]).view(3, b * m, self.act_dim)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from baselines.cql import CQL, CQLConfig, CQLLearner, conservative_gap
+from baselines.cql import CQL, CQLConfig, CQLLearner, conservative_gap, sample_repeated
 from benchmark.data.local import build_local_dataset
 from benchmark.rl.algorithm import OfflineContext
 from benchmark.rl.trainers import evaluate, train_offline
@@ -89,19 +89,32 @@ def test_critic_loss_hand_computed(monkeypatch):
 
 
 def test_sampled_actions_layout_and_densities(monkeypatch):
-    """Uniform actions in the box with density (2 scale)^-|A|; policy actions at s and at s', with
-    their own log-probabilities, in state-major order."""
+    """Uniform actions in the box with density (2 scale)^-|A|; policy actions at s and at s' in
+    state-major order (a near-deterministic policy whose mean is the first |A| state coordinates)."""
     learner = CQLLearner(OBS, ACT, CQLConfig(hidden=(8,), num_sampled_actions=3), act_scale=2.0)
-    # a policy that returns the first |A| coordinates of its input and log-prob = the third coordinate
-    monkeypatch.setattr(learner.actor, "sample", lambda x, deterministic=False: (x[:, :ACT], x[:, 2:3]))
+    near_deterministic = lambda x: (x[:, :ACT], torch.full_like(x[:, :ACT], -20.0))
+    monkeypatch.setattr(learner.actor, "dist_params", near_deterministic)
     batch = _batch(4)
     actions, logd = learner.sampled_actions(batch["obs"], batch["next_obs"])
     assert actions.shape == (3, 12, ACT) and logd.shape == (3, 4, 3)
     assert actions[0].abs().max() <= 2.0
     assert torch.allclose(logd[0], torch.full((4, 3), -ACT * math.log(4.0)))
-    assert torch.equal(actions[1], batch["obs"][:, :ACT].repeat_interleave(3, 0))
-    assert torch.equal(actions[2], batch["next_obs"][:, :ACT].repeat_interleave(3, 0))
-    assert torch.equal(logd[2], batch["next_obs"][:, 2:3].expand(4, 3))
+    squash = lambda x: 2.0 * torch.tanh(x[:, :ACT]).repeat_interleave(3, 0)
+    assert torch.allclose(actions[1], squash(batch["obs"]), atol=1e-6)
+    assert torch.allclose(actions[2], squash(batch["next_obs"]), atol=1e-6)
+
+
+def test_repeated_samples_have_the_actors_density():
+    """One actor forward per distinct state, M draws each: same log-density as the actor's own."""
+    torch.manual_seed(0)
+    learner = CQLLearner(OBS, ACT, CQLConfig(hidden=(8,)), act_scale=1.5)
+    obs = torch.randn(5, OBS)
+    act, logp = sample_repeated(learner.actor, obs, 4)
+    assert act.shape == (20, ACT) and act.abs().max() <= 1.5
+    with torch.no_grad():
+        expected = learner.actor.log_prob(obs.repeat_interleave(4, 0), act)
+    assert torch.allclose(logp, expected, atol=1e-3)
+    assert not torch.allclose(act[0], act[1])  # distinct draws for the same state
 
 
 def test_one_batched_critic_call_per_critic_loss():
