@@ -1,0 +1,106 @@
+"""MOPO (baselines/mopo.py): penalty, rollouts, configs, and a seeded learning test.
+
+``build_model_based`` is shared with the MOBILE and RAMBO tests.
+"""
+
+import numpy as np
+import pytest
+import torch
+
+from benchmark.config import resolve_config
+from benchmark.data.local import load_local_dataset
+from benchmark.registry import get
+from benchmark.rl.algorithm import OfflineContext
+from benchmark.rl.termination import get_termination_fn
+from benchmark.rl.trainers import evaluate, train_offline
+from benchmark.seeding import seed_everything
+from benchmark.tasks import resolve_task
+
+
+def build_model_based(
+    algo: str, level: str = "random", size: int = 2000, budget: str = "smoke", seed: int = 0, **over
+):
+    """The algorithm object, its config and the task for ``local/hopper-<level>`` (cached dataset)."""
+    seed_everything(seed)
+    task = resolve_task(f"local/hopper-{level}")
+    spec = get(algo)
+    cfg, _ = resolve_config(spec.config_cls, spec.config_dir, task.config_keys, budget, over, seed=seed)
+    ds = load_local_dataset("hopper", level, size=size)
+    env = task.make_env()
+    ctx = OfflineContext(
+        ds, task.env_key, ds.obs_dim, ds.act_dim, float(env.action_space.high[0]), torch.device("cpu"), seed
+    )
+    return spec.factory(cfg, ctx), cfg, task
+
+
+def random_policy_score(task, episodes: int, seed: int = 0) -> float:
+    rng = np.random.default_rng(seed)
+    mean, _, _ = evaluate(
+        lambda o: rng.uniform(-1.0, 1.0, 3).astype(np.float32), task.make_env, episodes, seed
+    )
+    return task.normalize(mean)
+
+
+def learning_run(algo: str, level: str, size: int, seed: int = 0, **over) -> tuple[float, float, dict]:
+    """Train, then return (final score = mean of the last 2 evaluations, random-policy score, result)."""
+    algo_obj, cfg, task = build_model_based(algo, level, size, "smoke", seed, **over)
+    out = train_offline(algo_obj, cfg, task.make_env, task.normalize, progress=False)
+    final = float(np.mean([p["score"] for p in out["curve"][-2:]]))
+    return final, random_policy_score(task, cfg.eval_episodes, seed), out
+
+
+def test_reward_penalty_is_lambda_times_max_std_norm():
+    algo, cfg, _ = build_model_based("mopo", penalty_coef=2.0)
+    reward = torch.tensor([[1.0], [0.5]])
+    std = torch.tensor([[[3.0, 4.0], [1.0, 0.0]], [[0.0, 1.0], [0.0, 2.0]]])  # 2 members, 2 transitions
+    # transition 0: norms 5 and 1 -> 5; transition 1: norms 1 and 2 -> 2
+    expected = torch.tensor([[1.0 - 2.0 * 5.0], [0.5 - 2.0 * 2.0]])
+    torch.testing.assert_close(algo.reward_fn(reward, {"std": std}), expected)
+
+
+def test_rollouts_store_penalised_rewards_and_true_terminations():
+    algo, cfg, _ = build_model_based("mopo", dynamics_max_steps=20)
+    algo.setup()
+    trans, info = algo.rollout()
+    done = trans["done"].squeeze(-1).bool()
+    torch.testing.assert_close(
+        done, get_termination_fn("hopper")(trans["obs"], trans["act"], trans["next_obs"])
+    )
+    assert info["reward_mean"] < info["raw_reward_mean"]  # the penalty is positive
+    assert len(trans["obs"]) <= cfg.rollout_batch_size * cfg.rollout_length
+
+
+def test_per_dataset_yaml_is_applied():
+    _, cfg, _ = build_model_based("mopo", level="medium", size=1000)
+    assert (cfg.rollout_length, cfg.penalty_coef) == (5, 5.0)  # hopper-medium-v2.yaml (OfflineRL-Kit)
+    assert cfg.dynamics_max_steps == 200  # smoke budget bounds model training
+
+
+def test_end_epoch_steps_the_actor_cosine_schedule():
+    algo, _, _ = build_model_based("mopo", epochs=4)
+    lr0 = algo.sac.actor_optim.param_groups[0]["lr"]
+    algo.end_epoch(0)
+    assert algo.sac.actor_optim.param_groups[0]["lr"] < lr0
+
+
+@pytest.mark.slow
+def test_mopo_learns_on_hopper_medium():
+    # Small budget: 3000 SAC steps on 10k local hopper-medium transitions, hopper-medium-v2.yaml
+    # (h=5, lambda=5). Fixed temperature 0.2 (OfflineRL-Kit's --alpha) because alpha auto-tuned from 1
+    # barely moves in 3000 steps. Margin: +2 normalized points (about +65 return) over a uniformly
+    # random policy; measured on this seed: 4.6 vs 1.7.
+    final, random_score, out = learning_run(
+        "mopo",
+        "medium",
+        10_000,
+        epochs=6,
+        steps_per_epoch=500,
+        eval_episodes=5,
+        auto_alpha=False,
+        rollout_batch_size=1000,
+        rollout_freq=250,
+        dynamics_max_steps=400,
+        dynamics_max_epochs=20,
+    )
+    assert out["setup"]["dynamics/holdout_mse"] < 0.5 * out["setup"]["dynamics/holdout_mse_first_epoch"]
+    assert final > random_score + 2.0, (final, random_score)
