@@ -101,8 +101,10 @@ class ADMPOOn(OnlineModelBased):
             k_mode=cfg.rollout_k_mode, dropout=cfg.rollout_dropout, chunk_size=cfg.rollout_chunk_size,
         )
         RolloutConfig(length=1, **self.rollout_cfg)  # fail on bad rollout settings before any env step
-        # ADM training and rollout randomness (k, windows, dropout masks, noise) has its own stream
+        # ADM randomness has its own streams: training and start windows (CPU), and k, dropout masks and
+        # noise of the rollouts (drawn on the model's device)
         self.model_generator = torch.Generator().manual_seed(int(cfg.seed) + 1)
+        self.rollout_generator = torch.Generator(device=ctx.device).manual_seed(int(cfg.seed) + 2)
         self.model: AnyStepDynamics | None = None
         self._dataset: OfflineDataset | None = None
         self._sampler: WindowSampler | None = None
@@ -136,7 +138,7 @@ class ADMPOOn(OnlineModelBased):
         hist_obs, hist_act, start_obs = (t.to(self.device) for t in (hist_obs, hist_act, start_obs))
         cfg = RolloutConfig(length=length, **self.rollout_cfg)
         return rollout(self.model, self.policy, hist_obs, hist_act, start_obs, cfg, self.termination_fn,
-                       self.model_generator)
+                       self.rollout_generator)
 
     def policy(self, obs: torch.Tensor) -> torch.Tensor:
         """The stochastic SAC policy (rollout actions are sampled, as in the code)."""
