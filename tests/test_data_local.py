@@ -104,6 +104,9 @@ def test_compact_replay_round_trip(tmp_path):
     np.savez(tmp_path / "bad.npz", **{k: v for k, v in compact_replay(full).items() if k != "rewards"})
     with pytest.raises(DatasetError, match=r"bad.npz: missing keys \['rewards'\]"):
         load_training_replay(tmp_path / "bad.npz")
+    (tmp_path / "cut.npz").write_bytes((tmp_path / "replay.npz").read_bytes()[:300])
+    with pytest.raises(DatasetError, match="cut.npz: not a readable .npz"):
+        load_training_replay(tmp_path / "cut.npz")
 
 
 def test_thin_episodes_keeps_whole_episodes():

@@ -20,6 +20,7 @@ import json
 import os
 import random
 import time
+import zipfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -220,8 +221,11 @@ def load_training_replay(path: str | Path) -> dict[str, np.ndarray]:
     from benchmark.data.dataset import DatasetError
 
     path = Path(path)
-    with np.load(path) as z:
-        arrays = {k: np.asarray(z[k]) for k in z.files}
+    try:
+        with np.load(path) as z:
+            arrays = {k: np.asarray(z[k]) for k in z.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
+        raise DatasetError(f"{path}: not a readable .npz file (truncated or another format): {err}") from err
     base = ("observations", "actions", "rewards", "terminals", "timeouts")
     missing = [k for k in base if k not in arrays]
     if missing:
