@@ -15,7 +15,20 @@ sequence after it has been opened. :func:`adm.rollout.rollout` builds a plain ``
 this model there with ``impl="loop"`` (the per-k path, which calls :meth:`ZeroInputADM.forward`).
 
 **Fixed k and m.** ``m`` is ``max_arm_step`` of ``admpo-off`` (m in {1, 2, 3, 5, 10, 15, 20}; m = 1 is the
-one-step RNN, whose all-k penalty is identically 0).
+one-step RNN, whose all-k penalty is identically 0). "Fixed k" (our reading of the camera-ready's
+"fixed-step models" and E.6's "max backtracking"): the model is trained as ADM on k = 1..m, but every
+rollout prediction uses the same backtracking length ``rollout_fixed_k`` (m = max backtracking) instead
+of ``k ~ U{1..m}``; the penalty still uses all m predictions.
+
+**The ablation algorithm** ``admpo-off-ablation`` (:class:`ADMPOOffAblation`) is ``admpo-off`` with two
+more config fields, so the ablation suites can switch them with ``--set`` on the same per-dataset YAMLs:
+``model_variant`` ("adm" | "zero" | "bootrnn") and ``rollout_fixed_k`` (0: uniform k, the code). With the
+defaults it IS ``admpo-off`` (same training, same fast rollouts). Other settings roll out with
+:func:`ablation_rollout`, a per-step implementation with the same rules as :func:`adm.rollout.rollout`
+(stochastic policy action, Gaussian sample, dropout masks from the rollout generator when
+``rollout_dropout``, termination masking, ``r - penalty_coef * u``). BootRNN has no any-step predictions;
+its penalty is the norm of its own predicted standard deviation over the state dimensions
+(``max_aleatoric`` with one model, MOPO's quantifier; our choice, the paper does not say).
 
 Training: :func:`train_adm_variant` runs the official loop (:func:`adm.bootrnn.fit_with_snapshot_rule`)
 on :class:`adm.training.WindowBatcher` windows with :func:`adm.training.adm_nll_loss` and
@@ -25,13 +38,21 @@ on :class:`adm.training.WindowBatcher` windows with :func:`adm.training.adm_nll_
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
 import torch
 
-from adm.bootrnn import fit_with_snapshot_rule
+from adm.admpo_off import ADMPOOff, ADMPOOffConfig
+from adm.bootrnn import BootRNN, fit_with_snapshot_rule, train_bootrnn
 from adm.model import ADMConfig, AnyStepCarry, AnyStepDynamics
+from adm.rollout import RolloutConfig, sample_start_windows
 from adm.training import ADMTrainConfig, WindowBatcher, adm_nll_loss, validate_per_k
+from adm.uncertainty import get_quantifier, max_aleatoric
 from benchmark.data.dataset import OfflineDataset
-from benchmark.rl.buffers import WindowSampler, tail_holdout_split
+from benchmark.registry import AlgorithmSpec, register
+from benchmark.rl.buffers import Batch, WindowSampler, tail_holdout_split
 
 Tensor = torch.Tensor
 
@@ -114,3 +135,140 @@ def train_adm_variant(dataset: OfflineDataset, cfg: ADMTrainConfig, model_cfg: A
                                   lambda: validate_per_k(model, batcher, cfg.batch_size, m, g), progress)
     info.update(train_size=train_size, holdout_size=n - train_size, variant=variant)
     return model, info
+
+
+# ----- rollouts of the ablation models ----------------------------------------------------------------
+
+
+@torch.no_grad()
+def ablation_rollout(model: AnyStepDynamics, policy: Callable[[Tensor], Tensor], hist_obs: Tensor,
+                     hist_act: Tensor, start_obs: Tensor, cfg: RolloutConfig, termination_fn: Callable,
+                     generator: torch.Generator | None = None, fixed_k: int = 0) -> tuple[Batch, dict]:
+    """Rollouts of ``cfg.length`` steps from m-1 real steps for ADM, :class:`ZeroInputADM` (k ~ U{1..m}
+    per step for the batch, or ``fixed_k``) and :class:`adm.bootrnn.BootRNN` (one step from the last m
+    pairs, its own predictions fed back). Returns the same transitions and diagnostics as
+    :func:`adm.rollout.rollout`."""
+    m = cfg.max_step
+    if hist_obs.shape[1] != m - 1:
+        raise ValueError(f"rollout with max_step m={m} needs m-1={m - 1} history steps, "
+                         f"got {hist_obs.shape[1]}")
+    if not 0 <= fixed_k <= m:
+        raise ValueError(f"rollout_fixed_k must be in 0..m={m}, got {fixed_k}")
+    boot = isinstance(model, BootRNN)
+    quantifier = max_aleatoric if boot else get_quantifier(cfg.uncertainty)
+    device = start_obs.device
+    p, blocks, hid = model.cfg.dropout, model.cfg.res_blocks, model.cfg.hidden_dim
+
+    def masks(*shape):
+        if not cfg.dropout:
+            return None
+        return torch.empty(blocks, *shape, hid, device=device).bernoulli_(1.0 - p, generator=generator)
+
+    was_training = model.training
+    model.eval()  # dropout only through the explicit masks
+    s_hist, a_hist, obs = hist_obs, hist_act, start_obs
+    records, pen_sum, raw_sum = [], 0.0, 0.0
+    try:
+        for _ in range(cfg.length):
+            b = obs.shape[0]
+            act = policy(obs)
+            s_hist = torch.cat([s_hist, obs.unsqueeze(1)], dim=1)[:, -m:]
+            a_hist = torch.cat([a_hist, act.unsqueeze(1)], dim=1)[:, -m:]
+            if boot:
+                mean, logvar = model(s_hist, a_hist, masks=masks(b))
+                start = obs
+            else:
+                k = fixed_k or int(torch.randint(1, m + 1, (1,), generator=generator, device=device))
+                mean, logvar = model(s_hist[:, -k], a_hist[:, -k:], masks=masks(b))
+                start = s_hist[:, -k]
+            noise = torch.randn(mean.shape, generator=generator, device=device)
+            sample = mean + noise * (0.5 * logvar).exp()
+            next_obs, raw_rew = start + sample[:, :-1], sample[:, -1:]
+            rew = raw_rew
+            if cfg.penalty_coef != 0:
+                if boot:
+                    penalty = quantifier(mean[None, :, :-1], logvar[None, :, :-1])
+                else:
+                    _, logvars, next_means = model.predict_all_k(s_hist, a_hist, masks(m, b))
+                    penalty = quantifier(next_means, logvars[..., :-1])
+                rew = raw_rew - cfg.penalty_coef * penalty
+                pen_sum += penalty.sum().item()
+            raw_sum += raw_rew.sum().item()
+            done = termination_fn(obs, act, next_obs).reshape(-1, 1).to(device)
+            records.append({"obs": obs, "act": act, "rew": rew, "next_obs": next_obs, "done": done.float()})
+            alive = ~done.squeeze(1)
+            if not alive.any():
+                break
+            s_hist, a_hist, obs = s_hist[alive], a_hist[alive], next_obs[alive]
+    finally:
+        model.train(was_training)
+    out = {key: torch.cat([r[key] for r in records]) for key in records[0]}
+    n = max(len(out["obs"]), 1)
+    info = {"transitions": float(len(out["obs"])), "penalty": pen_sum / n, "raw_reward": raw_sum / n,
+            "reward": out["rew"].mean().item(), "done_frac": out["done"].mean().item(),
+            "mean_length": len(out["obs"]) / start_obs.shape[0]}
+    return out, info
+
+
+# ----- the ablation algorithm ------------------------------------------------------------------------
+
+
+ABLATION_MODELS = ("adm", "zero", "bootrnn")
+
+
+@dataclass
+class ADMPOOffAblationConfig(ADMPOOffConfig):
+    model_variant: str = "adm"  # adm (ADMPO-OFF) | zero (ADMPO-OFF-zero, E.4) | bootrnn (E.4)
+    rollout_fixed_k: int = 0  # 0: k ~ U{1..m} (code); k in 1..m: every prediction backtracks k steps
+
+    def __post_init__(self):
+        if self.model_variant not in ABLATION_MODELS:
+            raise ValueError(f"model_variant must be one of {ABLATION_MODELS}, got {self.model_variant!r}")
+        if not 0 <= self.rollout_fixed_k <= self.max_arm_step:
+            raise ValueError(f"rollout_fixed_k must be in 0..max_arm_step={self.max_arm_step}, "
+                             f"got {self.rollout_fixed_k}")
+
+
+class ADMPOOffAblation(ADMPOOff):
+    """``admpo-off`` with the model-variant and fixed-k switches (see the module docstring)."""
+
+    cfg: ADMPOOffAblationConfig
+
+    def train_dynamics(self) -> dict:
+        variant = self.cfg.model_variant
+        if variant == "adm":
+            return super().train_dynamics()
+        if variant == "bootrnn":
+            self.dynamics, info = train_bootrnn(self.ctx.dataset, self.train_cfg, self.model_cfg, self.device,
+                                                self.generator)
+        else:
+            self.dynamics, info = train_adm_variant(self.ctx.dataset, self.train_cfg, self.model_cfg, variant,
+                                                    self.device, self.generator)
+        return {"model_holdout_mse": info["holdout_mse"], "model_epochs": info["epochs"],
+                "model_steps": info["steps"], "model_stopped": info["stopped"],
+                "model_time_s": info["time_s"],
+                **{f"model_holdout_mse_k{k + 1}": v for k, v in enumerate(info["holdout_mse_k"])}}
+
+    def rollout(self) -> tuple[Batch, dict]:
+        cfg = self.cfg
+        if cfg.model_variant == "adm" and cfg.rollout_fixed_k == 0:
+            return super().rollout()
+        hist_obs, hist_act, start = sample_start_windows(self.windows, cfg.rollout_batch_size,
+                                                         cfg.max_arm_step, self.generator)
+        return ablation_rollout(self.dynamics, self._policy, hist_obs, hist_act, start, self.rollout_cfg,
+                                self.termination_fn, self.rollout_generator, cfg.rollout_fixed_k)
+
+
+register(
+    AlgorithmSpec(
+        name="admpo-off-ablation",
+        config_cls=ADMPOOffAblationConfig,
+        factory=ADMPOOffAblation,
+        kind="offline",
+        config_dir=Path(__file__).parent / "configs" / "admpo-off",
+        description="ADMPO-OFF with ablation switches: model_variant (adm | zero | bootrnn), "
+                    "rollout_fixed_k",
+        paper="Lin et al., ICLR 2025, camera-ready App. E.4 (BootRNN, ADMPO-OFF-zero), E.6/E.7 (fixed k, m)",
+        module=__name__,
+    )
+)

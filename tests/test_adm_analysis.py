@@ -111,3 +111,16 @@ def test_uncertainty_vs_error_smoke(hopper_random):
     for c in out["correlations"]:
         assert set(c) >= {"model", "source", "pearson", "spearman", "n"}
         assert c["pearson"] is None or -1 <= c["pearson"] <= 1
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["compounding-error", "uncertainty"])
+def test_run_analysis_smoke_budget(tiny_data, name):
+    from adm.analysis import run_analysis
+
+    out = run_analysis(name, "local/hopper-random", 0, "smoke")
+    json.dumps(out)
+    assert out["analysis"] == name and out["task"] == "local/hopper-random" and out["budget"] == "smoke"
+    assert out["max_step"] == 5  # from adm/configs/admpo-off/hopper-random-v2.yaml
+    key = "models" if name == "compounding-error" else "correlations"
+    assert out[key] and out["metric"] and out["horizons"]

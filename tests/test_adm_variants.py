@@ -1,13 +1,24 @@
-"""BootRNN and the ADMPO-OFF-zero model variant (adm/bootrnn.py, adm/variants.py)."""
+"""BootRNN, the ADMPO-OFF-zero model variant, fixed-k rollouts and admpo-off-ablation (adm/bootrnn.py,
+adm/variants.py)."""
 
 import pytest
 import torch
 
 from adm.bootrnn import BootRNN, bootrnn_holdout_mse, train_bootrnn
 from adm.model import ADMConfig, AnyStepDynamics
+from adm.rollout import RolloutConfig
 from adm.training import ADMTrainConfig, train_adm
-from adm.variants import ZeroInputADM, train_adm_variant, zero_variant_inputs
+from adm.uncertainty import mean_std
+from adm.variants import (
+    ADMPOOffAblation,
+    ADMPOOffAblationConfig,
+    ZeroInputADM,
+    ablation_rollout,
+    train_adm_variant,
+    zero_variant_inputs,
+)
 from benchmark.data.local import build_local_dataset
+from benchmark.rl.algorithm import OfflineContext
 
 SMALL = ADMConfig(hidden_dim=16)
 
@@ -103,3 +114,66 @@ def test_variant_trainer_reproduces_train_adm(hopper_random):
     assert isinstance(z, ZeroInputADM) and iz["variant"] == "zero" and len(iz["holdout_mse_k"]) == 2
     with pytest.raises(ValueError, match="variant"):
         train_adm_variant(hopper_random, cfg, SMALL, variant="nope")
+
+
+# ----- ablation rollouts and the admpo-off-ablation algorithm ------------------------------------------
+
+
+def _noiseless(model):
+    """Log-variance bounds pushed far down: a Gaussian sample equals the mean to ~1e-9."""
+    model.max_logvar.data.fill_(-40.0)
+    model.min_logvar.data.fill_(-50.0)
+    return model.eval()
+
+
+def test_fixed_k_rollout_backtracks_k_and_penalises_with_all_k():
+    torch.manual_seed(0)
+    model = _noiseless(AnyStepDynamics(4, 2, SMALL))
+    hist_obs, hist_act, start = torch.randn(5, 2, 4), torch.randn(5, 2, 2), torch.randn(5, 4)
+    act = torch.randn(5, 2)
+    cfg = RolloutConfig(max_step=3, length=1, penalty_coef=0.5, dropout=False)
+    out, info = ablation_rollout(model, lambda o: act, hist_obs, hist_act, start, cfg,
+                                 lambda o, a, n: torch.zeros(len(o), dtype=torch.bool), fixed_k=3)
+    s_all, a_all = torch.cat([hist_obs, start[:, None]], 1), torch.cat([hist_act, act[:, None]], 1)
+    next_obs, rew = model.dstep(s_all[:, 0], a_all)  # k = 3 backtracks to the oldest state
+    _, _, next_means = model.predict_all_k(s_all, a_all)
+    assert torch.allclose(out["next_obs"], next_obs, atol=1e-5)
+    assert torch.allclose(out["rew"], rew - 0.5 * mean_std(next_means), atol=1e-5)
+    assert info["penalty"] > 0
+
+
+def test_bootrnn_rollout_feeds_its_predictions_back():
+    torch.manual_seed(0)
+    model = _noiseless(BootRNN(4, 2, SMALL, history=2))
+    hist_obs, hist_act, start = torch.randn(3, 1, 4), torch.randn(3, 1, 2), torch.randn(3, 4)
+    acts = [torch.randn(3, 2), torch.randn(3, 2)]
+    calls = iter(acts)
+    cfg = RolloutConfig(max_step=2, length=2, penalty_coef=0.0, dropout=False)
+    out, _ = ablation_rollout(model, lambda o: next(calls), hist_obs, hist_act, start, cfg,
+                              lambda o, a, n: torch.zeros(len(o), dtype=torch.bool))
+    s1, _ = model.dstep(torch.stack([hist_obs[:, 0], start], 1), torch.stack([hist_act[:, 0], acts[0]], 1))
+    s2, _ = model.dstep(torch.stack([start, s1], 1), torch.stack([acts[0], acts[1]], 1))
+    assert torch.allclose(out["next_obs"][:3], s1, atol=1e-5)
+    assert torch.allclose(out["obs"][3:], s1, atol=1e-5)
+    assert torch.allclose(out["next_obs"][3:], s2, atol=1e-5)
+
+
+@pytest.mark.parametrize("variant,fixed_k", [("zero", 0), ("bootrnn", 0), ("adm", 2)])
+def test_admpo_off_ablation_trains_and_rolls_out(hopper_random, variant, fixed_k):
+    cfg = ADMPOOffAblationConfig(
+        model_variant=variant, rollout_fixed_k=fixed_k, max_arm_step=2, arm_hidden_dim=16, model_max_epochs=1,
+        model_batch_size=64, max_holdout=200, rollout_batch_size=40, rollout_length=2, rollout_freq=4,
+        hidden=(32, 32), batch_size=32, seed=0,
+    )
+    ctx = OfflineContext(hopper_random, "hopper", 11, 3, 1.0, torch.device("cpu"), 0)
+    algo = ADMPOOffAblation(cfg, ctx)
+    info = algo.setup()
+    assert info["model_epochs"] == 1
+    expected = {"zero": ZeroInputADM, "bootrnn": BootRNN, "adm": AnyStepDynamics}[variant]
+    assert type(algo.dynamics) is expected
+    for step in range(5):
+        stats = algo.learn(algo.next_batch(step))
+    assert len(algo.fake) > 0 and all(torch.isfinite(torch.tensor(v)) for v in stats.values())
+    assert algo.rollout_info["penalty"] > 0
+    with pytest.raises(ValueError, match="model_variant"):
+        ADMPOOffAblationConfig(model_variant="ensemble")
