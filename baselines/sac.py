@@ -32,8 +32,8 @@ class SACOnlineConfig(OnlineSACConfig):
 
     updates_per_step: int = 1
 
-    # one SAC update costs ~30-80 ms on a loaded 2-core CPU: smoke keeps to 120 of them
-    BUDGETS: ClassVar[dict[str, dict[str, Any]]] = {"smoke": {"env_steps": 120, "eval_interval": 60}}
+    # one SAC update costs ~30-80 ms on a loaded 2-core CPU: smoke keeps to 60 of them
+    BUDGETS: ClassVar[dict[str, dict[str, Any]]] = {"smoke": {"env_steps": 60, "eval_interval": 30}}
 
 
 class OnlineSAC(OnlineAlgorithm):
