@@ -77,7 +77,7 @@ class ADMPOOffConfig(ModelBasedConfig):
     rollout_k_mode: str = "batch"  # code: one k per model step shared by the batch; "sample": per rollout
     rollout_dropout: bool = True  # code: dropout active at rollout time
     rollout_impl: str = "auto"  # carry (fast, exact) | loop (per-k reference) | auto
-    rollout_chunk_size: int = 5000  # rollouts processed together (memory/cache only)
+    rollout_chunk_size: int = 1000  # rollouts processed together (memory/cache only; larger on a GPU)
 
     BUDGETS: ClassVar[dict[str, dict[str, Any]]] = {
         "smoke": {"model_max_epochs": 2, "rollout_batch_size": 200, "rollout_freq": 25},

@@ -47,7 +47,7 @@ class RolloutConfig:
     k_mode: str = "batch"  # "batch": one k per step for the whole batch (code); "sample": one k per rollout
     dropout: bool = True  # MC dropout in the head at rollout time (code: always on)
     impl: str = "auto"  # carry | loop | auto (carry when the penalty needs all k, loop otherwise)
-    chunk_size: int = 10_000  # rollouts processed together (bounds memory; chunking only splits the batch)
+    chunk_size: int = 1000  # rollouts processed together: bounds memory, keeps matmuls in cache on CPU
 
     def __post_init__(self):
         if self.k_mode not in K_MODES:
@@ -78,12 +78,17 @@ class _Randomness:
     def __init__(self, model: AnyStepDynamics, cfg: RolloutConfig, generator: torch.Generator | None):
         self.model, self.cfg, self.g = model, cfg, generator
         self.device = model.obs_mu.device
+        # "batch": one k per model step for ALL rollouts (the code), drawn up front so that every chunk
+        # of the batch uses the same k at the same step
+        self.batch_ks = None
+        if cfg.k_mode == "batch":
+            self.batch_ks = torch.randint(1, cfg.max_step + 1, (cfg.length,), generator=generator,
+                                          device=self.device)
 
-    def draw_k(self, batch: int) -> torch.Tensor:
-        m = self.cfg.max_step
-        n = 1 if self.cfg.k_mode == "batch" else batch
-        k = torch.randint(1, m + 1, (n,), generator=self.g, device=self.device)
-        return k.expand(batch) if self.cfg.k_mode == "batch" else k
+    def draw_k(self, batch: int, step: int) -> torch.Tensor:
+        if self.batch_ks is not None:
+            return self.batch_ks[step].expand(batch)
+        return torch.randint(1, self.cfg.max_step + 1, (batch,), generator=self.g, device=self.device)
 
     def masks(self, *shape: int) -> torch.Tensor | None:
         if not self.cfg.dropout:
@@ -161,11 +166,11 @@ def _rollout_chunk_carry(model, policy, hist_obs, hist_act, obs, cfg, terminatio
     for t in range(m - 1):  # warm up on the real history
         carry.push(hist_obs[:, t], hist_act[:, t])
     records, pen_sum, raw_sum = [], 0.0, 0.0
-    for _ in range(cfg.length):
+    for step in range(cfg.length):
         b = obs.shape[0]
         act = policy(obs)
         features = carry.push(obs, act)  # [m, B, H]
-        k = rand.draw_k(b)
+        k = rand.draw_k(b, step)
         rows = torch.arange(b, device=obs.device)
         s_masks = rand.masks(b)
         noise = rand.noise(b)
@@ -198,12 +203,12 @@ def _rollout_chunk_loop(model, policy, hist_obs, hist_act, obs, cfg, termination
     quantifier = get_quantifier(cfg.uncertainty)
     s_hist, a_hist = hist_obs, hist_act
     records, pen_sum, raw_sum = [], 0.0, 0.0
-    for _ in range(cfg.length):
+    for step in range(cfg.length):
         b = obs.shape[0]
         act = policy(obs)
         s_hist = torch.cat([s_hist, obs.unsqueeze(1)], dim=1)[:, -m:]
         a_hist = torch.cat([a_hist, act.unsqueeze(1)], dim=1)[:, -m:]
-        k = rand.draw_k(b)
+        k = rand.draw_k(b, step)
         s_masks = rand.masks(b)
         noise = rand.noise(b)
         if cfg.k_mode == "batch":

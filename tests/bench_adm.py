@@ -79,7 +79,7 @@ def test_rollout_fast_vs_per_k_loop(benchmark, impl):
     hist_obs = torch.randn(BATCH, M - 1, OBS, generator=g)
     hist_act = torch.rand(BATCH, M - 1, ACT, generator=g)
     start = torch.randn(BATCH, OBS, generator=g)
-    cfg = RolloutConfig(max_step=M, length=H, penalty_coef=1.0, impl=impl, chunk_size=5000)
+    cfg = RolloutConfig(max_step=M, length=H, penalty_coef=1.0, impl=impl, chunk_size=1000)
     never = lambda o, a, n: torch.zeros(o.shape[0], dtype=torch.bool)  # every rollout runs H steps
     policy = lambda o: torch.tanh(torch.randn(o.shape[0], ACT))
 
