@@ -1,7 +1,8 @@
 """``admbench data ...``: build, fetch, inspect datasets; train and select behaviour policies.
 
-``benchmark/cli.py`` calls :func:`add_data_commands` on its subparsers and :func:`run_data_command`
-for ``args.command == "data"``. ``python -m benchmark.data.cli ...`` runs the same commands alone.
+``benchmark/cli.py`` creates the ``data`` command, calls :func:`add_data_commands` on its subparsers
+(``dest="data_command"``) and dispatches to :func:`run_data_command`.
+``python -m benchmark.data.cli data ...`` runs the same commands alone.
 Every command returns 0 on success and 2 on a data error, whose message names the file and problem.
 """
 
@@ -19,10 +20,9 @@ LOCAL_ENVS = ("hopper", "halfcheetah", "walker2d")
 LOCAL_LEVELS = ("random", "medium", "medium-replay", "medium-expert", "expert")
 
 
-def add_data_commands(subparsers) -> argparse.ArgumentParser:
-    data = subparsers.add_parser("data", help="datasets: build, fetch, inspect, behaviour policies")
-    sub = data.add_subparsers(dest="data_command", required=True)
-
+def add_data_commands(sub) -> None:
+    """Add build/fetch/inspect/train-behavior/select-behavior to the ``data`` command's subparsers
+    (created with ``dest="data_command"``)."""
     b = sub.add_parser("build", help="build and cache local/<env>-<level> datasets (idempotent)")
     b.add_argument("--env", nargs="*", default=list(LOCAL_ENVS), choices=LOCAL_ENVS)
     b.add_argument("--level", nargs="*", default=list(LOCAL_LEVELS), choices=LOCAL_LEVELS)
@@ -55,7 +55,6 @@ def add_data_commands(subparsers) -> argparse.ArgumentParser:
     s.add_argument("--episodes", type=int, default=20)
     s.add_argument("--max-replay-rows", type=int, default=50_000)
     s.add_argument("--source", default=None, help="provenance text for the cards")
-    return data
 
 
 def guess_env_key(path: Path) -> str:
@@ -229,7 +228,8 @@ def run_data_command(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="admbench")
-    add_data_commands(parser.add_subparsers(dest="command", required=True))
+    data = parser.add_subparsers(dest="command", required=True).add_parser("data", help="datasets")
+    add_data_commands(data.add_subparsers(dest="data_command", required=True))
     return run_data_command(parser.parse_args(argv))
 
 
