@@ -245,3 +245,12 @@ def test_task_ids_load_through_the_readers(tmp_path, monkeypatch):
     assert d4.name == "d4rl/halfcheetah-medium-expert-v2" and len(d4) == 60
     neo = resolve_task("neorl/HalfCheetah-v3-medium").load_dataset()
     assert neo.env_key == "neorl-halfcheetah" and neo.obs_dim == 18
+
+
+def test_admbench_cli_dispatches_data_commands(tmp_path, capsys):
+    from benchmark.cli import main as admbench_main
+
+    path = write_hdf5(tmp_path / "walker2d_random-v2.hdf5", d4rl_arrays(obs_dim=17, act_dim=6))
+    assert admbench_main(["data", "inspect", str(path)]) == 0
+    assert json.loads(capsys.readouterr().out)["env_key"] == "walker2d"
+    assert admbench_main(["data", "inspect", str(tmp_path / "none.hdf5")]) == 2
