@@ -164,13 +164,17 @@ class AnyStepDynamics(nn.Module):
         ``obs_hist [B, m, obs]``, ``act_hist [B, m, act]`` (oldest first; the last pair is the current
         state and action). Backtracking length k starts at ``obs_hist[:, -k]`` with actions
         ``act_hist[:, -k:]``. Returns ``mean, logvar [m, B, obs+1]`` (index k-1, delta from that k's start
-        state) and the absolute next-state means ``[m, B, obs]``. Costs m batched GRU cell steps."""
+        state) and the absolute next-state means ``[m, B, obs]``.
+
+        From scratch every k needs its own k cell steps (m(m+1)/2 in all, whichever way they are
+        batched), so this runs one GRU pass per k (measured faster on CPU than carrying m pushes) and ONE
+        batched head pass. Along a rollout, :class:`AnyStepCarry` reuses the previous step's hidden states
+        and needs only m cell steps per step."""
         m = obs_hist.shape[1]
-        carry = AnyStepCarry.empty(self, m, obs_hist.shape[0])
-        for t in range(m):
-            carry.push(obs_hist[:, t], act_hist[:, t])
-        mean, logvar = self.head(carry.features, masks)
-        return mean, logvar, carry.starts + mean[..., :-1]
+        features = torch.stack([self.encode(obs_hist[:, -k], act_hist[:, -k:]) for k in range(1, m + 1)])
+        mean, logvar = self.head(features, masks)
+        starts = obs_hist.flip(1).transpose(0, 1)  # [m, B, obs], index k-1 = obs_hist[:, -k]
+        return mean, logvar, starts + mean[..., :-1]
 
 
 class AnyStepCarry:

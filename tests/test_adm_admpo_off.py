@@ -83,6 +83,7 @@ def test_smoke_run_mixes_real_and_model_data_and_anneals_actor_lr():
     assert all((real_obs == row).all(1).any() for row in batch["obs"][:n_real])
     assert algo.rollout_info["penalty"] > 0
     lr0 = algo.sac.actor_optim.param_groups[0]["lr"]
+    assert math.isfinite(algo.learn(batch)["critic_loss"])
     info = algo.end_epoch(0)
     assert info["actor_lr"] == pytest.approx(lr0 * 0.5 * (1 + math.cos(math.pi / cfg.epochs)))
     out = train_offline(ADMPOOff(cfg, make_ctx(ds)), cfg, lambda: make_env("hopper"),
