@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from benchmark.data.local import build_local_dataset
+from benchmark.data.local import load_local_dataset
 from benchmark.rl.dynamics import (
     EnsembleDynamics,
     EnsembleDynamicsConfig,
@@ -19,14 +19,14 @@ from benchmark.rl.termination import get_termination_fn
 
 @pytest.fixture(scope="module")
 def hopper_random():
-    return build_local_dataset("hopper", "random", size=3000)
+    return load_local_dataset("hopper", "random", size=3000)
 
 
 @pytest.fixture(scope="module")
 def trained(hopper_random):
     ds = hopper_random
     model = EnsembleDynamics(
-        ds.obs_dim, ds.act_dim, EnsembleDynamicsConfig(max_epochs=8), env_key="hopper", seed=0
+        ds.obs_dim, ds.act_dim, EnsembleDynamicsConfig(max_epochs=5), env_key="hopper", seed=0
     )
     info = model.fit(ds)
     return model, info
@@ -80,7 +80,7 @@ def test_soft_clamp_stays_inside_bounds():
 def test_holdout_loss_falls_and_elites_are_best_members(trained):
     model, info = trained
     assert info["dynamics/holdout_mse"] < 0.5 * info["dynamics/holdout_mse_first_epoch"]
-    assert len(model.history) == info["dynamics/epochs"] <= 8
+    assert len(model.history) == info["dynamics/epochs"] <= 5
     assert len(set(model.elites.tolist())) == 5
 
 
