@@ -116,7 +116,7 @@ class ADMPOOff(ModelBasedOffline):
 
     def train_dynamics(self) -> dict:
         self.dynamics, info = train_adm(self.ctx.dataset, self.train_cfg, self.model_cfg, self.device,
-                                        self.generator, sampler=WindowSampler(self.ctx.dataset, "cpu"))
+                                        self.generator, sampler=self.windows)
         return {
             "model_holdout_mse": info["holdout_mse"],
             **{f"model_holdout_mse_k{k + 1}": v for k, v in enumerate(info["holdout_mse_k"])},

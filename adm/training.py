@@ -90,8 +90,10 @@ class WindowBatcher:
             sel = ks == k
             if sel.any():
                 starts[sel] = self.sampler.sample_starts(int(sel.sum()), k, self.train_size, g)
-        idx = (starts.unsqueeze(1) + torch.arange(m)).clamp(max=self.sampler.n - 1)
-        last = starts + ks - 1
+        dev = self.sampler.device
+        idx = (starts.unsqueeze(1) + torch.arange(m)).clamp(max=self.sampler.n - 1).to(dev)
+        last = (starts + ks - 1).to(dev)
+        starts = starts.to(dev)
         s0 = self.sampler.obs[starts]
         acts = self.sampler.act[idx]
         target = torch.cat([self.sampler.next_obs[last] - s0, self.sampler.rew[last].reshape(-1, 1)], dim=-1)
