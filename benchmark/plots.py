@@ -155,6 +155,13 @@ def probability_of_improvement_figure(poi: pd.DataFrame) -> Figure:
 # ----------------------------------------------------------------------------------------------------
 
 
+def mean_and_standard_error(data: pd.DataFrame, keys: list[str], value: str) -> pd.DataFrame:
+    """``keys + [mean, se, n]`` per group; ``se`` = sample std / sqrt(n), 0 for a single seed."""
+    grouped = data.groupby(keys, sort=True)[value].agg(["mean", "std", "count"]).reset_index()
+    grouped["se"] = (grouped["std"] / np.sqrt(grouped["count"])).fillna(0.0)
+    return grouped.rename(columns={"count": "n"}).drop(columns="std")
+
+
 def learning_curves_figure(
     curves: pd.DataFrame,
     value: str = "score",
@@ -163,25 +170,34 @@ def learning_curves_figure(
     asymptote_label: str = "SAC asymptote",
 ) -> Figure:
     """One panel per task. Reads ``algo, task, seed, step, <value>``; draws the mean over seeds with a
-    ±1 standard-error band (seaborn ``errorbar="se"``). ``asymptotes`` maps task -> a horizontal
-    dashed reference line (the paper's Figure 3 draws SAC's asymptotic performance this way)."""
+    ±1 standard-error band (sample std / sqrt(n), as seaborn's ``errorbar="se"``; computed with one
+    pandas groupby, which is much faster than seaborn on long curves). ``asymptotes`` maps task -> a
+    horizontal dashed reference line (the paper's Figure 3 draws SAC's asymptotic performance)."""
     data = curves.dropna(subset=[value])
     tasks = sorted(set(data["task"]))
     palette = algo_palette(data["algo"])
+    stats = mean_and_standard_error(data, ["task", "algo", "step"], value)
     fig, axes = _grid(max(1, len(tasks)), ncols=4)
     handles, labels = [], []
     for ax, task in zip(axes, tasks):
-        sub = data[data["task"] == task]
-        sns.lineplot(
-            data=sub,
-            x="step",
-            y=value,
-            hue="algo",
-            palette=palette,
-            errorbar="se",
-            ax=ax,
-            hue_order=sorted(set(sub["algo"])),
-        )
+        sub = stats[stats["task"] == task]
+        for algo in sorted(set(sub["algo"])):
+            line = sub[sub["algo"] == algo]
+            ax.plot(
+                line["step"],
+                line["mean"],
+                color=palette[algo],
+                label=algo,
+                linewidth=2.0 if algo in HIGHLIGHT else 1.5,
+            )
+            ax.fill_between(
+                line["step"],
+                line["mean"] - line["se"],
+                line["mean"] + line["se"],
+                color=palette[algo],
+                alpha=0.2,
+                linewidth=0,
+            )
         if asymptotes and task in asymptotes:
             ax.axhline(
                 asymptotes[task], color="dimgray", linestyle="--", linewidth=1.2, label=asymptote_label

@@ -140,9 +140,12 @@ _LATEX_ESCAPES = {
 }
 
 
+# non-ASCII symbols the tables use, as plain-LaTeX math (no unicode packages needed)
+_LATEX_SYMBOLS = {"±": r"$\pm$", "—": "---", "−": "$-$", "Δ": r"$\Delta$", "γ": r"$\gamma$", "ρ": r"$\rho$"}
+
+
 def latex_escape(text: str) -> str:
-    out = "".join(_LATEX_ESCAPES.get(c, c) for c in text)
-    return out.replace("±", r"$\pm$").replace("—", "---").replace("Δ", r"$\Delta$")
+    return "".join(_LATEX_ESCAPES.get(c) or _LATEX_SYMBOLS.get(c, c) for c in text)
 
 
 def md_to_latex_cell(cell: str) -> str:

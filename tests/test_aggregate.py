@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 import scipy.stats
 from rliable import library as rly
@@ -235,20 +236,53 @@ def test_iqm_curve_point_matches_rliable_and_ci_brackets_it(results):
     assert iqm.equals(again)
 
 
-def test_iqm_curve_bootstrap_ci_agrees_with_rliable_within_resampling_noise():
+def test_iqm_curve_intervals_equal_rliable_at_every_step():
     rng = np.random.default_rng(1)
-    scores = rng.normal(50, 10, size=(5, 4))
-    import pandas as pd
-
+    scores = rng.normal(50, 10, size=(2, 5, 4))  # [step, run, task]
     curves = pd.DataFrame(
         [
-            {"algo": "a", "task": f"t{j}", "seed": i, "step": 1, "score": scores[i, j], "return": 0.0}
+            {
+                "algo": "a",
+                "task": f"t{j}",
+                "seed": i,
+                "step": 100 * (k + 1),
+                "score": scores[k, i, j],
+                "return": 0.0,
+            }
+            for k in range(2)
             for i in range(5)
             for j in range(4)
         ]
     )
-    ours = agg.iqm_curve(curves, reps=500, seed=0).iloc[0]
-    np.random.seed(0)
-    _, ci = rly.get_interval_estimates({"a": scores}, metrics.aggregate_iqm, reps=500)
-    assert ours["ci_low"] == pytest.approx(ci["a"][0], abs=2.5)
-    assert ours["ci_high"] == pytest.approx(ci["a"][1], abs=2.5)
+    ours = agg.iqm_curve(curves, reps=REPS, seed=4)
+    for k in range(2):
+        np.random.seed(4)
+        point, ci = rly.get_interval_estimates({"a": scores[k]}, metrics.aggregate_iqm, reps=REPS)
+        row = ours.iloc[k]
+        assert row["iqm"] == pytest.approx(point["a"])
+        assert (row["ci_low"], row["ci_high"]) == pytest.approx(tuple(np.ravel(ci["a"])))
+
+
+def test_bootstrap_leaves_the_global_generator_alone(results):
+    matrices = agg.score_matrices(agg.load_records(results, "synth"))
+    np.random.seed(99)
+    expected = np.random.random()
+    np.random.seed(99)
+    agg.aggregate_metrics(matrices, reps=REPS, seed=0)
+    assert np.random.random() == expected
+
+
+def test_probability_of_improvement_bootstrap_with_unequal_runs_and_ties_equals_rliable():
+    x = np.array([[1.0, 5.0], [2.0, 5.0], [3.0, 7.0]])
+    y = np.array([[2.0, 5.0], [0.0, 6.0]])
+    rx, ry = agg.bootstrap_resamples([x, y], REPS, seed=2)
+    low, high = agg.percentile_interval(agg.batched_probability_of_improvement(rx, ry))
+    np.random.seed(2)
+    point, ci = rly.get_interval_estimates({"k": [x, y]}, metrics.probability_of_improvement, reps=REPS)
+    assert (low[0], high[0]) == pytest.approx(tuple(np.ravel(ci["k"])))
+    single = agg.batched_probability_of_improvement(x[None], y[None])[0]
+    assert single == pytest.approx(point["k"])
+    # by hand: per task, P(x > y) + P(x = y) / 2 over all run pairs, then the mean over tasks
+    t0 = np.mean([(a > b) + 0.5 * (a == b) for a in x[:, 0] for b in y[:, 0]])
+    t1 = np.mean([(a > b) + 0.5 * (a == b) for a in x[:, 1] for b in y[:, 1]])
+    assert single == pytest.approx((t0 + t1) / 2)

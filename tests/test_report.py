@@ -166,3 +166,49 @@ def test_paper_data_is_complete_and_its_averages_match(name, n_rows, n_algos, sp
     pd.testing.assert_series_equal(means.sort_index(), published.sort_index(), check_names=False)
     assert set(table.sources["algo"]) == set(table.algo_order)
     assert table.value(spot[0], spot[1]) == spot[2]  # spot check against REFERENCE.md 4.3/4.4
+
+
+def _stats(rows: list[tuple[str, str, int, float, float]]) -> pd.DataFrame:
+    return pd.DataFrame(
+        [
+            {"algo": a, "task": t, "n_seeds": n, "mean": m, "std": s, "unit": "score", "n_failed": 0}
+            for a, t, n, m, s in rows
+        ]
+    )
+
+
+def test_neorl_table2_rows_follow_the_paper_order_and_use_official_labels():
+    stats = _stats(
+        [
+            ("admpo-off", "neorl/Walker2d-v3-high", 5, 80.0, 2.0),
+            ("admpo-off", "neorl/Hopper-v3-low", 5, 20.0, 1.0),
+            ("mopo", "neorl/Hopper-v3-low", 5, 7.0, 1.0),
+            ("mopo", "neorl/Walker2d-v3-high", 0, float("nan"), float("nan")),
+        ]
+    )
+    header, rows = report.paper_comparison_rows(stats, report.load_paper_table("neorl_table2"), requested=5)
+    assert header[1:4] == ["mopo ours", "mopo paper", "mopo Δ"]  # the paper's column order: MOPO before ADMPO
+    assert [r[0] for r in rows] == [
+        "neorl-hopper-low",
+        "neorl-walker2d-high",
+        "**Average over these 2 rows**",
+    ]
+    low, high, avg = rows
+    # paper (REFERENCE.md 4.4): hopper-low MOPO 6.2, ADMPO-OFF 22.3; walker2d-high MOPO 18.0, ADMPO-OFF 82.2
+    assert low[1:] == ["7.0 ± 1.0", "6.2", "+0.8", "**20.0 ± 1.0**", "**22.3**", "-2.3"]
+    assert high[1:] == ["— (0/5 seeds)", "18.0", "—", "80.0 ± 2.0", "**82.2**", "-2.2"]
+    assert avg[1:] == ["— (1/2 rows)", "12.1", "—", "50.0", "52.2", "-2.2"]
+
+
+def test_d4rl_rows_are_not_labelled_local_and_seed_shortfall_is_shown():
+    stats = _stats([("bc", "d4rl/hopper-medium-v2", 2, 50.0, 1.0)])
+    _, rows = report.paper_comparison_rows(stats, report.load_paper_table("d4rl_table1"), requested=5)
+    assert rows[0][:4] == ["hopper-medium", "50.0 ± 1.0 (2/5 seeds)", "54.1", "-4.1"]
+
+
+def test_latex_cells_escape_and_bold():
+    assert report.md_to_latex_cell("**5.0 ± 1.0**") == r"\textbf{5.0 $\pm$ 1.0}"
+    assert report.latex_escape("a_b — Δ γ ρ 5%") == r"a\_b --- $\Delta$ $\gamma$ $\rho$ 5\%"
+    tex = report.latex_table(["Task", "x"], [["t_1", "1.0"], ["**Average (1 row)**", "1.0"]], "cap", "tab:x")
+    assert r"\midrule" in tex.split("t\\_1")[1]  # a rule above the average row
+    assert tex.count(r"\\") == 3 and r"\begin{tabular}{lr}" in tex

@@ -308,3 +308,11 @@ def test_report_m_ablation_and_online_sections(extras_report):
     assert hopper.loc["sac", "unit"] == "return" and hopper.loc["sac", "mean"] == pytest.approx(3000.5)
     readme = (extras_report / "README.md").read_text()
     assert "## Online learning curves" in readme
+
+
+def test_mean_and_standard_error_by_hand():
+    data = pd.DataFrame({"algo": ["a"] * 3 + ["b"], "step": [1, 1, 1, 1], "score": [1.0, 2.0, 6.0, 4.0]})
+    out = plots.mean_and_standard_error(data, ["algo", "step"], "score").set_index("algo")
+    assert out.loc["a", "mean"] == pytest.approx(3.0) and out.loc["a", "n"] == 3
+    assert out.loc["a", "se"] == pytest.approx(np.std([1.0, 2.0, 6.0], ddof=1) / np.sqrt(3))
+    assert out.loc["b", "se"] == 0.0
