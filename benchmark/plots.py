@@ -42,24 +42,22 @@ def _grid(n_panels: int, ncols: int = 4, size: tuple[float, float] = (4.0, 3.0))
     nrows = max(1, math.ceil(n_panels / ncols))
     with sns.axes_style(STYLE):
         # at least 6.5 inches wide, so titles and the legend row fit when there is a single panel
-        fig = Figure(figsize=(max(6.5, size[0] * ncols), size[1] * nrows))
+        fig = Figure(figsize=(max(6.5, size[0] * ncols), max(4.0, size[1] * nrows + 0.8)))
         axes = np.atleast_1d(fig.subplots(nrows, ncols, squeeze=False)).ravel()
     for ax in axes[n_panels:]:
         ax.set_visible(False)
     return fig, axes[:n_panels]
 
 
-def _legend_below(fig: Figure, handles, labels, ncol: int | None = None) -> None:
-    if handles:
-        fig.legend(
-            handles,
-            labels,
-            loc="lower center",
-            ncol=ncol or min(len(labels), 6),
-            frameon=False,
-            bbox_to_anchor=(0.5, -0.02),
-        )
-        fig.subplots_adjust(bottom=0.2)
+def _legend_below(fig: Figure, handles, labels) -> float:
+    """One legend for all panels, under them; returns the figure fraction it takes (for the
+    ``rect`` of ``tight_layout``), so a long legend of many rows is never cut off."""
+    if not handles:
+        return 0.0
+    ncol = max(1, min(len(labels), 6, int(fig.get_figwidth() / 1.4)))
+    rows = math.ceil(len(labels) / ncol)
+    fig.legend(handles, labels, loc="lower center", ncol=ncol, frameon=False, bbox_to_anchor=(0.5, 0.0))
+    return min(0.5, (0.15 + 0.28 * rows) / fig.get_figheight())
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -211,9 +209,9 @@ def learning_curves_figure(
                 labels.append(lab)
         if ax.get_legend() is not None:
             ax.get_legend().remove()
-    _legend_below(fig, handles, labels)
+    bottom = _legend_below(fig, handles, labels)
     fig.suptitle("Learning curves (mean ± standard error over seeds)")
-    fig.tight_layout(rect=(0, 0.08, 1, 1))
+    fig.tight_layout(rect=(0, bottom, 1, 1))
     return fig
 
 
@@ -296,8 +294,8 @@ def compounding_error_figure(
                 labels.append(lab)
         if ax.get_legend() is not None:
             ax.get_legend().remove()
-    _legend_below(fig, handles, labels)
-    fig.tight_layout(rect=(0, 0.08, 1, 1))
+    bottom = _legend_below(fig, handles, labels)
+    fig.tight_layout(rect=(0, bottom, 1, 1))
     return fig
 
 
@@ -366,8 +364,8 @@ def uncertainty_error_figure(
                     labels.append(lab)
             if ax.get_legend() is not None:
                 ax.get_legend().remove()
-    _legend_below(fig, handles, labels)
-    fig.tight_layout(rect=(0, 0.08, 1, 1))
+    bottom = _legend_below(fig, handles, labels)
+    fig.tight_layout(rect=(0, bottom, 1, 1))
     return fig
 
 
