@@ -209,13 +209,29 @@ def _stats_lookup(stats: pd.DataFrame) -> dict[tuple[str, str], pd.Series]:
     return {(r["algo"], r["task"]): r for _, r in stats.iterrows()}
 
 
+_LEVEL_ORDER = ("random", "low", "medium", "medium-replay", "high", "medium-expert", "expert")
+_ENV_ORDER = ("hopper", "halfcheetah", "walker2d", "ant", "humanoid")
+
+
+def task_order(task: str) -> tuple:
+    """Sort key in the paper's order: family, then level (random, medium, medium-replay,
+    medium-expert / low, medium, high), then environment (hopper, halfcheetah, walker2d)."""
+    family, _, name = task.partition("/")
+    low = name.lower().removesuffix("-v2").replace("-v3-", "-")
+    env = next((e for e in _ENV_ORDER if low.startswith(e)), "")
+    level = low[len(env) :].lstrip("-") if env else ""
+    level_rank = _LEVEL_ORDER.index(level) if level in _LEVEL_ORDER else len(_LEVEL_ORDER)
+    env_rank = _ENV_ORDER.index(env) if env else len(_ENV_ORDER)
+    return (family, level_rank, env_rank, task)
+
+
 def per_task_rows(stats: pd.DataFrame, requested: int | None) -> tuple[list[str], list[list[str]]]:
     """Rows = tasks, columns = algorithms; the best mean of each row in bold."""
     algos = sorted(set(stats["algo"]))
     lookup = _stats_lookup(stats)
     header = ["Task", "unit", *algos]
     rows = []
-    for task in sorted(set(stats["task"])):
+    for task in sorted(set(stats["task"]), key=task_order):
         here = {a: lookup[(a, task)] for a in algos if (a, task) in lookup}
         means = {a: st["mean"] for a, st in here.items() if st["n_seeds"] > 0}
         best = max(means.values()) if means else None

@@ -212,3 +212,20 @@ def test_latex_cells_escape_and_bold():
     tex = report.latex_table(["Task", "x"], [["t_1", "1.0"], ["**Average (1 row)**", "1.0"]], "cap", "tab:x")
     assert r"\midrule" in tex.split("t\\_1")[1]  # a rule above the average row
     assert tex.count(r"\\") == 3 and r"\begin{tabular}{lr}" in tex
+
+
+def test_tasks_sort_in_the_papers_order():
+    tasks = [
+        "d4rl/walker2d-random-v2",
+        "d4rl/hopper-medium-v2",
+        "d4rl/hopper-random-v2",
+        "neorl/Hopper-v3-high",
+    ]
+    tasks += ["neorl/Walker2d-v3-low"]
+    assert sorted(tasks, key=report.task_order) == [
+        "d4rl/hopper-random-v2",
+        "d4rl/walker2d-random-v2",
+        "d4rl/hopper-medium-v2",
+        "neorl/Walker2d-v3-low",
+        "neorl/Hopper-v3-high",
+    ]
