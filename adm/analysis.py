@@ -100,7 +100,8 @@ class AnalysisSizes:
 
 
 # smoke: seconds (tests); short: minutes on a CPU (epoch/step caps, not time caps, so results do not depend
-# on the machine's load; measured on 2 busy cores: ~15 min for hopper-medium-replay at 3 ADM epochs);
+# on the machine's load; measured on 2 cores shared with ~10 other processes, local/hopper-medium-replay:
+# compounding error ~15 min and uncertainty ~10 min with ~2-3 ADM/BootRNN epochs and 3000 ensemble steps);
 # paper: early stopping as the code, [REPRO]'s horizons and starts
 ANALYSIS_BUDGETS: dict[str, dict[str, dict]] = {
     "compounding-error": {
