@@ -595,23 +595,39 @@ def m_ablation_frame(records: pd.DataFrame, value: str = "final_score") -> pd.Da
     return frame.sort_values(["algo_id", "task", "m", "seed"], kind="mergesort").reset_index(drop=True)
 
 
-# What the report reads from analysis records' ``result`` (written by ``adm.analysis.run_analysis``):
-# a table under ``result["rows"]`` (or ``"points"``/``"data"``), as a list of row dicts or a dict of
-# columns, with these columns (aliases accepted, see ANALYSIS_ALIASES). Scalar entries of ``result``
-# (e.g. ``"error_metric": "raw-state MSE"``, ``"horizon": 100``) are shown in the report as stated.
+# What the report reads from analysis records' ``result`` (``adm.analysis.run_analysis``):
+# - compounding-error: ``{"horizons": [1..H], "models": {name: {"mean": [H], "std": [H], "overflow": [H]}}}``
+#   (mean/std over held-out starts per rollout length; overflow = fraction of starts that overflowed);
+# - uncertainty: ``{"points": [{"model", "source", "uncertainty", "error"}, ...], "correlations":
+#   [{"model", "source", "pearson", "spearman", "n"}, ...]}`` (correlations over all points, the stored
+#   points being a subsample).
+# A plain table under ``rows``/``points``/``data`` (list of row dicts or dict of columns) with the
+# columns of ANALYSIS_COLUMNS (aliases accepted) works for both. Scalar string/number entries and
+# dicts of strings (metric, protocol, uncertainty definitions ...) are shown in the report as stated.
 ANALYSIS_COLUMNS: dict[str, tuple[str, ...]] = {
     "compounding-error": ("model", "rollout_length", "error"),
-    "uncertainty": ("model", "policy", "uncertainty", "error"),
+    "uncertainty": ("model", "source", "uncertainty", "error"),
 }
 ANALYSIS_ALIASES: dict[str, tuple[str, ...]] = {
-    "rollout_length": ("length", "horizon_step", "h", "step", "k"),
+    "rollout_length": ("length", "horizon", "h", "step", "k"),
     "error": ("mse", "model_error", "compounding_error"),
     "uncertainty": ("model_uncertainty", "u"),
-    "policy": ("source", "rollout_policy"),
+    "source": ("policy", "rollout_policy"),
 }
+_PER_RECORD_FIELDS = {"task", "seed", "budget", "analysis"}  # vary per record: not protocol statements
 
 
 def _result_table(result) -> pd.DataFrame | None:
+    if isinstance(result, dict) and isinstance(result.get("models"), dict) and "horizons" in result:
+        horizons = list(result["horizons"])
+        rows = []
+        for model, curve in sorted(result["models"].items()):
+            if not isinstance(curve, dict) or len(curve.get("mean") or []) != len(horizons):
+                continue
+            overflow = curve.get("overflow") or [None] * len(horizons)
+            for h, err, over in zip(horizons, curve["mean"], overflow):
+                rows.append({"model": model, "rollout_length": h, "error": err, "overflow_fraction": over})
+        return pd.DataFrame(rows) if rows else None
     table = result
     if isinstance(result, dict):
         table = next((result[k] for k in ("rows", "points", "data") if k in result), None)
@@ -623,11 +639,28 @@ def _result_table(result) -> pd.DataFrame | None:
     return None
 
 
+def _stated_fields(result: dict, stated: dict[str, list[str]]) -> None:
+    for key, val in sorted(result.items()):
+        if key in _PER_RECORD_FIELDS:
+            continue
+        if isinstance(val, str | int | float) and not isinstance(val, bool):
+            items = [(key, str(val))]
+        elif isinstance(val, dict) and val and all(isinstance(v, str) for v in val.values()):
+            items = [(f"{key}[{k}]", v) for k, v in sorted(val.items())]
+        else:
+            continue
+        for k, v in items:
+            stated.setdefault(k, [])
+            if v not in stated[k]:
+                stated[k].append(v)
+
+
 def analysis_frame(records: pd.DataFrame, name: str) -> tuple[pd.DataFrame, list[str], dict[str, list[str]]]:
     """Rows of every finished ``analysis-<name>`` record with ``task`` and ``seed`` added.
 
     Returns ``(frame, problems, stated)``: ``problems`` names records whose ``result`` lacks the
-    columns of :data:`ANALYSIS_COLUMNS`; ``stated`` collects their scalar fields (metric, horizon ...).
+    columns of :data:`ANALYSIS_COLUMNS`; ``stated`` collects their protocol fields (metric, protocol,
+    definitions), each with its distinct values.
     """
     required = ANALYSIS_COLUMNS.get(name, ())
     rows = records[(records["algo"] == f"analysis-{name}") & (records["status"] == "ok")]
@@ -635,7 +668,9 @@ def analysis_frame(records: pd.DataFrame, name: str) -> tuple[pd.DataFrame, list
     for rec in rows.itertuples(index=False):
         table = _result_table(rec.result)
         if table is None:
-            problems.append(f"{rec.path}: `result` has no table under rows/points/data")
+            problems.append(
+                f"{rec.path}: `result` has no per-model curves and no table under rows/points/data"
+            )
             continue
         for canonical, aliases in ANALYSIS_ALIASES.items():
             if canonical not in table:
@@ -647,16 +682,37 @@ def analysis_frame(records: pd.DataFrame, name: str) -> tuple[pd.DataFrame, list
             problems.append(f"{rec.path}: `result` table lacks columns {missing}")
             continue
         if isinstance(rec.result, dict):
-            for key, val in sorted(rec.result.items()):
-                if isinstance(val, str | int | float | bool) and key not in ("rows", "points", "data"):
-                    stated.setdefault(key, [])
-                    if str(val) not in stated[key]:
-                        stated[key].append(str(val))
+            _stated_fields(rec.result, stated)
         frames.append(table.assign(task=rec.task, seed=int(rec.seed)))
     frame = (
         pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=[*required, "task", "seed"])
     )
-    for col in ("rollout_length", "error", "uncertainty"):
+    for col in ("rollout_length", "error", "uncertainty", "overflow_fraction"):
         if col in frame:
             frame[col] = pd.to_numeric(frame[col], errors="coerce")
     return frame, problems, stated
+
+
+def recorded_correlations(records: pd.DataFrame, name: str = "uncertainty") -> pd.DataFrame:
+    """The correlations the analysis computed over *all* its points (``result["correlations"]``):
+    columns ``task, seed, model, source, pearson, spearman, n``; empty when no record has them."""
+    rows = []
+    finished = records[(records["algo"] == f"analysis-{name}") & (records["status"] == "ok")]
+    for rec in finished.itertuples(index=False):
+        entries = rec.result.get("correlations") if isinstance(rec.result, dict) else None
+        for entry in entries if isinstance(entries, list) else []:
+            if isinstance(entry, dict) and "model" in entry:
+                rows.append(
+                    {
+                        "task": rec.task,
+                        "seed": int(rec.seed),
+                        "model": str(entry["model"]),
+                        "source": str(entry.get("source", "all")),
+                        "pearson": _finite_or_none(entry.get("pearson")),
+                        "spearman": _finite_or_none(entry.get("spearman")),
+                        "n": entry.get("n"),
+                    }
+                )
+    frame = pd.DataFrame(rows, columns=["task", "seed", "model", "source", "pearson", "spearman", "n"])
+    frame[["pearson", "spearman"]] = frame[["pearson", "spearman"]].astype(float)
+    return frame

@@ -315,15 +315,18 @@ def uncertainty_error_figure(
     points: pd.DataFrame,
     x: str = "uncertainty",
     y: str = "error",
-    hue: str = "policy",
+    hue: str = "source",
     col: str = "model",
     row: str | None = "task",
     max_points: int = 5000,
     seed: int = 0,
+    annotations: Mapping[tuple, tuple[float, float]] | None = None,
 ) -> Figure:
     """The paper's Figure 4: model uncertainty vs model error, one panel per (row, col) (e.g. task x
-    model), points coloured by ``hue`` (the rollout policy), Pearson r and Spearman rho (on all points
-    of the panel) in each title. At most ``max_points`` points per panel are drawn (seeded subsample)."""
+    model), points coloured by ``hue`` (the rollout policy that produced them), Pearson r and Spearman
+    rho in each title: computed on the panel's points, or taken from ``annotations[(row value, col
+    value)] = (pearson, spearman)`` when the caller has them over more points than it stored. At most
+    ``max_points`` points per panel are drawn (seeded subsample)."""
     rows_ = sorted(set(points[row])) if row and row in points else [None]
     cols_ = sorted(set(points[col])) if col in points else [None]
     hues = sorted(set(points[hue])) if hue in points else []
@@ -340,7 +343,8 @@ def uncertainty_error_figure(
                 sub = sub[sub[row] == r]
             if c is not None:
                 sub = sub[sub[col] == c]
-            pearson, spearman = correlations(sub, x, y)
+            given = (annotations or {}).get((r, c))
+            pearson, spearman = given if given is not None else correlations(sub, x, y)
             shown = sub.sample(n=max_points, random_state=seed) if len(sub) > max_points else sub
             sns.scatterplot(
                 data=shown,
@@ -355,7 +359,10 @@ def uncertainty_error_figure(
                 ax=ax,
             )
             title = " / ".join(str(v) for v in (r, c) if v is not None)
-            ax.set_title(f"{title}\nPearson r={pearson:.3f}, Spearman ρ={spearman:.3f}", fontsize="medium")
+            where = " (all points)" if given is not None else ""
+            ax.set_title(
+                f"{title}\nPearson r={pearson:.3f}, Spearman ρ={spearman:.3f}{where}", fontsize="medium"
+            )
             ax.set_xlabel("model uncertainty")
             ax.set_ylabel("model error")
             for h, lab in zip(*ax.get_legend_handles_labels()):

@@ -627,16 +627,18 @@ def _ablation_section(out_dir: Path, runs: pd.DataFrame) -> list[str]:
 def _stated_lines(stated: dict[str, list[str]]) -> str:
     if not stated:
         return "The analysis records state no protocol fields (metric, horizon, ...).\n"
-    return (
-        "As stated by the analysis records: "
-        + "; ".join(f"{k} = {', '.join(v)}" for k, v in sorted(stated.items()))
-        + ".\n"
-    )
+    lines = [f"- **{k}**: {' | '.join(v)}" for k, v in sorted(stated.items())]
+    header = "As stated by the analysis records (values that differ between records are separated by |):"
+    return header + "\n\n" + "\n".join(lines) + "\n"
+
+
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 def _fmt_sci(values: np.ndarray) -> str:
-    """Errors span many orders of magnitude: 3 significant digits; overflow (non-finite) named."""
-    finite = values[np.isfinite(values)]
+    """Errors span many orders of magnitude: 3 significant digits; overflow (non-finite, or clamped to
+    float32's maximum as the analysis stores it) named."""
+    finite = values[np.isfinite(values) & (values < FLOAT32_MAX)]
     over = len(values) - len(finite)
     if len(finite) == 0:
         return f"overflow ({over}/{len(values)} seeds)"
@@ -665,9 +667,10 @@ def _compounding_section(out_dir: Path, analyses: pd.DataFrame) -> list[str]:
         md += [
             "## Compounding error vs rollout length (ours; the paper's Figure 2)\n",
             _stated_lines(stated),
-            "Mean ± std over seeds. A non-finite error (overflow; stored as null in JSON) is drawn at "
-            "float32's maximum, as the paper does. The paper gives this only as a figure (no numbers); a "
-            "third-party reproduction reports 100-step raw-state MSE on hopper-medium-replay of ADM "
+            "Mean ± std over seeds of each seed's error (itself a mean over held-out starts). An overflow "
+            "(non-finite, or clamped to float32's maximum) is drawn at float32's maximum, as the paper "
+            "does. The paper gives this only as a figure (no numbers); a third-party reproduction "
+            "reports 100-step raw-state MSE on hopper-medium-replay of ADM "
             "0.328 ± 0.040, BootRNN 0.317 ± 0.046, ensemble 0.694 ± 0.008 (REFERENCE.md 4.1).\n",
             _write_table(
                 out_dir, "compounding_error", header, rows, "Compounding error by rollout length h."
@@ -680,48 +683,84 @@ def _compounding_section(out_dir: Path, analyses: pd.DataFrame) -> list[str]:
     return md
 
 
+def _mean_std_text(values: np.ndarray) -> str:
+    values = values[np.isfinite(values)]
+    if len(values) == 0:
+        return MISSING
+    if len(values) == 1:
+        return f"{values[0]:.3f}"
+    return f"{values.mean():.3f} ± {values.std(ddof=1):.3f}"
+
+
 def _uncertainty_section(out_dir: Path, analyses: pd.DataFrame) -> list[str]:
     frame, problems, stated = agg.analysis_frame(analyses, "uncertainty")
     md = []
     if len(frame):
+        recorded = agg.recorded_correlations(analyses, "uncertainty")
+        have = set(zip(recorded["task"], recorded["seed"]))
+        # records without correlations: computed here on their stored points, pooled over sources
+        computed = pd.DataFrame(
+            [
+                {"task": t, "seed": sd, "model": m, "source": "all", "pearson": p, "spearman": r, "n": len(g)}
+                for (t, sd, m), g in frame.groupby(["task", "seed", "model"], sort=True)
+                if (t, sd) not in have
+                for p, r in [plots.correlations(g)]
+            ],
+            columns=recorded.columns,
+        )
+        basis = []
+        if len(recorded):
+            basis.append("as the analysis computed them over all its points (records store a subsample)")
+        if len(computed):
+            basis.append("computed here on the stored points for records that carry no correlations")
+        basis = "; ".join(basis)
+        recorded = pd.concat([recorded, computed], ignore_index=True) if len(computed) else recorded
+        order = {"all": 0}
+        recorded = recorded.assign(_o=recorded["source"].map(lambda v: order.get(v, 1)))
         rows, table = [], []
-        for (task, model), g in frame.groupby(["task", "model"], sort=True):
-            pearson, spearman = plots.correlations(g)
-            per_seed = [plots.correlations(gs)[0] for _, gs in g.groupby("seed", sort=True)]
-            per_seed = np.array([v for v in per_seed if np.isfinite(v)])
-            seed_text = (
-                f"{per_seed.mean():.3f} ± {per_seed.std(ddof=1):.3f}"
-                if len(per_seed) > 1
-                else (f"{per_seed[0]:.3f}" if len(per_seed) else MISSING)
-            )
+        for (task, model, _o, source), g in recorded.groupby(["task", "model", "_o", "source"], sort=True):
+            pearson, spearman = g["pearson"].to_numpy(float), g["spearman"].to_numpy(float)
             table.append(
                 {
                     "task": task,
                     "model": model,
-                    "n_points": len(g),
-                    "n_seeds": g["seed"].nunique(),
-                    "pearson": pearson,
-                    "spearman": spearman,
+                    "source": source,
+                    "n_seeds": int(g["seed"].nunique()),
+                    "pearson_mean": float(np.nanmean(pearson))
+                    if np.isfinite(pearson).any()
+                    else float("nan"),
+                    "spearman_mean": float(np.nanmean(spearman))
+                    if np.isfinite(spearman).any()
+                    else float("nan"),
                 }
             )
-            rows.append([task, str(model), str(len(g)), f"{pearson:.3f}", f"{spearman:.3f}", seed_text])
+            rows.append(
+                [
+                    task,
+                    str(model),
+                    str(source),
+                    str(g["seed"].nunique()),
+                    _mean_std_text(pearson),
+                    _mean_std_text(spearman),
+                ]
+            )
         _csv(pd.DataFrame(table), out_dir / "uncertainty_correlations.csv")
-        _save(lambda: plots.uncertainty_error_figure(frame), out_dir / "uncertainty_vs_error.png")
-        header = [
-            "task",
-            "model",
-            "points",
-            "Pearson r (pooled)",
-            "Spearman ρ (pooled)",
-            "Pearson r per seed",
-        ]
+        overall = {
+            (t["task"], t["model"]): (t["pearson_mean"], t["spearman_mean"])
+            for t in table
+            if t["source"] == "all"
+        }
+        _save(
+            lambda: plots.uncertainty_error_figure(frame, hue="source", annotations=overall),
+            out_dir / "uncertainty_vs_error.png",
+        )
+        header = ["task", "model", "points from", "seeds", "Pearson r", "Spearman ρ"]
         md += [
             "## Model uncertainty vs model error (ours; the paper's Figure 4)\n",
             _stated_lines(stated),
-            "Correlations over all points of all seeds and rollout policies (pooled), and Pearson per seed "
-            "(mean ± std). *Paper:* ADM 0.98 on both tasks; the ensemble's 0.94 on Hopper was read from "
-            "the figure by a third party; the paper does not say which correlation it used "
-            "(REFERENCE.md 4.5).\n",
+            f"Correlations {basis}; mean ± std over seeds; `all` pools the rollout policies. *Paper:* ADM "
+            "0.98 on both tasks; the ensemble's 0.94 on Hopper was read from the figure by a third party; "
+            "the paper does not say which correlation it used (REFERENCE.md 4.5).\n",
             _write_table(
                 out_dir,
                 "uncertainty_correlations",

@@ -11,6 +11,8 @@ from test_report_fixtures import make_record, write_records
 from benchmark import aggregate as agg
 from benchmark import plots, report
 
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
 
 def _legend_labels(fig) -> list[str]:
     labels = []
@@ -119,7 +121,7 @@ def test_uncertainty_error_figure_titles_carry_the_correlations():
             pd.DataFrame(
                 {
                     "model": "adm",
-                    "policy": np.repeat(["random", "behavior", "learned"], 100),
+                    "source": np.repeat(["random", "behavior", "learned"], 100),
                     "uncertainty": u,
                     "error": 2.0 * u + 1.0,
                     "task": "hopper",
@@ -128,7 +130,7 @@ def test_uncertainty_error_figure_titles_carry_the_correlations():
             pd.DataFrame(
                 {
                     "model": "ensemble",
-                    "policy": np.repeat(["random", "behavior", "learned"], 100),
+                    "source": np.repeat(["random", "behavior", "learned"], 100),
                     "uncertainty": u,
                     "error": u**3 + rng.normal(0, 0.05, 300),
                     "task": "hopper",
@@ -151,6 +153,20 @@ def test_same_data_gives_the_same_png_bytes(tmp_path):
     b = plots.save_figure(plots.learning_curves_figure(_curves()), tmp_path / "b.png")
     assert a.read_bytes() == b.read_bytes()
     assert a.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_uncertainty_error_figure_prefers_given_correlations():
+    points = pd.DataFrame(
+        {
+            "model": "adm",
+            "source": ["a", "b"] * 5,
+            "uncertainty": np.arange(10.0),
+            "error": np.arange(10.0),
+            "task": "t",
+        }
+    )
+    fig = plots.uncertainty_error_figure(points, annotations={("t", "adm"): (0.5, 0.25)})
+    assert fig.axes[0].get_title() == "t / adm\nPearson r=0.500, Spearman ρ=0.250 (all points)"
 
 
 def test_correlations_are_nan_when_undefined():
@@ -211,37 +227,36 @@ def _extras_records() -> list[dict]:
             rec = make_record(f"admpo-off@m={m}", "local/hopper-medium", seed, base + seed, suite="extras")
             rec.update({"algo_id": "admpo-off", "variant": f"m={m}"})
             recs.append(rec)
-        rows = [
-            {"model": model, "rollout_length": h, "mse": 0.01 * g**h}
-            for model, g in (("adm", 1.05), ("ensemble", 2.5))
-            for h in (1, 5, 10)
-        ]
-        rows.append({"model": "ensemble", "rollout_length": 100, "mse": None})
-        rows.append({"model": "adm", "rollout_length": 100, "mse": 0.5 + seed})
-        recs.append(
-            _analysis_record(
-                "compounding-error",
-                "local/hopper-medium-replay",
-                seed,
-                {"rows": rows, "error_metric": "raw-state MSE", "horizon": 100},
-            )
-        )
+        # the format adm/analysis.py writes: per-model mean error per horizon (float32 max = overflow)
+        horizons = [1, 5, 10, 100]
+        models = {
+            "adm": {"mean": [0.01 * 1.05**h for h in horizons[:3]] + [0.5 + seed], "overflow": [0.0] * 4},
+            "ensemble": {
+                "mean": [0.01 * 2.5**h for h in horizons[:3]] + [FLOAT32_MAX],
+                "overflow": [0, 0, 0, 1],
+            },
+        }
+        result = {"horizons": horizons, "models": models, "metric": "raw-state MSE", "n_starts": 100}
+        recs.append(_analysis_record("compounding-error", "local/hopper-medium-replay", seed, result))
+        # a plain table with aliased column names works too
+        rows = [{"model": "adm", "h": h, "mse": 0.1 * h} for h in (1, 2)]
+        recs.append(_analysis_record("compounding-error", "local/walker2d-medium", seed, {"rows": rows}))
         u = np.linspace(0, 1, 30)
-        recs.append(
-            _analysis_record(
-                "uncertainty",
-                "local/hopper-medium-replay",
-                seed,
-                {
-                    "points": {
-                        "model": ["adm"] * 30 + ["ensemble"] * 30,
-                        "policy": ["random", "learned", "behavior"] * 20,
-                        "uncertainty": list(u) * 2,
-                        "error": list(3 * u) + list(u**2),
-                    }
-                },
-            )
-        )
+        points = {
+            "model": ["adm"] * 30 + ["ensemble"] * 30,
+            "source": ["random", "learned", "behavior"] * 20,
+            "uncertainty": list(u) * 2,
+            "error": list(3 * u) + list(u**2),
+        }
+        correlations = [
+            {"model": "adm", "source": "all", "pearson": 0.9 + 0.02 * seed, "spearman": 0.95, "n": 1000},
+            {"model": "adm", "source": "random", "pearson": 0.8, "spearman": 0.85, "n": 300},
+            {"model": "ensemble", "source": "all", "pearson": 0.7, "spearman": 0.75, "n": 1000},
+        ]
+        result = {"points": points, "correlations": correlations, "uncertainty": {"adm": "sqrt var"}}
+        recs.append(_analysis_record("uncertainty", "local/hopper-medium-replay", seed, result))
+        # without recorded correlations the report computes them on the stored points
+        recs.append(_analysis_record("uncertainty", "local/walker2d-medium-replay", seed, {"points": points}))
         for algo, ret in (("admpo-on", 2500.0), ("sac", 3000.0)):
             recs.append(
                 make_record(
@@ -254,7 +269,7 @@ def _extras_records() -> list[dict]:
                     curve_scores=[None, None, None],
                 )
             )
-    recs.append(_analysis_record("uncertainty", "local/walker2d-medium-replay", 0, {"points": [{"x": 1}]}))
+    recs.append(_analysis_record("uncertainty", "local/halfcheetah-medium-replay", 0, {"points": [{"x": 1}]}))
     return recs
 
 
@@ -277,26 +292,37 @@ def test_analysis_records_are_not_scored_runs(tmp_path):
 def test_report_compounding_error_section(extras_report):
     readme = (extras_report / "README.md").read_text()
     assert "![compounding error](compounding_error.png)" in readme
-    assert "error_metric = raw-state MSE" in readme and "horizon = 100" in readme
+    assert "- **metric**: raw-state MSE" in readme and "- **n_starts**: 100" in readme
     md = (extras_report / "compounding_error.md").read_text()
-    adm = next(line for line in md.splitlines() if "| adm |" in line)
+    adm = next(line for line in md.splitlines() if "| local/hopper-medium-replay | adm |" in line)
     assert adm.rstrip(" |").endswith("1 ± 0.71")  # h=100: mean(0.5, 1.5) = 1, std 0.707
     ens = next(line for line in md.splitlines() if "| ensemble |" in line)
     assert ens.rstrip(" |").endswith("overflow (2/2 seeds)")
+    walker = next(line for line in md.splitlines() if "| local/walker2d-medium | adm |" in line)
+    assert "| 0.1 ± 0 |" in walker
+    csv = pd.read_csv(extras_report / "compounding_error.csv")
+    assert set(csv["model"]) == {"adm", "ensemble"} and len(csv) == 2 * (8 + 2)
     assert (extras_report / "compounding_error.png").stat().st_size > 0
 
 
 def test_report_uncertainty_section(extras_report):
     corr = pd.read_csv(extras_report / "uncertainty_correlations.csv")
-    adm = corr[corr["model"] == "adm"].iloc[0]
-    assert adm["pearson"] == pytest.approx(1.0) and adm["n_points"] == 60 and adm["n_seeds"] == 2
-    ens = corr[corr["model"] == "ensemble"].iloc[0]
+    hopper = corr[corr["task"] == "local/hopper-medium-replay"].set_index(["model", "source"])
+    # recorded correlations (over all points) are used as they are: mean over the two seeds
+    assert hopper.loc[("adm", "all"), "pearson_mean"] == pytest.approx(0.91)
+    assert hopper.loc[("adm", "random"), "spearman_mean"] == pytest.approx(0.85)
+    assert hopper.loc[("ensemble", "all"), "n_seeds"] == 2
+    # computed from the stored points where the records carry no correlations
+    walker = corr[corr["task"] == "local/walker2d-medium-replay"].set_index(["model", "source"])
     u = np.linspace(0, 1, 30)
-    assert ens["pearson"] == pytest.approx(np.corrcoef(np.tile(u, 2), np.tile(u**2, 2))[0, 1])
-    assert ens["spearman"] == pytest.approx(1.0)
+    assert walker.loc[("adm", "all"), "pearson_mean"] == pytest.approx(1.0)
+    assert walker.loc[("ensemble", "all"), "pearson_mean"] == pytest.approx(np.corrcoef(u, u**2)[0, 1])
+    md = (extras_report / "uncertainty_correlations.md").read_text()
+    assert "| local/hopper-medium-replay | adm | all | 2 | 0.910 ± 0.014 | 0.950 ± 0.000 |" in md
     readme = (extras_report / "README.md").read_text()
     assert "![uncertainty vs error](uncertainty_vs_error.png)" in readme
-    assert "lacks columns" in readme and "walker2d" in readme  # the malformed analysis result is named
+    assert "- **uncertainty[adm]**: sqrt var" in readme
+    assert "lacks columns" in readme and "halfcheetah" in readme  # the malformed analysis result is named
 
 
 def test_report_m_ablation_and_online_sections(extras_report):
