@@ -554,13 +554,19 @@ def analysis_sizes(name: str, task_id: str, budget: str) -> AnalysisSizes:
                          **ANALYSIS_BUDGETS[name][budget])
 
 
-def run_analysis(name: str, task_id: str, seed: int, budget: str) -> dict:
+def run_analysis(name: str, task_id: str, seed: int, budget: str, overrides: dict | None = None) -> dict:
     """Run analysis ``name`` ("compounding-error" | "uncertainty") on ``task_id`` at ``budget`` sizes
     (``ANALYSIS_BUDGETS``; m and the GRU width from the task's admpo-off config). The "learned" source of
-    the uncertainty analysis is a BC policy trained for ``bc_steps`` on the same data."""
+    the uncertainty analysis is a BC policy trained for ``bc_steps`` on the same data. ``overrides`` sets
+    :class:`AnalysisSizes` fields, e.g. ``{"max_step": 10}`` for the effect of m (camera-ready E.1)."""
     from benchmark.tasks import resolve_task
 
     sizes = analysis_sizes(name, task_id, budget)
+    unknown = set(overrides or {}) - set(asdict(sizes))
+    if unknown:
+        raise ValueError(f"run_analysis overrides: unknown fields {sorted(unknown)}; expected some of "
+                         f"{sorted(asdict(sizes))}")
+    sizes = replace(sizes, **(overrides or {}))
     spec = resolve_task(task_id)
     dataset = spec.load_dataset()
     env_key = spec.env_key

@@ -124,3 +124,14 @@ def test_run_analysis_smoke_budget(tiny_data, name):
     assert out["max_step"] == 5  # from adm/configs/admpo-off/hopper-random-v2.yaml
     key = "models" if name == "compounding-error" else "correlations"
     assert out[key] and out["metric"] and out["horizons"]
+
+
+def test_run_analysis_rejects_unknown_names_and_fields():
+    from adm.analysis import run_analysis
+
+    with pytest.raises(ValueError, match="unknown analysis"):
+        run_analysis("nope", "local/hopper-random", 0, "smoke")
+    with pytest.raises(ValueError, match="unknown budget"):
+        run_analysis("uncertainty", "local/hopper-random", 0, "huge")
+    with pytest.raises(ValueError, match="unknown fields"):
+        run_analysis("uncertainty", "local/hopper-random", 0, "smoke", {"m": 3})
