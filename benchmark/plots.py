@@ -280,7 +280,7 @@ def compounding_error_figure(
             hue=hue,
             palette=palette,
             errorbar="se",
-            marker="o",
+            marker="o" if sub[x].nunique() <= 25 else None,
             ax=ax,
             hue_order=sorted(set(sub[hue])),
         )

@@ -408,6 +408,13 @@ def _header_section(suite, results_dir, records, runs, stats, requested, bootstr
         f"- **Commit(s) of the runs:** {_join(records['commit'])}",
         f"- **Versions:** {_versions_text(records)}",
     ]
+    analyses = records[(records["kind"] == "analysis") & (records["status"] == "ok")]
+    if len(analyses):
+        per_job = analyses.groupby(["algo", "task"])["seed"].nunique()
+        lines.append(
+            f"- **Analysis seeds:** {int(per_job.min())} to {int(per_job.max())} finished per "
+            "(analysis, task)"
+        )
     if len(stats):
         counts = stats.groupby(["algo", "task"])["n_seeds"].sum()
         lines += [
