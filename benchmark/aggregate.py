@@ -627,7 +627,8 @@ def _result_table(result) -> pd.DataFrame | None:
             overflow = curve.get("overflow") or [None] * len(horizons)
             for h, err, over in zip(horizons, curve["mean"], overflow):
                 rows.append({"model": model, "rollout_length": h, "error": err, "overflow_fraction": over})
-        return pd.DataFrame(rows) if rows else None
+        if rows:
+            return pd.DataFrame(rows)
     table = result
     if isinstance(result, dict):
         table = next((result[k] for k in ("rows", "points", "data") if k in result), None)

@@ -254,6 +254,8 @@ def _extras_records() -> list[dict]:
             {"model": "ensemble", "source": "all", "pearson": 0.7, "spearman": 0.75, "n": 1000},
         ]
         result = {"points": points, "correlations": correlations, "uncertainty": {"adm": "sqrt var"}}
+        # as adm/analysis.py writes it: horizons and per-model training info, but no curves
+        result.update({"horizons": [1, 2, 3], "models": {"adm": {"train": {"epochs": 3}}}})
         recs.append(_analysis_record("uncertainty", "local/hopper-medium-replay", seed, result))
         # without recorded correlations the report computes them on the stored points
         recs.append(_analysis_record("uncertainty", "local/walker2d-medium-replay", seed, {"points": points}))
