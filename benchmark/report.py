@@ -337,7 +337,7 @@ def _save(build: Callable[[], object], path: Path) -> None:
 
 
 def _csv(frame: pd.DataFrame, path: Path) -> None:
-    frame.to_csv(path, index=False, float_format="%.6f", lineterminator="\n")
+    frame.to_csv(path, index=False, float_format="%.10g", lineterminator="\n")
 
 
 # ----------------------------------------------------------------------------------------------------
