@@ -70,6 +70,10 @@ class ADMConfig:
 class AnyStepDynamics(nn.Module):
     """ADM: ``forward(start_obs [B, obs], act_seq [B, k, act]) -> mean, logvar [B, obs+1]``."""
 
+    def new_carry(self, m: int, batch: int) -> AnyStepCarry:
+        """The carried rollout state for this model (variants with other GRU inputs override it)."""
+        return AnyStepCarry.empty(self, m, batch)
+
     def __init__(self, obs_dim: int, act_dim: int, cfg: ADMConfig | None = None):
         super().__init__()
         cfg = cfg or ADMConfig()

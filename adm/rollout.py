@@ -162,7 +162,7 @@ def _rollout_chunk_carry(model, policy, hist_obs, hist_act, obs, cfg, terminatio
     m = cfg.max_step
     need_all = cfg.penalty_coef != 0
     quantifier = get_quantifier(cfg.uncertainty)
-    carry = AnyStepCarry.empty(model, m, obs.shape[0])
+    carry = model.new_carry(m, obs.shape[0])
     for t in range(m - 1):  # warm up on the real history
         carry.push(hist_obs[:, t], hist_act[:, t])
     records, pen_sum, raw_sum = [], 0.0, 0.0

@@ -11,8 +11,8 @@ the backtracked state, training, rollouts, penalty) is ADM's.
 Because the start state appears only at the first input, the backtrack-(k+1) sequence at the next step is
 still the backtrack-k sequence plus one input, so the carried all-k GRU states of
 :class:`adm.model.AnyStepCarry` stay exact: :class:`ZeroInputCarry` only zeroes the state slot of every
-sequence after it has been opened. :func:`adm.rollout.rollout` builds a plain ``AnyStepCarry``, so run
-this model there with ``impl="loop"`` (the per-k path, which calls :meth:`ZeroInputADM.forward`).
+sequence after it has been opened. :func:`adm.rollout.rollout` asks the model for its carry
+(``new_carry``), so the fast path is exact for this model too (tested against the per-k loop).
 
 **Fixed k and m.** ``m`` is ``max_arm_step`` of ``admpo-off`` (m in {1, 2, 3, 5, 10, 15, 20}; m = 1 is the
 one-step RNN, whose all-k penalty is identically 0). "Fixed k" (our reading of the camera-ready's
@@ -68,6 +68,9 @@ def zero_variant_inputs(norm_start: Tensor, norm_acts: Tensor) -> Tensor:
 
 class ZeroInputADM(AnyStepDynamics):
     """ADMPO-OFF-zero's model (see the module docstring); same parameters as ADM."""
+
+    def new_carry(self, m: int, batch: int) -> AnyStepCarry:
+        return ZeroInputCarry(self, m, batch)
 
     def encode(self, start_obs: Tensor, act_seq: Tensor, lengths: Tensor | None = None) -> Tensor:
         x = zero_variant_inputs(self.norm_obs(start_obs), self.norm_act(act_seq))

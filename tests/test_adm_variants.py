@@ -177,3 +177,32 @@ def test_admpo_off_ablation_trains_and_rolls_out(hopper_random, variant, fixed_k
     assert algo.rollout_info["penalty"] > 0
     with pytest.raises(ValueError, match="model_variant"):
         ADMPOOffAblationConfig(model_variant="ensemble")
+
+
+def test_zero_variant_carried_rollout_equals_per_k_loop():
+    """adm.rollout picks the model's own carry (model.new_carry), so the zero variant stays exact."""
+    from adm.model import ADMConfig
+    from adm.rollout import RolloutConfig, rollout
+    from adm.variants import ZeroInputADM
+    from benchmark.rl.termination import get_termination_fn
+
+    obs_dim, act_dim, m, batch = 11, 3, 3, 32
+    torch.manual_seed(0)
+    model = ZeroInputADM(obs_dim, act_dim, ADMConfig(hidden_dim=24))
+    g = torch.Generator().manual_seed(0)
+    hist_obs = 0.1 * torch.randn(batch, m - 1, obs_dim, generator=g)
+    hist_act = torch.rand(batch, m - 1, act_dim, generator=g) * 2 - 1
+    start = 0.1 * torch.randn(batch, obs_dim, generator=g)
+    start[:, 0] += 1.25
+    out = {}
+    for impl in ("carry", "loop"):
+        torch.manual_seed(123)
+        cfg = RolloutConfig(max_step=m, length=3, penalty_coef=2.0, dropout=True, impl=impl, chunk_size=16)
+        out[impl] = rollout(model, lambda o: torch.tanh(o[:, :act_dim] + torch.randn(o.shape[0], act_dim)),
+                            hist_obs, hist_act, start, cfg, get_termination_fn("hopper"),
+                            torch.Generator().manual_seed(7))
+    (fast, fast_info), (ref, ref_info) = out["carry"], out["loop"]
+    assert len(fast["obs"]) == len(ref["obs"]) > 0
+    for key in ref:
+        assert torch.allclose(fast[key], ref[key], atol=1e-4, rtol=1e-4), key
+    assert fast_info["penalty"] == pytest.approx(ref_info["penalty"], rel=1e-4, abs=1e-6)
