@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 import torch
 
-from adm.model import AnyStepCarry, AnyStepDynamics
+from adm.model import AnyStepDynamics
 from adm.uncertainty import get_quantifier
 from benchmark.rl.buffers import Batch, WindowSampler
 
