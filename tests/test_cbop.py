@@ -76,6 +76,10 @@ def test_conservatism_lowers_the_target():
 
 
 @pytest.mark.slow
+@pytest.mark.skip(
+    reason="not yet run to completion: killed by a 30-minute timeout on the shared 2-core machine "
+    "(2026-11-24); run it where CPU time is available and then remove this skip"
+)
 def test_cbop_learns_on_hopper_medium():
     # Small budget: 500 BC + 500 policy-evaluation pre-training steps, then 2000 updates of 5 critics
     # with horizon-3 value expansion and lcb_coeff 1 (the official sweep default). Margin: +2
