@@ -69,8 +69,8 @@ def test_official_per_dataset_configs():
 
 @pytest.mark.slow
 @pytest.mark.skip(
-    reason="measured 2026-11-24 on seed 0: curve 2.26, 2.82, 2.35, 2.41, 2.26, 2.26 vs random 1.66 normalized "
-    "(+0.6), below the +2 margin at this 3000-step budget; needs a larger budget (left open, see the report)"
+    reason="measured 2026-11-24 on seed 0: curve 2.26, 2.82, 2.35, 2.41, 2.26, 2.26 vs random 1.66 "
+    "normalized (+0.6), below the +2 margin at this 3000-step budget; needs a larger budget (left open)"
 )
 def test_rambo_learns_on_hopper_medium():
     # Small budget as for MOPO/MOBILE (3000 SAC steps, fixed alpha 0.2) plus 5 BC epochs and six
