@@ -118,28 +118,28 @@ def existing_record(path: Path, chash: str) -> dict | None:
     return rec if rec.get("status") == "ok" and rec.get("config_hash") == chash else None
 
 
+def _env_fields(task) -> dict:
+    """What an algorithm needs to know about the task's environment (dims, action box)."""
+    env = task.make_env()
+    fields = {
+        "env_key": task.env_key,
+        "obs_dim": env.observation_space.shape[0],
+        "act_dim": env.action_space.shape[0],
+        "act_scale": float(env.action_space.high[0]),
+    }
+    env.close()
+    return fields
+
+
 def _train(spec, task, cfg, progress: bool) -> dict:
-    device = torch.device(cfg.device)
+    common = {**_env_fields(task), "device": torch.device(cfg.device), "seed": cfg.seed, "progress": progress}
     if spec.kind == "offline":
         from benchmark.rl.algorithm import OfflineContext
         from benchmark.rl.trainers import train_offline
 
         dataset = task.load_dataset()
-        env = task.make_env()
-        obs_dim, act_dim = env.observation_space.shape[0], env.action_space.shape[0]
-        dataset.validate(obs_dim=obs_dim, act_dim=act_dim)
-        ctx = OfflineContext(
-            dataset=dataset,
-            env_key=task.env_key,
-            obs_dim=obs_dim,
-            act_dim=act_dim,
-            act_scale=float(env.action_space.high[0]),
-            device=device,
-            seed=cfg.seed,
-            progress=progress,
-        )
-        env.close()
-        algo = spec.factory(cfg, ctx)
+        dataset.validate(obs_dim=common["obs_dim"], act_dim=common["act_dim"])
+        algo = spec.factory(cfg, OfflineContext(dataset=dataset, **common))
         out = train_offline(algo, cfg, task.make_env, task.normalize, progress=progress)
         out["dataset"] = {
             **dataset.summary(),
@@ -148,18 +148,7 @@ def _train(spec, task, cfg, progress: bool) -> dict:
         return out
     from benchmark.rl.online import OnlineContext, train_online
 
-    env = task.make_env()
-    ctx = OnlineContext(
-        env_key=task.env_key,
-        obs_dim=env.observation_space.shape[0],
-        act_dim=env.action_space.shape[0],
-        act_scale=float(env.action_space.high[0]),
-        device=device,
-        seed=cfg.seed,
-        progress=progress,
-    )
-    env.close()
-    algo = spec.factory(cfg, ctx)
+    algo = spec.factory(cfg, OnlineContext(**common))
     return train_online(algo, cfg, task.make_env, task.normalize, progress=progress)
 
 

@@ -29,6 +29,7 @@ import torch
 
 from benchmark.envs import make_env
 from benchmark.rl.sac import SAC, SACConfig
+from benchmark.rl.trainers import evaluate
 
 
 @dataclass
@@ -58,19 +59,9 @@ def _atomic_savez(path: Path, **arrays) -> None:
 
 
 def evaluate_policy(act_fn, env_key: str, episodes: int, seed: int) -> tuple[float, float]:
-    """Mean and std of undiscounted returns of ``act_fn(obs) -> action`` over seeded episodes."""
-    env = make_env(env_key)
-    returns = []
-    for ep in range(episodes):
-        obs, _ = env.reset(seed=seed + ep)
-        done, total = False, 0.0
-        while not done:
-            obs, rew, term, trunc, _ = env.step(act_fn(obs))
-            total += float(rew)
-            done = term or trunc
-        returns.append(total)
-    env.close()
-    return float(np.mean(returns)), float(np.std(returns))
+    """Mean and std of undiscounted returns of ``act_fn(obs) -> action``; episode i uses env seed seed+i."""
+    mean, std, _ = evaluate(act_fn, lambda: make_env(env_key), episodes, seed, seed_offset=0)
+    return mean, std
 
 
 def replay_to_arrays(replay: dict[str, np.ndarray], size: int) -> dict[str, np.ndarray]:

@@ -13,12 +13,15 @@ from tqdm.auto import tqdm
 EVAL_SEED_OFFSET = 100_000  # evaluation episodes use seeds disjoint from training
 
 
-def evaluate(act: Callable, make_env: Callable, episodes: int, seed: int) -> tuple[float, float, list[float]]:
-    """Run ``episodes`` deterministic episodes; every evaluation re-seeds the env identically."""
+def evaluate(
+    act: Callable, make_env: Callable, episodes: int, seed: int, seed_offset: int = EVAL_SEED_OFFSET
+) -> tuple[float, float, list[float]]:
+    """Run ``episodes`` episodes of ``act``; episode i resets the env with ``seed + seed_offset + i``, so
+    every evaluation sees the same start states."""
     env = make_env()
     returns = []
     for ep in range(episodes):
-        obs, _ = env.reset(seed=seed + EVAL_SEED_OFFSET + ep)
+        obs, _ = env.reset(seed=seed + seed_offset + ep)
         done, total = False, 0.0
         while not done:
             obs, rew, term, trunc, _ = env.step(act(obs))
