@@ -40,3 +40,23 @@ def test_offline_update(benchmark, ctx, algo_cls, cfg_cls):
         state["step"] += 1
 
     benchmark(step)
+
+
+@pytest.mark.parametrize("env_key", ["hopper", "walker2d", "halfcheetah"])
+def test_env_step(benchmark, env_key):
+    """Raw simulator throughput: one gymnasium MuJoCo v4 step with a uniform action (resets included)."""
+    import numpy as np
+
+    from benchmark.envs import make_env
+
+    env = make_env(env_key, seed=0)
+    rng = np.random.default_rng(0)
+    high = env.action_space.high
+    env.reset(seed=0)
+
+    def step():
+        _, _, term, trunc, _ = env.step(rng.uniform(-high, high))
+        if term or trunc:
+            env.reset()
+
+    benchmark(step)
