@@ -15,21 +15,17 @@ tail holdout of ``min(20%, max_holdout)`` transitions, holdout MSE of the mean a
 snapshot when it improves, patience 25, best snapshot restored. Windows are exactly ``history`` (= m)
 transitions of one episode (:class:`benchmark.rl.buffers.WindowSampler`). An epoch has as many
 minibatches as an ADM epoch, ``(train_size // batch) * m``, so the patience rule spends the same
-compute. :func:`fit_with_snapshot_rule` is the loop itself, shared with the ADM input variants of
-:mod:`adm.variants`.
+compute. The loop itself is :func:`adm.training.fit_with_snapshot_rule`, shared with ADM and the ADM
+input variants of :mod:`adm.variants`.
 """
 
 from __future__ import annotations
-
-import copy
-import time
-from collections.abc import Callable
 
 import numpy as np
 import torch
 
 from adm.model import ADMConfig, AnyStepDynamics
-from adm.training import ADMTrainConfig, adm_nll_loss
+from adm.training import ADMTrainConfig, adm_nll_loss, fit_with_snapshot_rule
 from benchmark.data.dataset import OfflineDataset
 from benchmark.rl.buffers import WindowSampler, tail_holdout_split
 
@@ -78,54 +74,6 @@ class BootRNN(AnyStepDynamics):
 
 
 # ----- training ---------------------------------------------------------------------------------------
-
-
-def fit_with_snapshot_rule(model: torch.nn.Module, cfg: ADMTrainConfig, steps_per_epoch: int,
-                           train_loss: Callable[[], Tensor], validate: Callable[[], list[float]],
-                           progress=None) -> dict:
-    """The official ADM training loop around any model (REFERENCE.md 1.5 steps 5-7).
-
-    ``train_loss()`` draws a minibatch and returns its loss; ``validate()`` returns holdout MSEs (one per
-    backtracking length, or one). A snapshot is taken when ANY entry improved on its best AND their mean
-    improved; training stops after ``cfg.patience`` epochs without one (at least ``cfg.min_epochs``), or at
-    ``cfg.max_epochs`` / ``cfg.max_time_s``; the best snapshot is restored. Returns diagnostics."""
-    optim = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg.lr)
-    model.train()
-    best_state = copy.deepcopy(model.state_dict())
-    best: list[float] | None = None
-    history, epoch, since_best, steps, t0, stopped = [], 0, 0, 0, time.time(), "patience"
-    while True:
-        epoch += 1
-        losses = []
-        for _ in range(steps_per_epoch):
-            loss = train_loss()
-            optim.zero_grad(set_to_none=True)
-            loss.backward()
-            optim.step()
-            losses.append(loss.item())
-            steps += 1
-        val = [float(v) for v in validate()]
-        if best is None:
-            best = [1e10] * len(val)
-        if any(v < b for v, b in zip(val, best)) and np.mean(val) < np.mean(best):
-            best_state, best, since_best = copy.deepcopy(model.state_dict()), val, 0
-        else:
-            since_best += 1
-        history.append({"epoch": epoch, "train_loss": float(np.mean(losses)) if losses else float("nan"),
-                        "holdout_mse": float(np.mean(val)), "holdout_mse_k": val})
-        if progress is not None:
-            progress(history[-1])
-        if since_best >= cfg.patience and epoch >= cfg.min_epochs:
-            break
-        if cfg.max_epochs and epoch >= cfg.max_epochs:
-            stopped = "max_epochs"
-            break
-        if cfg.max_time_s and time.time() - t0 >= cfg.max_time_s:
-            stopped = "max_time"
-            break
-    model.load_state_dict(best_state)
-    return {"holdout_mse": float(np.mean(best)), "holdout_mse_k": best, "epochs": epoch, "steps": steps,
-            "stopped": stopped, "time_s": round(time.time() - t0, 3), "history": history}
 
 
 class HistoryBatcher:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import copy
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -104,6 +105,54 @@ def _to(device, *tensors):
     return [None if t is None else t.to(device) for t in tensors]
 
 
+def fit_with_snapshot_rule(model: torch.nn.Module, cfg: ADMTrainConfig, steps_per_epoch: int,
+                           train_loss: Callable[[], torch.Tensor], validate: Callable[[], list[float]],
+                           progress=None) -> dict:
+    """The official ADM training loop around any model (REFERENCE.md 1.5 steps 5-7).
+
+    ``train_loss()`` draws a minibatch and returns its loss; ``validate()`` returns holdout MSEs (one per
+    backtracking length, or one). A snapshot is taken when ANY entry improved on its best AND their mean
+    improved; training stops after ``cfg.patience`` epochs without one (at least ``cfg.min_epochs``), or at
+    ``cfg.max_epochs`` / ``cfg.max_time_s``; the best snapshot is restored. Returns diagnostics."""
+    optim = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg.lr)
+    model.train()
+    best_state = copy.deepcopy(model.state_dict())
+    best: list[float] | None = None
+    history, epoch, since_best, steps, t0, stopped = [], 0, 0, 0, time.time(), "patience"
+    while True:
+        epoch += 1
+        losses = []
+        for _ in range(steps_per_epoch):
+            loss = train_loss()
+            optim.zero_grad(set_to_none=True)
+            loss.backward()
+            optim.step()
+            losses.append(loss.item())
+            steps += 1
+        val = [float(v) for v in validate()]
+        if best is None:
+            best = [1e10] * len(val)
+        if any(v < b for v, b in zip(val, best)) and np.mean(val) < np.mean(best):
+            best_state, best, since_best = copy.deepcopy(model.state_dict()), val, 0
+        else:
+            since_best += 1
+        history.append({"epoch": epoch, "train_loss": float(np.mean(losses)) if losses else float("nan"),
+                        "holdout_mse": float(np.mean(val)), "holdout_mse_k": val})
+        if progress is not None:
+            progress(history[-1])
+        if since_best >= cfg.patience and epoch >= cfg.min_epochs:
+            break
+        if cfg.max_epochs and epoch >= cfg.max_epochs:
+            stopped = "max_epochs"
+            break
+        if cfg.max_time_s and time.time() - t0 >= cfg.max_time_s:
+            stopped = "max_time"
+            break
+    model.load_state_dict(best_state)
+    return {"holdout_mse": float(np.mean(best)), "holdout_mse_k": best, "epochs": epoch, "steps": steps,
+            "stopped": stopped, "time_s": round(time.time() - t0, 3), "history": history}
+
+
 def train_adm(dataset: OfflineDataset, cfg: ADMTrainConfig, model_cfg: ADMConfig | None = None,
               device: str | torch.device = "cpu", generator: torch.Generator | None = None,
               sampler: WindowSampler | None = None, progress=None) -> tuple[AnyStepDynamics, dict]:
@@ -126,61 +175,32 @@ def train_adm(dataset: OfflineDataset, cfg: ADMTrainConfig, model_cfg: ADMConfig
 
     model = AnyStepDynamics(dataset.obs_dim, dataset.act_dim, model_cfg).to(device)
     model.set_normalizer(dataset.observations, dataset.actions)
-    model.train()
-    optim = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg.lr)
-    best_state = copy.deepcopy(model.state_dict())
-    best_losses = [1e10] * m
     steps_per_epoch = (train_size // cfg.batch_size) * m
-    history, epoch, since_best, steps, t0 = [], 0, 0, 0, time.time()
-    stopped = "patience"
-    while True:
-        epoch += 1
-        losses = []
-        for _ in range(steps_per_epoch):
-            if cfg.per_sample_k:
-                batch = batcher.train_batch_per_sample_k(cfg.batch_size, m, g)
-            else:
-                k = int(torch.randint(1, m + 1, (1,), generator=g))
-                batch = batcher.train_batch(cfg.batch_size, k, g)
-            s0, acts, lengths, target = _to(device, *batch)
-            mean, logvar = model(s0, acts, lengths)
-            loss = adm_nll_loss(mean, logvar, target, model.max_logvar, model.min_logvar, cfg.logvar_reg)
-            optim.zero_grad(set_to_none=True)
-            loss.backward()
-            optim.step()
-            losses.append(loss.item())
-            steps += 1
-        val = validate_per_k(model, batcher, cfg.batch_size, m, g)
-        improved_any = any(v < b for v, b in zip(val, best_losses))
-        if improved_any and np.mean(val) < np.mean(best_losses):
-            best_state = copy.deepcopy(model.state_dict())
-            best_losses = list(val)
-            since_best = 0
-        else:
-            since_best += 1
-        history.append({"epoch": epoch, "train_loss": float(np.mean(losses)) if losses else float("nan"),
-                        "holdout_mse_k": val, "holdout_mse": float(np.mean(val))})
-        if progress is not None:
-            progress(history[-1])
-        if since_best >= cfg.patience and epoch >= cfg.min_epochs:
-            break
-        if cfg.max_epochs and epoch >= cfg.max_epochs:
-            stopped = "max_epochs"
-            break
-        if cfg.max_time_s and time.time() - t0 >= cfg.max_time_s:
-            stopped = "max_time"
-            break
-    model.load_state_dict(best_state)
+
+    def train_loss() -> torch.Tensor:
+        if cfg.per_sample_k:
+            batch = batcher.train_batch_per_sample_k(cfg.batch_size, m, g)
+        else:  # the code's rule: one k ~ U{1..m} for the whole minibatch
+            k = int(torch.randint(1, m + 1, (1,), generator=g))
+            batch = batcher.train_batch(cfg.batch_size, k, g)
+        s0, acts, lengths, target = _to(device, *batch)
+        mean, logvar = model(s0, acts, lengths)
+        return adm_nll_loss(mean, logvar, target, model.max_logvar, model.min_logvar, cfg.logvar_reg)
+
+    fit = fit_with_snapshot_rule(
+        model, cfg, steps_per_epoch, train_loss,
+        lambda: validate_per_k(model, batcher, cfg.batch_size, m, g), progress,
+    )
     info = {
-        "holdout_mse": float(np.mean(best_losses)),
-        "holdout_mse_k": [float(v) for v in best_losses],
-        "epochs": epoch,
-        "steps": steps,
+        "holdout_mse": fit["holdout_mse"],
+        "holdout_mse_k": fit["holdout_mse_k"],
+        "epochs": fit["epochs"],
+        "steps": fit["steps"],
         "train_size": train_size,
         "holdout_size": n - train_size,
-        "stopped": stopped,
-        "time_s": round(time.time() - t0, 3),
-        "history": history,
+        "stopped": fit["stopped"],
+        "time_s": fit["time_s"],
+        "history": fit["history"],
     }
     return model, info
 

@@ -30,7 +30,7 @@ defaults it IS ``admpo-off`` (same training, same fast rollouts). Other settings
 its penalty is the norm of its own predicted standard deviation over the state dimensions
 (``max_aleatoric`` with one model, MOPO's quantifier; our choice, the paper does not say).
 
-Training: :func:`train_adm_variant` runs the official loop (:func:`adm.bootrnn.fit_with_snapshot_rule`)
+Training: :func:`train_adm_variant` runs the official loop (:func:`adm.training.fit_with_snapshot_rule`)
 on :class:`adm.training.WindowBatcher` windows with :func:`adm.training.adm_nll_loss` and
 :func:`adm.training.validate_per_k`; with ``variant="adm"`` it reproduces
 :func:`adm.training.train_adm` exactly (tested), so the variants differ from ADM only in the input.
@@ -45,10 +45,10 @@ from pathlib import Path
 import torch
 
 from adm.admpo_off import ADMPOOff, ADMPOOffConfig
-from adm.bootrnn import BootRNN, fit_with_snapshot_rule, train_bootrnn
+from adm.bootrnn import BootRNN, train_bootrnn
 from adm.model import ADMConfig, AnyStepCarry, AnyStepDynamics
 from adm.rollout import RolloutConfig, sample_start_windows
-from adm.training import ADMTrainConfig, WindowBatcher, adm_nll_loss, validate_per_k
+from adm.training import ADMTrainConfig, WindowBatcher, adm_nll_loss, fit_with_snapshot_rule, validate_per_k
 from adm.uncertainty import get_quantifier, max_aleatoric
 from benchmark.data.dataset import OfflineDataset
 from benchmark.registry import AlgorithmSpec, register
