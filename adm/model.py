@@ -48,11 +48,11 @@ class ResBlock(nn.Module):
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         y = self.activation(self.linear(x))
-        if mask is not None:  # keep flags (bool or 0/1); inverted-dropout scaling as nn.Dropout does
-            y = y * mask * (1.0 / (1.0 - self.p))
-        else:
-            y = self.dropout(y)
-        return self.norm(x + y)
+        if mask is None:
+            return self.norm(x + self.dropout(y))
+        # keep flags (bool or 0/1), inverted-dropout scaling as nn.Dropout does: x + y * mask / (1 - p)
+        y = y.mul_(mask) if not torch.is_grad_enabled() else y * mask
+        return self.norm(torch.add(x, y, alpha=1.0 / (1.0 - self.p)))
 
 
 @dataclass
@@ -200,6 +200,8 @@ class AnyStepCarry:
         self.hidden = torch.zeros(layers, 0, batch, hid, dtype=p.dtype, device=p.device)  # [L, slots, B, H]
         self.starts = torch.zeros(0, batch, model.obs_dim, dtype=p.dtype, device=p.device)  # [slots, B, obs]
         self.starts_norm = self.starts.clone()
+        # first-layer projection of each slot's state input (constant while the slot lives)
+        self.state_proj = torch.zeros(0, batch, 3 * hid, dtype=p.dtype, device=p.device)
         self.features = torch.zeros(0, batch, hid, dtype=p.dtype, device=p.device)  # [slots, B, H]
 
     @classmethod
@@ -214,25 +216,77 @@ class AnyStepCarry:
     def push(self, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
         """Append ``(s_t, a_t)``; return the features ``[slots, B, H]`` of backtracking lengths 1..slots."""
         model = self.model
-        b = obs.shape[0]
         keep = min(self.slots, self.max_slots - 1)  # the oldest slot falls off once m are open
-        n = keep + 1
         self.starts = torch.cat([obs.unsqueeze(0), self.starts[:keep]], dim=0)
-        self.starts_norm = torch.cat([model.norm_obs(obs).unsqueeze(0), self.starts_norm[:keep]], dim=0)
-        zero = self.hidden.new_zeros(self.hidden.shape[0], 1, b, self.hidden.shape[-1])
-        h0 = torch.cat([zero, self.hidden[:, :keep]], dim=1)
-        act_n = model.norm_act(act).unsqueeze(0).expand(n, -1, -1)
-        x = torch.cat([self.starts_norm, act_n], dim=-1).reshape(n * b, 1, -1)
-        out, h = model.rnn(x, h0.reshape(h0.shape[0], n * b, -1))
-        self.hidden = h.reshape(h.shape[0], n, b, -1)
-        self.features = out.reshape(n, b, -1)
+        s_norm = model.norm_obs(obs).unsqueeze(0)
+        self.starts_norm = torch.cat([s_norm, self.starts_norm[:keep]], dim=0)
+        self.state_proj = torch.cat([gru_state_projection(model.rnn, s_norm), self.state_proj[:keep]], dim=0)
+        self.hidden, self.features = gru_push(model.rnn, self.state_proj, model.norm_act(act),
+                                              self.hidden[:, :keep])
         return self.features
-
     def select(self, mask: torch.Tensor) -> None:
         """Keep only the batch rows where ``mask`` is True (drop finished rollouts)."""
         self.hidden = self.hidden[:, :, mask]
         self.starts, self.starts_norm = self.starts[:, mask], self.starts_norm[:, mask]
+        self.state_proj = self.state_proj[:, mask]
         self.features = self.features[:, mask]
+
+
+def gru_push(rnn: nn.GRU, state_proj: torch.Tensor, act_input: torch.Tensor, hidden: torch.Tensor
+             ) -> tuple[torch.Tensor, torch.Tensor]:
+    """One GRU time step for ``n`` carried sequences that all read the same action.
+
+    ``state_proj [n, B, 3H]``: the first layer's input projection of each sequence's state part (see
+    :func:`gru_state_projection`); ``act_input [B, act]``: the action part of the input, shared;
+    ``hidden [L, n-1, B, H]``: the hidden states of sequences 1..n-1, sequence 0 starts from zeros.
+    Returns the new hidden states ``[L, n, B, H]`` and the last layer's output ``[n, B, H]``.
+
+    The equations of :class:`torch.nn.GRU` (gate order r, z, n), arranged to skip work the carry makes
+    redundant: the state part of the first layer's input is projected once per sequence (not at every
+    step), the action part once for all sequences, and the new sequence needs no hidden-to-hidden
+    product (its hidden state is zero). ``tanh(x)`` is computed as ``2 sigmoid(2x) - 1`` (about 3x
+    faster on CPU). Equal to ``nn.GRU`` to float tolerance (tests/test_adm_model.py)."""
+    n, b, _ = state_proj.shape
+    width = rnn.hidden_size
+    layers = []
+    x = None
+    for layer in range(rnn.num_layers):
+        w_ih, w_hh = getattr(rnn, f"weight_ih_l{layer}"), getattr(rnn, f"weight_hh_l{layer}")
+        b_ih, b_hh = getattr(rnn, f"bias_ih_l{layer}"), getattr(rnn, f"bias_hh_l{layer}")
+        if layer == 0:
+            obs_dim = w_ih.shape[1] - act_input.shape[-1]
+            gi = state_proj + torch.addmm(b_ih, act_input, w_ih[:, obs_dim:].t())
+        else:
+            gi = torch.addmm(b_ih, x.reshape(n * b, width), w_ih.t()).view(n, b, 3 * width)
+        new = [_gru_gates(gi[:1], b_hh, None)]  # the sequence opened now: h = 0, W_hh h = 0
+        if n > 1:
+            h_old = hidden[layer]
+            gh = torch.addmm(b_hh, h_old.reshape((n - 1) * b, width), w_hh.t()).view(n - 1, b, -1)
+            new.append(_gru_gates(gi[1:], gh, h_old))
+        x = torch.cat(new) if n > 1 else new[0]
+        layers.append(x)
+    return torch.stack(layers), x
+
+
+def _gru_gates(gi: torch.Tensor, gh: torch.Tensor, h: torch.Tensor | None) -> torch.Tensor:
+    """``h' = (1 - z) n + z h`` from the input and hidden projections (``h = None``: zero state)."""
+    width = gi.shape[-1] // 3
+    gates = (gi[..., : 2 * width] + gh[..., : 2 * width]).sigmoid_()
+    reset, update = gates[..., :width], gates[..., width:]
+    pre = torch.addcmul(gi[..., 2 * width :], reset, gh[..., 2 * width :])
+    if torch.is_grad_enabled():
+        cand = 2 * torch.sigmoid(2 * pre) - 1
+    else:  # the same, in place
+        cand = pre.mul_(2).sigmoid_().mul_(2).sub_(1)
+    if h is None:
+        return cand - update * cand
+    return torch.lerp(cand, h, update)
+
+
+def gru_state_projection(rnn: nn.GRU, state_inputs: torch.Tensor) -> torch.Tensor:
+    """First-layer input projection of the state part of a GRU input ``[..., obs] -> [..., 3H]``."""
+    w_ih = rnn.weight_ih_l0
+    return torch.matmul(state_inputs, w_ih[:, : state_inputs.shape[-1]].t())
 
 
 def param_count(model: nn.Module) -> int:

@@ -11,13 +11,13 @@ terminal transition is kept and that rollout stops (later steps are masked, as i
 Two implementations of exactly the same computation:
 
 * ``carry`` (fast): :class:`adm.model.AnyStepCarry` advances the GRU hidden states of all m
-  backtracking lengths with one batched call of m cell steps per model step, then one head pass for
-  the penalty means and one for the sampled k.
+  backtracking lengths with m cell steps per model step (:func:`adm.model.gru_push`), then ONE head
+  pass for the sampled k and the m penalty means together.
 * ``loop`` (reference): the official algorithm, one GRU pass over k inputs per backtracking length
   (m(m+1)/2 cell steps for the penalty plus k for the sample).
 
-All randomness except the policy's (k, dropout masks, Gaussian noise) is drawn from one generator in
-the same order by both, so with the same seeds they return the same transitions to float tolerance.
+All randomness except the policy's (k, dropout masks, Gaussian noise) is drawn from the rollout's
+generator (masks from streams seeded by it, see :class:`_Randomness`) in the same order by both, so with the same seeds they return the same transitions to float tolerance.
 Dropout (p = 0.1, head only) is active at rollout time as in the code, which never calls ``eval()``;
 ``dropout=False`` switches it off. Each sampled prediction and each penalty mean gets its own dropout
 mask, as the code's separate ``step``/``dstep`` calls do.
@@ -26,6 +26,7 @@ mask, as the code's separate ``step``/``dstep`` calls do.
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import torch
@@ -73,7 +74,16 @@ def sample_start_windows(sampler: WindowSampler, batch: int, m: int, generator: 
 
 
 class _Randomness:
-    """Draws one model step's k, dropout masks and noise in a fixed order, shared by both impls."""
+    """Draws one model step's k, dropout masks and noise in a fixed order, shared by both impls.
+
+    Dropout masks are most of the random numbers of a rollout (``res_blocks x (m+1) x B x hidden`` per
+    step) and a CPU generator fills them serially, so they come from ``MASK_STREAMS`` generators of their
+    own (seeded from the rollout's generator), each filling a fixed share of the blocks; with more than
+    one torch thread on CPU the shares are filled concurrently. The draws do not depend on the thread
+    count."""
+
+    MASK_STREAMS = 2
+    _pool: ThreadPoolExecutor | None = None
 
     def __init__(self, model: AnyStepDynamics, cfg: RolloutConfig, generator: torch.Generator | None):
         self.model, self.cfg, self.g = model, cfg, generator
@@ -84,6 +94,8 @@ class _Randomness:
         if cfg.k_mode == "batch":
             self.batch_ks = torch.randint(1, cfg.max_step + 1, (cfg.length,), generator=generator,
                                           device=self.device)
+        seeds = torch.randint(0, 2**62, (self.MASK_STREAMS,), generator=generator, device=self.device)
+        self.mask_gens = [torch.Generator(device=self.device).manual_seed(int(s)) for s in seeds]
 
     def draw_k(self, batch: int, step: int) -> torch.Tensor:
         if self.batch_ks is not None:
@@ -94,9 +106,22 @@ class _Randomness:
         if not self.cfg.dropout:
             return None
         m = self.model
-        # keep flags ~ Bernoulli(1 - p) as U[0,1) < 1 - p: the same law as bernoulli_, about 2x faster on CPU
-        uniform = torch.rand(m.cfg.res_blocks, *shape, m.cfg.hidden_dim, generator=self.g, device=self.device)
-        return uniform < (1.0 - m.cfg.dropout)
+        # keep flags ~ Bernoulli(1 - p) as U[0,1) < 1 - p: the same law as bernoulli_, about 2x faster on CPU;
+        # as float 0/1 (in place), since multiplying by a bool mask converts it first (6x slower on CPU)
+        uniform = torch.empty(m.cfg.res_blocks, *shape, m.cfg.hidden_dim, device=self.device)
+        shares = uniform.tensor_split(self.MASK_STREAMS)
+        if self.device.type == "cpu" and torch.get_num_threads() > 1:
+            if _Randomness._pool is None:
+                _Randomness._pool = ThreadPoolExecutor(self.MASK_STREAMS - 1)
+            jobs = [self._pool.submit(share.uniform_, generator=g)
+                    for share, g in zip(shares[1:], self.mask_gens[1:], strict=True)]
+            shares[0].uniform_(generator=self.mask_gens[0])
+            for job in jobs:
+                job.result()
+        else:
+            for share, g in zip(shares, self.mask_gens, strict=True):
+                share.uniform_(generator=g)
+        return uniform.lt_(1.0 - m.cfg.dropout)
 
     def noise(self, batch: int) -> torch.Tensor:
         return torch.randn(batch, self.model.out_dim, generator=self.g, device=self.device)
@@ -172,15 +197,16 @@ def _rollout_chunk_carry(model, policy, hist_obs, hist_act, obs, cfg, terminatio
         features = carry.push(obs, act)  # [m, B, H]
         k = rand.draw_k(b, step)
         rows = torch.arange(b, device=obs.device)
-        s_masks = rand.masks(b)
+        masks = rand.masks(1 + m if need_all else 1, b)  # [blocks, 1 (+ m), B, H]: the sample (+ each k)
         noise = rand.noise(b)
-        mean, logvar = model.head(features[k - 1, rows], s_masks)
-        sample = _gaussian(mean, logvar, noise)
+        # one head pass for the sampled k and, for the penalty, every k (each with its own masks)
+        sampled = features[k - 1, rows].unsqueeze(0)
+        head_means, head_logvars = model.head(torch.cat([sampled, features]) if need_all else sampled, masks)
+        sample = _gaussian(head_means[0], head_logvars[0], noise)
         next_obs, raw_rew = carry.starts[k - 1, rows] + sample[:, :-1], sample[:, -1:]
         penalty = None
         if need_all:
-            p_masks = rand.masks(m, b)
-            means, logvars = model.head(features, p_masks)
+            means, logvars = head_means[1:], head_logvars[1:]
             next_means = carry.starts + means[..., :-1]
             penalty = quantifier(next_means, logvars[..., :-1])
             pen_sum += penalty.sum().item()
@@ -209,7 +235,8 @@ def _rollout_chunk_loop(model, policy, hist_obs, hist_act, obs, cfg, termination
         s_hist = torch.cat([s_hist, obs.unsqueeze(1)], dim=1)[:, -m:]
         a_hist = torch.cat([a_hist, act.unsqueeze(1)], dim=1)[:, -m:]
         k = rand.draw_k(b, step)
-        s_masks = rand.masks(b)
+        masks = rand.masks(1 + m if need_all else 1, b)  # the same draws as the carry's
+        s_masks = None if masks is None else masks[:, 0]
         noise = rand.noise(b)
         if cfg.k_mode == "batch":
             kk = int(k[0])
@@ -229,7 +256,7 @@ def _rollout_chunk_loop(model, policy, hist_obs, hist_act, obs, cfg, termination
         next_obs, raw_rew = start + sample[:, :-1], sample[:, -1:]
         penalty = None
         if need_all:
-            p_masks = rand.masks(m, b)
+            p_masks = None if masks is None else masks[:, 1:]
             means, logvars = [], []
             for kk in range(1, m + 1):
                 mk = None if p_masks is None else p_masks[:, kk - 1]

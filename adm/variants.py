@@ -98,6 +98,7 @@ class ZeroInputCarry(AnyStepCarry):
     def push(self, obs: Tensor, act: Tensor) -> Tensor:
         features = super().push(obs, act)
         self.starts_norm = torch.zeros_like(self.starts_norm)
+        self.state_proj = torch.zeros_like(self.state_proj)  # the projection of a zero state input
         return features
 
 

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from adm.model import ADMConfig, AnyStepCarry, AnyStepDynamics, param_count, soft_clamp
+from adm.model import (ADMConfig, AnyStepCarry, AnyStepDynamics, gru_push, gru_state_projection, param_count,
+                       soft_clamp)
 from adm.training import adm_nll_loss
 
 
@@ -116,3 +117,23 @@ def test_explicit_dropout_masks_match_manual_computation():
         x = block.norm(x)
     expected = model.out(x).chunk(2, dim=-1)[0]
     assert torch.allclose(model.head(f, zero)[0], expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("grad", [False, True])
+def test_gru_push_equals_torch_gru_step(grad):
+    """The carry's GRU step (shared action projection, cached state projection, zero-state shortcut for
+    the new sequence, tanh via sigmoid) equals one nn.GRU step, with and without autograd."""
+    model = small(hidden=12)
+    n, b = 4, 5
+    states, act = torch.randn(n, b, 4), torch.randn(b, 2)
+    hidden = torch.randn(3, n - 1, b, 12)
+    with torch.set_grad_enabled(grad):
+        h_new, out = gru_push(model.rnn, gru_state_projection(model.rnn, states), act, hidden)
+        x = torch.cat([states, act.expand(n, -1, -1)], dim=-1).reshape(n * b, 1, -1)
+        h0 = torch.cat([torch.zeros(3, 1, b, 12), hidden], dim=1).reshape(3, n * b, 12)
+        ref_out, ref_h = model.rnn(x, h0)
+    assert torch.allclose(h_new.reshape(3, n * b, 12), ref_h, atol=1e-5)
+    assert torch.allclose(out.reshape(n * b, 12), ref_out[:, 0], atol=1e-5)
+    if grad:  # differentiable (no in-place op on a saved tensor)
+        out.sum().backward()
+        assert model.rnn.weight_hh_l0.grad is not None

@@ -132,3 +132,20 @@ def test_bad_config_and_history_errors():
     model, ho, ha, s = model_and_starts(3)
     with pytest.raises(ValueError, match="needs m-1=4 history steps"):
         run(model, ho, ha, s, RolloutConfig(max_step=5, length=1))
+
+
+def test_rollout_does_not_depend_on_thread_count():
+    """Dropout masks come from fixed streams whatever the number of torch threads filling them."""
+    model, hist_obs, hist_act, start = model_and_starts(5)
+    cfg = RolloutConfig(max_step=5, length=3, penalty_coef=1.0, chunk_size=16)
+    threads = torch.get_num_threads()
+    outs = []
+    try:
+        for n in (1, 2):
+            torch.set_num_threads(n)
+            torch.manual_seed(123)
+            outs.append(run(model, hist_obs, hist_act, start, cfg)[0])
+    finally:
+        torch.set_num_threads(threads)
+    for key in outs[0]:  # float tolerance: matmuls may sum in another order with another thread count
+        assert torch.allclose(outs[0][key], outs[1][key], atol=1e-5, rtol=1e-5), key
