@@ -6,8 +6,15 @@ import numpy as np
 import pytest
 import torch
 
-from adm.model import (ADMConfig, AnyStepCarry, AnyStepDynamics, gru_push, gru_state_projection, param_count,
-                       soft_clamp)
+from adm.model import (
+    ADMConfig,
+    AnyStepCarry,
+    AnyStepDynamics,
+    gru_push,
+    gru_state_projection,
+    param_count,
+    soft_clamp,
+)
 from adm.training import adm_nll_loss
 
 
