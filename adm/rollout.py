@@ -17,7 +17,8 @@ Two implementations of exactly the same computation:
   (m(m+1)/2 cell steps for the penalty plus k for the sample).
 
 All randomness except the policy's (k, dropout masks, Gaussian noise) is drawn from the rollout's
-generator (masks from streams seeded by it, see :class:`_Randomness`) in the same order by both, so with the same seeds they return the same transitions to float tolerance.
+generator (masks from streams seeded by it, see :class:`_Randomness`) in the same order by both, so
+with the same seeds they return the same transitions to float tolerance.
 Dropout (p = 0.1, head only) is active at rollout time as in the code, which never calls ``eval()``;
 ``dropout=False`` switches it off. Each sampled prediction and each penalty mean gets its own dropout
 mask, as the code's separate ``step``/``dstep`` calls do.

@@ -88,8 +88,9 @@ def test_mopo_learns_on_hopper_medium_replay():
     # Small budget: 3000 SAC steps on 10k local hopper-medium-replay transitions,
     # hopper-medium-replay-v2.yaml (h=5, lambda=2.5). Fixed temperature 0.2 (OfflineRL-Kit's --alpha)
     # because alpha auto-tuned from 1 barely moves in 3000 steps. Margin: +2 normalized points (about
-    # +65 return) over a uniformly random policy; measured on this seed: 6.2 vs 1.7. (On local/hopper-medium, whose behaviour policy
-    # stands for all 1000 steps so the data holds no falls, the same budget gave 2.1 vs 1.7.)
+    # +65 return) over a uniformly random policy; measured on this seed: 6.2 vs 1.7. (On
+    # local/hopper-medium, whose behaviour policy stands for all 1000 steps so the data holds no
+    # falls, the same budget gave 2.1 vs 1.7.)
     final, random_score, out = learning_run(
         "mopo",
         "medium-replay",
