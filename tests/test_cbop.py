@@ -77,8 +77,9 @@ def test_conservatism_lowers_the_target():
 
 @pytest.mark.slow
 @pytest.mark.skip(
-    reason="not yet run to completion: killed by a 30-minute timeout on the shared 2-core machine "
-    "(2026-11-24); run it where CPU time is available and then remove this skip"
+    reason="fails its +2 margin at this budget: measured 2026-11-24 (session 2) on seed 0 with the current "
+    "local/hopper-medium (a behaviour policy that stands for 1000 steps): 1.66 vs random 1.66 normalized, "
+    "489 s on a loaded 2-core machine. Needs a larger budget or more varied data (left open)"
 )
 def test_cbop_learns_on_hopper_medium():
     # Small budget: 500 BC + 500 policy-evaluation pre-training steps, then 2000 updates of 5 critics
