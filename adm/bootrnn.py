@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from adm.model import ADMConfig, AnyStepDynamics
-from adm.training import ADMTrainConfig, adm_nll_loss, fit_with_snapshot_rule
+from adm.training import ADMTrainConfig, adm_nll_loss, checked_train_size, fit_with_snapshot_rule
 from benchmark.data.dataset import OfflineDataset
 from benchmark.rl.buffers import WindowSampler, tail_holdout_split
 
@@ -112,12 +112,7 @@ def train_bootrnn(dataset: OfflineDataset, cfg: ADMTrainConfig, model_cfg: ADMCo
     outputs on one holdout batch, as ADM's validation; ``history`` per epoch)."""
     device = torch.device(device)
     g = generator if generator is not None else torch.Generator().manual_seed(0)
-    n = len(dataset)
-    train_size = tail_holdout_split(n, cfg.holdout_fraction, cfg.max_holdout)
-    if train_size >= n or train_size < cfg.batch_size:
-        raise ValueError(f"BootRNN training on {dataset.name!r}: {n} transitions give "
-                         f"train_size={train_size}; need a holdout and at least "
-                         f"batch_size={cfg.batch_size} training transitions")
+    train_size = checked_train_size(dataset, cfg, "BootRNN")
     batcher = HistoryBatcher(WindowSampler(dataset, "cpu"), train_size, cfg.max_step, device)
     model = BootRNN(dataset.obs_dim, dataset.act_dim, model_cfg, history=cfg.max_step).to(device)
     model.set_normalizer(dataset.observations, dataset.actions)
@@ -135,7 +130,7 @@ def train_bootrnn(dataset: OfflineDataset, cfg: ADMTrainConfig, model_cfg: ADMCo
 
     steps_per_epoch = (train_size // cfg.batch_size) * cfg.max_step
     info = fit_with_snapshot_rule(model, cfg, steps_per_epoch, train_loss, validate, progress)
-    info.update(train_size=train_size, holdout_size=n - train_size)
+    info.update(train_size=train_size, holdout_size=len(dataset) - train_size)
     return model, info
 
 

@@ -72,7 +72,7 @@ class AnyStepDynamics(nn.Module):
 
     def new_carry(self, m: int, batch: int) -> AnyStepCarry:
         """The carried rollout state for this model (variants with other GRU inputs override it)."""
-        return AnyStepCarry.empty(self, m, batch)
+        return AnyStepCarry(self, m, batch)
 
     def __init__(self, obs_dim: int, act_dim: int, cfg: ADMConfig | None = None):
         super().__init__()
@@ -185,12 +185,13 @@ class AnyStepCarry:
     """GRU hidden states of every backtracking length 1..m, carried along a trajectory.
 
     Slot ``i`` holds the sequence that started ``i`` pushes ago, i.e. backtracking length ``k = i + 1``:
-    start state ``s_{t-i}`` (raw in ``starts``, normalised in ``starts_norm``) and the hidden states after
-    reading actions ``a_{t-i} .. a_t``. Because the start state is repeated at every GRU input, the
-    backtrack-(k+1) sequence after the next push is the backtrack-k sequence now plus one more input, so a
-    push shifts the slots by one, opens slot 0 from a zero hidden state and runs ONE GRU call of one time
-    step over the ``slots * B`` sequences. This is exact, not an approximation. Only slots that exist are
-    computed: the j-th push (j < m) runs j+1 slots, later pushes m.
+    start state ``s_{t-i}`` (raw in ``starts``; the first GRU layer's projection of its normalised form
+    in ``state_proj``) and the hidden states after reading actions ``a_{t-i} .. a_t``. Because the start
+    state is repeated at every GRU input, the backtrack-(k+1) sequence after the next push is the
+    backtrack-k sequence now plus one more input, so a push shifts the slots by one, opens slot 0 from a
+    zero hidden state and advances every slot by one GRU time step (:func:`gru_push`). This is exact, not
+    an approximation. Only slots that exist are computed: the j-th push (j < m) runs j+1 slots, later
+    pushes m.
     """
 
     def __init__(self, model: AnyStepDynamics, m: int, batch: int):
@@ -199,14 +200,9 @@ class AnyStepCarry:
         layers, hid = model.cfg.rnn_layers, model.cfg.hidden_dim
         self.hidden = torch.zeros(layers, 0, batch, hid, dtype=p.dtype, device=p.device)  # [L, slots, B, H]
         self.starts = torch.zeros(0, batch, model.obs_dim, dtype=p.dtype, device=p.device)  # [slots, B, obs]
-        self.starts_norm = self.starts.clone()
         # first-layer projection of each slot's state input (constant while the slot lives)
         self.state_proj = torch.zeros(0, batch, 3 * hid, dtype=p.dtype, device=p.device)
         self.features = torch.zeros(0, batch, hid, dtype=p.dtype, device=p.device)  # [slots, B, H]
-
-    @classmethod
-    def empty(cls, model: AnyStepDynamics, m: int, batch: int) -> AnyStepCarry:
-        return cls(model, m, batch)
 
     @property
     def slots(self) -> int:
@@ -219,15 +215,15 @@ class AnyStepCarry:
         keep = min(self.slots, self.max_slots - 1)  # the oldest slot falls off once m are open
         self.starts = torch.cat([obs.unsqueeze(0), self.starts[:keep]], dim=0)
         s_norm = model.norm_obs(obs).unsqueeze(0)
-        self.starts_norm = torch.cat([s_norm, self.starts_norm[:keep]], dim=0)
         self.state_proj = torch.cat([gru_state_projection(model.rnn, s_norm), self.state_proj[:keep]], dim=0)
         self.hidden, self.features = gru_push(model.rnn, self.state_proj, model.norm_act(act),
                                               self.hidden[:, :keep])
         return self.features
+
     def select(self, mask: torch.Tensor) -> None:
         """Keep only the batch rows where ``mask`` is True (drop finished rollouts)."""
         self.hidden = self.hidden[:, :, mask]
-        self.starts, self.starts_norm = self.starts[:, mask], self.starts_norm[:, mask]
+        self.starts = self.starts[:, mask]
         self.state_proj = self.state_proj[:, mask]
         self.features = self.features[:, mask]
 

@@ -114,7 +114,7 @@ class _Randomness:
         if self.device.type == "cpu" and torch.get_num_threads() > 1:
             if _Randomness._pool is None:
                 _Randomness._pool = ThreadPoolExecutor(self.MASK_STREAMS - 1)
-            jobs = [self._pool.submit(share.uniform_, generator=g)
+            jobs = [_Randomness._pool.submit(share.uniform_, generator=g)
                     for share, g in zip(shares[1:], self.mask_gens[1:], strict=True)]
             shares[0].uniform_(generator=self.mask_gens[0])
             for job in jobs:

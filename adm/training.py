@@ -153,6 +153,18 @@ def fit_with_snapshot_rule(model: torch.nn.Module, cfg: ADMTrainConfig, steps_pe
             "stopped": stopped, "time_s": round(time.time() - t0, 3), "history": history}
 
 
+def checked_train_size(dataset: OfflineDataset, cfg: ADMTrainConfig, model_name: str) -> int:
+    """Rows before the tail holdout (shared by ADM, its variants and BootRNN); an error when there is no
+    holdout or fewer training rows than one batch."""
+    n = len(dataset)
+    train_size = tail_holdout_split(n, cfg.holdout_fraction, cfg.max_holdout)
+    if train_size >= n or train_size < cfg.batch_size:
+        raise ValueError(f"{model_name} training on {dataset.name!r}: {n} transitions give "
+                         f"train_size={train_size} (holdout {n - train_size}); need a holdout and at least "
+                         f"batch_size={cfg.batch_size} training transitions")
+    return train_size
+
+
 def train_adm(dataset: OfflineDataset, cfg: ADMTrainConfig, model_cfg: ADMConfig | None = None,
               device: str | torch.device = "cpu", generator: torch.Generator | None = None,
               sampler: WindowSampler | None = None, progress=None) -> tuple[AnyStepDynamics, dict]:
@@ -164,12 +176,7 @@ def train_adm(dataset: OfflineDataset, cfg: ADMTrainConfig, model_cfg: ADMConfig
     device = torch.device(device)
     g = generator if generator is not None else torch.Generator().manual_seed(0)
     m = cfg.max_step
-    n = len(dataset)
-    train_size = tail_holdout_split(n, cfg.holdout_fraction, cfg.max_holdout)
-    if train_size >= n or train_size < cfg.batch_size:
-        raise ValueError(f"ADM training on {dataset.name!r}: {n} transitions give train_size={train_size} "
-                         f"(holdout {n - train_size}); need a holdout and at least "
-                         f"batch_size={cfg.batch_size} training transitions")
+    train_size = checked_train_size(dataset, cfg, "ADM")
     sampler = sampler or WindowSampler(dataset, "cpu")
     batcher = WindowBatcher(sampler, train_size, device)
 
@@ -197,7 +204,7 @@ def train_adm(dataset: OfflineDataset, cfg: ADMTrainConfig, model_cfg: ADMConfig
         "epochs": fit["epochs"],
         "steps": fit["steps"],
         "train_size": train_size,
-        "holdout_size": n - train_size,
+        "holdout_size": len(dataset) - train_size,
         "stopped": fit["stopped"],
         "time_s": fit["time_s"],
         "history": fit["history"],

@@ -48,11 +48,18 @@ from adm.admpo_off import ADMPOOff, ADMPOOffConfig
 from adm.bootrnn import BootRNN, train_bootrnn
 from adm.model import ADMConfig, AnyStepCarry, AnyStepDynamics
 from adm.rollout import RolloutConfig, sample_start_windows
-from adm.training import ADMTrainConfig, WindowBatcher, adm_nll_loss, fit_with_snapshot_rule, validate_per_k
+from adm.training import (
+    ADMTrainConfig,
+    WindowBatcher,
+    adm_nll_loss,
+    checked_train_size,
+    fit_with_snapshot_rule,
+    validate_per_k,
+)
 from adm.uncertainty import get_quantifier, max_aleatoric
 from benchmark.data.dataset import OfflineDataset
 from benchmark.registry import AlgorithmSpec, register
-from benchmark.rl.buffers import Batch, WindowSampler, tail_holdout_split
+from benchmark.rl.buffers import Batch, WindowSampler
 
 Tensor = torch.Tensor
 
@@ -97,7 +104,6 @@ class ZeroInputCarry(AnyStepCarry):
 
     def push(self, obs: Tensor, act: Tensor) -> Tensor:
         features = super().push(obs, act)
-        self.starts_norm = torch.zeros_like(self.starts_norm)
         self.state_proj = torch.zeros_like(self.state_proj)  # the projection of a zero state input
         return features
 
@@ -116,11 +122,8 @@ def train_adm_variant(dataset: OfflineDataset, cfg: ADMTrainConfig, model_cfg: A
         raise ValueError(f"unknown ADM model variant {variant!r}; expected one of {sorted(MODEL_VARIANTS)}")
     device = torch.device(device)
     g = generator if generator is not None else torch.Generator().manual_seed(0)
-    m, n = cfg.max_step, len(dataset)
-    train_size = tail_holdout_split(n, cfg.holdout_fraction, cfg.max_holdout)
-    if train_size >= n or train_size < cfg.batch_size:
-        raise ValueError(f"ADM training on {dataset.name!r}: {n} transitions give train_size={train_size}; "
-                         f"need a holdout and at least batch_size={cfg.batch_size} training transitions")
+    m = cfg.max_step
+    train_size = checked_train_size(dataset, cfg, "ADM")
     batcher = WindowBatcher(WindowSampler(dataset, "cpu"), train_size, device)
     model = MODEL_VARIANTS[variant](dataset.obs_dim, dataset.act_dim, model_cfg).to(device)
     model.set_normalizer(dataset.observations, dataset.actions)
@@ -137,7 +140,7 @@ def train_adm_variant(dataset: OfflineDataset, cfg: ADMTrainConfig, model_cfg: A
 
     info = fit_with_snapshot_rule(model, cfg, (train_size // cfg.batch_size) * m, train_loss,
                                   lambda: validate_per_k(model, batcher, cfg.batch_size, m, g), progress)
-    info.update(train_size=train_size, holdout_size=n - train_size, variant=variant)
+    info.update(train_size=train_size, holdout_size=len(dataset) - train_size, variant=variant)
     return model, info
 
 
