@@ -50,9 +50,8 @@ class ResBlock(nn.Module):
         y = self.activation(self.linear(x))
         if mask is None:
             return self.norm(x + self.dropout(y))
-        # keep flags (bool or 0/1), inverted-dropout scaling as nn.Dropout does: x + y * mask / (1 - p)
-        y = y.mul_(mask) if not torch.is_grad_enabled() else y * mask
-        return self.norm(torch.add(x, y, alpha=1.0 / (1.0 - self.p)))
+        # keep flags (float 0/1), inverted-dropout scaling as nn.Dropout does: x + y * mask / (1 - p)
+        return self.norm(torch.addcmul(x, y, mask, value=1.0 / (1.0 - self.p)))
 
 
 @dataclass
@@ -117,8 +116,8 @@ class AnyStepDynamics(nn.Module):
     # ----- network pieces -----------------------------------------------------------------------
     def head(self, features: torch.Tensor, masks: torch.Tensor | None = None
              ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Residual blocks + output layer. ``masks``: ``[res_blocks, *features.shape]`` keep flags or None
-        (then nn.Dropout applies, i.e. only in train mode). Returns mean and soft-clamped logvar."""
+        """Residual blocks + output layer. ``masks``: ``[res_blocks, *features.shape]`` float 0/1 keep flags
+        or None (then nn.Dropout applies, i.e. only in train mode). Returns mean and soft-clamped logvar."""
         x = features
         for i, block in enumerate(self.blocks):
             x = block(x, None if masks is None else masks[i])

@@ -30,6 +30,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from adm.model import AnyStepDynamics
@@ -78,10 +79,14 @@ class _Randomness:
     """Draws one model step's k, dropout masks and noise in a fixed order, shared by both impls.
 
     Dropout masks are most of the random numbers of a rollout (``res_blocks x (m+1) x B x hidden`` per
-    step) and a CPU generator fills them serially, so they come from ``MASK_STREAMS`` generators of their
-    own (seeded from the rollout's generator), each filling a fixed share of the blocks; with more than
-    one torch thread on CPU the shares are filled concurrently. The draws do not depend on the thread
-    count."""
+    step), so they come from ``MASK_STREAMS`` generators of their own (seeded from the rollout's
+    generator), each filling a fixed share of the blocks; with more than one torch thread on CPU the shares
+    are filled concurrently. The draws do not depend on the thread count.
+
+    On CPU the streams are numpy ``SFC64`` bit generators: a keep flag is ``u32 >= round(p 2^32)`` on
+    32 raw random bits, so ``P(keep) = 1 - p`` to within 2^-33 (torch's float ``uniform_ < 1 - p`` is exact
+    only to 2^-25), and it costs about a third of torch's CPU ``uniform_`` (``tests/bench_adm.py``). On
+    other devices the masks come from torch generators on that device."""
 
     MASK_STREAMS = 2
     _pool: ThreadPoolExecutor | None = None
@@ -96,33 +101,45 @@ class _Randomness:
             self.batch_ks = torch.randint(1, cfg.max_step + 1, (cfg.length,), generator=generator,
                                           device=self.device)
         seeds = torch.randint(0, 2**62, (self.MASK_STREAMS,), generator=generator, device=self.device)
-        self.mask_gens = [torch.Generator(device=self.device).manual_seed(int(s)) for s in seeds]
+        if self.device.type == "cpu":
+            self.mask_gens = [np.random.SFC64(int(s)) for s in seeds]
+            self.drop_threshold = np.uint32(round(model.cfg.dropout * 2**32))
+        else:
+            self.mask_gens = [torch.Generator(device=self.device).manual_seed(int(s)) for s in seeds]
 
     def draw_k(self, batch: int, step: int) -> torch.Tensor:
         if self.batch_ks is not None:
             return self.batch_ks[step].expand(batch)
         return torch.randint(1, self.cfg.max_step + 1, (batch,), generator=self.g, device=self.device)
 
+    def _fill(self, share: torch.Tensor, gen) -> None:
+        """Keep flags (float 0/1) into ``share``: floats, since multiplying by a bool mask converts it
+        first (6x slower on CPU)."""
+        if isinstance(gen, np.random.SFC64):
+            n = share.numel()
+            bits = gen.random_raw((n + 1) // 2).view(np.uint32)[:n]
+            np.greater_equal(bits, self.drop_threshold, out=share.numpy().reshape(-1), casting="unsafe")
+        else:  # U[0,1) < 1 - p: the law of bernoulli_, about 2x faster
+            share.uniform_(generator=gen).lt_(1.0 - self.model.cfg.dropout)
+
     def masks(self, *shape: int) -> torch.Tensor | None:
         if not self.cfg.dropout:
             return None
         m = self.model
-        # keep flags ~ Bernoulli(1 - p) as U[0,1) < 1 - p: the same law as bernoulli_, about 2x faster on CPU;
-        # as float 0/1 (in place), since multiplying by a bool mask converts it first (6x slower on CPU)
-        uniform = torch.empty(m.cfg.res_blocks, *shape, m.cfg.hidden_dim, device=self.device)
-        shares = uniform.tensor_split(self.MASK_STREAMS)
+        flags = torch.empty(m.cfg.res_blocks, *shape, m.cfg.hidden_dim, device=self.device)
+        shares = flags.tensor_split(self.MASK_STREAMS)
         if self.device.type == "cpu" and torch.get_num_threads() > 1:
             if _Randomness._pool is None:
                 _Randomness._pool = ThreadPoolExecutor(self.MASK_STREAMS - 1)
-            jobs = [_Randomness._pool.submit(share.uniform_, generator=g)
+            jobs = [_Randomness._pool.submit(self._fill, share, g)
                     for share, g in zip(shares[1:], self.mask_gens[1:], strict=True)]
-            shares[0].uniform_(generator=self.mask_gens[0])
+            self._fill(shares[0], self.mask_gens[0])
             for job in jobs:
                 job.result()
         else:
             for share, g in zip(shares, self.mask_gens, strict=True):
-                share.uniform_(generator=g)
-        return uniform.lt_(1.0 - m.cfg.dropout)
+                self._fill(share, g)
+        return flags
 
     def noise(self, batch: int) -> torch.Tensor:
         return torch.randn(batch, self.model.out_dim, generator=self.g, device=self.device)

@@ -149,3 +149,25 @@ def test_rollout_does_not_depend_on_thread_count():
         torch.set_num_threads(threads)
     for key in outs[0]:  # float tolerance: matmuls may sum in another order with another thread count
         assert torch.allclose(outs[0][key], outs[1][key], atol=1e-5, rtol=1e-5), key
+
+
+def test_dropout_masks_have_the_configured_keep_rate_and_are_seeded():
+    """Keep flags are 0/1 floats with P(keep) = 1 - p, the same for the same rollout generator and
+    different for another one."""
+    from adm.rollout import _Randomness
+
+    model, *_ = model_and_starts(5)
+    cfg = RolloutConfig(max_step=5, length=2)
+
+    def draw(seed):
+        return _Randomness(model, cfg, torch.Generator().manual_seed(seed)).masks(6, 5000)
+
+    flags = draw(0)
+    assert flags.shape == (model.cfg.res_blocks, 6, 5000, model.cfg.hidden_dim)
+    assert flags.dtype == torch.float32 and set(flags.unique().tolist()) == {0.0, 1.0}
+    n = flags.numel()  # 2.9M flags: the keep rate's standard error is 1.8e-4
+    assert abs(flags.mean().item() - (1 - model.cfg.dropout)) < 6 * (0.09 / n) ** 0.5
+    assert torch.equal(flags, draw(0)) and not torch.equal(flags, draw(1))
+    # both streams carry randomness: the two halves of the blocks differ
+    half = model.cfg.res_blocks // 2
+    assert not torch.equal(flags[:half], flags[half:])
