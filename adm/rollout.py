@@ -212,14 +212,19 @@ def _rollout_chunk_carry(model, policy, hist_obs, hist_act, obs, cfg, terminatio
     for step in range(cfg.length):
         b = obs.shape[0]
         act = policy(obs)
-        features = carry.push(obs, act)  # [m, B, H]
+        # one head pass for the sampled k and, for the penalty, every k (each with its own masks): the
+        # carry leaves row 0 free in front of the m features for the sampled one
+        head_in = carry.push(obs, act, lead=1 if need_all else 0)
+        features = carry.features  # [m, B, H]
         k = rand.draw_k(b, step)
         rows = torch.arange(b, device=obs.device)
         masks = rand.masks(1 + m if need_all else 1, b)  # [blocks, 1 (+ m), B, H]: the sample (+ each k)
         noise = rand.noise(b)
-        # one head pass for the sampled k and, for the penalty, every k (each with its own masks)
-        sampled = features[k - 1, rows].unsqueeze(0)
-        head_means, head_logvars = model.head(torch.cat([sampled, features]) if need_all else sampled, masks)
+        if need_all:
+            head_in[0] = features[k - 1, rows]
+        else:
+            head_in = features[k - 1, rows].unsqueeze(0)
+        head_means, head_logvars = model.head(head_in, masks)
         sample = _gaussian(head_means[0], head_logvars[0], noise)
         next_obs, raw_rew = carry.starts[k - 1, rows] + sample[:, :-1], sample[:, -1:]
         penalty = None

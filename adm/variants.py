@@ -102,8 +102,8 @@ class ZeroInputCarry(AnyStepCarry):
     """:class:`AnyStepCarry` for :class:`ZeroInputADM`: after a push, the state slot of every open
     sequence is zero, so only the newly opened slot (its first input) sees its start state."""
 
-    def push(self, obs: Tensor, act: Tensor) -> Tensor:
-        features = super().push(obs, act)
+    def push(self, obs: Tensor, act: Tensor, lead: int = 0) -> Tensor:
+        features = super().push(obs, act, lead)
         self.state_proj = torch.zeros_like(self.state_proj)  # the projection of a zero state input
         return features
 

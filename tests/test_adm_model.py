@@ -141,6 +141,10 @@ def test_gru_push_equals_torch_gru_step(grad):
         ref_out, ref_h = model.rnn(x, h0)
     assert torch.allclose(h_new.reshape(3, n * b, 12), ref_h, atol=1e-5)
     assert torch.allclose(out.reshape(n * b, 12), ref_out[:, 0], atol=1e-5)
+    with torch.set_grad_enabled(grad):  # with lead rows the outputs follow them, unchanged
+        h_led, out_led = gru_push(model.rnn, gru_state_projection(model.rnn, states), act, hidden, lead=2)
+    assert out_led.shape == (n + 2, b, 12)
+    assert torch.allclose(out_led[2:], out, atol=1e-6) and torch.allclose(h_led, h_new, atol=1e-6)
     if grad:  # differentiable (no in-place op on a saved tensor)
         out.sum().backward()
         assert model.rnn.weight_hh_l0.grad is not None
