@@ -101,9 +101,11 @@ def prepare(run: RunSpec):
         spec.config_cls, spec.config_dir, task.config_keys, run.budget, run.overrides, seed=run.seed
     )
     cfg_dict = config_to_dict(cfg)
-    chash = config_hash(
-        {"algo": run.name, "task": run.task, "seed": run.seed, "budget": run.budget, "config": cfg_dict}
-    )
+    payload = {"algo": run.name, "task": run.task, "seed": run.seed, "budget": run.budget, "config": cfg_dict}
+    data = task.data_fingerprint()
+    if data is not None:  # locally built data: a rebuilt dataset makes old records stale
+        payload["data"] = data
+    chash = config_hash(payload)
     return spec, task, cfg, cfg_dict, provenance, chash
 
 

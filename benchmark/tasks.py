@@ -69,6 +69,21 @@ class TaskSpec:
             return load_minari_dataset(self.name)
         raise TaskError(f"no dataset loader for family {self.family!r}")
 
+    def data_fingerprint(self) -> dict | None:
+        """What the task's data depends on beyond its id, for the record's config hash, so a finished run
+        is not taken as done after the data changed: for locally built sets the shipped behaviour files'
+        sha256, the MuJoCo version, size, build seed and format (no build needed to know it). ``None`` for
+        environments and for the published D4RL / NeoRL / Minari releases (fixed files; ``data fetch``
+        checks their size and sha256 where the source gives one)."""
+        if self.family != "local":
+            return None
+        from benchmark.data.local import BUILD_SEED, FORMAT_VERSION, build_sources
+
+        env, level = self.name.split("-", 1)
+        size = os.environ.get("ADMBENCH_LOCAL_SIZE")
+        return {"sources": build_sources(env, level), "size": int(size) if size else None, "seed": BUILD_SEED,
+                "format_version": FORMAT_VERSION}
+
     @property
     def has_score(self) -> bool:
         return scores.has_reference(self.env_key)

@@ -7,6 +7,7 @@ import pytest
 
 from benchmark.results import RecordError, final_value, read_record, record_path, write_record
 from benchmark.runner import RunSpec, run_one
+from benchmark.tasks import resolve_task
 
 GOOD = {
     "algo": "bc",
@@ -73,6 +74,22 @@ def test_resume_skips_finished_runs_and_reruns_changed_config(tiny_data, tmp_pat
     assert again.get("_skipped") is True
     changed = RunSpec("bc", "local/hopper-random", 0, "smoke", {"eval_episodes": 1, "epochs": 2})
     assert "_skipped" not in run_one(changed, tmp_path, progress=False)
+
+
+def test_resume_reruns_a_finished_run_after_its_local_data_changed(tiny_data, tmp_path, monkeypatch):
+    """A rebuilt local dataset (new behaviour policy, other simulator) makes its old records stale."""
+    import benchmark.data.local as local
+
+    run = RunSpec("bc", "local/hopper-medium", 0, "smoke", {"eval_episodes": 1, "epochs": 1})
+    assert run_one(run, tmp_path, progress=False)["status"] == "ok"
+    assert run_one(run, tmp_path, progress=False).get("_skipped") is True
+    real_sources = local.build_sources
+    monkeypatch.setattr(local, "build_sources",
+                        lambda env, level: {**real_sources(env, level), "hopper-medium.pt": "0" * 64})
+    assert "_skipped" not in run_one(run, tmp_path, progress=False)
+    # published and online tasks have no local build to track: their hash does not change
+    assert resolve_task("mujoco/Hopper").data_fingerprint() is None
+    assert resolve_task("d4rl/hopper-medium-v2").data_fingerprint() is None
 
 
 def test_failed_run_is_recorded_not_raised(tiny_data, tmp_path, monkeypatch):
