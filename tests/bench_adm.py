@@ -72,6 +72,20 @@ def test_all_k_prediction(benchmark, impl):
     _record(benchmark, f"all_k_{impl}", "all_k_carry", "all_k_per_k")
 
 
+@pytest.mark.parametrize("impl", ["numpy_sfc64", "torch_uniform"])
+def test_dropout_mask_draw(benchmark, impl):
+    """One rollout step's keep flags for a chunk of 1000 (4 blocks x (1 + m) x 1000 x 200): the rollout's
+    numpy SFC64 streams (CPU) against torch's ``uniform_ < 1 - p`` (used on other devices)."""
+    from adm.rollout import _Randomness
+
+    model = hopper_model()
+    rand = _Randomness(model, RolloutConfig(max_step=M, length=H), torch.Generator().manual_seed(0))
+    if impl == "torch_uniform":
+        rand.mask_gens = [torch.Generator().manual_seed(i) for i in range(rand.MASK_STREAMS)]
+    benchmark.pedantic(lambda: rand.masks(1 + M, 1000), rounds=20, iterations=1, warmup_rounds=2)
+    _record(benchmark, f"masks_{impl}", "masks_numpy_sfc64", "masks_torch_uniform")
+
+
 @pytest.mark.parametrize("impl", ["carry", "loop"])
 def test_rollout_fast_vs_per_k_loop(benchmark, impl):
     model = hopper_model()
