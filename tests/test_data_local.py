@@ -152,6 +152,17 @@ def test_select_behavior_writes_loadable_policies_and_replay(tmp_path, monkeypat
     assert replay.timeouts[-1] and replay.terminals[40]
     ds = local.build_local_dataset("hopper", "medium", size=300)
     assert len(ds) == 300
+    # a longer run that only improved the expert: --keep-medium rewrites the expert files only
+    kept = {f: (out / f).read_bytes() for f in ("hopper-medium.pt", "hopper-medium.json",
+                                                 "hopper-medium-replay.npz", "hopper-medium-replay.json")}
+    better = TanhGaussianActor(11, 3, (32, 32), 1.0)
+    snaps[400] = {"actor": better.state_dict(), "return_mean": 3000.0, "return_std": 1.0}
+    snaps[500] = {"actor": better.state_dict(), "return_mean": 1078.0, "return_std": 1.0}  # closer medium
+    torch.save(snaps, run / "snapshots.pt")
+    cards = select_behavior(run, "hopper", out, eval_episodes=2, progress=None, keep_medium=True)
+    assert list(cards) == ["expert"] and cards["expert"]["training_steps"] == 400
+    assert all((out / f).read_bytes() == data for f, data in kept.items())
+    assert json.loads((out / "hopper-expert.json").read_text())["training_steps"] == 400
 
 
 def test_train_behavior_resumes_after_interruption(tmp_path):

@@ -317,13 +317,15 @@ def thin_episodes(arrays: dict[str, np.ndarray], max_rows: int) -> tuple[dict[st
 
 def select_behavior(train_dir: str | Path, env_key: str, out_dir: str | Path | None = None,
                     eval_episodes: int = 20, seed: int | None = None, max_replay_rows: int = 50_000,
-                    source: str | None = None, progress=print) -> dict[str, dict]:
+                    source: str | None = None, progress=print, keep_medium: bool = False) -> dict[str, dict]:
     """Write ``<env>-medium.pt``, ``<env>-expert.pt`` and ``<env>-medium-replay.npz`` from a run.
 
     ``train_dir`` holds ``snapshots.pt`` and ``replay.npz`` of one SAC run. The replay buffer up to
     the medium snapshot becomes ``medium-replay``; to keep the shipped file small, when it has more
     than ``max_replay_rows`` rows only every k-th whole episode is kept (k is in the card).
-    Returns the cards.
+    ``keep_medium``: write the expert only and leave the shipped medium policy and medium-replay files
+    untouched (a longer run that only improved the expert then leaves the medium and medium-replay
+    datasets, and the records made on them, valid). Returns the cards written.
     """
     from benchmark.data.local import POLICY_DIR
     from benchmark.rl.scores import normalize_return
@@ -337,6 +339,8 @@ def select_behavior(train_dir: str | Path, env_key: str, out_dir: str | Path | N
     replay = load_training_replay(train_dir / "replay.npz")
     run_seed = int(replay.pop("seed")) if "seed" in replay else seed
     chosen = choose_snapshots(snapshots, env_key)
+    if keep_medium:
+        chosen.pop("medium")
     cards = {}
     measured: dict[int, tuple] = {}  # medium and expert may be the same snapshot
     for level, step in chosen.items():
@@ -369,6 +373,8 @@ def select_behavior(train_dir: str | Path, env_key: str, out_dir: str | Path | N
         if progress:
             progress(f"[{env_key}] {level}: step {step}, return {mean:.1f} ± {std:.1f} (stochastic), "
                      f"{det_mean:.1f} (deterministic)")
+    if keep_medium:
+        return cards
     medium_step = chosen["medium"]
     rows = min(medium_step, len(replay["observations"]))
     part = {k: v[:rows].copy() for k, v in replay.items()}

@@ -55,6 +55,8 @@ def add_data_commands(sub) -> None:
     s.add_argument("--episodes", type=int, default=20)
     s.add_argument("--max-replay-rows", type=int, default=50_000)
     s.add_argument("--source", default=None, help="provenance text for the cards")
+    s.add_argument("--keep-medium", action="store_true",
+                   help="write the expert only; keep the shipped medium policy and medium-replay files")
 
 
 def guess_env_key(path: Path) -> str:
@@ -207,7 +209,8 @@ def _select(args) -> int:
 
     cards = select_behavior(args.train_dir, args.env, args.out, eval_episodes=args.episodes,
                             max_replay_rows=args.max_replay_rows, source=args.source,
-                            progress=lambda m: print(m, file=sys.stderr, flush=True))
+                            progress=lambda m: print(m, file=sys.stderr, flush=True),
+                            keep_medium=args.keep_medium)
     print(json.dumps(cards, indent=2))
     return 0
 
