@@ -55,6 +55,8 @@ def add_data_commands(sub) -> None:
     s.add_argument("--episodes", type=int, default=20)
     s.add_argument("--max-replay-rows", type=int, default=50_000)
     s.add_argument("--source", default=None, help="provenance text for the cards")
+    s.add_argument("--seed", type=int, default=None,
+                   help="the run's training seed for the cards, when replay.npz does not record it")
     s.add_argument("--keep-medium", action="store_true",
                    help="write the expert only; keep the shipped medium policy and medium-replay files")
 
@@ -207,7 +209,7 @@ def _train(args) -> int:
 def _select(args) -> int:
     from benchmark.data.behavior import select_behavior
 
-    cards = select_behavior(args.train_dir, args.env, args.out, eval_episodes=args.episodes,
+    cards = select_behavior(args.train_dir, args.env, args.out, eval_episodes=args.episodes, seed=args.seed,
                             max_replay_rows=args.max_replay_rows, source=args.source,
                             progress=lambda m: print(m, file=sys.stderr, flush=True),
                             keep_medium=args.keep_medium)
