@@ -51,10 +51,8 @@ class TaskSpec:
         if self.family == "local":
             from benchmark.data.local import load_local_dataset
 
-            env, level = self.name.split("-", 1)
-            # ADMBENCH_LOCAL_SIZE shrinks locally built sets (tests, CI); the size lands in the record
-            size = os.environ.get("ADMBENCH_LOCAL_SIZE")
-            return load_local_dataset(env, level, size=int(size) if size else None)
+            env, level, size = self._local_build()
+            return load_local_dataset(env, level, size=size)
         if self.family == "d4rl":
             from benchmark.data.d4rl import load_d4rl_dataset
 
@@ -79,10 +77,16 @@ class TaskSpec:
             return None
         from benchmark.data.local import BUILD_SEED, FORMAT_VERSION, build_sources
 
+        env, level, size = self._local_build()
+        return {"sources": build_sources(env, level), "size": size, "seed": BUILD_SEED,
+                "format_version": FORMAT_VERSION}
+
+    def _local_build(self) -> tuple[str, str, int | None]:
+        """``(env, level, size)`` of a locally built set; ADMBENCH_LOCAL_SIZE shrinks them (tests, CI), and
+        the size lands in the record."""
         env, level = self.name.split("-", 1)
         size = os.environ.get("ADMBENCH_LOCAL_SIZE")
-        return {"sources": build_sources(env, level), "size": int(size) if size else None, "seed": BUILD_SEED,
-                "format_version": FORMAT_VERSION}
+        return env, level, int(size) if size else None
 
     @property
     def has_score(self) -> bool:

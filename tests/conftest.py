@@ -26,6 +26,30 @@ def tiny_data(tiny_data_dir, monkeypatch):
     return tiny_data_dir
 
 
+@pytest.fixture
+def hopper_short_run_learns(tmp_path):
+    """``check(algo, last_evals) -> record``: run an online algorithm on mujoco/Hopper at the short budget,
+    seed 0, and assert the online learning thresholds: the stochastic training episodes of the last
+    interval, and the mean of the last ``last_evals`` deterministic evaluations, return at least 5x the
+    random warm-up return (an untrained deterministic Hopper policy can stand for a while; an untrained
+    stochastic one scores like the random warm-up)."""
+    import numpy as np
+
+    from benchmark.runner import RunSpec, run_one
+
+    def check(algo: str, last_evals: int) -> dict:
+        record = run_one(RunSpec(algo, "mujoco/Hopper", seed=0, budget="short"), tmp_path, progress=False)
+        assert record["status"] == "ok", record.get("traceback")
+        random_return = record["setup_info"]["warmup_return_mean"]
+        final_eval = np.mean([p["return_mean"] for p in record["curve"][-last_evals:]])
+        final_train = record["curve"][-1]["train_return_mean"]
+        assert final_eval >= 5 * random_return, (final_eval, random_return)
+        assert final_train >= 5 * random_return, (final_train, random_return)
+        return record
+
+    return check
+
+
 def pytest_collection_modifyitems(config, items):
     # every test in a bench_*.py file is a timing benchmark: run by `tox -e bench`, not by the fast suite
     for item in items:

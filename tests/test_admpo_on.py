@@ -5,14 +5,12 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import pytest
 import torch
 
 from benchmark import registry
 from benchmark.config import resolve_config
 from benchmark.rl.online import OnlineContext, rollout_length, train_online
-from benchmark.runner import RunSpec, run_one
 from benchmark.seeding import seed_everything
 from benchmark.tasks import resolve_task
 
@@ -100,7 +98,7 @@ def test_admpo_on_smoke_run_retrains_rolls_out_and_resizes():
 
 
 @pytest.mark.slow
-def test_admpo_on_learns_on_hopper_short_budget(tmp_path):
+def test_admpo_on_learns_on_hopper_short_budget(hopper_short_run_learns):
     """Seed 0, short budget: the paper's 5000 random warm-up steps, then 1000 env steps with 20 SAC updates
     each on 12 real + 244 model transitions, a fresh ADM every 250 steps (capped at 20 epochs), 5000
     rollout starts of L = 1. ~15 min on 2 loaded cores (916 s measured). Measured with `admbench run --algo
@@ -113,11 +111,5 @@ def test_admpo_on_learns_on_hopper_short_budget(tmp_path):
     of the last two deterministic evaluations, return at least 5x the random warm-up return. The first is
     what an untrained policy fails: the untrained deterministic policy stands for ~130 steps, but the
     untrained stochastic policy (alpha = 1) scores like the random warm-up."""
-    record = run_one(RunSpec("admpo-on", "mujoco/Hopper", seed=0, budget="short"), tmp_path, progress=False)
-    assert record["status"] == "ok", record.get("traceback")
-    random_return = record["setup_info"]["warmup_return_mean"]
-    final_eval = np.mean([p["return_mean"] for p in record["curve"][-2:]])
-    final_train = record["curve"][-1]["train_return_mean"]
-    assert final_train >= 5 * random_return, (final_train, random_return)
-    assert final_eval >= 5 * random_return, (final_eval, random_return)
+    record = hopper_short_run_learns("admpo-on", last_evals=2)
     assert record["train_info"]["count/model_trainings"] == 4
