@@ -179,6 +179,15 @@ def test_train_behavior_resumes_after_interruption(tmp_path):
     assert len(replay["observations"]) == 160 and replay["timeouts"][0]  # the interrupted episode
     with pytest.raises(ValueError, match="another config"):
         train_behavior(BehaviorConfig(**{**cfg.__dict__, "seed": 2}), out, progress=False)
+    with pytest.raises(ValueError, match="past steps=100"):
+        train_behavior(BehaviorConfig(**{**cfg.__dict__, "steps": 100}), out, progress=False)
+    # a finished run is extended by a larger ``steps``: the first 160 transitions are kept as they were
+    train_behavior(BehaviorConfig(**{**cfg.__dict__, "steps": 320}), out, progress=False)
+    assert sorted(torch.load(out / "snapshots.pt", weights_only=False)) == [160, 320]
+    longer = load_training_replay(out / "replay.npz")
+    assert len(longer["observations"]) == 320
+    assert np.array_equal(longer["observations"][:160], replay["observations"])
+    assert longer["timeouts"][159] or longer["terminals"][159]  # the episode cut at the old end
 
 
 def test_shipped_policies_match_their_cards():
@@ -215,3 +224,32 @@ def test_numpy_actor_policy_matches_torch_actor():
         mean, log_std = actor.dist_params(torch.as_tensor(o)[None])
         expected = 0.7 * torch.tanh(mean + log_std.exp() * torch.as_tensor(e)[None])
         np.testing.assert_allclose(policy(o, None), expected[0].detach().numpy(), atol=1e-5)
+
+
+def test_select_behavior_expert_is_the_best_stochastic_of_the_candidates(tmp_path, monkeypatch):
+    torch.manual_seed(0)
+    snaps, stochastic_return = {}, {}
+    # training-time returns rank 300 first, but measured with stochastic actions 200 is the better policy
+    for step, train_ret, stoch_ret in [(100, 50.0, 10.0), (200, 2900.0, 2800.0), (300, 3000.0, 1500.0)]:
+        actor = TanhGaussianActor(11, 3, (8,), 1.0)
+        snaps[step] = {"actor": actor.state_dict(), "return_mean": train_ret, "return_std": 1.0}
+        stochastic_return[actor.state_dict()["trunk.0.weight"].sum().item()] = stoch_ret
+    run = tmp_path / "run"
+    run.mkdir()
+    torch.save(snaps, run / "snapshots.pt")
+    np.savez(run / "replay.npz", **compact_replay(fake_replay()), seed=7)
+
+    def fake_measure(actor, env_key, episodes, seed=20_000, deterministic=False):
+        ret = stochastic_return[actor.state_dict()["trunk.0.weight"].sum().item()]
+        return (ret + 100.0 if deterministic else ret), 1.0
+
+    monkeypatch.setattr(behavior, "measure_actor", fake_measure)
+    out = tmp_path / "policies"
+    one = select_behavior(run, "hopper", out, eval_episodes=2, progress=None, keep_medium=True)
+    assert one["expert"]["training_steps"] == 300 and one["expert"]["return_mean_20ep"] == 1500.0
+    two = select_behavior(run, "hopper", out, eval_episodes=2, progress=None, keep_medium=True, candidates=2)
+    card = json.loads((out / "hopper-expert.json").read_text())
+    assert card == two["expert"] and card["training_steps"] == 200 and card["return_mean_20ep"] == 2800.0
+    assert card["deterministic_return_mean_20ep"] == 2900.0
+    assert card["expert_candidates_stochastic_return"] == {"200": 2800.0, "300": 1500.0}
+    assert "of the 2 snapshots" in card["selection"]

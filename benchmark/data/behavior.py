@@ -5,7 +5,8 @@ expert return, ``medium-replay`` from the replay buffer of that run up to that p
 a fully trained policy. This module is the recipe (``admbench data train-behavior``).
 
 Training checkpoints every ``checkpoint_every`` env steps (networks, optimisers, replay buffer, RNG
-states) into ``out_dir/checkpoint.pt`` and resumes from it, so it survives the end of a session.
+states) into ``out_dir/checkpoint.pt`` and resumes from it, so it survives the end of a session; a
+larger ``steps`` extends a finished run.
 It also keeps, in ``out_dir``:
 
 * ``snapshots.pt``: ``{step: {"actor": state_dict, "return_mean": float, "return_std": float}}``,
@@ -68,6 +69,18 @@ def replay_to_arrays(replay: dict[str, np.ndarray], size: int) -> dict[str, np.n
     return {k: v[:size].copy() for k, v in replay.items()}
 
 
+def _check_resumable(ckpt: dict, cfg: BehaviorConfig, ckpt_path: Path) -> None:
+    """A run resumes only under its own config; ``steps`` alone may grow (nothing in training depends
+    on the total: no schedule reads it), so a finished run can be extended with a larger ``--steps``."""
+    saved, wanted = dict(ckpt["config"]), asdict(cfg)
+    saved.pop("steps"), wanted.pop("steps")
+    if saved != wanted:
+        raise ValueError(f"{ckpt_path}: checkpoint was made with another config: {ckpt['config']}")
+    if cfg.steps < ckpt["step"]:
+        raise ValueError(f"{ckpt_path}: checkpoint is at step {ckpt['step']}, past steps={cfg.steps}; "
+                         f"pass --steps {ckpt['step']} or more to resume it")
+
+
 def train_behavior(
     cfg: BehaviorConfig, out_dir: str | Path, time_limit_s: float | None = None, progress=True
 ):
@@ -95,8 +108,7 @@ def train_behavior(
     ckpt_path = out / "checkpoint.pt"
     if ckpt_path.exists():
         ckpt = torch.load(ckpt_path, weights_only=False, map_location=cfg.device)
-        if ckpt["config"] != asdict(cfg):
-            raise ValueError(f"{ckpt_path}: checkpoint was made with another config: {ckpt['config']}")
+        _check_resumable(ckpt, cfg, ckpt_path)
         agent.load_state_dict(ckpt["agent"])
         agent.actor_optim.load_state_dict(ckpt["actor_optim"])
         agent.critic_optim.load_state_dict(ckpt["critic_optim"])
@@ -298,9 +310,15 @@ def choose_snapshots(snapshots: dict[int, dict], env_key: str) -> dict[str, int]
 
     target = REFERENCE_RETURNS[env_key].expert / 3.0
     steps = sorted(snapshots)
-    expert = max(steps, key=lambda s: (snapshots[s]["return_mean"], s))
+    expert = expert_candidates(snapshots, 1)[0]
     medium = min(steps, key=lambda s: (abs(snapshots[s]["return_mean"] - target), s))
     return {"medium": int(medium), "expert": int(expert)}
+
+
+def expert_candidates(snapshots: dict[int, dict], count: int) -> list[int]:
+    """The ``count`` snapshots with the best training-time return, best first (later step on ties)."""
+    ranked = sorted(snapshots, key=lambda s: (snapshots[s]["return_mean"], s), reverse=True)
+    return [int(s) for s in ranked[:count]]
 
 
 def thin_episodes(arrays: dict[str, np.ndarray], max_rows: int) -> tuple[dict[str, np.ndarray], int]:
@@ -317,7 +335,8 @@ def thin_episodes(arrays: dict[str, np.ndarray], max_rows: int) -> tuple[dict[st
 
 def select_behavior(train_dir: str | Path, env_key: str, out_dir: str | Path | None = None,
                     eval_episodes: int = 20, seed: int | None = None, max_replay_rows: int = 50_000,
-                    source: str | None = None, progress=print, keep_medium: bool = False) -> dict[str, dict]:
+                    source: str | None = None, progress=print, keep_medium: bool = False,
+                    candidates: int = 1) -> dict[str, dict]:
     """Write ``<env>-medium.pt``, ``<env>-expert.pt`` and ``<env>-medium-replay.npz`` from a run.
 
     ``train_dir`` holds ``snapshots.pt`` and ``replay.npz`` of one SAC run. The replay buffer up to
@@ -325,7 +344,10 @@ def select_behavior(train_dir: str | Path, env_key: str, out_dir: str | Path | N
     than ``max_replay_rows`` rows only every k-th whole episode is kept (k is in the card).
     ``keep_medium``: write the expert only and leave the shipped medium policy and medium-replay files
     untouched (a longer run that only improved the expert then leaves the medium and medium-replay
-    datasets, and the records made on them, valid). Returns the cards written.
+    datasets, and the records made on them, valid). ``candidates`` > 1: the expert is, of that many
+    snapshots with the best training-time return (deterministic actions, few episodes, noisy), the one
+    whose measured stochastic return is best, since the datasets are collected with stochastic actions.
+    Returns the cards written.
     """
     from benchmark.data.local import POLICY_DIR
     from benchmark.rl.scores import normalize_return
@@ -341,14 +363,25 @@ def select_behavior(train_dir: str | Path, env_key: str, out_dir: str | Path | N
     chosen = choose_snapshots(snapshots, env_key)
     if keep_medium:
         chosen.pop("medium")
+    stochastic: dict[int, tuple[float, float]] = {}  # medium and expert may be the same snapshot
+
+    def measure(step: int, deterministic: bool = False) -> tuple[float, float]:
+        actor, _ = actor_from_state_dict(snapshots[step]["actor"])
+        return measure_actor(actor, env_key, eval_episodes, deterministic=deterministic)
+
+    expert_pool = expert_candidates(snapshots, max(1, candidates))
+    if len(expert_pool) > 1:
+        for step in expert_pool:
+            stochastic[step] = measure(step)
+            if progress:
+                progress(f"[{env_key}] expert candidate {step}: {stochastic[step][0]:.1f} (stochastic)")
+        chosen["expert"] = max(expert_pool, key=lambda s: (stochastic[s][0], s))
     cards = {}
-    measured: dict[int, tuple] = {}  # medium and expert may be the same snapshot
     for level, step in chosen.items():
         actor, shape = actor_from_state_dict(snapshots[step]["actor"])
-        if step not in measured:
-            measured[step] = (measure_actor(actor, env_key, eval_episodes, deterministic=False)
-                              + measure_actor(actor, env_key, eval_episodes, deterministic=True))
-        mean, std, det_mean, det_std = measured[step]
+        if step not in stochastic:
+            stochastic[step] = measure(step)
+        (mean, std), (det_mean, det_std) = stochastic[step], measure(step, deterministic=True)
         card = {
             "env": env_key,
             "level": level,
@@ -364,9 +397,15 @@ def select_behavior(train_dir: str | Path, env_key: str, out_dir: str | Path | N
             "deterministic_return_std_20ep": round(det_std, 2),
             "training_eval_return_mean": round(float(snapshots[step]["return_mean"]), 2),
             "selection": "medium: snapshot whose training-time (deterministic) return is closest to 1/3 "
-                         "of the D4RL expert return; expert: best snapshot",
+                         "of the D4RL expert return; expert: "
+                         + (f"of the {len(expert_pool)} snapshots with the best training-time return, "
+                            f"the one with the best stochastic {eval_episodes}-episode return"
+                            if len(expert_pool) > 1 else "best snapshot"),
             "source": source or str(train_dir),
         }
+        if level == "expert" and len(expert_pool) > 1:
+            card["expert_candidates_stochastic_return"] = {
+                str(s): round(stochastic[s][0], 2) for s in expert_pool}
         _atomic_save({"actor": snapshots[step]["actor"], "card": card}, out / f"{env_key}-{level}.pt")
         (out / f"{env_key}-{level}.json").write_text(json.dumps(card, indent=2) + "\n")
         cards[level] = card

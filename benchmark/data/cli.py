@@ -57,6 +57,9 @@ def add_data_commands(sub) -> None:
     s.add_argument("--source", default=None, help="provenance text for the cards")
     s.add_argument("--seed", type=int, default=None,
                    help="the run's training seed for the cards, when replay.npz does not record it")
+    s.add_argument("--candidates", type=int, default=1,
+                   help="expert: measure this many best-by-training-return snapshots (stochastic actions) "
+                        "and keep the best")
     s.add_argument("--keep-medium", action="store_true",
                    help="write the expert only; keep the shipped medium policy and medium-replay files")
 
@@ -212,7 +215,7 @@ def _select(args) -> int:
     cards = select_behavior(args.train_dir, args.env, args.out, eval_episodes=args.episodes, seed=args.seed,
                             max_replay_rows=args.max_replay_rows, source=args.source,
                             progress=lambda m: print(m, file=sys.stderr, flush=True),
-                            keep_medium=args.keep_medium)
+                            keep_medium=args.keep_medium, candidates=args.candidates)
     print(json.dumps(cards, indent=2))
     return 0
 
