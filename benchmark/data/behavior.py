@@ -363,25 +363,25 @@ def select_behavior(train_dir: str | Path, env_key: str, out_dir: str | Path | N
     chosen = choose_snapshots(snapshots, env_key)
     if keep_medium:
         chosen.pop("medium")
-    stochastic: dict[int, tuple[float, float]] = {}  # medium and expert may be the same snapshot
+    measured: dict[tuple[int, bool], tuple[float, float]] = {}  # medium and expert may be one snapshot
 
     def measure(step: int, deterministic: bool = False) -> tuple[float, float]:
-        actor, _ = actor_from_state_dict(snapshots[step]["actor"])
-        return measure_actor(actor, env_key, eval_episodes, deterministic=deterministic)
+        if (step, deterministic) not in measured:
+            actor, _ = actor_from_state_dict(snapshots[step]["actor"])
+            measured[step, deterministic] = measure_actor(
+                actor, env_key, eval_episodes, deterministic=deterministic)
+        return measured[step, deterministic]
 
+    # one candidate: the best training-time snapshot, as choose_snapshots picked it
     expert_pool = expert_candidates(snapshots, max(1, candidates))
-    if len(expert_pool) > 1:
+    chosen["expert"] = max(expert_pool, key=lambda s: (measure(s)[0], s))
+    if progress and len(expert_pool) > 1:
         for step in expert_pool:
-            stochastic[step] = measure(step)
-            if progress:
-                progress(f"[{env_key}] expert candidate {step}: {stochastic[step][0]:.1f} (stochastic)")
-        chosen["expert"] = max(expert_pool, key=lambda s: (stochastic[s][0], s))
+            progress(f"[{env_key}] expert candidate {step}: {measure(step)[0]:.1f} (stochastic)")
     cards = {}
     for level, step in chosen.items():
-        actor, shape = actor_from_state_dict(snapshots[step]["actor"])
-        if step not in stochastic:
-            stochastic[step] = measure(step)
-        (mean, std), (det_mean, det_std) = stochastic[step], measure(step, deterministic=True)
+        _, shape = actor_from_state_dict(snapshots[step]["actor"])
+        (mean, std), (det_mean, det_std) = measure(step), measure(step, deterministic=True)
         card = {
             "env": env_key,
             "level": level,
@@ -405,7 +405,7 @@ def select_behavior(train_dir: str | Path, env_key: str, out_dir: str | Path | N
         }
         if level == "expert" and len(expert_pool) > 1:
             card["expert_candidates_stochastic_return"] = {
-                str(s): round(stochastic[s][0], 2) for s in expert_pool}
+                str(s): round(measure(s)[0], 2) for s in expert_pool}
         _atomic_save({"actor": snapshots[step]["actor"], "card": card}, out / f"{env_key}-{level}.pt")
         (out / f"{env_key}-{level}.json").write_text(json.dumps(card, indent=2) + "\n")
         cards[level] = card
