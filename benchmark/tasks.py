@@ -46,6 +46,14 @@ class TaskSpec:
         return make_env(self.env_key, seed=seed)
 
     def load_dataset(self):
+        """The task's dataset, built or read without moving any global random stream (see
+        :func:`benchmark.seeding.preserved_rng`): a cold and a warm cache give the same run."""
+        from benchmark.seeding import preserved_rng
+
+        with preserved_rng():
+            return self._load_dataset()
+
+    def _load_dataset(self):
         if self.kind != "offline":
             raise TaskError(f"task {self.id!r} is an online environment and has no dataset")
         if self.family == "local":

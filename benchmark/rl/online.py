@@ -38,7 +38,7 @@ from benchmark.config import ConfigError, OnlineConfig
 from benchmark.data.dataset import OfflineDataset
 from benchmark.rl.buffers import Batch, TransitionBuffer
 from benchmark.rl.sac import SACConfig
-from benchmark.rl.trainers import evaluate
+from benchmark.rl.trainers import check_finite, evaluate
 
 
 # ----- configs ------------------------------------------------------------------------------------
@@ -380,13 +380,14 @@ def train_online(algo: OnlineAlgorithm, cfg: OnlineTrainConfig, make_env: Callab
 
         if it % cfg.update_interval == 0:
             for _ in range(cfg.update_interval * cfg.updates_per_step):
-                for k, v in (algo.learn(algo.next_batch(it)) or {}).items():
+                for k, v in check_finite(algo.learn(algo.next_batch(it)) or {}, it, "env step").items():
                     diag[k].append(v)
                 updates += 1
 
         if it % cfg.eval_interval == 0:
             mean, std, _ = evaluate(lambda o: algo.act(o, deterministic=True), make_env, cfg.eval_episodes,
                                     cfg.seed)
+            check_finite({"evaluation return": mean}, it, "env step")
             score = normalize(mean)
             # normalisation is affine, so a std is only scaled: normalize(m + s) - normalize(m)
             score_std = normalize(mean + std) - score if score is not None else None

@@ -13,6 +13,25 @@ from tqdm.auto import tqdm
 EVAL_SEED_OFFSET = 100_000  # evaluation episodes use seeds disjoint from training
 
 
+class DivergenceError(FloatingPointError):
+    """A training metric (loss, Q-value, temperature) or an evaluation return became NaN or inf.
+
+    The runner records the run as ``failed`` with this message, which names the metric and the step, so a
+    diverged run is never stored as a result."""
+
+    def __init__(self, metric: str, value: float, step: int, unit: str = "gradient step"):
+        self.metric, self.value, self.step = metric, value, step
+        super().__init__(f"{metric} became {value} at {unit} {step}")
+
+
+def check_finite(metrics: dict, step: int, unit: str = "gradient step") -> dict:
+    """Return ``metrics`` unchanged, or raise :class:`DivergenceError` on the first non-finite number."""
+    for key, value in metrics.items():
+        if isinstance(value, int | float | np.floating) and not math.isfinite(value):
+            raise DivergenceError(key, float(value), step, unit)
+    return metrics
+
+
 def evaluate(
     act: Callable, make_env: Callable, episodes: int, seed: int, seed_offset: int = EVAL_SEED_OFFSET
 ) -> tuple[float, float, list[float]]:
@@ -54,7 +73,7 @@ def train_offline(algo, cfg, make_env: Callable, normalize: Callable, progress: 
         diag: dict[str, list[float]] = defaultdict(list)
         for _ in range(cfg.steps_per_epoch):
             batch = algo.next_batch(step)
-            for k, v in (algo.learn(batch) or {}).items():
+            for k, v in check_finite(algo.learn(batch) or {}, step + 1).items():
                 diag[k].append(v)
             step += 1
         for k, v in (algo.end_epoch(epoch) or {}).items():
@@ -62,6 +81,7 @@ def train_offline(algo, cfg, make_env: Callable, normalize: Callable, progress: 
         mean, std, _ = evaluate(
             lambda o: algo.act(o, deterministic=True), make_env, cfg.eval_episodes, cfg.seed
         )
+        check_finite({"evaluation return": mean}, step)
         point = {
             "step": step,
             "epoch": epoch + 1,
