@@ -158,9 +158,10 @@ def _run_pool(
                     if len(crashes[job]) <= max_retries:
                         pending.appendleft(job)
                         continue
+                    deaths = len(crashes[job])
                     reason = (
-                        f"worker process died {len(crashes[job])} times ({', '.join(crashes[job])}); "
-                        f"gave up after {max_retries} retries"
+                        f"worker process died {deaths} time{'s' if deaths > 1 else ''} "
+                        f"({', '.join(crashes[job])}); gave up after {max_retries} retries"
                     )
                     summaries.append(summarize(crash_record(job, results_dir, reason)))
                     bar.update()

@@ -45,10 +45,11 @@ def run_many_ray(
     results_dir = Path(results_dir)
     summaries: list[dict] = []
     todo: list[RunSpec | AnalysisSpec] = []
+    threads = max(1, int(cpus_per_run))
     for run in runs:  # fail fast on bad names, and skip finished runs without a cluster round trip
         done = None
         if isinstance(run, RunSpec):
-            chash = prepare(run)[-1]
+            chash = prepare(run, threads)[-1]
             done = None if force else existing_record(run.path(results_dir), chash)
         if done is not None:
             summaries.append({**summarize(done), "_skipped": True})
@@ -62,7 +63,6 @@ def run_many_ray(
         kwargs = {"address": address} if address else {"num_cpus": num_cpus}
         ray.init(ignore_reinit_error=True, log_to_driver=False, include_dashboard=False, **kwargs)
     remote = ray.remote(num_cpus=cpus_per_run, num_gpus=gpus_per_run, max_retries=max_retries)(_remote_run)
-    threads = max(1, int(cpus_per_run))
     pending = {remote.remote(run, str(results_dir), force, threads): run for run in todo}
     bar = tqdm(total=len(todo), desc="runs (ray)", disable=not progress)
     try:

@@ -86,8 +86,13 @@ class AnalysisSpec:
         return f"{self.name} {self.task} seed={self.seed} budget={self.budget}"
 
 
-def prepare(run: RunSpec):
-    """Check names and build the config; raises clear errors before any work starts."""
+def prepare(run: RunSpec, threads: int = 1):
+    """Check names and build the config; raises clear errors before any work starts.
+
+    The config hash covers everything a run's result depends on besides code and platform (which the record
+    stores beside it, and ``regress`` compares): the algorithm (and variant), task, seed, budget, the whole
+    resolved config, the data's fingerprint (:meth:`TaskSpec.data_fingerprint`) and the torch thread count
+    when it is not the default 1 (CPU reductions may split differently)."""
     spec = registry.get(run.algo)
     task = resolve_task(run.task)
     if spec.kind != task.kind:
@@ -106,8 +111,10 @@ def prepare(run: RunSpec):
     cfg_dict = config_to_dict(cfg)
     payload = {"algo": run.name, "task": run.task, "seed": run.seed, "budget": run.budget, "config": cfg_dict}
     data = task.data_fingerprint()
-    if data is not None:  # locally built data: a rebuilt dataset makes old records stale
+    if data is not None:  # a rebuilt or replaced dataset makes old records stale
         payload["data"] = data
+    if threads != 1:
+        payload["threads"] = threads
     chash = config_hash(payload)
     return spec, task, cfg, cfg_dict, provenance, chash
 
@@ -222,7 +229,7 @@ def run_one(
     holds the record's claim (:func:`benchmark.results.claim_run`) while it trains: a second process asking
     for the same run gets :class:`benchmark.results.RunBusy` instead of training it twice.
     """
-    spec, task, cfg, cfg_dict, provenance, chash = prepare(run)
+    spec, task, cfg, cfg_dict, provenance, chash = prepare(run, threads)
     path = run.path(results_dir)
     if not force:
         done = existing_record(path, chash)
