@@ -160,3 +160,65 @@ def test_reproduce_reports_with_a_missing_results_folder(tmp_path, crash_plugin,
     readme = (tmp_path / "rep" / "S" / "README.md").read_text()
     assert "Failed runs" in readme and "worker process died 1 time (killed by SIGKILL)" in readme
     assert time.time() - t0 < 300
+
+
+class _FakeRay:
+    """Just enough of Ray's API for the driver logic: tasks run inline; seed 1's worker 'keeps dying'."""
+
+    class WorkerCrashedError(Exception):
+        pass
+
+    def __init__(self):
+        self.started = False
+
+    def is_initialized(self):
+        return self.started
+
+    def init(self, **kwargs):
+        self.started = True
+
+    def shutdown(self):
+        self.started = False
+
+    def remote(self, **options):
+        fake = self
+
+        def wrap(fn):
+            class Remote:
+                @staticmethod
+                def remote(run, *args):
+                    ref = _FakeRay.Ref()
+                    ref.crash, ref.value = run.seed == 1, None if run.seed == 1 else fn(run, *args)
+                    return ref
+
+            fake.options = options
+            return Remote
+
+        return wrap
+
+    class Ref:  # hashable, like Ray's ObjectRef
+        pass
+
+    def wait(self, refs, num_returns=1):
+        return refs[:num_returns], refs[num_returns:]
+
+    def get(self, ref):
+        if ref.crash:
+            raise self.WorkerCrashedError("the worker died 3 times")
+        return ref.value
+
+
+def test_ray_writes_a_failed_record_when_retries_run_out(tiny_data, tmp_path, monkeypatch):
+    import sys
+
+    from benchmark.ray_executor import run_many_ray
+
+    monkeypatch.setitem(sys.modules, "ray", _FakeRay())
+    runs = [RunSpec("bc", "local/hopper-medium-replay", seed, "smoke", suite="s") for seed in (0, 1)]
+    summaries = {s["seed"]: s for s in run_many_ray(runs, tmp_path, progress=False, max_retries=2)}
+    assert summaries[0]["status"] == "ok"
+    assert summaries[1]["status"] == "failed"
+    record = json.loads(runs[1].path(tmp_path).read_text())
+    assert record["status"] == "failed"
+    assert record["reason"].startswith("ray task failed after 2 retries: WorkerCrashedError")
+    assert sys.modules["ray"].options["max_retries"] == 2
