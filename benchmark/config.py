@@ -46,10 +46,13 @@ class OfflineConfig(BaseConfig):
     epochs: int = 1000  # evaluations; one epoch = steps_per_epoch gradient steps
     steps_per_epoch: int = 1000
     batch_size: int = 256
+    checkpoint_every: int = 25  # epochs between run checkpoints (0 = none); not part of the config hash
 
     BUDGETS: ClassVar[dict[str, dict[str, Any]]] = {
-        "smoke": {"epochs": 2, "steps_per_epoch": 25, "eval_episodes": 2, "final_k": 1},
-        "short": {"epochs": 20, "steps_per_epoch": 500, "eval_episodes": 5, "final_k": 5},
+        "smoke": {"epochs": 2, "steps_per_epoch": 25, "eval_episodes": 2, "final_k": 1,
+                  "checkpoint_every": 0},
+        "short": {"epochs": 20, "steps_per_epoch": 500, "eval_episodes": 5, "final_k": 5,
+                  "checkpoint_every": 5},
     }
 
 
@@ -282,7 +285,7 @@ ANY_FINITE = Range()
 # ``RANGES: ClassVar[dict[str, Range]]``. tests/test_config_ranges.py checks that every numeric field of every
 # registered config matches a rule, so a new field cannot slip through unchecked.
 RANGE_RULES: tuple[tuple[str, Range], ...] = (
-    (r"^seed$", NON_NEGATIVE),
+    (r"^(seed|checkpoint_every)$", NON_NEGATIVE),
     (r"(^|_)lr$", POSITIVE),
     (r"^gamma$", UNIT_INTERVAL),
     (r"^tau$", Range(0, 1, low_open=True)),

@@ -31,10 +31,15 @@ from benchmark.results import (
     versions,
     write_record,
 )
+from benchmark.rl.checkpoint import Checkpointer
 from benchmark.seeding import preserved_rng, seed_everything
 from benchmark.tasks import TaskError, resolve_task
 
 DEFAULT_RESULTS = Path("results")
+
+
+# config fields that cannot change a result (tested: a resumed run equals an uninterrupted one)
+NOT_HASHED = frozenset({"checkpoint_every"})
 
 
 class KindMismatchError(ValueError):
@@ -109,7 +114,8 @@ def prepare(run: RunSpec, threads: int = 1):
         override_sources=run.override_sources,
     )
     cfg_dict = config_to_dict(cfg)
-    payload = {"algo": run.name, "task": run.task, "seed": run.seed, "budget": run.budget, "config": cfg_dict}
+    hashed = {k: v for k, v in cfg_dict.items() if k not in NOT_HASHED}
+    payload = {"algo": run.name, "task": run.task, "seed": run.seed, "budget": run.budget, "config": hashed}
     data = task.data_fingerprint()
     if data is not None:  # a rebuilt or replaced dataset makes old records stale
         payload["data"] = data
@@ -169,13 +175,19 @@ def _inputs(spec, task, cfg, progress: bool) -> tuple[dict, Any]:
     return common, dataset
 
 
-def _train(spec, task, cfg, common: dict, dataset, progress: bool) -> dict:
+def checkpoint_dir(record_path: Path) -> Path:
+    """Where a run's checkpoints live: beside its record (``seed-N.checkpoints/``)."""
+    return record_path.with_name(f"{record_path.stem}.checkpoints")
+
+
+def _train(spec, task, cfg, common: dict, dataset, progress: bool, checkpointer=None) -> dict:
     if spec.kind == "offline":
         from benchmark.rl.algorithm import OfflineContext
         from benchmark.rl.trainers import train_offline
 
         algo = spec.factory(cfg, OfflineContext(dataset=dataset, **common))
-        out = train_offline(algo, cfg, task.make_env, task.normalize, progress=progress)
+        out = train_offline(algo, cfg, task.make_env, task.normalize, progress=progress,
+                            checkpointer=checkpointer)
         out["dataset"] = {
             **dataset.summary(),
             **{k: v for k, v in dataset.meta.items() if k in ("sha256", "size", "seed")},
@@ -243,11 +255,16 @@ def run_one(
                 done["_skipped"] = True
                 return done
         record = new_record(run, cfg_dict, chash, provenance, cfg.final_k)
+        checkpointer = Checkpointer(checkpoint_dir(path), chash, getattr(cfg, "checkpoint_every", 0))
+        if force:
+            checkpointer.clear()
         t0 = time.time()
         try:
             common, dataset = _inputs(spec, task, cfg, progress)
             seed_everything(run.seed, threads=threads)
-            out = _train(spec, task, cfg, common, dataset, progress)
+            out = _train(spec, task, cfg, common, dataset, progress, checkpointer)
+            if checkpointer.resumed_from is not None:
+                record["resumed_from"] = checkpointer.resumed_from
             record["curve"] = out["curve"]
             record["setup_info"] = out.get("setup", {})
             record["train_info"] = out.get("train", {})
@@ -268,6 +285,7 @@ def run_one(
             write_record(path, record)
         except OSError as e:
             raise OSError(e.errno, f"could not write the record {path}: {e.strerror}") from e
+        checkpointer.clear()  # the record is the result now
     return record
 
 

@@ -54,6 +54,21 @@ class TransitionBuffer:
     def __len__(self) -> int:
         return self.size
 
+    def __getstate__(self) -> dict:
+        """Pickle only the rows ever written (storage order kept, so sampling resumes identically)."""
+        state = self.__dict__.copy()
+        state["data"] = {k: v[: self.size].clone() for k, v in self.data.items()}
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        live = state.pop("data")
+        self.__dict__.update(state)
+        self.data = {}
+        for k, v in live.items():
+            full = torch.zeros(self.capacity, *v.shape[1:], dtype=v.dtype, device=v.device)
+            full[: len(v)] = v
+            self.data[k] = full
+
     def add(self, **batch) -> None:
         """Append a batch (numpy or torch, leading dim B); the oldest entries are overwritten."""
         tensors = {k: torch.as_tensor(v, dtype=torch.float32, device=self.device) for k, v in batch.items()}

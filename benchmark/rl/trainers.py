@@ -10,6 +10,8 @@ from collections.abc import Callable
 import numpy as np
 from tqdm.auto import tqdm
 
+from benchmark.rl.checkpoint import global_rng_state, set_global_rng_state
+
 EVAL_SEED_OFFSET = 100_000  # evaluation episodes use seeds disjoint from training
 
 
@@ -56,19 +58,37 @@ def _finite_mean(values: list[float]) -> float:
     return float(np.mean(vals)) if vals else float("nan")
 
 
-def train_offline(algo, cfg, make_env: Callable, normalize: Callable, progress: bool = True) -> dict:
+def train_offline(
+    algo, cfg, make_env: Callable, normalize: Callable, progress: bool = True, checkpointer=None
+) -> dict:
     """``cfg.epochs`` epochs of ``cfg.steps_per_epoch`` steps, one evaluation after each epoch.
 
     Returns ``{"curve": [...], "setup": {...}, "train": {...}}``: curve points are
     ``{step, epoch, return_mean, return_std, score, score_std, <mean diagnostics of the epoch>}``.
+    With a :class:`benchmark.rl.checkpoint.Checkpointer`, the loop resumes from its newest checkpoint and
+    writes one after setup and every ``checkpointer.every`` epochs (same result as an uninterrupted run).
     """
-    t0 = time.time()
-    setup_info = algo.setup() or {}
-    setup_info["setup_time_s"] = round(time.time() - t0, 3)
-    curve = []
-    step = 0
-    bar = tqdm(range(cfg.epochs), desc="epochs", disable=not progress, leave=False)
-    last = {}
+    state = checkpointer.load() if checkpointer is not None else None
+    if state is not None:
+        resumed = state["algo"]
+        resumed.attach_data(algo.ctx)
+        algo = resumed
+        setup_info, curve, last = state["setup"], state["curve"], state["last"]
+        step, first_epoch = state["step"], state["epoch"]
+        set_global_rng_state(state["rng"])
+    else:
+        t0 = time.time()
+        setup_info = algo.setup() or {}
+        setup_info["setup_time_s"] = round(time.time() - t0, 3)
+        curve, step, first_epoch, last = [], 0, 0, {}
+
+    def save(epoch: int) -> None:
+        checkpointer.save(epoch, {"algo": algo, "setup": setup_info, "curve": curve, "step": step,
+                                  "epoch": epoch, "last": last, "rng": global_rng_state()})
+
+    if state is None and checkpointer is not None and checkpointer.enabled:
+        save(0)  # model training (setup) can be the longest phase of a model-based run
+    bar = tqdm(range(first_epoch, cfg.epochs), desc="epochs", disable=not progress, leave=False)
     for epoch in bar:
         diag: dict[str, list[float]] = defaultdict(list)
         for _ in range(cfg.steps_per_epoch):
@@ -95,4 +115,6 @@ def train_offline(algo, cfg, make_env: Callable, normalize: Callable, progress: 
         curve.append(point)
         if progress:
             bar.set_postfix(ret=f"{mean:.1f}", score=point["score"])
+        if checkpointer is not None and checkpointer.due(epoch + 1) and epoch + 1 < cfg.epochs:
+            save(epoch + 1)
     return {"curve": curve, "setup": setup_info, "train": last}
