@@ -20,6 +20,7 @@ import numpy as np
 
 from benchmark.data.dataset import DatasetError, OfflineDataset
 from benchmark.data.fetch import RemoteFile
+from benchmark.seeding import preserved_rng
 
 D4RL_ENVS = ("hopper", "halfcheetah", "walker2d")
 D4RL_LEVELS = ("random", "medium", "medium-replay", "medium-expert", "expert")
@@ -150,6 +151,7 @@ def check_env_dims(ds: OfflineDataset, env_key: str, source: str) -> None:
         )
 
 
+@preserved_rng()
 def load_d4rl_dataset(name: str, directory: str | Path | None = None) -> OfflineDataset:
     """``d4rl/hopper-medium-v2`` (or ``hopper-medium-v2``) from the D4RL dataset directory."""
     env, _ = parse_d4rl_name(name)

@@ -25,6 +25,7 @@ import numpy as np
 
 from benchmark.data.dataset import DatasetError, OfflineDataset
 from benchmark.data.fetch import RemoteFile
+from benchmark.seeding import preserved_rng
 
 NEORL_TASKS = ("HalfCheetah", "Hopper", "Walker2d")
 NEORL_LEVELS = ("low", "medium", "high")
@@ -146,6 +147,7 @@ def load_neorl_npz(path: str | Path, env_key: str = "", name: str | None = None,
     return ds
 
 
+@preserved_rng()
 def load_neorl_dataset(name: str, directory: str | Path | None = None) -> OfflineDataset:
     """``neorl/Hopper-v3-low`` (or ``Hopper-v3-low``): the first 1000 training trajectories."""
     stem, env_key, _ = parse_neorl_name(name)
