@@ -196,6 +196,24 @@ def global_rng_states() -> tuple:
             torch.get_rng_state().numpy().tobytes())
 
 
+def test_loading_published_formats_does_not_move_the_global_random_streams(tmp_path, monkeypatch):
+    import h5py
+
+    from benchmark.tasks import resolve_task
+
+    rng = np.random.default_rng(0)
+    with h5py.File(tmp_path / "hopper_medium-v2.hdf5", "w") as f:
+        for key, dim in {"observations": 11, "next_observations": 11, "actions": 3}.items():
+            f[key] = rng.normal(size=(40, dim)).astype(np.float32)
+        f["rewards"], f["terminals"] = np.ones(40, np.float32), np.zeros(40, bool)
+        f["timeouts"] = np.arange(40) == 39
+    monkeypatch.setenv("D4RL_DATASET_DIR", str(tmp_path))
+    torch.manual_seed(5)
+    before = global_rng_states()
+    assert len(resolve_task("d4rl/hopper-medium-v2").load_dataset()) == 40
+    assert global_rng_states() == before
+
+
 @pytest.mark.parametrize("level", ["medium", "medium-expert", "random"])
 def test_building_or_loading_a_dataset_does_not_move_the_global_random_streams(cache, level):
     random.seed(11)

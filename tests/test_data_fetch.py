@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -260,3 +261,20 @@ def test_cli_fetch_cut_short_is_one_line_and_the_rerun_resumes(tmp_path, monkeyp
         assert data_main(argv) == 0
     assert (target / "hopper_medium-v2.hdf5").read_bytes() == good
     assert srv.requests[1] == ("/hopper_medium-v2.hdf5", f"bytes={len(good) // 2}-")
+
+
+def test_mirror_env_vars_replace_only_the_host_and_keep_the_checksums(tmp_path, monkeypatch, capsys):
+    good = _hopper_hdf5_bytes(tmp_path)
+    neorl_name = "Hopper-v3-low-1000-train-noise.npz"
+    files = {"/mirror/d4rl/hopper_medium-v2.hdf5": good, f"/mirror/neorl/Hopper-v3/{neorl_name}": b"not it"}
+    with FileServer(files) as srv:
+        monkeypatch.setenv("ADMBENCH_D4RL_URL", srv.url + "/mirror/d4rl/")
+        monkeypatch.setenv("ADMBENCH_NEORL_URL", srv.url + "/mirror/neorl")
+        assert data_main(["data", "fetch", "d4rl/hopper-medium-v2", "--dir", str(tmp_path / "d4rl")]) == 0
+        out = json.loads(capsys.readouterr().out)
+        assert out["source"].endswith(f"; fetched from $ADMBENCH_D4RL_URL={srv.url}/mirror/d4rl/")
+        assert (tmp_path / "d4rl" / "hopper_medium-v2.hdf5").read_bytes() == good
+        assert data_main(["data", "fetch", "neorl/Hopper-v3-low", "--dir", str(tmp_path / "neorl")]) == 2
+        assert "does not match the published 95a0c17014ba9fc45e739c820f3910ef" in capsys.readouterr().err
+    assert [path for path, _ in srv.requests] == list(files)
+    assert list((tmp_path / "neorl").iterdir()) == []

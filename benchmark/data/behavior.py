@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmark.data.files import atomic_write
+from benchmark.data.files import atomic_write, atomic_write_text
 from benchmark.envs import make_env
 from benchmark.rl.sac import SAC, SACConfig
 from benchmark.rl.trainers import evaluate
@@ -403,7 +403,7 @@ def select_behavior(train_dir: str | Path, env_key: str, out_dir: str | Path | N
             card["expert_candidates_stochastic_return"] = {
                 str(s): round(measure(s)[0], 2) for s in expert_pool}
         _atomic_save({"actor": snapshots[step]["actor"], "card": card}, out / f"{env_key}-{level}.pt")
-        (out / f"{env_key}-{level}.json").write_text(json.dumps(card, indent=2) + "\n")
+        atomic_write_text(out / f"{env_key}-{level}.json", json.dumps(card, indent=2) + "\n")
         cards[level] = card
         if progress:
             progress(f"[{env_key}] {level}: step {step}, return {mean:.1f} ± {std:.1f} (stochastic), "
@@ -421,5 +421,6 @@ def select_behavior(train_dir: str | Path, env_key: str, out_dir: str | Path | N
         "env": env_key, "level": "medium-replay", "rows": int(len(part["observations"])),
         "replay_steps": rows, "episode_stride": stride, "seed": run_seed, "source": source or str(train_dir),
     }
-    (out / f"{env_key}-medium-replay.json").write_text(json.dumps(cards["medium-replay"], indent=2) + "\n")
+    atomic_write_text(out / f"{env_key}-medium-replay.json",
+                      json.dumps(cards["medium-replay"], indent=2) + "\n")
     return cards

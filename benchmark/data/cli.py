@@ -185,15 +185,18 @@ def markdown_table(rows: list[dict]) -> str:
 
 def _fetch(args) -> int:
     from benchmark.data import d4rl, neorl
-    from benchmark.data.fetch import fetch_remote
+    from benchmark.data.fetch import fetch_remote, mirrored
 
     for task_id in args.ids:
         if task_id.startswith("d4rl/"):
             env_key, _ = d4rl.parse_d4rl_name(task_id)
-            remote, directory = d4rl.D4RL_FILES[task_id.removeprefix("d4rl/")], args.dir or d4rl.d4rl_dir()
+            remote = mirrored(d4rl.D4RL_FILES[task_id.removeprefix("d4rl/")], d4rl.D4RL_BASE_URL,
+                              d4rl.D4RL_MIRROR_ENV)
+            directory = args.dir or d4rl.d4rl_dir()
         elif task_id.startswith("neorl/"):
             stem, env_key, _ = neorl.parse_neorl_name(task_id)
-            remote, directory = neorl.NEORL_FILES[stem], args.dir or neorl.neorl_dir()
+            remote = mirrored(neorl.NEORL_FILES[stem], neorl.NEORL_BASE_URL, neorl.NEORL_MIRROR_ENV)
+            directory = args.dir or neorl.neorl_dir()
         else:
             raise DatasetError(f"{task_id}: fetch knows d4rl/... and neorl/... ids (local/...: `data build`)")
         path = fetch_remote(remote, directory, progress=_progress_printer(remote.url))

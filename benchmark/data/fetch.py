@@ -16,7 +16,7 @@ import http.client
 import os
 import urllib.error
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 CHUNK = 1 << 20
@@ -36,6 +36,16 @@ class RemoteFile:
     sha256: str | None = None
     md5: str | None = None
     source: str = ""  # where the URL/checksum were read (file + commit)
+
+
+def mirrored(remote: RemoteFile, published_base: str, env_var: str) -> RemoteFile:
+    """``remote`` with its ``published_base`` replaced by ``$env_var`` when that is set (a mirror holding
+    the same folder tree, e.g. when the published host is down); names, sizes and checksums stay."""
+    base = os.environ.get(env_var, "").strip()
+    if not base or not remote.url.startswith(published_base):
+        return remote
+    url = base.rstrip("/") + "/" + remote.url.removeprefix(published_base)
+    return replace(remote, url=url, source=f"{remote.source}; fetched from ${env_var}={base}")
 
 
 def file_digest(path: Path, algorithm: str = "sha256") -> str:
@@ -139,7 +149,10 @@ def fetch_file(
         except FetchError as err:
             raise FetchError(f"{err}; delete it to download it again") from err
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise FetchError(f"could not create the directory {target.parent}: {err.strerror or err}") from err
     part = target.with_name(target.name + ".part")
     have = part.stat().st_size if part.exists() else 0
     if size is not None and have > size:  # a stale partial file from another version

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from benchmark.data.dataset import ARRAY_FIELDS, DatasetError, OfflineDataset
-from benchmark.data.files import atomic_write, exclusive_lock, io_error
+from benchmark.data.files import atomic_write, atomic_write_text, exclusive_lock, io_error
 from benchmark.envs import make_env
 from benchmark.seeding import preserved_rng
 
@@ -294,7 +294,6 @@ def load_local_dataset(env_key: str, level: str, size: int | None = None, seed: 
             atomic_write(data_path, lambda f: np.savez(f, **ds.arrays()))
             manifest = {"id": name, "size": size, "seed": seed, "format_version": FORMAT_VERSION,
                         "sha256": sha256_file(data_path), "sources": expected["sources"], **ds.summary()}
-            text = json.dumps(manifest, indent=2)
-            atomic_write(manifest_path, lambda f: f.write(text.encode()))
+            atomic_write_text(manifest_path, json.dumps(manifest, indent=2))
     ds.meta = manifest
     return ds
