@@ -3,6 +3,7 @@ manifests, and the global random streams (a build must not move them)."""
 
 from __future__ import annotations
 
+import argparse
 import errno
 import hashlib
 import json
@@ -237,11 +238,10 @@ REQUIRED_ARGS = {"build": [], "train-behavior": ["--env", "hopper", "--out", "OU
 
 
 def test_every_numeric_flag_of_every_data_command_has_a_range():
-    parser = top_cli.build_parser()
-    data_sub = next(a for a in parser._subparsers._group_actions[0].choices["data"]._actions
-                    if a.dest == "data_command")
-    assert set(data_sub.choices) == set(REQUIRED_ARGS)
-    for command, sub in data_sub.choices.items():
+    commands = argparse.ArgumentParser().add_subparsers(dest="data_command")
+    data_cli.add_data_commands(commands)
+    assert set(commands.choices) == set(REQUIRED_ARGS)
+    for command, sub in commands.choices.items():
         numeric = {a.option_strings[0] for a in sub._actions if a.type in (int, float)}
         assert numeric == set(data_cli.FLAG_RANGES.get(command, {})), command
 
