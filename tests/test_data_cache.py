@@ -115,6 +115,19 @@ def test_a_failed_save_leaves_no_partial_file(cache, monkeypatch, exc):
     assert cache_files(cache) == [data_path.name.removesuffix(".npz") + ".lock"]  # nothing half-written
 
 
+def test_temp_files_of_a_killed_builder_are_removed_by_the_next_build(cache):
+    data_path, manifest_path = local._paths("hopper", "random", SIZE, 0)
+    data_path.parent.mkdir(parents=True)
+    leftovers = [data_path.with_name(f".{data_path.name}.k1ll3d.tmp"),
+                 manifest_path.with_name(f".{manifest_path.name}.k1ll3d.tmp")]
+    for path in leftovers:
+        path.write_bytes(b"half")
+    other = data_path.with_name(f".{data_path.name.replace('n300', 'n301')}.k1ll3d.tmp")
+    other.write_bytes(b"another entry's, maybe being written now")
+    local.load_local_dataset("hopper", "random", SIZE)
+    assert not any(p.exists() for p in leftovers) and other.exists()
+
+
 def test_disk_full_while_writing_the_manifest_leaves_no_temp_file_and_rebuilds(cache, monkeypatch):
     real_fsync, calls = os.fsync, []
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import glob
 import os
 import tempfile
 from collections.abc import Callable, Iterator
@@ -61,6 +62,15 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], None]) -> Path:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
     return path
+
+
+def remove_stale_temp_files(path: str | Path) -> None:
+    """Delete the temp files :func:`atomic_write` left for ``path`` when its process was killed; call it
+    only while holding the lock every writer of ``path`` takes, so no live write is removed."""
+    path = Path(path)
+    for tmp in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        with contextlib.suppress(OSError):
+            tmp.unlink()
 
 
 def atomic_write_text(path: str | Path, text: str) -> Path:

@@ -31,7 +31,13 @@ import numpy as np
 import torch
 
 from benchmark.data.dataset import ARRAY_FIELDS, DatasetError, OfflineDataset
-from benchmark.data.files import atomic_write, atomic_write_text, exclusive_lock, io_error
+from benchmark.data.files import (
+    atomic_write,
+    atomic_write_text,
+    exclusive_lock,
+    io_error,
+    remove_stale_temp_files,
+)
 from benchmark.envs import make_env
 from benchmark.seeding import preserved_rng
 
@@ -290,6 +296,8 @@ def load_local_dataset(env_key: str, level: str, size: int | None = None, seed: 
             # another process may have published it while this one waited (already warned about a bad one)
             if not rebuild and (ds := cached(warn=False)) is not None:
                 return ds
+            for path in (data_path, manifest_path):  # left by a builder that was killed
+                remove_stale_temp_files(path)
             ds = build_local_dataset(env_key, level, size, seed)
             atomic_write(data_path, lambda f: np.savez(f, **ds.arrays()))
             manifest = {"id": name, "size": size, "seed": seed, "format_version": FORMAT_VERSION,
