@@ -23,7 +23,7 @@ import pandas as pd
 
 from benchmark import aggregate as agg
 from benchmark import plots
-from benchmark.results import current_umask
+from benchmark.atomic import default_dir_mode
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # write_report(figures=False) sets this: tables and CSVs only (the figures are the slow part)
@@ -819,7 +819,7 @@ def write_report(
     token = _DRAW_FIGURES.set(figures)
     try:
         _write_report(suite, results_dir, staging, seeds_requested, bootstrap_reps, seed)
-        os.chmod(staging, 0o777 & ~current_umask())  # mkdtemp makes 0700; a report folder is shared output
+        os.chmod(staging, default_dir_mode())  # mkdtemp makes 0700; a report folder is shared output
         _swap_in(staging, out_dir)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)

@@ -14,10 +14,11 @@ import os
 import platform
 import socket
 import subprocess
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from benchmark.atomic import atomic_write_text, default_mode
 
 SCHEMA = "admbench.record/1"
 REQUIRED_FIELDS = {
@@ -64,28 +65,9 @@ def _json_safe(obj: Any) -> Any:
 
 
 def write_record(path: Path, record: dict) -> Path:
-    """Write atomically: a temp file in the same directory, fsync, then rename over the target."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write atomically (:func:`benchmark.atomic.atomic_write_text`: temp file, fsync, rename), mode 0644."""
     text = json.dumps(_json_safe(record), indent=1, sort_keys=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, 0o666 & ~current_umask())  # mkstemp makes 0600; records are shared output
-        with os.fdopen(fd, "w") as f:
-            f.write(text + "\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
-def current_umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+    return atomic_write_text(path, text + "\n")
 
 
 def lock_path(path: Path) -> Path:
@@ -105,7 +87,7 @@ def claim_run(path: Path):
     lock = lock_path(path)
     lock.parent.mkdir(parents=True, exist_ok=True)
     while True:
-        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666 & ~current_umask())
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, default_mode())
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

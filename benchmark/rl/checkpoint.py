@@ -16,18 +16,18 @@ one before (the previous checkpoint is kept until a newer one is complete).
 from __future__ import annotations
 
 import contextlib
-import os
 import random
 import re
 import shutil
 import sys
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+
+from benchmark.atomic import atomic_write
 
 FORMAT = 1
 _NAME = re.compile(r"ckpt-(\d+)\.pt")
@@ -141,19 +141,8 @@ class Checkpointer:
 
     def save(self, position: int, state: dict[str, Any]) -> Path:
         """Write the checkpoint at ``position`` atomically, then drop all but it and the one before it."""
-        self.directory.mkdir(parents=True, exist_ok=True)
         payload = {"format": FORMAT, "config_hash": self.config_hash, "position": position, **state}
-        target = self.directory / f"ckpt-{position:010d}.pt"
-        fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=".ckpt-", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                torch.save(payload, f)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        target = atomic_write(self.directory / f"ckpt-{position:010d}.pt", lambda f: torch.save(payload, f))
         for old in self._files()[:-2]:
             old.unlink(missing_ok=True)
         return target
