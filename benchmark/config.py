@@ -60,10 +60,13 @@ class OfflineConfig(BaseConfig):
 class OnlineConfig(BaseConfig):
     env_steps: int = 100_000  # real environment steps after warm-up
     eval_interval: int = 1000
+    checkpoint_every: int = 5000  # env steps between run checkpoints (0 = none); not part of the config hash
 
     BUDGETS: ClassVar[dict[str, dict[str, Any]]] = {
-        "smoke": {"env_steps": 300, "eval_interval": 100, "eval_episodes": 2, "final_k": 1},
-        "short": {"env_steps": 10_000, "eval_interval": 1000, "eval_episodes": 5, "final_k": 3},
+        "smoke": {"env_steps": 300, "eval_interval": 100, "eval_episodes": 2, "final_k": 1,
+                  "checkpoint_every": 0},
+        "short": {"env_steps": 10_000, "eval_interval": 1000, "eval_episodes": 5, "final_k": 3,
+                  "checkpoint_every": 1000},
     }
 
 

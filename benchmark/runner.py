@@ -196,7 +196,8 @@ def _train(spec, task, cfg, common: dict, dataset, progress: bool, checkpointer=
     from benchmark.rl.online import OnlineContext, train_online
 
     algo = spec.factory(cfg, OnlineContext(**common))
-    return train_online(algo, cfg, task.make_env, task.normalize, progress=progress)
+    return train_online(algo, cfg, task.make_env, task.normalize, progress=progress,
+                        checkpointer=checkpointer)
 
 
 def new_record(run: RunSpec, cfg_dict: dict, chash: str, provenance: dict, final_k: int) -> dict[str, Any]:

@@ -51,14 +51,13 @@ def set_global_rng_state(state: dict[str, Any]) -> None:
 
 
 def env_state(env) -> dict[str, Any]:
-    """A MuJoCo gymnasium env's full simulator state, its wrappers' step counters and its generators."""
+    """A MuJoCo gymnasium env's whole ``MjData`` (time, qpos, qvel, the solver's warm start and the derived
+    quantities rewards read, such as body positions), its wrappers' episode counters and its generators."""
+    import copy
+
     base = env.unwrapped
-    data = base.data
     state = {
-        "qpos": data.qpos.copy(),
-        "qvel": data.qvel.copy(),
-        "act": data.act.copy(),
-        "time": float(data.time),
+        "mujoco": copy.copy(base.data),
         "np_random": base.np_random.bit_generator.state,
         "action_space": env.action_space.np_random.bit_generator.state,
         "wrappers": [],
@@ -71,10 +70,10 @@ def env_state(env) -> dict[str, Any]:
 
 
 def restore_env_state(env, state: dict[str, Any]) -> None:
+    import mujoco
+
     base = env.unwrapped
-    base.set_state(state["qpos"], state["qvel"])
-    base.data.act[:] = state["act"]
-    base.data.time = state["time"]
+    mujoco.mj_copyData(base.data, base.model, state["mujoco"])  # in place: the env keeps its references
     base.np_random.bit_generator.state = state["np_random"]
     env.action_space.np_random.bit_generator.state = state["action_space"]
     layer = env
@@ -140,8 +139,10 @@ class Checkpointer:
         return self.enabled and position % self.every == 0
 
     def save(self, position: int, state: dict[str, Any]) -> Path:
-        """Write the checkpoint at ``position`` atomically, then drop all but it and the one before it."""
-        payload = {"format": FORMAT, "config_hash": self.config_hash, "position": position, **state}
+        """Write the checkpoint at ``position`` (with the global random states) atomically, then drop all
+        but it and the one before it."""
+        payload = {"format": FORMAT, "config_hash": self.config_hash, "position": position,
+                   "rng": global_rng_state(), **state}
         target = atomic_write(self.directory / f"ckpt-{position:010d}.pt", lambda f: torch.save(payload, f))
         for old in self._files()[:-2]:
             old.unlink(missing_ok=True)
@@ -154,8 +155,9 @@ class Checkpointer:
                       key=lambda p: int(_NAME.fullmatch(p.name).group(1)))
 
     def load(self) -> dict[str, Any] | None:
-        """The newest usable checkpoint, or None. Unreadable files and other configs' files are skipped
-        (with a message); a checkpoint is never used for a config it was not written by."""
+        """The newest usable checkpoint, or None; loading it also puts the global random states back.
+        Unreadable files and other configs' files are skipped (with a message); a checkpoint is never used
+        for a config it was not written by."""
         if not self.enabled:
             return None
         for path in reversed(self._files()):
@@ -172,6 +174,7 @@ class Checkpointer:
                          f"this run is {self.config_hash}")
                 continue
             rewire_after_load(state)
+            set_global_rng_state(state["rng"])
             self.resumed_from = int(state["position"])
             self.log(f"resuming from checkpoint {path}")
             return state

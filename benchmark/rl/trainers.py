@@ -10,8 +10,6 @@ from collections.abc import Callable
 import numpy as np
 from tqdm.auto import tqdm
 
-from benchmark.rl.checkpoint import global_rng_state, set_global_rng_state
-
 EVAL_SEED_OFFSET = 100_000  # evaluation episodes use seeds disjoint from training
 
 
@@ -75,7 +73,6 @@ def train_offline(
         algo = resumed
         setup_info, curve, last = state["setup"], state["curve"], state["last"]
         step, first_epoch = state["step"], state["epoch"]
-        set_global_rng_state(state["rng"])
     else:
         t0 = time.time()
         setup_info = algo.setup() or {}
@@ -84,7 +81,7 @@ def train_offline(
 
     def save(epoch: int) -> None:
         checkpointer.save(epoch, {"algo": algo, "setup": setup_info, "curve": curve, "step": step,
-                                  "epoch": epoch, "last": last, "rng": global_rng_state()})
+                                  "epoch": epoch, "last": last})
 
     if state is None and checkpointer is not None and checkpointer.enabled:
         save(0)  # model training (setup) can be the longest phase of a model-based run
