@@ -102,7 +102,8 @@ def cmd_run(args) -> int:
     _check_count("--seed", args.seed, 0)
     _check_count("--threads", args.threads, 1)
     run = RunSpec(args.algo, args.task, args.seed, args.budget, parse_overrides(args.set), suite=args.suite)
-    rec = run_one(run, Path(args.results), progress=not args.quiet, force=args.force, threads=args.threads)
+    rec = run_one(run, Path(args.results), progress=not args.quiet, force=args.force, threads=args.threads,
+                  keep_policy=args.keep_policy)
     if rec.get("_skipped"):
         print(f"skipped: a finished record with the same config exists ({run.label()}); use --force to rerun")
     summary = {
@@ -174,6 +175,7 @@ def cmd_reproduce(args) -> int:
             force=args.force,
             progress=not args.quiet,
             max_retries=args.max_retries,
+            keep_policy=args.keep_policy,
         )
     failed = [s for s in summaries if s.get("status") == "failed"]
     busy = [s for s in summaries if s.get("status") == "busy"]
@@ -196,6 +198,29 @@ def cmd_reproduce(args) -> int:
             out = write_report(name, Path(args.results), Path(args.reports) / name, seeds_requested=seeds)
             print(f"report: {out}")
     return 0 if not failed else 1
+
+
+def cmd_evaluate(args) -> int:
+    from benchmark.rl.checkpoint import load_policy
+    from benchmark.rl.trainers import evaluate
+    from benchmark.seeding import seed_everything
+    from benchmark.tasks import resolve_task
+
+    _check_count("--episodes", args.episodes, 1)
+    _check_count("--seed", args.seed, 0)
+    policy = load_policy(Path(args.policy))
+    meta, algo = policy["meta"], policy["algo"]
+    task = resolve_task(meta["task"])
+    seed = meta["seed"] if args.seed is None else args.seed
+    seed_everything(seed)
+    mean, std, _ = evaluate(lambda o: algo.act(o, deterministic=True), task.make_env, args.episodes, seed)
+    print(json.dumps({
+        "policy": args.policy, "algo": meta["algo"], "task": meta["task"], "trained_seed": meta["seed"],
+        "budget": meta["budget"], "config_hash": meta["config_hash"], "commit": meta["commit"],
+        "episodes": args.episodes, "eval_seed": seed, "return_mean": mean, "return_std": std,
+        "score": task.normalize(mean), "recorded_final_score": meta["final_score"],
+    }, indent=1))
+    return 0
 
 
 def cmd_report(args) -> int:
@@ -253,6 +278,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--suite", default="adhoc", help="suite name used in the record path (default: adhoc)")
     run.add_argument("--threads", type=int, default=1, help="torch threads for this run")
     run.add_argument("--force", action="store_true", help="rerun even if a finished record exists")
+    run.add_argument("--keep-policy", action="store_true",
+                     help="also write the trained policy beside the record (seed-N.policy.pt; see evaluate)")
     run.add_argument("--quiet", action="store_true")
     run.set_defaults(func=cmd_run)
 
@@ -271,9 +298,16 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--reports", default="reports")
     rep.add_argument("--plan", action="store_true", help="print the runs and exit")
     rep.add_argument("--force", action="store_true")
+    rep.add_argument("--keep-policy", action="store_true", help="write each trained policy beside its record")
     rep.add_argument("--no-report", action="store_true")
     rep.add_argument("--quiet", action="store_true")
     rep.set_defaults(func=cmd_reproduce)
+
+    ev = sub.add_parser("evaluate", help="run a policy file written by --keep-policy again")
+    ev.add_argument("policy", help="a seed-N.policy.pt file")
+    ev.add_argument("--episodes", type=int, default=10, help="deterministic evaluation episodes")
+    ev.add_argument("--seed", type=int, default=None, help="evaluation seed (default: the run's seed)")
+    ev.set_defaults(func=cmd_evaluate)
 
     rp = sub.add_parser("report", help="aggregate a suite's records into tables and figures")
     rp.add_argument("suite")

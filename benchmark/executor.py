@@ -28,26 +28,31 @@ def busy_summary(job: Job, err: RunBusy) -> dict:
     return {"algo": job.name, "task": job.task, "seed": job.seed, "status": "busy", "reason": str(err)}
 
 
-def run_job(job: Job, results_dir: Path, force: bool, threads: int = 1, progress: bool = False) -> dict:
+def run_job(
+    job: Job, results_dir: Path, force: bool, threads: int = 1, progress: bool = False,
+    keep_policy: bool = False,
+) -> dict:
     """Run one job in this process; the summary of its record (``busy`` if another process holds it)."""
     try:
-        return summarize(execute(job, results_dir, force=force, threads=threads, progress=progress))
+        return summarize(execute(job, results_dir, force=force, threads=threads, progress=progress,
+                                 keep_policy=keep_policy))
     except RunBusy as e:
         return busy_summary(job, e)
 
 
-def _worker_loop(conn: Connection, results_dir: str, force: bool) -> None:
+def _worker_loop(conn: Connection, results_dir: str, force: bool, keep_policy: bool) -> None:
     while True:
         job = conn.recv()
         if job is None:
             return
-        conn.send(run_job(job, Path(results_dir), force))
+        conn.send(run_job(job, Path(results_dir), force, keep_policy=keep_policy))
 
 
 class _Worker:
-    def __init__(self, ctx, results_dir: Path, force: bool):
+    def __init__(self, ctx, results_dir: Path, force: bool, keep_policy: bool):
         self.conn, child = ctx.Pipe()
-        self.process = ctx.Process(target=_worker_loop, args=(child, str(results_dir), force), daemon=True)
+        self.process = ctx.Process(target=_worker_loop, args=(child, str(results_dir), force, keep_policy),
+                                   daemon=True)
         self.process.start()
         child.close()
         self.job: Job | None = None
@@ -86,6 +91,7 @@ def run_many(
     force: bool = False,
     progress: bool = True,
     max_retries: int = 2,
+    keep_policy: bool = False,
 ) -> list[dict]:
     """Run every job (finished ones are skipped by the runner) on ``workers`` processes; ``workers == 1``
     runs them in this process. Returns one summary per job, in completion order."""
@@ -104,17 +110,17 @@ def run_many(
         if workers == 1:
             for run in runs:
                 bar.set_postfix_str(run.label(), refresh=True)
-                summaries.append(run_job(run, results_dir, force, progress=False))
+                summaries.append(run_job(run, results_dir, force, progress=False, keep_policy=keep_policy))
                 bar.update()
             return summaries
-        summaries = _run_pool(runs, results_dir, workers, force, max_retries, bar)
+        summaries = _run_pool(runs, results_dir, workers, force, max_retries, bar, keep_policy)
         return summaries
     finally:
         bar.close()
 
 
 def _run_pool(
-    runs: list[Job], results_dir: Path, workers: int, force: bool, max_retries: int, bar
+    runs: list[Job], results_dir: Path, workers: int, force: bool, max_retries: int, bar, keep_policy: bool
 ) -> list[dict]:
     ctx = multiprocessing.get_context("spawn")
     pending: deque[Job] = deque(runs)
@@ -132,7 +138,7 @@ def _run_pool(
                 if w.job is None and pending:
                     w.give(pending.popleft())
             while pending and len(pool) < workers:
-                w = _Worker(ctx, results_dir, force)
+                w = _Worker(ctx, results_dir, force, keep_policy)
                 pool.append(w)
                 w.give(pending.popleft())
             show_in_flight()

@@ -31,7 +31,7 @@ from benchmark.results import (
     versions,
     write_record,
 )
-from benchmark.rl.checkpoint import Checkpointer
+from benchmark.rl.checkpoint import Checkpointer, save_policy
 from benchmark.seeding import preserved_rng, seed_everything
 from benchmark.tasks import TaskError, resolve_task
 
@@ -180,6 +180,15 @@ def checkpoint_dir(record_path: Path) -> Path:
     return record_path.with_name(f"{record_path.stem}.checkpoints")
 
 
+def policy_path(record_path: Path) -> Path:
+    """Where ``--keep-policy`` writes the trained policy: beside its record (``seed-N.policy.pt``)."""
+    return record_path.with_name(f"{record_path.stem}.policy.pt")
+
+
+POLICY_META = ("algo", "algo_id", "task", "seed", "budget", "config", "config_hash", "versions", "commit",
+               "final_score", "final_return", "final_rule")
+
+
 def _train(spec, task, cfg, common: dict, dataset, progress: bool, checkpointer=None) -> dict:
     if spec.kind == "offline":
         from benchmark.rl.algorithm import OfflineContext
@@ -235,8 +244,12 @@ def run_one(
     progress: bool = True,
     force: bool = False,
     threads: int = 1,
+    keep_policy: bool = False,
 ) -> dict:
     """Train one run and write its record (also when it fails). Returns the record.
+
+    ``keep_policy`` also writes the trained algorithm as a self-describing policy file beside the record
+    (:func:`policy_path`; ``admbench evaluate`` runs it again).
 
     An existing finished record with the same config hash is returned untouched unless ``force``. The run
     holds the record's claim (:func:`benchmark.results.claim_run`) while it trains: a second process asking
@@ -264,6 +277,7 @@ def run_one(
             common, dataset = _inputs(spec, task, cfg, progress)
             seed_everything(run.seed, threads=threads)
             out = _train(spec, task, cfg, common, dataset, progress, checkpointer)
+            trained = out.pop("algo", None)
             if checkpointer.resumed_from is not None:
                 record["resumed_from"] = checkpointer.resumed_from
             record["curve"] = out["curve"]
@@ -273,6 +287,7 @@ def run_one(
                 record["dataset"] = out["dataset"]
         except Exception as e:  # a failing run records its failure; the sweep goes on
             _fail(record, e)
+            trained = None
         record["wall_time_s"] = round(time.time() - t0, 3)
         record["final_score"] = final_value(record["curve"], "score", cfg.final_k)
         record["final_return"] = final_value(record["curve"], "return_mean", cfg.final_k)
@@ -286,6 +301,8 @@ def run_one(
             write_record(path, record)
         except OSError as e:
             raise OSError(e.errno, f"could not write the record {path}: {e.strerror}") from e
+        if keep_policy and record["status"] == "ok" and trained is not None:
+            save_policy(policy_path(path), trained, {k: record.get(k) for k in POLICY_META})
         checkpointer.clear()  # the record is the result now
     return record
 
@@ -395,10 +412,11 @@ def execute(
     force: bool = False,
     threads: int = 1,
     progress: bool = False,
+    keep_policy: bool = False,
 ) -> dict:
     if isinstance(job, AnalysisSpec):
         return run_analysis_job(job, results_dir, force=force, threads=threads)
-    return run_one(job, results_dir, progress=progress, force=force, threads=threads)
+    return run_one(job, results_dir, progress=progress, force=force, threads=threads, keep_policy=keep_policy)
 
 
 def summarize(record: dict) -> dict:

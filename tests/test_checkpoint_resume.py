@@ -110,3 +110,25 @@ def test_checkpoint_interval_is_not_part_of_the_config_hash(tiny_data):
                                                 {"checkpoint_every": 1}))[-1]
     assert prepare(base)[3]["checkpoint_every"] == 5
     assert prepare(RunSpec("bc", "local/hopper-medium-replay", 0, "smoke"))[3]["checkpoint_every"] == 0
+
+
+@pytest.mark.parametrize("algo, task", [("td3bc", "local/hopper-medium-replay"), ("sac", "mujoco/Hopper")])
+def test_keep_policy_writes_a_file_evaluate_runs_again(algo, task, tiny_data, tmp_path, capsys):
+    from benchmark.cli import main
+    from benchmark.runner import policy_path
+
+    sizes = {"eval_episodes": 2} if algo == "td3bc" else {"env_steps": 61, "eval_interval": 30,
+                                                          "start_learning": 200, "eval_episodes": 2}
+    argv = ["run", "--algo", algo, "--task", task, "--budget", "smoke", "--results", str(tmp_path),
+            "--quiet", "--keep-policy"] + [x for k, v in sizes.items() for x in ("--set", f"{k}={v}")]
+    assert main(argv) == 0
+    run = RunSpec(algo, task, 0, "smoke", sizes)
+    record = json.loads(run.path(tmp_path).read_text())
+    policy = policy_path(run.path(tmp_path))
+    assert policy.stat().st_size < 5_000_000  # networks only: buffers and datasets are left out
+    capsys.readouterr()
+    assert main(["evaluate", str(policy), "--episodes", "2"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    # the same deterministic episodes as the last evaluation (taken after the last update) give its return
+    assert out["return_mean"] == record["curve"][-1]["return_mean"]
+    assert out["config_hash"] == record["config_hash"] and out["task"] == task

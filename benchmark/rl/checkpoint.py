@@ -185,4 +185,27 @@ class Checkpointer:
             shutil.rmtree(self.directory)
 
 
-__all__ = ["Checkpointer", "env_state", "global_rng_state", "restore_env_state", "set_global_rng_state"]
+POLICY_FORMAT = "admbench.policy/1"
+
+
+def save_policy(path: Path, algo: Any, meta: dict[str, Any]) -> Path:
+    """A self-describing policy file: the trained algorithm (buffers and datasets left out) with ``meta``
+    (the record's algo, task, seed, budget, config, config hash, versions, commit, final score), so
+    ``admbench evaluate`` can run it again without the code that trained it knowing anything else."""
+    from benchmark.rl.buffers import contents_left_out
+
+    payload = {"format": POLICY_FORMAT, "meta": meta, "algo": algo}
+    with contents_left_out():
+        return atomic_write(path, lambda f: torch.save(payload, f))
+
+
+def load_policy(path: Path) -> dict[str, Any]:
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    if not isinstance(state, dict) or state.get("format") != POLICY_FORMAT:
+        raise ValueError(f"{path}: not an admbench policy file (expected format {POLICY_FORMAT})")
+    rewire_after_load(state)
+    return state
+
+
+__all__ = ["Checkpointer", "env_state", "global_rng_state", "load_policy", "restore_env_state", "save_policy",
+           "set_global_rng_state"]

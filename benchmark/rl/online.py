@@ -440,4 +440,4 @@ def train_online(algo: OnlineAlgorithm, cfg: OnlineTrainConfig, make_env: Callab
     for name in ("model_trainings", "rollouts"):
         if hasattr(algo, name):
             counts[f"count/{name}"] = getattr(algo, name)
-    return {"curve": curve, "setup": setup_info, "train": {**last, **counts}}
+    return {"curve": curve, "setup": setup_info, "train": {**last, **counts}, "algo": algo}

@@ -114,4 +114,4 @@ def train_offline(
             bar.set_postfix(ret=f"{mean:.1f}", score=point["score"])
         if checkpointer is not None and checkpointer.due(epoch + 1) and epoch + 1 < cfg.epochs:
             save(epoch + 1)
-    return {"curve": curve, "setup": setup_info, "train": last}
+    return {"curve": curve, "setup": setup_info, "train": last, "algo": algo}
