@@ -12,8 +12,8 @@ vectorised :class:`~benchmark.rl.sac.QEnsemble`; the same forward gives the Bell
 
 Critic initialisation follows the EDAC code (hidden biases 0.1, last layer uniform in +-3e-3), as
 OfflineRL-Kit's ``run_edac.py`` also does; ``edac_init: false`` keeps the default ``nn.Linear`` init.
-OfflineRL-Kit also clips the entropy temperature to at most 1 after each update; we do not (CORL's EDAC
-does not either), so with ``auto_alpha`` the temperature is the SAC core's.
+As OfflineRL-Kit (``offlinerlkit/policy/model_free/edac.py:110``), the automatic entropy temperature is
+clamped at 1 (``alpha_max``; ``null`` gives CORL's unclamped one).
 """
 
 from __future__ import annotations
@@ -49,6 +49,7 @@ class EDACConfig(OfflineConfig):
     alpha: float = 0.2  # entropy temperature when auto_alpha is false
     auto_alpha: bool = True
     target_entropy: float | None = None  # None -> -|A|
+    alpha_max: float | None = 1.0  # OfflineRL-Kit edac.py:110 clamps alpha at 1 after each update
     deterministic_backup: bool = False
     num_critics: int = 50  # N
     eta: float = 1.0  # weight of the ensemble-gradient diversity term; 0 -> SAC-N
