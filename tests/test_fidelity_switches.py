@@ -35,8 +35,15 @@ def test_alpha_clamp_is_a_sac_option_applied_only_to_the_auto_temperature():
 
 @pytest.mark.parametrize(
     "algo, alpha_max",
-    [("mopo", 1.0), ("rambo", 1.0), ("mobile", 1.0), ("edac", 1.0), ("cql", None), ("combo", None),
-     ("cbop", None)],
+    [
+        ("mopo", 1.0),
+        ("rambo", 1.0),
+        ("mobile", 1.0),
+        ("edac", 1.0),
+        ("cql", None),
+        ("combo", None),
+        ("cbop", None),
+    ],
 )
 def test_alpha_clamp_per_algorithm_matches_its_reference(algo, alpha_max):
     spec = get(algo)
@@ -85,8 +92,11 @@ def test_state_sample_grouping_is_offlinerlkits_per_pair_logsumexp():
 
 def test_lse_grouping_switch_reaches_the_critic_loss_and_is_validated():
     batch = {
-        "obs": torch.randn(8, 3), "act": torch.rand(8, 2) * 2 - 1, "rew": torch.randn(8, 1),
-        "next_obs": torch.randn(8, 3), "done": torch.zeros(8, 1),
+        "obs": torch.randn(8, 3),
+        "act": torch.rand(8, 2) * 2 - 1,
+        "rew": torch.randn(8, 1),
+        "next_obs": torch.randn(8, 3),
+        "done": torch.zeros(8, 1),
     }
     gaps = {}
     for grouping in ("state", "state_sample"):
@@ -128,8 +138,14 @@ def test_non_finite_states_end_the_rollout_as_in_the_official_numpy_code():
 
 
 @pytest.mark.parametrize(
-    "algo, source", [("mopo", "offlinerlkit"), ("mobile", "offlinerlkit"), ("rambo", "offlinerlkit"),
-                     ("combo", "offlinerlkit"), ("cbop", "admpo")]
+    "algo, source",
+    [
+        ("mopo", "offlinerlkit"),
+        ("mobile", "offlinerlkit"),
+        ("rambo", "offlinerlkit"),
+        ("combo", "offlinerlkit"),
+        ("cbop", "admpo"),
+    ],
 )
 def test_ensemble_baselines_use_their_references_termination(algo, source):
     spec = get(algo)
