@@ -67,7 +67,7 @@ def fixed_noise(randn=(), rand=(), randint=()):
     torch.randn_like = lambda x, **kw: take("randn", x.shape).to(x)
     torch.randn = lambda *size, **kw: take("randn", size_of(size)).float()
     torch.rand = lambda *size, **kw: take("rand", size_of(size)).float()
-    torch.randint = lambda high, size, **kw: take("randint", tuple(size)).long()
+    torch.randint = lambda *args, **kw: take("randint", tuple(kw.get("size", args[-1]))).long()
     try:
         yield
     finally:
@@ -136,7 +136,7 @@ def okit_sac(alpha_max: float | None = 1.0) -> list[Check]:
         ("alpha (clamped at 1)", np.array(alphas), fx["alpha"], 1e-6),
         ("critic loss", np.array(critic_losses), fx["critic_loss"], 1e-4),
         ("actor loss", np.array(actor_losses), fx["actor_loss"], 1e-4),
-        *_params(fx, sac, "ref", 1e-5, skip=("act_scale",)),
+        *_params(fx, sac, "ref", 1e-6, skip=("act_scale",)),
     ]
 
 
@@ -321,6 +321,145 @@ def okit_termination(source: str = "offlinerlkit") -> list[Check]:
     return checks
 
 
+# ----- TD3+BC (official) -----------------------------------------------------------------------
+def td3bc_update() -> list[Check]:
+    from baselines.td3bc import TD3BC, TD3BCConfig
+    from benchmark.data.dataset import OfflineDataset
+    from benchmark.rl.algorithm import OfflineContext
+
+    fx = Fixture("td3bc_update")
+    d = {k: fx[f"data/{k}"] for k in ("observations", "actions", "rewards", "next_observations", "terminals")}
+    n = len(d["observations"])
+    ds = OfflineDataset(
+        d["observations"],
+        d["actions"],
+        d["rewards"],
+        d["next_observations"],
+        d["terminals"],
+        np.zeros(n, bool),
+        env_key="hopper",
+    )
+    algo = TD3BC(TD3BCConfig(hidden=HID), OfflineContext(ds, "hopper", OBS, ACT, 1.0, torch.device("cpu")))
+    fx.load(algo.actor, "init")
+    fx.load(algo.critic, "init_critic")
+    algo.actor_target.load_state_dict(algo.actor.state_dict())
+    algo.critic_target.load_state_dict(algo.critic.state_dict())
+    checks = [
+        ("state mean", _np(algo.norm.mean), fx["ref_mean"].reshape(-1), 1e-6),
+        ("state std + 1e-3", _np(algo.norm.std), fx["ref_std"].reshape(-1), 1e-6),
+    ]
+    for ind, eps in zip(fx["idx"], fx.t("noise")):
+        batch = {k: v[ind] for k, v in algo.real.data.items()}
+        with fixed_noise(randn=[eps]):
+            algo.learn(batch)
+    for net, prefix in (
+        (algo.actor, "ref_actor"),
+        (algo.critic, "ref_critic"),
+        (algo.actor_target, "ref_actor_target"),
+        (algo.critic_target, "ref_critic_target"),
+    ):
+        checks += _params(fx, net, prefix, 1e-6)
+    return checks
+
+
+# ----- ADMPO (official) ------------------------------------------------------------------------
+def _adm(fx: Fixture):
+    from adm.model import ADMConfig, AnyStepDynamics
+
+    hidden = fx.group("init")["rnn.weight_hh_l0"].shape[1]
+    model = AnyStepDynamics(OBS, ACT, ADMConfig(hidden_dim=hidden))
+    fx.load(model, "init")
+    return model
+
+
+def admpo_model(impl: str = "loop") -> list[Check]:
+    from adm.rollout import RolloutConfig, rollout
+    from adm.training import adm_nll_loss
+    from benchmark.rl.termination import get_termination_fn
+
+    fx = Fixture("admpo_model")
+    model = _adm(fx)
+    checks = []
+    model.eval()
+    k = 1
+    while f"fwd{k}/obs" in fx.data:
+        with torch.no_grad():
+            mean, logvar = model(fx.t(f"fwd{k}/obs"), fx.t(f"fwd{k}/act"))
+        checks += [
+            (f"forward k={k} mean", _np(mean), fx[f"fwd{k}/mean"], 1e-5),
+            (f"forward k={k} logvar", _np(logvar), fx[f"fwd{k}/logvar"], 1e-5),
+        ]
+        k += 1
+    # training loss and gradients (train mode: dropout draws from torch's global RNG, seeded as there)
+    w = fx.group("win")
+    s, a_seq = w["s"][:, 0], w["a"]
+    target = torch.cat([w["s_"][:, -1] - s, w["r"][:, -1]], dim=-1)
+    model.train()
+    torch.manual_seed(0)
+    mean, logvar = model(s, a_seq)
+    loss = adm_nll_loss(mean, logvar, target, model.max_logvar, model.min_logvar)
+    model.zero_grad()
+    loss.backward()
+    grads = dict(model.named_parameters())
+    checks.append(("ADM training loss (k=2, dropout on)", _np(loss), fx["loss"], 1e-5))
+    for name, g in fx.group("grad").items():
+        checks.append((f"grad {name}", _np(grads[name].grad), _np(g), 1e-5))
+    # one rollout with the penalty: k, Gaussian noise and policy as in the official run, dropout off
+    model.eval()
+    m, horizon = fx.t("roll/hist_s").shape[1] + 1, len(fx["roll/ks"])
+    cfg = RolloutConfig(max_step=m, length=horizon, penalty_coef=1.0, dropout=False, impl=impl)
+    pol_w = fx.t("roll/w")
+    alive = fx.t("roll/alive")
+    noise = [fx.t("roll/noise")[t][alive[t]].float() for t in range(horizon) if alive[t].any()]
+    with fixed_noise(randn=noise, randint=[fx.t("roll/ks"), torch.tensor([1, 2])]):
+        tr, _ = rollout(
+            model,
+            lambda o: torch.tanh(o @ pol_w),
+            fx.t("roll/hist_s"),
+            fx.t("roll/hist_a"),
+            fx.t("roll/start"),
+            cfg,
+            get_termination_fn("hopper"),
+        )
+    # ours is time-major over the alive rows; the official output is row-major: re-sort ours
+    rows = torch.cat([torch.nonzero(alive[t]).reshape(-1) for t in range(horizon)])
+    steps = torch.cat([torch.full((int(alive[t].sum()),), t) for t in range(horizon)])
+    order = np.lexsort((steps.numpy(), rows.numpy()))
+    for ours_key, ref_key in (("obs", "s"), ("act", "a"), ("rew", "r"), ("next_obs", "s_"), ("done", "done")):
+        checks.append(
+            (
+                f"rollout ({impl}) {ours_key}",
+                _np(tr[ours_key])[order],
+                fx[f"roll/ref_{ref_key}"].astype(np.float32),
+                1e-5,
+            )
+        )
+    return checks
+
+
+def admpo_termination() -> list[Check]:
+    from benchmark.rl.termination import get_termination_fn
+
+    fx = Fixture("admpo_termination")
+    checks = []
+    for env in (
+        "hopper",
+        "walker2d",
+        "halfcheetah",
+        "neorl-hopper",
+        "neorl-walker2d",
+        "neorl-halfcheetah",
+        "anttruncatedobs",
+        "humanoidtruncatedobs",
+    ):
+        s = fx[f"term/{env}/next_obs"]
+        done = get_termination_fn(env)(s, None, s).numpy().astype(np.float32)
+        checks.append(
+            (f"{env} done flags (incl. NaN/inf rows)", done, fx[f"term/{env}/done"].astype(np.float32), 0.0)
+        )
+    return checks
+
+
 CASES: dict[str, Callable[[], list[Check]]] = {
     "okit_sac": okit_sac,
     "okit_dynamics": okit_dynamics,
@@ -330,11 +469,11 @@ CASES: dict[str, Callable[[], list[Check]]] = {
     "okit_mobile": okit_mobile,
     "okit_rambo": okit_rambo,
     "okit_termination": okit_termination,
+    "td3bc_update": td3bc_update,
+    "admpo_model": admpo_model,
+    "admpo_rollout_carry": lambda: [c for c in admpo_model("carry") if c[0].startswith("rollout")],
+    "admpo_termination": admpo_termination,
 }
-
-
-def available_cases() -> dict[str, Callable[[], list[Check]]]:
-    return {k: v for k, v in CASES.items() if (FIXTURES / f"{k}.npz").exists()}
 
 
 def max_deviation(checks: list[Check]) -> float:
