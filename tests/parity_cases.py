@@ -95,14 +95,13 @@ def _batch(fx: Fixture, prefix: str = "in") -> dict[str, torch.Tensor]:
     return fx.group(prefix)
 
 
-def _dynamics(fx: Fixture, prefix: str = "dyn", **cfg_kw):
+def _dynamics(fx: Fixture, prefix: str = "dyn", weight_decays_zero: bool = False, **cfg_kw):
     from benchmark.rl.dynamics import EnsembleDynamics, EnsembleDynamicsConfig
 
     members = fx.group(prefix)["net.layers.0.weight"].shape[0]
     elites = len(fx.group(prefix)["elites"])
-    cfg = EnsembleDynamicsConfig(
-        members=members, elites=elites, hidden=HID, weight_decays=(2.5e-5, 5e-5, 1e-4), **cfg_kw
-    )
+    decays = (0.0, 0.0, 0.0) if weight_decays_zero else (2.5e-5, 5e-5, 1e-4)
+    cfg = EnsembleDynamicsConfig(members=members, elites=elites, hidden=HID, weight_decays=decays, **cfg_kw)
     dyn = EnsembleDynamics(OBS, ACT, cfg, "hopper")
     fx.load(dyn, prefix)
     return dyn
@@ -460,6 +459,32 @@ def admpo_termination() -> list[Check]:
     return checks
 
 
+# ----- CBOP (official) -------------------------------------------------------------------------
+def cbop_target(mask_terminated_horizons: bool = True) -> list[Check]:
+    from baselines.cbop import CBOP, bayesian_mve
+    from benchmark.rl.sac import QEnsemble, TanhGaussianActor
+
+    fx = Fixture("cbop_target")
+    dyn = _dynamics(fx, weight_decays_zero=True)
+    actor = TanhGaussianActor(OBS, ACT, HID)
+    fx.load(actor, "actor")
+    critic_state = fx.group("critic")
+    critic = QEnsemble(OBS, ACT, critic_state["net.layers.0.weight"].shape[0], HID)
+    critic.load_state_dict(critic_state)
+    sac = types.SimpleNamespace(actor=actor, critic_target=critic)
+    cfg = types.SimpleNamespace(horizon=int(fx["horizon"]), gamma=float(fx["gamma"]))
+    owner = types.SimpleNamespace(cfg=cfg, dynamics=dyn, sac=sac, device=torch.device("cpu"))
+    with fixed_noise(randn=[*fx.t("noise/pi"), *fx.t("noise/model")]):
+        returns, dropped = CBOP.mve_returns(owner, fx.t("in/obs"), fx.t("in/act"))
+    mean, var = bayesian_mve(returns, 1e-5, dropped if mask_terminated_horizons else None)
+    lcb, ref_lcb = mean - 3.0 * var.sqrt(), fx.t("ref_mean") - 3.0 * fx.t("ref_var").sqrt()
+    return [
+        ("posterior mean", _np(mean), fx["ref_mean"], 1e-4),
+        ("posterior variance", _np(var), fx["ref_var"], 1e-4),
+        ("LCB mean - 3 std", _np(lcb), _np(ref_lcb), 1e-3),
+    ]
+
+
 CASES: dict[str, Callable[[], list[Check]]] = {
     "okit_sac": okit_sac,
     "okit_dynamics": okit_dynamics,
@@ -473,6 +498,7 @@ CASES: dict[str, Callable[[], list[Check]]] = {
     "admpo_model": admpo_model,
     "admpo_rollout_carry": lambda: [c for c in admpo_model("carry") if c[0].startswith("rollout")],
     "admpo_termination": admpo_termination,
+    "cbop_target": cbop_target,
 }
 
 

@@ -3,7 +3,16 @@ same weights, inputs and noise must give the reference's outputs within float to
 
 import numpy as np
 import pytest
-from parity_cases import CASES, FIXTURES, Fixture, max_deviation, okit_cql, okit_sac, okit_termination
+from parity_cases import (
+    CASES,
+    FIXTURES,
+    Fixture,
+    cbop_target,
+    max_deviation,
+    okit_cql,
+    okit_sac,
+    okit_termination,
+)
 
 FIXTURE_OF = {"admpo_rollout_carry": "admpo_model"}  # cases that reuse another case's fixture
 REFERENCE_REPOS = {
@@ -40,3 +49,4 @@ def test_the_fixtures_tell_the_audited_differences_apart():
     assert max_deviation(okit_sac(alpha_max=None)) > 1.0  # MOPO/RAMBO before the alpha clamp
     assert max_deviation(okit_cql(lse_grouping="state")) > 1.0  # the CQL paper's grouping
     assert max_deviation(okit_termination(source="admpo")) == 1.0  # walker2d without |s| < 100
+    assert max_deviation(cbop_target(mask_terminated_horizons=False)) > 10.0  # CBOP before the mask
