@@ -48,5 +48,6 @@ def test_the_fixtures_tell_the_audited_differences_apart():
     """Negative controls: each closed difference, reopened, fails its fixture by far more than tolerance."""
     assert max_deviation(okit_sac(alpha_max=None)) > 1.0  # MOPO/RAMBO before the alpha clamp
     assert max_deviation(okit_cql(lse_grouping="state")) > 1.0  # the CQL paper's grouping
+    assert max_deviation(okit_cql(lse_grouping="state_sample", fixture="corl_cql")) > 1.0  # and the other way
     assert max_deviation(okit_termination(source="admpo")) == 1.0  # walker2d without |s| < 100
     assert max_deviation(cbop_target(mask_terminated_horizons=False)) > 10.0  # CBOP before the mask
