@@ -29,8 +29,9 @@ Simplifications, and why (the official code is a large rlkit/Hydra stack and its
   net without decay and with a separate reward head. Particles = elites, each rolled with its own
   member, sampling the Gaussian (the official ``propagation_method: all``, ``num_particles = num_elites``).
   The termination functions are the official (ADMPO-identical) ones (``dynamics_termination: admpo``).
-* No EDAC gradient-diversity term (the README's run uses ``eta=1``): left out to keep the Q
-  ensemble update the plain SAC-N one; ``num_critics`` keeps the official 50 by default.
+* The critic loss adds EDAC's gradient-diversity term with the README's ``eta=1``
+  (``rlkit/trainers/mvepo/mvepo.py:205-226``, the same term as :func:`baselines.edac.diversity_loss`);
+  ``eta: 0`` gives the plain SAC-N update. ``num_critics`` keeps the official 50.
 * Pre-training is a fixed number of BC and policy-evaluation steps (``bc_steps``, ``pe_steps``)
   rather than the official separate pre-training run with its own early stopping.
 * Only the adaptive Gaussian weighting is implemented (not the Student-t or fixed-lambda variants).
@@ -46,6 +47,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from baselines.edac import EDACLearner
 from baselines.mopo import ModelBasedSACConfig
 from benchmark.registry import AlgorithmSpec, register
 from benchmark.rl.algorithm import OfflineAlgorithm
@@ -67,6 +69,8 @@ class CBOPConfig(ModelBasedSACConfig):
     dynamics_elites: int = 20  # README: dynamics.num_elites=20 (= particles)
     dynamics_termination: str = "admpo"  # rlkit/envs termination functions equal ADMPO's
     mask_terminated_horizons: bool = True  # official README path; see the module docstring
+    eta: float = 1.0  # EDAC diversity weight, README overrides.trainer_cfg.eta=1
+    edac_init: bool = False  # the official Q ensemble keeps its default initialisation
     alpha_max: float | None = None  # the official trainer does not clamp alpha (mvepo.py:174)
     lr_schedule: bool = False
     horizon: int = 10  # H
@@ -114,7 +118,14 @@ def bayesian_mve(
 class CBOP(ModelBasedOffline):
     def __init__(self, cfg: CBOPConfig, ctx):
         super().__init__(cfg, ctx)
-        self.sac = SAC(ctx.obs_dim, ctx.act_dim, cfg.sac_config(), act_scale=ctx.act_scale, device=ctx.device)
+        if cfg.eta > 0:
+            self.sac = EDACLearner(
+                ctx.obs_dim, ctx.act_dim, cfg, ctx.act_scale, ctx.device, sac_cfg=cfg.sac_config()
+            )
+        else:
+            self.sac = SAC(
+                ctx.obs_dim, ctx.act_dim, cfg.sac_config(), act_scale=ctx.act_scale, device=ctx.device
+            )
         self.dynamics = EnsembleDynamics(
             ctx.obs_dim, ctx.act_dim, cfg.dynamics_config(), ctx.env_key, ctx.device, seed=int(cfg.seed)
         )
@@ -230,7 +241,7 @@ register(
         factory=CBOP,
         kind="offline",
         config_dir=Path(__file__).parent / "configs" / "cbop",
-        description="CBOP: SAC-N with a conservative Bayesian model-value-expansion target (simplified)",
+        description="CBOP: EDAC-style Q ensemble with a conservative Bayesian model-value-expansion target",
         paper=(
             "Jeong et al., Conservative Bayesian Model-Based Value Expansion for Offline Policy "
             "Optimization, ICLR 2023"

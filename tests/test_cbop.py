@@ -130,3 +130,22 @@ def test_cbop_learns_on_hopper_medium_replay():
     )
     assert out["setup"]["dynamics/holdout_mse"] < 0.5 * out["setup"]["dynamics/holdout_mse_first_epoch"]
     assert final > random_score + 2.0, (final, random_score)
+
+
+def test_critic_loss_has_the_edac_diversity_term_of_the_readme_run():
+    from baselines.edac import EDACLearner, diversity_loss
+
+    algo, cfg, _ = build_model_based(
+        "cbop", dynamics_max_steps=5, bc_steps=0, pe_steps=0, horizon=1, num_critics=3
+    )
+    assert cfg.eta == 1.0 and isinstance(algo.sac, EDACLearner)
+    algo.dynamics.fit(algo.ctx.dataset)
+    batch = {k: v[:16] for k, v in algo.real.data.items()}
+    torch.manual_seed(0)
+    with_term, info = algo.sac.critic_loss(batch)
+    obs = batch["obs"].unsqueeze(0).expand(3, -1, -1)
+    act = batch["act"].unsqueeze(0).expand(3, -1, -1).clone().requires_grad_(True)
+    (grads,) = torch.autograd.grad(algo.sac.critic(obs, act).sum(), act)
+    assert info["diversity_loss"] == pytest.approx(diversity_loss(grads).item(), rel=1e-5)
+    plain, _, _ = build_model_based("cbop", dynamics_max_steps=5, bc_steps=0, pe_steps=0, eta=0.0)
+    assert not isinstance(plain.sac, EDACLearner)
