@@ -326,6 +326,20 @@ def okit_termination(source: str = "offlinerlkit") -> list[Check]:
     return checks
 
 
+def mobile_termination() -> list[Check]:
+    from benchmark.rl.termination import get_termination_fn
+
+    fx = Fixture("mobile_termination")
+    checks = []
+    for env in ("hopper", "walker2d", "halfcheetah", "neorl-hopper", "neorl-walker2d", "neorl-halfcheetah"):
+        s = fx[f"{env}/next_obs"]
+        done = get_termination_fn(env, "offlinerlkit")(s, None, s).numpy().astype(np.float32)
+        checks.append(
+            (f"{env} done flags (incl. NaN/inf rows)", done, fx[f"{env}/done"].astype(np.float32), 0.0)
+        )
+    return checks
+
+
 # ----- TD3+BC (official) -----------------------------------------------------------------------
 def td3bc_update() -> list[Check]:
     from baselines.td3bc import TD3BC, TD3BCConfig
@@ -442,6 +456,28 @@ def admpo_model(impl: str = "loop") -> list[Check]:
     return checks
 
 
+def admpo_sac(logp_eps: float | None = None) -> list[Check]:
+    from benchmark.rl.sac import ADMPO_LOGP_EPS, SAC, SACConfig
+
+    fx = Fixture("admpo_sac")
+    eps = ADMPO_LOGP_EPS if logp_eps is None else logp_eps
+    cfg = SACConfig(
+        hidden=HID,
+        actor_lr=3e-4,
+        critic_lr=3e-4,
+        alpha_lr=3e-4,
+        auto_alpha=True,
+        target_entropy=-1.0,
+        logp_eps=eps,
+    )
+    sac = SAC(OBS, ACT, cfg)
+    fx.load(sac, "init")
+    for step in range(3):
+        with fixed_noise(randn=list(fx.t(f"noise/{step}"))):
+            sac.update(_batch(fx, f"in/{step}"))
+    return _params(fx, sac, "ref", 1e-6, skip=("act_scale",))
+
+
 def admpo_termination() -> list[Check]:
     from benchmark.rl.termination import get_termination_fn
 
@@ -501,10 +537,12 @@ CASES: dict[str, Callable[[], list[Check]]] = {
     "okit_mobile": okit_mobile,
     "okit_rambo": okit_rambo,
     "okit_termination": okit_termination,
+    "mobile_termination": mobile_termination,
     "td3bc_update": td3bc_update,
     "admpo_model": admpo_model,
     "admpo_rollout_carry": lambda: [c for c in admpo_model("carry") if c[0].startswith("rollout")],
     "admpo_termination": admpo_termination,
+    "admpo_sac": admpo_sac,
     "cbop_target": cbop_target,
 }
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from _common import checkout, patched, save_fixture, state
+from _common import NoiseQueue, checkout, patched, reference_gaussians, save_fixture, state
 
 _, COMMIT = checkout("admpo")
 REPO = "HxLyn3/ADMPO"
@@ -29,6 +29,7 @@ from components.static_fns import STATICFUNC  # noqa: E402
 from dynamics import ARMDynamics  # noqa: E402
 
 from adm.model import ADMConfig, AnyStepDynamics  # noqa: E402
+from benchmark.rl.sac import ADMPO_LOGP_EPS, SAC, SACConfig  # noqa: E402
 
 torch.set_num_threads(1)
 OBS, ACT, HID, M, B, H = 11, 3, 12, 3, 32, 4
@@ -247,7 +248,88 @@ def termination_fixture() -> dict:
     return out
 
 
+def _linears(seq):
+    return [m for m in seq if isinstance(m, torch.nn.Linear)]
+
+
+def sac_fixture() -> None:
+    """Three updates of the official ``SACAgent.learn`` (online settings: automatic temperature from
+    log alpha = 0, lr 3e-4, target entropy -1, actor every update) against ours with its ADMPO epsilon."""
+    import gymnasium
+
+    torch.manual_seed(2)
+    cfg = SACConfig(
+        hidden=(8, 8),
+        actor_lr=3e-4,
+        critic_lr=3e-4,
+        alpha_lr=3e-4,
+        auto_alpha=True,
+        target_entropy=-1.0,
+        logp_eps=ADMPO_LOGP_EPS,
+    )
+    ours = SAC(OBS, ACT, cfg)
+    init = state("init", ours)
+    ref = official_agent.SACAgent(
+        (OBS,),
+        [8, 8],
+        ACT,
+        gymnasium.spaces.Box(-1.0, 1.0, (ACT,), np.float32),
+        actor_freq=1,
+        actor_lr=cfg.actor_lr,
+        critic_lr=cfg.critic_lr,
+        auto_alpha=True,
+        alpha_lr=cfg.alpha_lr,
+        target_entropy=-1.0,
+        device="cpu",
+    )
+    trunk = _linears(ours.actor.trunk)
+    with torch.no_grad():
+        for a, r in zip(trunk[:-1], _linears(ref.actor.backbone.net)):
+            r.weight.copy_(a.weight)
+            r.bias.copy_(a.bias)
+        ref.actor.dist_net.mu.weight.copy_(trunk[-1].weight[:ACT])
+        ref.actor.dist_net.mu.bias.copy_(trunk[-1].bias[:ACT])
+        ref.actor.dist_net.sigma.weight.copy_(trunk[-1].weight[ACT:])
+        ref.actor.dist_net.sigma.bias.copy_(trunk[-1].bias[ACT:])
+        for i, nets in enumerate(((ref.critic1, ref.critic1_trgt), (ref.critic2, ref.critic2_trgt))):
+            for net in nets:
+                for layer, r in zip(ours.critic.net.layers, [*_linears(net.backbone.net), net.last]):
+                    r.weight.copy_(layer.weight[i].T)
+                    r.bias.copy_(layer.bias[i, 0])
+    g = torch.Generator().manual_seed(3)
+    arrays = {}
+    for step in range(3):
+        b = {
+            "obs": torch.randn(16, OBS, generator=g),
+            "act": torch.rand(16, ACT, generator=g) * 2 - 1,
+            "rew": torch.randn(16, 1, generator=g),
+            "next_obs": torch.randn(16, OBS, generator=g),
+            "done": (torch.rand(16, 1, generator=g) < 0.2).float(),
+        }
+        eps = torch.randn(2, 16, ACT, generator=g)
+        with reference_gaussians(NoiseQueue(list(eps))):
+            ref.learn(b["obs"], b["act"], b["rew"], b["next_obs"], b["done"])
+        arrays |= {f"in/{step}/{k}": v for k, v in b.items()} | {f"noise/{step}": eps}
+    with torch.no_grad():
+        for a, r in zip(trunk[:-1], _linears(ref.actor.backbone.net)):
+            a.weight.copy_(r.weight)
+            a.bias.copy_(r.bias)
+        trunk[-1].weight.copy_(torch.cat([ref.actor.dist_net.mu.weight, ref.actor.dist_net.sigma.weight]))
+        trunk[-1].bias.copy_(torch.cat([ref.actor.dist_net.mu.bias, ref.actor.dist_net.sigma.bias]))
+        for i, (net, trgt) in enumerate(((ref.critic1, ref.critic1_trgt), (ref.critic2, ref.critic2_trgt))):
+            for dst, src in ((ours.critic, net), (ours.critic_target, trgt)):
+                for layer, r in zip(dst.net.layers, [*_linears(src.backbone.net), src.last]):
+                    layer.weight[i].copy_(r.weight.T)
+                    layer.bias[i, 0].copy_(r.bias)
+        ours.log_alpha.copy_(ref._log_alpha.detach()[0])
+    keep = {k: v for k, v in state("ref", ours).items() if "act_scale" not in k}
+    save_fixture(
+        "admpo_sac", REPO, COMMIT, "agent/sac.py (SACAgent.learn, actor4ward)", **init, **arrays, **keep
+    )
+
+
 def main():
+    sac_fixture()
     ours = build_ours()
     arrays = state("init", ours)
     arrays |= forward_loss_fixture(ours)
