@@ -120,8 +120,6 @@ def test_walker2d_offlinerlkit_adds_the_state_bound_and_admpo_keeps_its_own():
     np.testing.assert_array_equal(admpo, [False, False, False])
     np.testing.assert_array_equal(okit, [False, True, True])
     # the other environments are the same in both sources
-    h = np.zeros((2, 11), np.float32)
-    h[:, 0] = 1.25
     assert get_termination_fn("hopper", "offlinerlkit") is get_termination_fn("hopper")
     with pytest.raises(KeyError, match="unknown termination source"):
         get_termination_fn("hopper", "mbpo")
