@@ -97,7 +97,12 @@ def read_hdf5_arrays(path: str | Path) -> tuple[dict[str, np.ndarray], bool]:
 def arrays_to_dataset(
     arrays: dict[str, np.ndarray], has_next: bool, name: str, env_key: str
 ) -> OfflineDataset:
-    """Check row counts, then build explicit ``next_observations`` where the file has none."""
+    """Check row counts, then build explicit ``next_observations`` where the file has none.
+
+    With ``next_observations`` in the file every row is kept, the last one included; the ADMPO official
+    loader iterates ``range(N - 1)`` and so drops the file's last transition (``buffer/buffer.py:66``):
+    one row in >= 200k, kept here because its successor is stored.
+    """
     n = len(arrays["observations"])
     for key, arr in arrays.items():
         if len(arr) != n:
