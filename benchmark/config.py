@@ -294,7 +294,7 @@ RANGE_RULES: tuple[tuple[str, Range], ...] = (
     (r"^tau$", Range(0, 1, low_open=True)),
     (r"_fraction$", Range(0, 1, high_open=True)),
     (r"(ratio|dropout)$", UNIT_INTERVAL),
-    (r"^(temperature|min_return_var)$", POSITIVE),
+    (r"^(temperature|min_return_var|alpha_max)$", POSITIVE),
     # "0 (or None) = no cap / no pre-training / off"
     (r"(max_epochs|max_steps|max_time_s|fixed_k|bc_epochs|bc_steps|pe_steps|start_learning)$",
      NON_NEGATIVE),
