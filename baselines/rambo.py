@@ -94,17 +94,35 @@ def normalised_advantage(value: torch.Tensor, baseline: torch.Tensor) -> torch.T
     return (adv - adv.mean()) / (adv.std() + 1e-6)
 
 
+class OnRawStates:
+    """A termination function of raw states applied to standardised ones (a class, not a closure, so a
+    checkpoint can pickle it)."""
+
+    def __init__(self, fn, norm: StateNormalizer):
+        self.fn, self.norm = fn, norm
+
+    def __call__(self, obs, act, next_obs):
+        return self.fn(self.norm.inverse(obs), act, self.norm.inverse(next_obs))
+
+
 class RAMBO(MOPO):
     def __init__(self, cfg: RAMBOConfig, ctx):
         super().__init__(cfg, ctx)
         self.adv_optim = torch.optim.Adam(self.dynamics.parameters(), lr=cfg.adv_lr)
         self.num_learn_steps = 0
         self.obs_norm = StateNormalizer(ctx.dataset.observations, cfg.normalize_states).to(self.device)
+        self._standardise_real()
         if cfg.normalize_states:
+            self.dynamics.termination_fn = OnRawStates(self.dynamics.termination_fn, self.obs_norm)
+
+    def _standardise_real(self) -> None:
+        if self.cfg.normalize_states:
             for key in ("obs", "next_obs"):
                 self.real.data[key] = self.obs_norm(self.real.data[key])
-            raw_fn, norm = self.dynamics.termination_fn, self.obs_norm
-            self.dynamics.termination_fn = lambda o, a, n: raw_fn(norm.inverse(o), a, norm.inverse(n))
+
+    def attach_data(self, ctx) -> None:
+        super().attach_data(ctx)
+        self._standardise_real()
 
     def train_dynamics(self) -> dict:
         d = self.real.data  # standardised states when normalize_states

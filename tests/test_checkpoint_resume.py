@@ -132,3 +132,62 @@ def test_keep_policy_writes_a_file_evaluate_runs_again(algo, task, tiny_data, tm
     # the same deterministic episodes as the last evaluation (taken after the last update) give its return
     assert out["return_mean"] == record["curve"][-1]["return_mean"]
     assert out["config_hash"] == record["config_hash"] and out["task"] == task
+
+
+# smaller model-based sizes so every algorithm's interrupted + uninterrupted smoke runs stay quick
+SHRINK = {"rollout_batch_size": 200, "model_max_epochs": 1, "dynamics_max_epochs": 1, "bc_steps": 20,
+          "pe_steps": 20, "bc_epochs": 1, "adv_train_steps": 5, "num_critics": 5}
+
+
+class _Interrupted(BaseException):
+    """Stands for a SIGKILL inside the process: not an Exception, so the runner records nothing."""
+
+
+def _smoke_sizes(spec) -> dict:
+    from benchmark.config import field_types
+
+    names = field_types(spec.config_cls)
+    sizes = {k: v for k, v in SHRINK.items() if k in names}
+    if spec.kind == "offline":
+        return {**sizes, "epochs": 3, "steps_per_epoch": 20, "eval_episodes": 1, "checkpoint_every": 1}
+    return {**sizes, "env_steps": 30, "eval_interval": 10, "eval_episodes": 1, "start_learning": 400,
+            "checkpoint_every": 10}
+
+
+def _all_algorithms():
+    from benchmark import registry
+
+    return sorted(registry.algorithms())
+
+
+@pytest.mark.parametrize("algo", _all_algorithms())
+def test_every_algorithm_checkpoints_and_resumes_to_the_same_record(algo, tiny_data, tmp_path, monkeypatch):
+    """The contract behind the SIGKILL tests, for every registered algorithm: the state it holds pickles
+    (no closures, no open handles) and a run interrupted right after its second checkpoint resumes to the
+    uninterrupted record."""
+    from benchmark import registry
+
+    spec = registry.get(algo)
+    task = "local/hopper-medium-replay" if spec.kind == "offline" else "mujoco/Hopper"
+    run = RunSpec(algo, task, 0, "smoke", _smoke_sizes(spec))
+    reference = run_one(run, tmp_path / "a", progress=False)
+    assert reference["status"] == "ok", reference.get("traceback")
+
+    real_save = Checkpointer.save
+    saves = []
+
+    def save_then_die(self, position, state):
+        path = real_save(self, position, state)
+        saves.append(position)
+        if len(saves) == 2:
+            raise _Interrupted
+        return path
+
+    monkeypatch.setattr(Checkpointer, "save", save_then_die)
+    with pytest.raises(_Interrupted):
+        run_one(run, tmp_path / "b", progress=False)
+    monkeypatch.setattr(Checkpointer, "save", real_save)
+    resumed = run_one(run, tmp_path / "b", progress=False)
+    assert resumed["status"] == "ok", resumed.get("traceback")
+    assert resumed["resumed_from"] == saves[-1]
+    assert _curve_and_score(resumed) == _curve_and_score(reference)
