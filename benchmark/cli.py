@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -111,7 +112,24 @@ def cmd_run(args) -> int:
     summary["config"] = rec["config"]
     summary["overrides"] = rec.get("config_provenance", {}).get("overrides")
     print(json.dumps(summary, indent=1))
+    # stdout stays one JSON document (scripts parse it); the human summary goes to stderr
+    print(run_footer(rec, run.path(Path(args.results))), file=sys.stderr)
     return 0 if rec["status"] == "ok" else 1
+
+
+def run_footer(rec: dict, path: Path) -> str:
+    """The last lines of ``admbench run``: where the record is and the final score with its budget."""
+    curve = rec.get("curve") or []
+    steps = f", {curve[-1]['step']} training steps" if curve else ""
+    score = rec.get("final_score")
+    if rec.get("status") != "ok":
+        result = f"FAILED: {rec.get('reason')}"
+    elif score is not None:
+        result = f"final score {score:.2f} (normalized; {rec.get('final_rule')})"
+    else:
+        result = f"final return {rec.get('final_return')} (no normalized score for this task)"
+    note = "; smoke runs are untrained plumbing checks, not results" if rec.get("budget") == "smoke" else ""
+    return f"record: {path}\n{result}, budget {rec.get('budget')}{steps}{note}"
 
 
 def cmd_reproduce(args) -> int:
@@ -180,6 +198,14 @@ def cmd_report(args) -> int:
     out = Path(args.out) if args.out else Path(args.reports) / args.suite
     path = write_report(args.suite, Path(args.results), out, seeds_requested=args.seeds)
     print(f"report: {path}")
+    return 0
+
+
+def cmd_plot_metrics(args) -> int:
+    from benchmark.metrics import plot_metrics
+
+    keys = [k for k in (args.keys or "").split(",") if k]
+    print(f"figure: {plot_metrics(Path(args.file), Path(args.out) if args.out else None, keys or None)}")
     return 0
 
 
@@ -252,6 +278,12 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--seeds", type=int, default=None, help="seeds requested (tables flag fewer)")
     rp.set_defaults(func=cmd_report)
 
+    pm = sub.add_parser("plot-metrics", help="plot a run's per-epoch metrics file (seed-N.metrics.jsonl)")
+    pm.add_argument("file", help="a seed-N.metrics.jsonl beside a run record")
+    pm.add_argument("--out", default=None, help="PNG path (default: the metrics file with .png)")
+    pm.add_argument("--keys", default=None, help="comma-separated metrics (default: all that change)")
+    pm.set_defaults(func=cmd_plot_metrics)
+
     rg = sub.add_parser("regress", help="rerun a suite and compare final scores with committed references")
     rg.add_argument("suite", nargs="?", default="ci")
     rg.add_argument("--reference", default="results/reference", help="reference records root")
@@ -277,8 +309,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    from benchmark import progress
+
     try:
-        return int(args.func(args) or 0)
+        with progress.disabled() if getattr(args, "quiet", False) else contextlib.nullcontext():
+            return int(args.func(args) or 0)
     except USER_ERRORS as e:
         msg = e.args[0] if isinstance(e, KeyError) and e.args else e
         print(f"admbench: error: {msg}", file=sys.stderr)

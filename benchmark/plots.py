@@ -392,3 +392,17 @@ def m_ablation_figure(
         ax.set_ylabel("normalized score")
     fig.tight_layout()
     return fig
+
+
+def metrics_figure(rows: Sequence[dict], names: Sequence[str], title: str = "") -> Figure:
+    """One panel per metric of a run's metrics file (``benchmark.metrics``) against its step."""
+    fig, axes = _grid(len(names), ncols=3, size=(4.0, 2.6))
+    for ax, name in zip(axes, names):
+        points = [(r["step"], r[name]) for r in rows if name in r]
+        ax.plot([p[0] for p in points], [p[1] for p in points], marker="." if len(points) < 50 else None)
+        ax.set_title(name, fontsize="small")
+        ax.set_xlabel("step")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig

@@ -7,21 +7,23 @@ hands the algorithm to the trainer of its kind.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 import traceback
 from collections.abc import Iterable
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
 import torch
-from tqdm.auto import tqdm
 
+from benchmark import progress as progress_lines
 from benchmark import registry
 from benchmark.config import config_hash, config_to_dict, resolve_config
+from benchmark.metrics import run_loggers
 from benchmark.results import (
     SCHEMA,
     final_value,
@@ -133,7 +135,20 @@ def _env_fields(task) -> dict:
     return fields
 
 
-def _train(spec, task, cfg, progress: bool) -> dict:
+def _train(spec, task, cfg, progress: bool, record_path: Path | None = None) -> dict:
+    """Train with progress on or off (``--quiet``, pool workers) and the run's metrics file
+    (``seed-<n>.metrics.jsonl`` beside the record, :mod:`benchmark.metrics`)."""
+    run_name = "/".join([*Path(record_path).parts[-4:-1], Path(record_path).stem]) if record_path else ""
+    logger = run_loggers(record_path, run_name) if record_path else None
+    try:
+        with contextlib.nullcontext() if progress else progress_lines.disabled():
+            return _train_run(spec, task, cfg, progress, logger)
+    finally:
+        if logger is not None:
+            logger.close()
+
+
+def _train_run(spec, task, cfg, progress: bool, logger) -> dict:
     common = {**_env_fields(task), "device": torch.device(cfg.device), "seed": cfg.seed, "progress": progress}
     if spec.kind == "offline":
         from benchmark.rl.algorithm import OfflineContext
@@ -142,7 +157,7 @@ def _train(spec, task, cfg, progress: bool) -> dict:
         dataset = task.load_dataset()
         dataset.validate(obs_dim=common["obs_dim"], act_dim=common["act_dim"])
         algo = spec.factory(cfg, OfflineContext(dataset=dataset, **common))
-        out = train_offline(algo, cfg, task.make_env, task.normalize, progress=progress)
+        out = train_offline(algo, cfg, task.make_env, task.normalize, progress=progress, logger=logger)
         out["dataset"] = {
             **dataset.summary(),
             **{k: v for k, v in dataset.meta.items() if k in ("sha256", "size", "seed")},
@@ -151,7 +166,7 @@ def _train(spec, task, cfg, progress: bool) -> dict:
     from benchmark.rl.online import OnlineContext, train_online
 
     algo = spec.factory(cfg, OnlineContext(**common))
-    return train_online(algo, cfg, task.make_env, task.normalize, progress=progress)
+    return train_online(algo, cfg, task.make_env, task.normalize, progress=progress, logger=logger)
 
 
 def run_one(
@@ -194,7 +209,7 @@ def run_one(
     }
     t0 = time.time()
     try:
-        out = _train(spec, task, cfg, progress)
+        out = _train(spec, task, cfg, progress, path)
         record["curve"] = out["curve"]
         record["setup_info"] = out.get("setup", {})
         record["train_info"] = out.get("train", {})
@@ -303,6 +318,19 @@ def summarize(record: dict) -> dict:
     return {k: record.get(k) for k in keys}
 
 
+def prebuild_local_datasets(runs: Iterable[RunSpec | AnalysisSpec]) -> None:
+    """Build (or check) every ``local/`` dataset the runs need, once, before any run starts."""
+    for task_id in sorted({r.task for r in runs if r.task.startswith("local/")}):
+        try:
+            resolve_task(task_id).load_dataset()
+        except Exception:  # the runs meet the same error and record it as their failure
+            continue
+
+
+def _short_label(job: RunSpec | AnalysisSpec) -> str:
+    return f"{job.name} {job.task} s{job.seed}"
+
+
 def _worker(job: RunSpec | AnalysisSpec, results_dir: str, force: bool) -> dict:
     return summarize(execute(job, Path(results_dir), force=force, threads=1))
 
@@ -319,16 +347,19 @@ def run_many(
     for run in runs:  # fail fast on bad names/configs before any process starts
         if isinstance(run, RunSpec):
             prepare(run)
+    prebuild_local_datasets(runs)  # here, with progress, not silently and racing inside the workers
     summaries: list[dict] = []
-    bar = tqdm(total=len(runs), desc="runs", disable=not progress)
+    bar = progress_lines.Progress("runs", total=len(runs), unit="run", show=progress)
     if workers <= 1:
         for run in runs:
+            bar.update(0, running=_short_label(run))
             summaries.append(_worker(run, str(results_dir), force))
             bar.update()
     else:
         with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
             futures = {pool.submit(_worker, run, str(results_dir), force): run for run in runs}
-            for fut in as_completed(futures):
+            labels = {fut: _short_label(run) for fut, run in futures.items()}
+            for fut in progress_lines.as_completed_naming(labels, bar, workers):
                 run = futures[fut]
                 try:
                     summaries.append(fut.result())

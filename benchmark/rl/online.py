@@ -320,7 +320,7 @@ def _env_step(env, action):
 
 
 def train_online(algo: OnlineAlgorithm, cfg: OnlineTrainConfig, make_env: Callable, normalize: Callable,
-                 progress: bool = True) -> dict:
+                 progress: bool = True, logger=None) -> dict:
     """Warm-up, then ``cfg.env_steps`` env steps with updates and periodic evaluations.
 
     ``make_env()`` builds a fresh env (training env once, one per evaluation); ``normalize(return)``
@@ -405,6 +405,8 @@ def train_online(algo: OnlineAlgorithm, cfg: OnlineTrainConfig, make_env: Callab
             point.update({f"train/{k}": v for k, v in last.items()})
             point.update({k: v for k, v in hooks.items() if isinstance(v, int | float)})
             curve.append(point)
+            if logger is not None:  # benchmark.metrics.MetricsLogger: the same point, kept per run
+                logger.log(it, point)
             diag = defaultdict(list)
             train_returns = []
             if progress:

@@ -8,19 +8,22 @@ from collections import defaultdict
 from collections.abc import Callable
 
 import numpy as np
-from tqdm.auto import tqdm
+
+from benchmark.metrics import MetricsLogger
+from benchmark.progress import Progress, track
 
 EVAL_SEED_OFFSET = 100_000  # evaluation episodes use seeds disjoint from training
 
 
 def evaluate(
-    act: Callable, make_env: Callable, episodes: int, seed: int, seed_offset: int = EVAL_SEED_OFFSET
+    act: Callable, make_env: Callable, episodes: int, seed: int, seed_offset: int = EVAL_SEED_OFFSET,
+    desc: str | None = None,
 ) -> tuple[float, float, list[float]]:
     """Run ``episodes`` episodes of ``act``; episode i resets the env with ``seed + seed_offset + i``, so
-    every evaluation sees the same start states."""
+    every evaluation sees the same start states. ``desc``: show progress under that name."""
     env = make_env()
     returns = []
-    for ep in range(episodes):
+    for ep in track(range(episodes), desc, unit="episode", show=desc is not None):
         obs, _ = env.reset(seed=seed + seed_offset + ep)
         done, total = False, 0.0
         while not done:
@@ -37,8 +40,11 @@ def _finite_mean(values: list[float]) -> float:
     return float(np.mean(vals)) if vals else float("nan")
 
 
-def train_offline(algo, cfg, make_env: Callable, normalize: Callable, progress: bool = True) -> dict:
+def train_offline(algo, cfg, make_env: Callable, normalize: Callable, progress: bool = True,
+                  logger: MetricsLogger | None = None) -> dict:
     """``cfg.epochs`` epochs of ``cfg.steps_per_epoch`` steps, one evaluation after each epoch.
+
+    ``logger`` (:mod:`benchmark.metrics`) gets the setup diagnostics at step 0 and every curve point.
 
     Returns ``{"curve": [...], "setup": {...}, "train": {...}}``: curve points are
     ``{step, epoch, return_mean, return_std, score, score_std, <mean diagnostics of the epoch>}``.
@@ -46,11 +52,13 @@ def train_offline(algo, cfg, make_env: Callable, normalize: Callable, progress: 
     t0 = time.time()
     setup_info = algo.setup() or {}
     setup_info["setup_time_s"] = round(time.time() - t0, 3)
+    if logger is not None:
+        logger.log(0, {f"setup/{k}": v for k, v in setup_info.items()})
     curve = []
     step = 0
-    bar = tqdm(range(cfg.epochs), desc="epochs", disable=not progress, leave=False)
+    bar = Progress(f"{type(algo).__name__} policy training", total=cfg.epochs, unit="epoch", show=progress)
     last = {}
-    for epoch in bar:
+    for epoch in range(cfg.epochs):
         diag: dict[str, list[float]] = defaultdict(list)
         for _ in range(cfg.steps_per_epoch):
             batch = algo.next_batch(step)
@@ -73,6 +81,8 @@ def train_offline(algo, cfg, make_env: Callable, normalize: Callable, progress: 
         last = {k: _finite_mean(v) for k, v in diag.items()}
         point.update({f"train/{k}": v for k, v in last.items()})
         curve.append(point)
-        if progress:
-            bar.set_postfix(ret=f"{mean:.1f}", score=point["score"])
+        if logger is not None:
+            logger.log(step, point)
+        bar.update(1, ret=f"{mean:.1f}", score=point["score"])
+    bar.close()
     return {"curve": curve, "setup": setup_info, "train": last}
