@@ -142,21 +142,17 @@ def cmd_reproduce(args) -> int:
         extra = parse_overrides(args.set)
         for r in runs:
             r.overrides.update(extra)
-    if args.plan:
-        from benchmark.runner import estimate_seconds, measured_step_times
+    from benchmark import plan
 
-        step_times = measured_step_times(Path(args.results))
-        known, unknown = 0.0, 0
-        for r in runs:
-            est = estimate_seconds(r, step_times)
-            known += est or 0.0
-            unknown += est is None
-            print(f"{r.label()}  est. {'?' if est is None else f'{est / 60:.1f} min'}")
+    missing = plan.missing_data(r.task for r in runs)
+    if args.plan:
+        if missing:
+            print(plan.missing_data_message(missing, limit=len(missing)))
         workers = 1 if args.executor == "ray" else max(1, args.workers)
-        print(f"{len(runs)} runs; estimated {known / 3600:.2f} CPU-hours for {len(runs) - unknown} runs "
-              f"(~{known / 3600 / workers:.2f} h on {workers} local workers), {unknown} never measured; "
-              f"estimates use median seconds per step of finished records under {args.results}/")
+        print(plan.format_plan(plan.plan_estimates(runs, Path(args.results)), workers, Path(args.results)))
         return 0
+    if missing:  # before anything runs: every run on these would only record a failure
+        raise DatasetError(plan.missing_data_message(missing))
     if args.executor == "ray":
         from benchmark.ray_executor import run_many_ray
 

@@ -226,35 +226,6 @@ def run_one(
     return record
 
 
-def planned_steps(cfg_dict: dict) -> int:
-    """Gradient steps (offline) or environment steps (online) a config asks for."""
-    if "env_steps" in cfg_dict:
-        return int(cfg_dict["env_steps"])
-    return int(cfg_dict.get("epochs", 0)) * int(cfg_dict.get("steps_per_epoch", 0))
-
-
-def measured_step_times(results_dir: Path) -> dict[str, float]:
-    """Median seconds per planned step of every algorithm with finished records under results_dir."""
-    per_algo: dict[str, list[float]] = {}
-    for path in Path(results_dir).rglob("seed-*.json"):
-        try:
-            rec = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError):
-            continue
-        steps = planned_steps(rec.get("config") or {})
-        if rec.get("status") == "ok" and steps > 0 and rec.get("wall_time_s"):
-            per_algo.setdefault(rec.get("algo_id") or rec["algo"], []).append(rec["wall_time_s"] / steps)
-    return {a: sorted(v)[len(v) // 2] for a, v in per_algo.items()}
-
-
-def estimate_seconds(run: RunSpec | AnalysisSpec, step_times: dict[str, float]) -> float | None:
-    """Estimated wall time of a run from measured per-step times (None when never measured)."""
-    if not isinstance(run, RunSpec) or run.algo not in step_times:
-        return None
-    cfg_dict = prepare(run)[3]
-    return step_times[run.algo] * planned_steps(cfg_dict)
-
-
 ANALYSIS_SCHEMA = "admbench.analysis/1"
 
 
