@@ -435,7 +435,7 @@ def _header_section(suite, results_dir, records, runs, stats, requested, bootstr
     if "smoke" in set(records["budget"]):
         md.append(f"**Smoke budget: {SMOKE_WARNING}.** Rerun with `--budget short` or `paper` for numbers.\n")
     lines = [
-        f"- **Budget(s):** {_join(records['budget'])}" + (f" ({_BUDGET_LABEL.get()})" if len(runs) else ""),
+        f"- **Budget(s):** {_BUDGET_LABEL.get().removeprefix('Budget ') or _join(records['budget'])}",
         f"- **Commit(s) of the runs:** {_join(records['commit'])}",
         f"- **Versions:** {_versions_text(records)}",
     ]
