@@ -33,7 +33,7 @@ from benchmark.results import (
     versions,
     write_record,
 )
-from benchmark.seeding import seed_everything
+from benchmark.seeding import rng_preserved, seed_everything
 from benchmark.tasks import TaskError, resolve_task
 
 DEFAULT_RESULTS = Path("results")
@@ -154,7 +154,8 @@ def _train_run(spec, task, cfg, progress: bool, logger) -> dict:
         from benchmark.rl.algorithm import OfflineContext
         from benchmark.rl.trainers import train_offline
 
-        dataset = task.load_dataset()
+        with rng_preserved():  # a first-use build must not move the seeded streams (cold == warm cache)
+            dataset = task.load_dataset()
         dataset.validate(obs_dim=common["obs_dim"], act_dim=common["act_dim"])
         algo = spec.factory(cfg, OfflineContext(dataset=dataset, **common))
         out = train_offline(algo, cfg, task.make_env, task.normalize, progress=progress, logger=logger)

@@ -137,3 +137,15 @@ def test_run_ends_with_the_record_path_and_the_budgeted_score(tiny_data, tmp_pat
     assert tail[-1].startswith("final score ") and "budget smoke, 50 training steps" in tail[-1]
     assert "untrained plumbing checks" in tail[-1]
     assert "policy training" not in out.stderr  # --quiet: no progress
+
+
+def test_a_run_is_the_same_with_a_cold_or_a_warm_data_cache(tmp_path, monkeypatch):
+    """Building a dataset on first use (it initialises a behaviour actor) must not move the run's seeded
+    random streams: found when the quick start's BC score differed between a cold and a warm cache."""
+    monkeypatch.setenv("ADMBENCH_DATA", str(tmp_path / "cache"))
+    monkeypatch.setenv("ADMBENCH_LOCAL_SIZE", "2000")
+    spec = RunSpec("bc", "local/hopper-medium", 0, "smoke", {"eval_episodes": 1})
+    cold = run_one(spec, tmp_path / "cold", progress=False)
+    warm = run_one(spec, tmp_path / "warm", progress=False)
+    assert cold["status"] == warm["status"] == "ok"
+    assert cold["curve"] == warm["curve"]
