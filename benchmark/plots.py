@@ -29,11 +29,12 @@ def algo_palette(algos: Sequence[str]) -> dict[str, tuple]:
     return dict(zip(names, colours))
 
 
-def save_figure(fig: Figure, path: Path, dpi: int = 110) -> Path:
+def save_figure(fig: Figure, path: Path, dpi: int = 110, tight: bool = False) -> Path:
+    """``tight``: grow the image to take in artists placed outside the figure (a caption below it)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     # No "Software"/date metadata: the same data gives the same bytes.
-    fig.savefig(path, dpi=dpi, metadata={"Software": None})
+    fig.savefig(path, dpi=dpi, metadata={"Software": None}, **({"bbox_inches": "tight"} if tight else {}))
     return path
 
 

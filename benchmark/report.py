@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextvars
 import math
 import re
+import textwrap
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -361,8 +362,9 @@ def _save(build: Callable[[], object], path: Path) -> None:
         fig = build()
         label = _BUDGET_LABEL.get().replace("`", "")
         if label:  # every figure names its budget, also when it is copied out of the report
-            fig.text(0.995, 0.003, label, ha="right", va="bottom", fontsize=7, color="0.3", wrap=True)
-        plots.save_figure(fig, path)
+            text = textwrap.fill(label, width=int(fig.get_figwidth() * 18))
+            fig.text(0.5, 0.0, text, ha="center", va="top", fontsize=7, color="0.3")  # below the figure
+        plots.save_figure(fig, path, tight=bool(label))
 
 
 def _csv(frame: pd.DataFrame, path: Path) -> None:
@@ -457,7 +459,8 @@ def _header_section(suite, results_dir, records, runs, stats, requested, bootstr
         "- **Ours vs the paper's:** every number in this folder comes from our records, except columns and "
         "lines labelled *paper*, which are copied from the ADMPO paper (arXiv v1; Tables 1-2 are in "
         "`results/paper/` with each column's source). Rows for `local/...` tasks use **our locally built "
-        "data, not D4RL**; comparing them with the paper's D4RL numbers is only indicative.",
+        "data, not D4RL**, and sit in their own table: they are not comparable with the paper's D4RL "
+        "numbers.",
         "- **Statistics:** per-task cells are mean ± sample standard deviation (ddof=1) over seeds; "
         "aggregates are rliable's mean, median, IQM and optimality gap (γ = 100 on the 0-100 normalized "
         f"scale) with 95% stratified-bootstrap CIs ({bootstrap_reps} resamples, NumPy global seed {seed}).",
