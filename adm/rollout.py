@@ -35,6 +35,7 @@ import torch
 
 from adm.model import AnyStepDynamics
 from adm.uncertainty import get_quantifier
+from benchmark.progress import Progress
 from benchmark.rl.buffers import Batch, WindowSampler
 
 K_MODES = ("batch", "sample")
@@ -168,6 +169,7 @@ def rollout(model: AnyStepDynamics, policy: Callable[[torch.Tensor], torch.Tenso
     parts, infos = [], []
     was_training = model.training
     model.eval()  # dropout comes only from the explicit masks drawn by `rand`
+    bar = Progress(f"ADM rollout (H={cfg.length})", total=start_obs.shape[0], unit="start")
     try:
         for lo in range(0, start_obs.shape[0], cfg.chunk_size):
             hi = lo + cfg.chunk_size
@@ -175,7 +177,9 @@ def rollout(model: AnyStepDynamics, policy: Callable[[torch.Tensor], torch.Tenso
                                 termination_fn, rand)
             parts.append(out)
             infos.append(info)
+            bar.update(len(start_obs[lo:hi]))
     finally:
+        bar.close()
         model.train(was_training)
     transitions = {key: torch.cat([p[key] for p in parts]) for key in parts[0]}
     n = max(len(transitions["obs"]), 1)

@@ -27,6 +27,7 @@ import torch
 
 from adm.model import ADMConfig, AnyStepDynamics
 from benchmark.data.dataset import OfflineDataset
+from benchmark.progress import Progress
 from benchmark.rl.buffers import WindowSampler, tail_holdout_split
 
 
@@ -119,6 +120,9 @@ def fit_with_snapshot_rule(model: torch.nn.Module, cfg: ADMTrainConfig, steps_pe
     best_state = copy.deepcopy(model.state_dict())
     best: list[float] | None = None
     history, epoch, since_best, steps, t0, stopped = [], 0, 0, 0, time.time(), "patience"
+    # early stopping: the length is only known when max_epochs caps it
+    bar = Progress(f"{type(model).__name__} model training", unit="step",
+                   total=steps_per_epoch * cfg.max_epochs if cfg.max_epochs else None)
     while True:
         epoch += 1
         losses = []
@@ -129,6 +133,7 @@ def fit_with_snapshot_rule(model: torch.nn.Module, cfg: ADMTrainConfig, steps_pe
             optim.step()
             losses.append(loss.item())
             steps += 1
+            bar.update(1)
         val = [float(v) for v in validate()]
         if best is None:
             best = [1e10] * len(val)
@@ -140,6 +145,8 @@ def fit_with_snapshot_rule(model: torch.nn.Module, cfg: ADMTrainConfig, steps_pe
                         "holdout_mse": float(np.mean(val)), "holdout_mse_k": val})
         if progress is not None:
             progress(history[-1])
+        bar.update(0, epoch=epoch, holdout_mse=history[-1]["holdout_mse"],
+                   since_best=f"{since_best}/{cfg.patience}")
         if since_best >= cfg.patience and epoch >= cfg.min_epochs:
             break
         if cfg.max_epochs and epoch >= cfg.max_epochs:
@@ -148,6 +155,7 @@ def fit_with_snapshot_rule(model: torch.nn.Module, cfg: ADMTrainConfig, steps_pe
         if cfg.max_time_s and time.time() - t0 >= cfg.max_time_s:
             stopped = "max_time"
             break
+    bar.close()
     model.load_state_dict(best_state)
     return {"holdout_mse": float(np.mean(best)), "holdout_mse_k": best, "epochs": epoch, "steps": steps,
             "stopped": stopped, "time_s": round(time.time() - t0, 3), "history": history}

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -34,11 +36,23 @@ def _check_count(flag: str, value: int | None, minimum: int) -> None:
         raise ValueError(f"{flag} must be {allowed}, got {value}")
 
 
-def _table(rows: list[dict], columns: list[str]) -> str:
+def _table(rows: list[dict], columns: list[str], width: int | None = None) -> str:
+    """Columns padded to their widest cell; the last column is cut with '…' to fit ``width`` (the
+    terminal's; ``--json`` gives every text whole)."""
+    width = width or shutil.get_terminal_size((120, 24)).columns
     widths = {c: max(len(c), *(len(str(r.get(c, ""))) for r in rows)) if rows else len(c) for c in columns}
+    last = columns[-1]
+    room = width - sum(widths[c] + 2 for c in columns[:-1])
+    if widths[last] > room >= max(len(last), 12):
+        widths[last] = room
+        rows = [{**r, last: _cut(str(r.get(last, "")), room)} for r in rows]
     lines = ["  ".join(c.ljust(widths[c]) for c in columns), "  ".join("-" * widths[c] for c in columns)]
     lines += ["  ".join(str(r.get(c, "")).ljust(widths[c]) for c in columns) for r in rows]
-    return "\n".join(lines)
+    return "\n".join(_cut(line.rstrip(), width) for line in lines)  # still too wide: cut the lines
+
+
+def _cut(text: str, n: int) -> str:
+    return text if len(text) <= n else text[: n - 1] + "…"
 
 
 def cmd_list(args) -> int:
@@ -51,14 +65,14 @@ def cmd_list(args) -> int:
                 "name": s.name,
                 "kind": s.kind,
                 "config": s.config_cls.__name__,
-                "paper": s.paper,
                 "module": s.module,
+                "paper": s.paper,
             }
             for s in registry.algorithms().values()
         ]
         for module, err in registry.IMPORT_ERRORS.items():
             print(f"admbench: warning: {module} failed to import: {err}", file=sys.stderr)
-        cols = ["name", "kind", "config", "paper", "module"]
+        cols = ["name", "kind", "config", "module", "paper"]
     elif args.what == "datasets":
         rows = [
             {"task": f"local/{e}-{lv}", "family": "local", "kind": "offline"}
@@ -88,7 +102,7 @@ def cmd_list(args) -> int:
                     "budget": s.budget,
                     "seeds": s.seeds,
                     "runs": len(s.plan()),
-                    "description": s.description[:70],
+                    "description": s.description,
                 }
             )
         cols = ["name", "budget", "seeds", "runs", "description"]
@@ -123,7 +137,24 @@ def cmd_run(args) -> int:
     summary["config"] = rec["config"]
     summary["overrides"] = rec.get("config_provenance", {}).get("overrides")
     print(json.dumps(summary, indent=1))
+    # stdout stays one JSON document (scripts parse it); the human summary goes to stderr
+    print(run_footer(rec, run.path(Path(args.results))), file=sys.stderr)
     return 0 if rec["status"] == "ok" else 1
+
+
+def run_footer(rec: dict, path: Path) -> str:
+    """The last lines of ``admbench run``: where the record is and the final score with its budget."""
+    curve = rec.get("curve") or []
+    steps = f", {curve[-1]['step']} training steps" if curve else ""
+    score = rec.get("final_score")
+    if rec.get("status") != "ok":
+        result = f"FAILED: {rec.get('reason')}"
+    elif score is not None:
+        result = f"final score {score:.2f} (normalized; {rec.get('final_rule')})"
+    else:
+        result = f"final return {rec.get('final_return')} (no normalized score for this task)"
+    note = "; smoke runs are untrained plumbing checks, not results" if rec.get("budget") == "smoke" else ""
+    return f"record: {path}\n{result}, budget {rec.get('budget')}{steps}{note}"
 
 
 def cmd_reproduce(args) -> int:
@@ -139,21 +170,17 @@ def cmd_reproduce(args) -> int:
         extra = parse_overrides(args.set)
         for r in runs:
             r.overrides.update(extra)
-    if args.plan:
-        from benchmark.runner import estimate_seconds, measured_step_times
+    from benchmark import plan
 
-        step_times = measured_step_times(Path(args.results))
-        known, unknown = 0.0, 0
-        for r in runs:
-            est = estimate_seconds(r, step_times)
-            known += est or 0.0
-            unknown += est is None
-            print(f"{r.label()}  est. {'?' if est is None else f'{est / 60:.1f} min'}")
+    missing = plan.missing_data(r.task for r in runs)
+    if args.plan:
+        if missing:
+            print(plan.missing_data_message(missing, limit=len(missing)))
         workers = 1 if args.executor == "ray" else max(1, args.workers)
-        print(f"{len(runs)} runs; estimated {known / 3600:.2f} CPU-hours for {len(runs) - unknown} runs "
-              f"(~{known / 3600 / workers:.2f} h on {workers} local workers), {unknown} never measured; "
-              f"estimates use median seconds per step of finished records under {args.results}/")
+        print(plan.format_plan(plan.plan_estimates(runs, Path(args.results)), workers, Path(args.results)))
         return 0
+    if missing:  # before anything runs: every run on these would only record a failure
+        raise DatasetError(plan.missing_data_message(missing))
     if args.executor == "ray":
         from benchmark.ray_executor import run_many_ray
 
@@ -238,6 +265,14 @@ def cmd_report(args) -> int:
     return 0
 
 
+def cmd_plot_metrics(args) -> int:
+    from benchmark.metrics import plot_metrics
+
+    keys = [k for k in (args.keys or "").split(",") if k]
+    print(f"figure: {plot_metrics(Path(args.file), Path(args.out) if args.out else None, keys or None)}")
+    return 0
+
+
 def cmd_regress(args) -> int:
     from benchmark.regress import failed, format_table, regress
 
@@ -262,17 +297,18 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     ls = sub.add_parser("list", help="list algorithms, datasets or suites")
-    ls.add_argument("what", choices=["algorithms", "datasets", "suites"])
+    ls.add_argument("what", choices=["algorithms", "datasets", "suites"], help="what to list")
     ls.add_argument("--json", action="store_true", help="machine-readable output")
     ls.set_defaults(func=cmd_list)
 
     run = sub.add_parser("run", help="train one algorithm on one task and write its record")
-    run.add_argument("--algo", required=True)
+    run.add_argument("--algo", required=True, help="algorithm id (admbench list algorithms)")
     run.add_argument(
         "--task", required=True, help="e.g. local/hopper-medium, d4rl/hopper-medium-v2, mujoco/Hopper"
     )
-    run.add_argument("--seed", type=int, default=0)
-    run.add_argument("--budget", choices=BUDGET_NAMES, default="smoke")
+    run.add_argument("--seed", type=int, default=0, help="run seed (default: 0)")
+    run.add_argument("--budget", choices=BUDGET_NAMES, default="smoke",
+                     help="sizes: smoke (plumbing check, untrained), short, paper (default: smoke)")
     run.add_argument("--set", action="append", metavar="KEY=VALUE", help="config override (repeatable)")
     run.add_argument("--results", default="results", help="results root (default: results)")
     run.add_argument("--suite", default="adhoc", help="suite name used in the record path (default: adhoc)")
@@ -280,27 +316,31 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--force", action="store_true", help="rerun even if a finished record exists")
     run.add_argument("--keep-policy", action="store_true",
                      help="also write the trained policy beside the record (seed-N.policy.pt; see evaluate)")
-    run.add_argument("--quiet", action="store_true")
+    run.add_argument("--quiet", action="store_true", help="no progress output")
     run.set_defaults(func=cmd_run)
 
     rep = sub.add_parser("reproduce", help="run a suite (skipping finished runs) and write its report")
-    rep.add_argument("suite", nargs="?", default="mini")
-    rep.add_argument("--budget", choices=BUDGET_NAMES)
+    rep.add_argument("suite", nargs="?", default="mini",
+                     help="suite name (default: mini; admbench list suites)")
+    rep.add_argument("--budget", choices=BUDGET_NAMES, help="override the suite's budget")
     rep.add_argument("--seeds", type=int, help="number of seeds (0..N-1); default from the suite")
-    rep.add_argument("--executor", choices=["local", "ray"], default="local")
+    rep.add_argument("--executor", choices=["local", "ray"], default="local",
+                     help="where runs execute (default: local)")
     rep.add_argument("--address", default=None, help="Ray cluster address (auto, HOST:PORT)")
     rep.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="local executor processes")
     rep.add_argument("--cpus-per-run", type=float, default=1, help="ray: CPUs reserved per run")
     rep.add_argument("--gpus-per-run", type=float, default=0, help="ray: GPUs (fractions allowed) per run")
     rep.add_argument("--max-retries", type=int, default=2, help="retries of a run whose worker process died")
     rep.add_argument("--set", action="append", metavar="KEY=VALUE", help="config override for every run")
-    rep.add_argument("--results", default="results")
-    rep.add_argument("--reports", default="reports")
-    rep.add_argument("--plan", action="store_true", help="print the runs and exit")
-    rep.add_argument("--force", action="store_true")
+    rep.add_argument("--results", default="results", help="results root (default: results)")
+    rep.add_argument("--reports", default="reports",
+                     help="reports root: writes REPORTS/SUITE (default: reports)")
+    rep.add_argument("--plan", action="store_true",
+                     help="print the runs (done ones marked), missing data and estimated cost, then exit")
+    rep.add_argument("--force", action="store_true", help="rerun finished runs too")
     rep.add_argument("--keep-policy", action="store_true", help="write each trained policy beside its record")
-    rep.add_argument("--no-report", action="store_true")
-    rep.add_argument("--quiet", action="store_true")
+    rep.add_argument("--no-report", action="store_true", help="skip writing the report")
+    rep.add_argument("--quiet", action="store_true", help="no progress output")
     rep.set_defaults(func=cmd_reproduce)
 
     ev = sub.add_parser("evaluate", help="run a policy file written by --keep-policy again")
@@ -310,22 +350,29 @@ def build_parser() -> argparse.ArgumentParser:
     ev.set_defaults(func=cmd_evaluate)
 
     rp = sub.add_parser("report", help="aggregate a suite's records into tables and figures")
-    rp.add_argument("suite")
-    rp.add_argument("--results", default="results")
-    rp.add_argument("--reports", default="reports")
+    rp.add_argument("suite", help="suite name (records under RESULTS/SUITE)")
+    rp.add_argument("--results", default="results", help="results root (default: results)")
+    rp.add_argument("--reports", default="reports",
+                    help="reports root: writes REPORTS/SUITE (default: reports); --out overrides")
     rp.add_argument("--out", default=None, help="output folder (default: reports/SUITE)")
     rp.add_argument("--seeds", type=int, default=None, help="seeds requested (tables flag fewer)")
     rp.set_defaults(func=cmd_report)
 
+    pm = sub.add_parser("plot-metrics", help="plot a run's per-epoch metrics file (seed-N.metrics.jsonl)")
+    pm.add_argument("file", help="a seed-N.metrics.jsonl beside a run record")
+    pm.add_argument("--out", default=None, help="PNG path (default: the metrics file with .png)")
+    pm.add_argument("--keys", default=None, help="comma-separated metrics (default: all that change)")
+    pm.set_defaults(func=cmd_plot_metrics)
+
     rg = sub.add_parser("regress", help="rerun a suite and compare final scores with committed references")
-    rg.add_argument("suite", nargs="?", default="ci")
+    rg.add_argument("suite", nargs="?", default="ci", help="suite to rerun (default: ci)")
     rg.add_argument("--reference", default="results/reference", help="reference records root")
-    rg.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    rg.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="local executor processes")
     rg.add_argument(
         "--update", action="store_true", help="rewrite the references (the only way to change them)"
     )
     rg.add_argument("--strict", action="store_true", help="a delta on another platform also fails")
-    rg.add_argument("--quiet", action="store_true")
+    rg.add_argument("--quiet", action="store_true", help="no progress output")
     rg.set_defaults(func=cmd_regress)
 
     try:
@@ -342,8 +389,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    from benchmark import progress
+
     try:
-        return int(args.func(args) or 0)
+        with progress.disabled() if getattr(args, "quiet", False) else contextlib.nullcontext():
+            return int(args.func(args) or 0)
     except USER_ERRORS as e:
         msg = e.args[0] if isinstance(e, KeyError) and e.args else e
         print(f"admbench: error: {msg}", file=sys.stderr)

@@ -195,6 +195,15 @@ def parse_overrides(items: list[str] | None) -> dict[str, Any]:
     return out
 
 
+def _repo_relative(path: Path) -> str:
+    """A config file inside the repository as a repository path (records carry no machine paths)."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        return Path(path).resolve().relative_to(root).as_posix()
+    except ValueError:  # a plugin's config outside the repository
+        return str(path)
+
+
 def find_config_file(config_dir: Path | None, config_keys: tuple[str, ...]) -> Path | None:
     if config_dir is None:
         return None
@@ -242,7 +251,7 @@ def resolve_config(
     check_ranges(config_cls, values, sources)
     cfg = config_cls(**values)
     provenance = {
-        "config_file": str(path) if path else None,
+        "config_file": _repo_relative(path) if path else None,
         "config_source": yaml_values.get("_source"),
         "budget_values": budget_values,
         "overrides": cli,

@@ -15,12 +15,26 @@ from collections.abc import Iterable
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
 
-from tqdm.auto import tqdm
-
+from benchmark import progress as progress_lines
 from benchmark.results import RunBusy
 from benchmark.runner import AnalysisSpec, RunSpec, crash_record, execute, prepare, summarize
+from benchmark.tasks import resolve_task
 
 Job = RunSpec | AnalysisSpec
+
+
+def prebuild_local_datasets(runs: Iterable[Job]) -> None:
+    """Build (or check) every ``local/`` dataset the runs need, once, before any run starts: here, with
+    progress shown, rather than silently inside the workers."""
+    for task_id in sorted({r.task for r in runs if r.task.startswith("local/")}):
+        try:
+            resolve_task(task_id).load_dataset()
+        except Exception:  # the runs meet the same error and record it as their failure
+            continue
+
+
+def _short_label(job: Job) -> str:
+    return f"{job.name} {job.task} s{job.seed}"
 
 
 def busy_summary(job: Job, err: RunBusy) -> dict:
@@ -104,12 +118,13 @@ def run_many(
         if isinstance(run, RunSpec):
             prepare(run)
     results_dir = Path(results_dir)
-    bar = tqdm(total=len(runs), desc="runs", disable=not progress)
+    prebuild_local_datasets(runs)
+    bar = progress_lines.Progress("runs", total=len(runs), unit="run", show=progress)
     summaries: list[dict] = []
     try:
         if workers == 1:
             for run in runs:
-                bar.set_postfix_str(run.label(), refresh=True)
+                bar.update(0, running=_short_label(run))
                 summaries.append(run_job(run, results_dir, force, progress=False, keep_policy=keep_policy))
                 bar.update()
             return summaries
@@ -129,8 +144,7 @@ def _run_pool(
     summaries: list[dict] = []
 
     def show_in_flight() -> None:
-        names = [w.job.label() for w in pool if w.job is not None]
-        bar.set_postfix_str("; ".join(names), refresh=True)
+        bar.update(0, running="; ".join(_short_label(w.job) for w in pool if w.job is not None))
 
     try:
         while pending or any(w.job is not None for w in pool):

@@ -29,11 +29,12 @@ def algo_palette(algos: Sequence[str]) -> dict[str, tuple]:
     return dict(zip(names, colours))
 
 
-def save_figure(fig: Figure, path: Path, dpi: int = 110) -> Path:
+def save_figure(fig: Figure, path: Path, dpi: int = 110, tight: bool = False) -> Path:
+    """``tight``: grow the image to take in artists placed outside the figure (a caption below it)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     # No "Software"/date metadata: the same data gives the same bytes.
-    fig.savefig(path, dpi=dpi, metadata={"Software": None})
+    fig.savefig(path, dpi=dpi, metadata={"Software": None}, **({"bbox_inches": "tight"} if tight else {}))
     return path
 
 
@@ -390,5 +391,19 @@ def m_ablation_figure(
         ax.set_title(str(panel) if panel is not None else "")
         ax.set_xlabel("maximum backtracking length m")
         ax.set_ylabel("normalized score")
+    fig.tight_layout()
+    return fig
+
+
+def metrics_figure(rows: Sequence[dict], names: Sequence[str], title: str = "") -> Figure:
+    """One panel per metric of a run's metrics file (``benchmark.metrics``) against its step."""
+    fig, axes = _grid(len(names), ncols=3, size=(4.0, 2.6))
+    for ax, name in zip(axes, names):
+        points = [(r["step"], r[name]) for r in rows if name in r]
+        ax.plot([p[0] for p in points], [p[1] for p in points], marker="." if len(points) < 50 else None)
+        ax.set_title(name, fontsize="small")
+        ax.set_xlabel("step")
+    if title:
+        fig.suptitle(title)
     fig.tight_layout()
     return fig

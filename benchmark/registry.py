@@ -17,6 +17,7 @@ import importlib
 import importlib.metadata
 import os
 import pkgutil
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -76,7 +77,12 @@ def _import_plugins() -> None:
             register(obj)
         elif callable(obj):
             obj()
-    for mod in filter(None, (m.strip() for m in os.environ.get("ADMBENCH_PLUGINS", "").split(","))):
+    plugins = [m.strip() for m in os.environ.get("ADMBENCH_PLUGINS", "").split(",") if m.strip()]
+    if plugins and os.getcwd() not in sys.path:
+        # like `python -m`, a plugin module in the current folder imports; appended, so it never
+        # shadows an installed package (the `admbench` script's sys.path[0] is its bin folder)
+        sys.path.append(os.getcwd())
+    for mod in plugins:
         try:
             importlib.import_module(mod)
         except ImportError as e:

@@ -14,6 +14,7 @@ import os
 import re
 import shutil
 import tempfile
+import textwrap
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +29,12 @@ from benchmark.atomic import default_dir_mode
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # write_report(figures=False) sets this: tables and CSVs only (the figures are the slow part)
 _DRAW_FIGURES: contextvars.ContextVar[bool] = contextvars.ContextVar("draw_figures", default=True)
+# the budget line every table caption and figure of a report carries (set by write_report)
+_BUDGET_LABEL: contextvars.ContextVar[str] = contextvars.ContextVar("budget_label", default="")
+SMOKE_WARNING = (
+    "smoke runs are untrained plumbing checks (tens of gradient steps), not results: "
+    "their scores say nothing about the methods"
+)
 PAPER_DIR = REPO_ROOT / "results" / "paper"
 MISSING = "—"
 DECIMALS = 1  # the paper's tables use one decimal
@@ -329,15 +336,39 @@ def aggregate_rows(
 
 
 def _write_table(out_dir: Path, stem: str, header, rows, caption: str) -> str:
-    md = markdown_table(header, rows)
+    """The table as markdown (returned, and in ``stem.md``) and LaTeX; both carry the caption with the
+    report's budget line, so a table copied out of the report still says what budget it came from."""
+    caption = f"{caption} {_BUDGET_LABEL.get()}".strip()
+    md = markdown_table(header, rows) + f"\n*{caption}*\n"
     (out_dir / f"{stem}.md").write_text(md)
     (out_dir / f"{stem}.tex").write_text(latex_table(header, rows, caption, f"tab:{stem}"))
     return md
 
 
+def budget_label(runs: pd.DataFrame) -> str:
+    """``Budget `short` (5000 training steps per run).`` for the runs' budgets; smoke adds the warning
+    that such runs are untrained. Steps are the last evaluation's step: gradient steps offline,
+    environment steps after warm-up online."""
+    parts = []
+    runs = runs[runs["status"] == "ok"]
+    for budget in sorted(set(runs["budget"].dropna())):
+        steps = sorted({int(c[-1]["step"]) for c in runs[runs["budget"] == budget]["curve"] if c})
+        span = f"{steps[0]}" if len(steps) == 1 else f"{steps[0]}-{steps[-1]}" if steps else "no"
+        parts.append(f"`{budget}` ({span} training steps per run)")
+    text = f"Budget {', '.join(parts)}." if parts else ""
+    if "smoke" in set(runs["budget"]):
+        text += f" {SMOKE_WARNING[0].upper()}{SMOKE_WARNING[1:]}."
+    return text
+
+
 def _save(build: Callable[[], object], path: Path) -> None:
     if _DRAW_FIGURES.get():
-        plots.save_figure(build(), path)
+        fig = build()
+        label = _BUDGET_LABEL.get().replace("`", "")
+        if label:  # every figure names its budget, also when it is copied out of the report
+            text = textwrap.fill(label, width=int(fig.get_figwidth() * 18))
+            fig.text(0.5, 0.0, text, ha="center", va="top", fontsize=7, color="0.3")  # below the figure
+        plots.save_figure(fig, path, tight=bool(label))
 
 
 def _csv(frame: pd.DataFrame, path: Path) -> None:
@@ -407,8 +438,10 @@ def _header_section(suite, results_dir, records, runs, stats, requested, bootstr
         + (f"; {n_analyses} analysis records" if n_analyses else "")
         + f") under `{results_dir}`.\n"
     ]
+    if "smoke" in set(records["budget"]):
+        md.append(f"**Smoke budget: {SMOKE_WARNING}.** Rerun with `--budget short` or `paper` for numbers.\n")
     lines = [
-        f"- **Budget(s):** {_join(records['budget'])}",
+        f"- **Budget(s):** {_BUDGET_LABEL.get().removeprefix('Budget ') or _join(records['budget'])}",
         f"- **Commit(s) of the runs:** {_join(records['commit'])}",
         f"- **Versions:** {_versions_text(records)}",
     ]
@@ -430,7 +463,8 @@ def _header_section(suite, results_dir, records, runs, stats, requested, bootstr
         "- **Ours vs the paper's:** every number in this folder comes from our records, except columns and "
         "lines labelled *paper*, which are copied from the ADMPO paper (arXiv v1; Tables 1-2 are in "
         "`results/paper/` with each column's source). Rows for `local/...` tasks use **our locally built "
-        "data, not D4RL**; comparing them with the paper's D4RL numbers is only indicative.",
+        "data, not D4RL**, and sit in their own table: they are not comparable with the paper's D4RL "
+        "numbers.",
         "- **Statistics:** per-task cells are mean ± sample standard deviation (ddof=1) over seeds; "
         "aggregates are rliable's mean, median, IQM and optimality gap (γ = 100 on the 0-100 normalized "
         f"scale) with 95% stratified-bootstrap CIs ({bootstrap_reps} resamples, NumPy global seed {seed}).",
@@ -464,18 +498,39 @@ def _paper_sections(out_dir, stats, requested) -> list[str]:
         if not any((pr := paper_row(t)) and pr[0] == name for t in stats["task"]):
             continue
         table = load_paper_table(name)
-        built = paper_comparison_rows(stats, table, requested)
-        if built is None:
+        # rows on the benchmark's own data and rows on our locally built look-alikes are never mixed
+        is_local = stats["task"].map(lambda t: bool((pr := paper_row(t)) and pr[2]))
+        shown = False
+        for local, part in ((False, stats[~is_local]), (True, stats[is_local])):
+            built = paper_comparison_rows(part, table, requested) if len(part) else None
+            if built is None:
+                continue
+            header, rows = built
+            shown = True
+            if not local:
+                md.append(f"## {table.title}: ours beside the paper's\n")
+                md.append(
+                    "`ours` = our runs (mean ± std over seeds); `paper` = the paper's published value "
+                    "(arXiv v1, paper budget); `Δ` = ours − paper. Best per row in bold, separately for "
+                    "ours and for the paper's. n/a: the paper has no value for this algorithm.\n"
+                )
+                caption = f"{table.title}: normalized scores, ours beside the ADMPO paper's."
+                md.append(_write_table(out_dir, name, header, rows, caption))
+                continue
+            keep = [i for i, h in enumerate(header) if not h.endswith(" Δ")]
+            header, rows = [header[i] for i in keep], [[r[i] for i in keep] for r in rows]
+            md.append(f"## {table.title} layout on our locally built data (not comparable with the paper)\n")
+            md.append(
+                "**These rows use our locally built datasets, not D4RL: they are not comparable with the "
+                "paper's D4RL numbers**, which are shown only to place the scale (other behaviour policies, "
+                "dataset sizes and MuJoCo versions; see the repository README, \"Data\"). No difference "
+                "column for that reason. `ours` = our runs (mean ± std over seeds); `paper` = the paper's "
+                "value on the D4RL dataset of the same name (arXiv v1, paper budget).\n"
+            )
+            caption = f"{table.title} layout on our local data (not D4RL), paper values for scale only."
+            md.append(_write_table(out_dir, f"{name}_local", header, rows, caption))
+        if not shown:
             continue
-        header, rows = built
-        md.append(f"## {table.title}: ours beside the paper's\n")
-        md.append(
-            "`ours` = our runs (mean ± std over seeds); `paper` = the paper's published value (arXiv v1); "
-            "`Δ` = ours − paper. Best per row in bold, separately for ours and for the paper's. "
-            "n/a: the paper has no value for this algorithm.\n"
-        )
-        caption = f"{table.title}: normalized scores, ours beside the ADMPO paper's."
-        md.append(_write_table(out_dir, name, header, rows, caption))
         ours = set(stats["algo"]) | set(stats["algo"].str.partition("@")[0])
         src_rows = [
             [r["paper_column"], r["algo"], r["source"]]
@@ -595,6 +650,19 @@ def planned_cells(suite: str) -> tuple[set[tuple[str, str]] | None, int | None]:
         return None, None
     cells = {(job.name, job.task) for job in definition.plan(seeds=1) if hasattr(job, "algo")}
     return cells, definition.seeds
+
+
+def suite_note(suite: str) -> str:
+    """The ``note`` of a suite defined in ``benchmark/suites/`` (how to read its numbers), or ''."""
+    try:
+        import yaml
+
+        from benchmark.suites import SuiteError, load_suite
+
+        data = yaml.safe_load(load_suite(suite).path.read_text()) or {}
+    except (ImportError, SuiteError, OSError):
+        return ""
+    return " ".join(str(data.get("note") or "").split())
 
 
 def _ablation_section(out_dir: Path, runs: pd.DataFrame) -> list[str]:
@@ -858,9 +926,12 @@ def _write_report(suite, results_dir, out_dir, seeds_requested, bootstrap_reps, 
         return readme
 
     runs = agg.runs_only(records)
+    _BUDGET_LABEL.set(budget_label(runs))
     cells, plan_seeds = planned_cells(suite)
     stats = agg.per_task_stats(runs, cells)
     requested = seeds_requested or plan_seeds or (int(stats["n_seeds"].max()) if len(stats) else 0)
+    if note := suite_note(suite):
+        md.append(note + "\n")
     md += _header_section(suite, results_dir, records, runs, stats, requested, bootstrap_reps, seed)
     if len(runs):
         md += _per_task_section(suite, out_dir, stats, requested)

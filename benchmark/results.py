@@ -197,8 +197,10 @@ def git_commit() -> str:
         sha = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=5, check=True
         ).stdout.strip()
+        # results/ and reports/ are outputs, not code: rewriting a committed record must not make the
+        # next record "-dirty"
         dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":!results", ":!reports"],
             cwd=REPO_ROOT,
             capture_output=True,
             text=True,

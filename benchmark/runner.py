@@ -7,6 +7,7 @@ hands the algorithm to the trainer of its kind.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import time
@@ -17,8 +18,10 @@ from typing import Any
 
 import torch
 
+from benchmark import progress as progress_lines
 from benchmark import registry
 from benchmark.config import config_hash, config_to_dict, resolve_config
+from benchmark.metrics import run_loggers
 from benchmark.results import (
     SCHEMA,
     RunBusy,
@@ -189,13 +192,26 @@ POLICY_META = ("algo", "algo_id", "task", "seed", "budget", "config", "config_ha
                "final_score", "final_return", "final_rule")
 
 
-def _train(spec, task, cfg, common: dict, dataset, progress: bool, checkpointer=None) -> dict:
+def _train(spec, task, cfg, common: dict, dataset, progress: bool, checkpointer=None,
+           record_path: Path | None = None) -> dict:
+    """Train, writing the run's metrics file (``seed-<n>.metrics.jsonl`` beside the record,
+    :mod:`benchmark.metrics`) as it goes."""
+    run_name = "/".join([*Path(record_path).parts[-4:-1], Path(record_path).stem]) if record_path else ""
+    logger = run_loggers(record_path, run_name) if record_path else None
+    try:
+        return _train_run(spec, task, cfg, common, dataset, progress, checkpointer, logger)
+    finally:
+        if logger is not None:
+            logger.close()
+
+
+def _train_run(spec, task, cfg, common: dict, dataset, progress: bool, checkpointer, logger) -> dict:
     if spec.kind == "offline":
         from benchmark.rl.algorithm import OfflineContext
         from benchmark.rl.trainers import train_offline
 
         algo = spec.factory(cfg, OfflineContext(dataset=dataset, **common))
-        out = train_offline(algo, cfg, task.make_env, task.normalize, progress=progress,
+        out = train_offline(algo, cfg, task.make_env, task.normalize, progress=progress, logger=logger,
                             checkpointer=checkpointer)
         out["dataset"] = {
             **dataset.summary(),
@@ -205,7 +221,7 @@ def _train(spec, task, cfg, common: dict, dataset, progress: bool, checkpointer=
     from benchmark.rl.online import OnlineContext, train_online
 
     algo = spec.factory(cfg, OnlineContext(**common))
-    return train_online(algo, cfg, task.make_env, task.normalize, progress=progress,
+    return train_online(algo, cfg, task.make_env, task.normalize, progress=progress, logger=logger,
                         checkpointer=checkpointer)
 
 
@@ -274,9 +290,10 @@ def run_one(
             checkpointer.clear()
         t0 = time.time()
         try:
-            common, dataset = _inputs(spec, task, cfg, progress)
-            seed_everything(run.seed, threads=threads)
-            out = _train(spec, task, cfg, common, dataset, progress, checkpointer)
+            with contextlib.nullcontext() if progress else progress_lines.disabled():
+                common, dataset = _inputs(spec, task, cfg, progress)
+                seed_everything(run.seed, threads=threads)
+                out = _train(spec, task, cfg, common, dataset, progress, checkpointer, path)
             trained = out.pop("algo", None)
             if checkpointer.resumed_from is not None:
                 record["resumed_from"] = checkpointer.resumed_from
@@ -324,35 +341,6 @@ def crash_record(job: RunSpec | AnalysisSpec, results_dir: Path, reason: str) ->
     except RunBusy:  # a retry elsewhere is producing it: leave that one alone
         pass
     return record
-
-
-def planned_steps(cfg_dict: dict) -> int:
-    """Gradient steps (offline) or environment steps (online) a config asks for."""
-    if "env_steps" in cfg_dict:
-        return int(cfg_dict["env_steps"])
-    return int(cfg_dict.get("epochs", 0)) * int(cfg_dict.get("steps_per_epoch", 0))
-
-
-def measured_step_times(results_dir: Path) -> dict[str, float]:
-    """Median seconds per planned step of every algorithm with finished records under results_dir."""
-    per_algo: dict[str, list[float]] = {}
-    for path in Path(results_dir).rglob("seed-*.json"):
-        try:
-            rec = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError):
-            continue
-        steps = planned_steps(rec.get("config") or {})
-        if rec.get("status") == "ok" and steps > 0 and rec.get("wall_time_s"):
-            per_algo.setdefault(rec.get("algo_id") or rec["algo"], []).append(rec["wall_time_s"] / steps)
-    return {a: sorted(v)[len(v) // 2] for a, v in per_algo.items()}
-
-
-def estimate_seconds(run: RunSpec | AnalysisSpec, step_times: dict[str, float]) -> float | None:
-    """Estimated wall time of a run from measured per-step times (None when never measured)."""
-    if not isinstance(run, RunSpec) or run.algo not in step_times:
-        return None
-    cfg_dict = prepare(run)[3]
-    return step_times[run.algo] * planned_steps(cfg_dict)
 
 
 ANALYSIS_SCHEMA = "admbench.analysis/1"

@@ -5,12 +5,12 @@
 #   OFFICIAL=/path/to/HxLyn3-ADMPO-checkout bash scripts/bench_side_by_side.sh [OUT_DIR]
 #
 # OFFICIAL: an export of github.com/HxLyn3/ADMPO (measured at 68c28b9), timed by
-# ../shared/tools/official_anchor.py (override with ANCHOR=...). Writes ours_round{1,2}.json
+# scripts/official_anchor.py (override with ANCHOR=...). Writes ours_round{1,2}.json
 # (pytest-benchmark) and official_round{1,2}.json into OUT_DIR (default results/bench/side-by-side-2threads).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 : "${OFFICIAL:?set OFFICIAL to a checkout of the official ADMPO code}"
-ANCHOR=${ANCHOR:-$(pwd)/../shared/tools/official_anchor.py}
+ANCHOR=${ANCHOR:-$(pwd)/scripts/official_anchor.py}
 OUT=$(realpath -m "${1:-results/bench/side-by-side-2threads}")
 mkdir -p "$OUT"
 export ADMBENCH_THREADS=2 ADM_BENCH_BATCH=50000 ADM_BENCH_ROUNDS=1

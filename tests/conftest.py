@@ -13,6 +13,22 @@ torch.set_num_threads(THREADS)
 import pytest  # noqa: E402
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _private_data_cache(tmp_path_factory):
+    """Tests never write into a real data cache (~/.cache/admbench or the caller's $ADMBENCH_DATA):
+    ADMBENCH_DATA (and with it the NeoRL default folder) points at one temp folder per test run, shared
+    by the xdist workers; a test that needs another cache sets its own (``tiny_data``)."""
+    before = os.environ.get("ADMBENCH_DATA")
+    shared = tmp_path_factory.getbasetemp().parent / "admbench-cache"
+    shared.mkdir(parents=True, exist_ok=True)
+    os.environ["ADMBENCH_DATA"] = str(shared)
+    yield
+    if before is None:
+        os.environ.pop("ADMBENCH_DATA", None)
+    else:
+        os.environ["ADMBENCH_DATA"] = before
+
+
 @pytest.fixture(scope="session")
 def tiny_data_dir(tmp_path_factory):
     return tmp_path_factory.mktemp("admbench-data")

@@ -1,6 +1,7 @@
 """Registry, plugins, determinism and CLI errors."""
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -82,48 +83,35 @@ def test_list_json(capsys):
     assert "mini" in {row["name"] for row in json.loads(capsys.readouterr().out)}
 
 
-def readme_plugin_example() -> str:
+def readme_plugin_example() -> tuple[str, list[str]]:
+    """The README's plugin module and the shell commands printed right after it."""
     text = (ROOT / "README.md").read_text()
-    m = re.search(r"<!-- plugin-example -->\s*```python\n(.*?)```", text, re.S)
-    assert m, "README must contain the plugin example block"
-    return m.group(1)
+    m = re.search(r"<!-- plugin-example -->\s*```python\n(.*?)```\s*```bash\n(.*?)```", text, re.S)
+    assert m, "README must contain the plugin example block followed by its commands"
+    commands = [line for line in m.group(2).splitlines() if line.strip() and not line.startswith("#")]
+    return m.group(1), commands
 
 
-def test_readme_plugin_example_runs_without_harness_edits(tiny_data, tmp_path):
-    """The README's 'Add a baseline' example, saved outside the repo, runs through ADMBENCH_PLUGINS."""
-    pkg = tmp_path / "plugins"
-    pkg.mkdir()
-    (pkg / "my_baseline.py").write_text(readme_plugin_example())
-    env = {**__import__("os").environ, "ADMBENCH_PLUGINS": "my_baseline", "PYTHONPATH": str(pkg)}
-    cmd = [
-        sys.executable,
-        "-m",
-        "benchmark",
-        "run",
-        "--algo",
-        "mean-action",
-        "--task",
-        "local/hopper-random",
-        "--budget",
-        "smoke",
-        "--set",
-        "eval_episodes=1",
-        "--results",
-        str(tmp_path / "res"),
-        "--quiet",
-    ]
-    out = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
-    assert out.returncode == 0, out.stderr
+def test_readme_plugin_example_runs_as_printed(tiny_data, tmp_path):
+    """The README's 'Add a baseline' example, saved as my_baseline.py in a folder outside the repository,
+    run there with exactly the printed commands (a user's shell: `admbench` on PATH, no PYTHONPATH)."""
+    module, commands = readme_plugin_example()
+    folder = tmp_path / "my-plugin"
+    folder.mkdir()
+    (folder / "my_baseline.py").write_text(module)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    for command in commands:
+        out = subprocess.run(["bash", "-c", command], capture_output=True, text=True, env=env, cwd=folder,
+                             timeout=300)
+        assert out.returncode == 0, (command, out.stderr)
     summary = json.loads(out.stdout)
     assert summary["status"] == "ok" and summary["final_score"] is not None
-    listed = subprocess.run(
-        [sys.executable, "-m", "benchmark", "list", "algorithms"],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=ROOT,
-        timeout=120,
-    )
+    record = folder / "results" / "adhoc" / "mean-action" / "local__hopper-random" / "seed-0.json"
+    assert f"record: {Path('results') / record.relative_to(folder / 'results')}" in out.stderr
+    assert record.is_file()
+    listed = subprocess.run(["bash", "-c", "ADMBENCH_PLUGINS=my_baseline admbench list algorithms"],
+                            capture_output=True, text=True, env=env, cwd=folder, timeout=120)
     assert "mean-action" in listed.stdout
 
 

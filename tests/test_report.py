@@ -42,8 +42,8 @@ def test_report_writes_every_artifact(full_report):
         "aggregates.csv",
         "aggregates.md",
         "aggregates.tex",
-        "d4rl_table1.md",
-        "d4rl_table1.tex",
+        "d4rl_table1_local.md",
+        "d4rl_table1_local.tex",
         "aggregate_intervals.png",
         "performance_profiles.png",
         "probability_of_improvement.png",
@@ -95,9 +95,12 @@ def test_aggregates_csv_columns_and_common_tasks(full_report):
 
 
 def test_paper_table_puts_the_paper_value_beside_ours(full_report):
-    md = (full_report / "d4rl_table1.md").read_text()
+    # every task of this suite is local: its rows go to their own table, without a difference column
+    assert not (full_report / "d4rl_table1.md").exists()
+    md = (full_report / "d4rl_table1_local.md").read_text()
     header = md.splitlines()[0]
-    assert "admpo-off ours | admpo-off paper | admpo-off Δ" in header
+    assert "| bc ours | bc paper | td3bc ours" in header and "admpo-off paper |" in header
+    assert "Δ" not in header
     row = next(
         line for line in md.splitlines() if line.startswith("| hopper-medium (our local data, not D4RL)")
     )
@@ -108,9 +111,32 @@ def test_paper_table_puts_the_paper_value_beside_ours(full_report):
     assert get["admpo-off ours"] == f"**{ours.mean():.1f} ± {ours.std(ddof=1):.1f}**"  # best of the row
     assert get["admpo-off paper"] == "**107.4**"  # the paper's best in this row, REFERENCE.md 4.3
     assert get["bc paper"] == "54.1"
-    assert get["admpo-off Δ"] == f"{ours.mean() - 107.4:+.1f}"
-    tex = (full_report / "d4rl_table1.tex").read_text()
+    readme = (full_report / "README.md").read_text()
+    assert "not comparable with the paper's D4RL numbers" in readme
+    tex = (full_report / "d4rl_table1_local.tex").read_text()
     assert r"\textbf{107.4}" in tex and r"\toprule" in tex and r"$\pm$" in tex
+
+
+def test_every_table_and_figure_names_its_budget(full_report):
+    for name in ("per_task", "aggregates", "d4rl_table1_local"):
+        assert "Budget `smoke` (" in (full_report / f"{name}.md").read_text(), name
+        assert "Budget smoke (" in (full_report / f"{name}.tex").read_text().replace("`", ""), name
+    readme = (full_report / "README.md").read_text()
+    assert f"**Smoke budget: {report.SMOKE_WARNING}.**" in readme
+    assert readme.count("Smoke runs are untrained plumbing checks") >= 3  # the caption under each table
+
+
+def test_local_and_d4rl_rows_are_separate_tables(tmp_path):
+    recs = [make_record("bc", task, s, 50.0 + s, suite="mix") for s in range(2)
+            for task in ("d4rl/hopper-medium-v2", "local/hopper-medium")]
+    write_records(tmp_path / "results", recs)
+    out = report.write_report(
+        "mix", tmp_path / "results", tmp_path / "out", bootstrap_reps=REPS, figures=False
+    )
+    d4rl = (out.parent / "d4rl_table1.md").read_text()
+    local = (out.parent / "d4rl_table1_local.md").read_text()
+    assert "| hopper-medium |" in d4rl and "local data" not in d4rl and "bc Δ" in d4rl
+    assert "hopper-medium (our local data, not D4RL)" in local and "Δ" not in local.splitlines()[0]
 
 
 def test_same_records_give_byte_identical_tables(full_report):

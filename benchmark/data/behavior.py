@@ -57,7 +57,8 @@ def _atomic_savez(path: Path, **arrays) -> None:
 
 def evaluate_policy(act_fn, env_key: str, episodes: int, seed: int) -> tuple[float, float]:
     """Mean and std of undiscounted returns of ``act_fn(obs) -> action``; episode i uses env seed seed+i."""
-    mean, std, _ = evaluate(act_fn, lambda: make_env(env_key), episodes, seed, seed_offset=0)
+    mean, std, _ = evaluate(act_fn, lambda: make_env(env_key), episodes, seed, seed_offset=0,
+                            desc=f"measuring a {env_key} policy")
     return mean, std
 
 

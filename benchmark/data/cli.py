@@ -47,10 +47,12 @@ def add_data_commands(sub) -> None:
     """Add build/fetch/inspect/train-behavior/select-behavior to the ``data`` command's subparsers
     (created with ``dest="data_command"``)."""
     b = sub.add_parser("build", help="build and cache local/<env>-<level> datasets (idempotent)")
-    b.add_argument("--env", nargs="*", default=list(LOCAL_ENVS), choices=LOCAL_ENVS)
-    b.add_argument("--level", nargs="*", default=list(LOCAL_LEVELS), choices=LOCAL_LEVELS)
+    b.add_argument("--env", nargs="*", default=list(LOCAL_ENVS), choices=LOCAL_ENVS,
+                   help="envs (default: all)")
+    b.add_argument("--level", nargs="*", default=list(LOCAL_LEVELS), choices=LOCAL_LEVELS,
+                   help="levels (default: all)")
     b.add_argument("--size", type=int, default=None, help="transitions (default: per-level default size)")
-    b.add_argument("--seed", type=int, default=0)
+    b.add_argument("--seed", type=int, default=0, help="build seed (default: 0)")
     b.add_argument("--rebuild", action="store_true", help="rebuild even if a verified cached copy exists")
     b.add_argument("--markdown", action="store_true", help="end with a markdown table of the summaries")
 
@@ -63,20 +65,21 @@ def add_data_commands(sub) -> None:
     i.add_argument("--env", default=None, help="env key for a file (dims check, normalised score)")
 
     t = sub.add_parser("train-behavior", help="train (or resume) a SAC behaviour policy")
-    t.add_argument("--env", required=True, choices=LOCAL_ENVS)
-    t.add_argument("--steps", type=int, default=1_000_000)
-    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--env", required=True, choices=LOCAL_ENVS, help="environment to train SAC on")
+    t.add_argument("--steps", type=int, default=1_000_000,
+                   help="env steps in all (a larger value extends a run)")
+    t.add_argument("--seed", type=int, default=0, help="SAC seed (default: 0)")
     t.add_argument("--out", required=True, help="output directory (checkpoint, snapshots.pt, replay.npz)")
-    t.add_argument("--eval-every", type=int, default=5000)
+    t.add_argument("--eval-every", type=int, default=5000, help="env steps between snapshots")
     t.add_argument("--time-limit", type=float, default=None, help="stop (checkpointed) after this many s")
-    t.add_argument("--device", default="cpu")
+    t.add_argument("--device", default="cpu", help="torch device (default: cpu)")
 
     s = sub.add_parser("select-behavior", help="turn a training run into the shipped medium/expert files")
     s.add_argument("train_dir", help="directory with snapshots.pt and replay.npz")
-    s.add_argument("--env", required=True, choices=LOCAL_ENVS)
+    s.add_argument("--env", required=True, choices=LOCAL_ENVS, help="environment of the run")
     s.add_argument("--out", default=None, help="default: benchmark/data/behavior_policies")
-    s.add_argument("--episodes", type=int, default=20)
-    s.add_argument("--max-replay-rows", type=int, default=50_000)
+    s.add_argument("--episodes", type=int, default=20, help="episodes per measured return")
+    s.add_argument("--max-replay-rows", type=int, default=50_000, help="thin medium-replay above this")
     s.add_argument("--source", default=None, help="provenance text for the cards")
     s.add_argument("--seed", type=int, default=None,
                    help="the run's training seed for the cards, when replay.npz does not record it")

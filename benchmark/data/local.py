@@ -39,6 +39,7 @@ from benchmark.data.files import (
     remove_stale_temp_files,
 )
 from benchmark.envs import make_env
+from benchmark.progress import track
 from benchmark.seeding import preserved_rng
 
 POLICY_DIR = Path(__file__).parent / "behavior_policies"
@@ -77,7 +78,7 @@ def rollout_dataset(env_key: str, policy, size: int, seed: int, name: str) -> Of
     }
     episode = 0
     obs, _ = env.reset(seed=seed)
-    for i in range(size):
+    for i in track(range(size), f"building {name}", unit="transition"):
         action = np.asarray(policy(obs, rng), dtype=np.float32)
         next_obs, rew, term, trunc, _ = env.step(action)
         data["observations"][i] = obs

@@ -45,6 +45,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from benchmark.data.dataset import OfflineDataset
+from benchmark.progress import Progress
 from benchmark.rl.model_based import ModelBasedConfig
 from benchmark.rl.nets import EnsembleMLP
 from benchmark.rl.termination import TERMINATION_SOURCES, get_termination_fn
@@ -242,6 +243,9 @@ class EnsembleDynamics(nn.Module):
         since_update, epoch, steps = 0, 0, 0
         initial_mse = None
         self.history = []
+        per_epoch = -(-train_size // cfg.batch_size)
+        caps = [c for c in (cfg.max_steps, cfg.max_epochs and cfg.max_epochs * per_epoch) if c]
+        bar = Progress("ensemble model training", total=min(caps) if caps else None, unit="step")
         while True:
             epoch += 1
             losses = []
@@ -249,6 +253,7 @@ class EnsembleDynamics(nn.Module):
                 idx = boot[:, start : start + cfg.batch_size]
                 losses.append(self.train_step(obs[idx], act[idx], target[idx]))
                 steps += 1
+                bar.update(1)
                 if cfg.max_steps is not None and steps >= cfg.max_steps:
                     break
             mse = self.holdout_mse(obs[ho], act[ho], target[ho])
@@ -270,12 +275,14 @@ class EnsembleDynamics(nn.Module):
             self.history.append(
                 {"epoch": epoch, "train_loss": float(np.mean(losses)), "holdout_mse": elite_mse}
             )
+            bar.update(0, epoch=epoch, holdout_mse=elite_mse)
             if (
                 since_update >= cfg.max_epochs_since_update
                 or (cfg.max_epochs is not None and epoch >= cfg.max_epochs)
                 or (cfg.max_steps is not None and steps >= cfg.max_steps)
             ):
                 break
+        bar.close()
         with torch.no_grad():
             for s, p in zip(saved, self.net.parameters()):
                 p.copy_(s)

@@ -321,7 +321,7 @@ def _env_step(env, action):
 
 
 def train_online(algo: OnlineAlgorithm, cfg: OnlineTrainConfig, make_env: Callable, normalize: Callable,
-                 progress: bool = True, checkpointer=None) -> dict:
+                 progress: bool = True, logger=None, checkpointer=None) -> dict:
     """Warm-up, then ``cfg.env_steps`` env steps with updates and periodic evaluations.
 
     ``make_env()`` builds a fresh env (training env once, one per evaluation); ``normalize(return)``
@@ -374,6 +374,8 @@ def train_online(algo: OnlineAlgorithm, cfg: OnlineTrainConfig, make_env: Callab
     obs, episode_return, curve, diag, hooks, last, updates, episodes, train_returns = (
         loop[k] for k in ("obs", "episode_return", "curve", "diag", "hooks", "last", "updates", "episodes",
                           "train_returns"))
+    for point in curve if logger is not None else ():  # a resumed run's log is written afresh
+        logger.log(point["step"], point)
     bar = tqdm(range(loop["it"], cfg.env_steps), desc="env steps", disable=not progress, leave=False,
                mininterval=2.0)
     for it in bar:
@@ -418,6 +420,8 @@ def train_online(algo: OnlineAlgorithm, cfg: OnlineTrainConfig, make_env: Callab
             point.update({f"train/{k}": v for k, v in last.items()})
             point.update({k: v for k, v in hooks.items() if isinstance(v, int | float)})
             curve.append(point)
+            if logger is not None:  # benchmark.metrics.MetricsLogger: the same point, kept per run
+                logger.log(it, point)
             diag = defaultdict(list)
             train_returns = []
             if progress:

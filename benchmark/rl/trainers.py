@@ -8,7 +8,9 @@ from collections import defaultdict
 from collections.abc import Callable
 
 import numpy as np
-from tqdm.auto import tqdm
+
+from benchmark.metrics import MetricsLogger
+from benchmark.progress import Progress, track
 
 EVAL_SEED_OFFSET = 100_000  # evaluation episodes use seeds disjoint from training
 
@@ -33,13 +35,14 @@ def check_finite(metrics: dict, step: int, unit: str = "gradient step") -> dict:
 
 
 def evaluate(
-    act: Callable, make_env: Callable, episodes: int, seed: int, seed_offset: int = EVAL_SEED_OFFSET
+    act: Callable, make_env: Callable, episodes: int, seed: int, seed_offset: int = EVAL_SEED_OFFSET,
+    desc: str | None = None,
 ) -> tuple[float, float, list[float]]:
     """Run ``episodes`` episodes of ``act``; episode i resets the env with ``seed + seed_offset + i``, so
-    every evaluation sees the same start states."""
+    every evaluation sees the same start states. ``desc``: show progress under that name."""
     env = make_env()
     returns = []
-    for ep in range(episodes):
+    for ep in track(range(episodes), desc, unit="episode", show=desc is not None):
         obs, _ = env.reset(seed=seed + seed_offset + ep)
         done, total = False, 0.0
         while not done:
@@ -57,9 +60,12 @@ def _finite_mean(values: list[float]) -> float:
 
 
 def train_offline(
-    algo, cfg, make_env: Callable, normalize: Callable, progress: bool = True, checkpointer=None
+    algo, cfg, make_env: Callable, normalize: Callable, progress: bool = True,
+    logger: MetricsLogger | None = None, checkpointer=None,
 ) -> dict:
     """``cfg.epochs`` epochs of ``cfg.steps_per_epoch`` steps, one evaluation after each epoch.
+
+    ``logger`` (:mod:`benchmark.metrics`) gets the setup diagnostics at step 0 and every curve point.
 
     Returns ``{"curve": [...], "setup": {...}, "train": {...}}``: curve points are
     ``{step, epoch, return_mean, return_std, score, score_std, <mean diagnostics of the epoch>}``.
@@ -78,6 +84,10 @@ def train_offline(
         setup_info = algo.setup() or {}
         setup_info["setup_time_s"] = round(time.time() - t0, 3)
         curve, step, first_epoch, last = [], 0, 0, {}
+    if logger is not None:  # a resumed run's log is written afresh: what it had logged is in the checkpoint
+        logger.log(0, {f"setup/{k}": v for k, v in setup_info.items()})
+        for point in curve:
+            logger.log(point["step"], point)
 
     def save(epoch: int) -> None:
         checkpointer.save(epoch, {"algo": algo, "setup": setup_info, "curve": curve, "step": step,
@@ -85,8 +95,10 @@ def train_offline(
 
     if state is None and checkpointer is not None and checkpointer.enabled:
         save(0)  # model training (setup) can be the longest phase of a model-based run
-    bar = tqdm(range(first_epoch, cfg.epochs), desc="epochs", disable=not progress, leave=False)
-    for epoch in bar:
+    bar = Progress(f"{type(algo).__name__} policy training", total=cfg.epochs, unit="epoch", show=progress)
+    if first_epoch:
+        bar.update(first_epoch)
+    for epoch in range(first_epoch, cfg.epochs):
         diag: dict[str, list[float]] = defaultdict(list)
         for _ in range(cfg.steps_per_epoch):
             batch = algo.next_batch(step)
@@ -110,8 +122,10 @@ def train_offline(
         last = {k: _finite_mean(v) for k, v in diag.items()}
         point.update({f"train/{k}": v for k, v in last.items()})
         curve.append(point)
-        if progress:
-            bar.set_postfix(ret=f"{mean:.1f}", score=point["score"])
+        if logger is not None:
+            logger.log(step, point)
+        bar.update(1, ret=f"{mean:.1f}", score=point["score"])
         if checkpointer is not None and checkpointer.due(epoch + 1) and epoch + 1 < cfg.epochs:
             save(epoch + 1)
+    bar.close()
     return {"curve": curve, "setup": setup_info, "train": last, "algo": algo}

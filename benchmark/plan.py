@@ -1,0 +1,245 @@
+"""``admbench reproduce SUITE --plan``: what would run, what is done, what it costs, what data is missing.
+
+Cost model of one run: ``setup + steps x seconds_per_step``. ``setup`` is the one-off work before the
+first step (model training, online warm-up), ``steps`` the planned gradient steps (offline) or
+environment steps (online), and ``seconds_per_step`` the rest of the wall time (updates, rollouts,
+evaluations) per step. Both parts are measured from finished ``ok`` records (``wall_time_s`` and
+``setup_info.setup_time_s``), because a smoke run's time is mostly setup and its per-step cost alone would
+inflate every longer run. Where the numbers come from, best first:
+
+1. records of the same algorithm and budget;
+2. records of the same algorithm at another budget: the same per-step cost, and the setup scaled by
+   planned / measured model epochs where both are known (else the measured setup as is);
+3. a measured *sibling*: another algorithm with the same config class family (model-based offline,
+   model-free offline, online);
+4. a stated default (:data:`DEFAULTS`, from the README's "Performance" table, one CPU core).
+
+Records are read from the results folder and from the repository's committed records (``results/``), so a
+fresh ``--results`` folder still gets measured estimates. A run with an ``ok`` record of the same config
+hash in the results folder is *done*: listed as such and left out of the total.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from dataclasses import dataclass
+from pathlib import Path
+
+from benchmark.results import REPO_ROOT
+
+# seconds per step and setup seconds when nothing is measured (ours: one CPU core of the README's
+# "Performance" table: SAC update 20.8 ms, TD3+BC 17.5 ms, BC 4.0 ms, CQL ~0.4 s, ADMPO-OFF ~105 s per
+# 1000-step epoch at paper size; online ~45 env steps/s at one update per step)
+DEFAULTS: dict[str, tuple[float, float]] = {  # family -> (seconds per step, setup seconds)
+    "offline": (0.02, 0.0),
+    "model-based": (0.105, 600.0),
+    "online": (0.03, 5.0),
+}
+DEFAULTS_SOURCE = "default (README 'Performance', one core)"
+SETUP_SCALE_KEYS = (("model_max_epochs", "model_epochs"), ("dynamics_max_epochs", "dynamics/epochs"))
+
+
+@dataclass
+class Sample:
+    algo: str
+    budget: str
+    family: str
+    setup_s: float
+    per_step_s: float  # per unit of work: one step, times updates_per_step for online algorithms
+    model_epochs: float | None
+
+
+@dataclass
+class Estimate:
+    label: str
+    done: bool
+    seconds: float | None  # None only for done runs and analysis jobs
+    source: str
+    setup_s: float = 0.0
+    steps: int = 0
+    per_step_s: float = 0.0
+
+    def text(self) -> str:
+        if self.done:
+            return f"{self.label}  done"
+        if self.seconds is None:
+            return f"{self.label}  est. ? ({self.source})"
+        return (f"{self.label}  est. {self.seconds / 60:.1f} min = setup {self.setup_s:.0f} s + {self.steps} "
+                f"steps x {self.per_step_s * 1000:.2g} ms ({self.source})")
+
+
+def step_work(cfg_dict: dict) -> float:
+    """Relative cost of one step: online algorithms do ``updates_per_step`` updates per env step (SAC 1,
+    ADMPO-ON 20), so a sibling's per-step time is rescaled by it."""
+    return float(cfg_dict.get("updates_per_step") or 1)
+
+
+def planned_steps(cfg_dict: dict) -> int:
+    """Gradient steps (offline) or environment steps (online) a config asks for."""
+    if "env_steps" in cfg_dict:
+        return int(cfg_dict["env_steps"])
+    return int(cfg_dict.get("epochs", 0)) * int(cfg_dict.get("steps_per_epoch", 0))
+
+
+def family(algo_id: str) -> str:
+    from benchmark import registry
+    from benchmark.rl.model_based import ModelBasedConfig
+
+    spec = registry.get(algo_id)
+    if spec.kind == "online":
+        return "online"
+    return "model-based" if issubclass(spec.config_cls, ModelBasedConfig) else "offline"
+
+
+def read_samples(roots: list[Path]) -> list[Sample]:
+    """One sample per finished record under ``roots`` (duplicates by path are read once)."""
+    seen: set[Path] = set()
+    samples = []
+    for root in roots:
+        if not Path(root).is_dir():
+            continue
+        for path in sorted(Path(root).rglob("seed-*.json")):
+            real = path.resolve()
+            if real in seen:
+                continue
+            seen.add(real)
+            try:
+                rec = json.loads(path.read_text())
+            except (OSError, json.JSONDecodeError):
+                continue
+            sample = sample_from_record(rec)
+            if sample is not None:
+                samples.append(sample)
+    return samples
+
+
+def sample_from_record(rec: dict) -> Sample | None:
+    steps = planned_steps(rec.get("config") or {})
+    wall = rec.get("wall_time_s")
+    if rec.get("status") != "ok" or steps <= 0 or not wall or rec.get("schema") != "admbench.record/1":
+        return None
+    algo = rec.get("algo_id") or str(rec["algo"]).partition("@")[0]
+    try:
+        fam = family(algo)
+    except Exception:  # an algorithm this install does not have (a plugin's record)
+        return None
+    setup_info = rec.get("setup_info") or {}
+    setup = float(setup_info.get("setup_time_s") or 0.0)
+    setup = min(setup, float(wall))
+    model_epochs = next((setup_info[k] for _, k in SETUP_SCALE_KEYS if setup_info.get(k)), None)
+    per_step = (float(wall) - setup) / steps / step_work(rec.get("config") or {})
+    epochs = float(model_epochs) if model_epochs else None
+    return Sample(algo, rec.get("budget", ""), fam, setup, per_step, epochs)
+
+
+def _median(values) -> float:
+    return float(statistics.median(values))
+
+
+def _planned_model_epochs(cfg_dict: dict) -> float | None:
+    for key, _ in SETUP_SCALE_KEYS:
+        if cfg_dict.get(key):
+            return float(cfg_dict[key])
+    return None
+
+
+def estimate(algo: str, budget: str, cfg_dict: dict, samples: list[Sample]) -> tuple[float, float, str]:
+    """``(setup_s, per_step_s, source)`` for one (algorithm, budget, config); never unknown."""
+    same = [s for s in samples if s.algo == algo and s.budget == budget]
+    if same:
+        return (_median(s.setup_s for s in same), _median(s.per_step_s for s in same),
+                f"measured: {len(same)} {algo} {budget} record{'s' * (len(same) > 1)}")
+    other = [s for s in samples if s.algo == algo]
+    source = None
+    if not other:
+        fam = family(algo)
+        siblings = [s for s in samples if s.family == fam]
+        near = [s for s in siblings if s.budget == budget] or siblings
+        if near:
+            names = sorted({s.algo for s in near})
+            other, source = near, f"sibling {', '.join(names)} ({near[0].budget if len(near) else ''})"
+    if not other:
+        per_step, setup = DEFAULTS[family(algo)]
+        return setup, per_step, DEFAULTS_SOURCE
+    per_step = _median(s.per_step_s for s in other)
+    budgets = ", ".join(sorted({s.budget for s in other}))
+    source = source or f"{algo} at {budgets}"
+    planned = _planned_model_epochs(cfg_dict)
+    scaled = [s.setup_s / s.model_epochs * planned for s in other if s.model_epochs and planned]
+    if scaled:
+        return _median(scaled), per_step, source + f"; setup scaled to {planned:g} model epochs"
+    setup = _median(s.setup_s for s in other)
+    if any(s.model_epochs for s in other) and planned is None:
+        setup = max(s.setup_s for s in other)
+        source += "; model trains to early stopping: setup is the longest measured, a lower bound"
+    return setup, per_step, source
+
+
+def missing_data(tasks) -> list[tuple[str, Path, str]]:
+    """``(task, expected path, how to get it)`` for every d4rl/neorl task whose file is not on disk."""
+    out = []
+    for task in sorted(set(tasks)):
+        family_name, _, name = task.partition("/")
+        if family_name == "d4rl":
+            from benchmark.data.d4rl import d4rl_dir, d4rl_filename
+
+            path = d4rl_dir() / d4rl_filename(name)
+            if not path.exists():
+                out.append((task, path, f"admbench data fetch {task} (or set $D4RL_DATASET_DIR)"))
+        elif family_name == "neorl":
+            from benchmark.data.neorl import _train_filename, find_neorl_file, neorl_dir, parse_neorl_name
+
+            stem = parse_neorl_name(name)[0]
+            if find_neorl_file(stem, neorl_dir()) is None:
+                out.append((task, neorl_dir() / _train_filename(stem),
+                            f"admbench data fetch {task} (or set $NEORL_DATA_DIR)"))
+    return out
+
+
+def missing_data_message(missing: list[tuple[str, Path, str]], limit: int = 5) -> str:
+    dirs = sorted({str(p.parent) for _, p, _ in missing})
+    lines = [f"{len(missing)} dataset file(s) missing (put them in {' or '.join(dirs)}):"]
+    lines += [f"  {task}: {path}  <- {how}" for task, path, how in missing[:limit]]
+    if len(missing) > limit:
+        lines.append(f"  ... and {len(missing) - limit} more")
+    return "\n".join(lines)
+
+
+def plan_estimates(runs, results_dir: Path, extra_roots: list[Path] | None = None) -> list[Estimate]:
+    """An :class:`Estimate` per planned run or analysis job (done ones marked)."""
+    from benchmark.runner import RunSpec, existing_record, prepare
+
+    roots = [Path(results_dir), *(extra_roots if extra_roots is not None else [REPO_ROOT / "results"])]
+    samples = read_samples(roots)
+    out = []
+    for run in runs:
+        if not isinstance(run, RunSpec):  # analysis jobs: no steps to scale by
+            done = run.path(results_dir).exists()
+            out.append(Estimate(run.label(), done, None, "analysis job, not estimated"))
+            continue
+        _, _, _, cfg_dict, _, chash = prepare(run)
+        if existing_record(run.path(results_dir), chash) is not None:
+            out.append(Estimate(run.label(), True, None, "done"))
+            continue
+        steps = planned_steps(cfg_dict)
+        setup, per_step, source = estimate(run.algo, run.budget, cfg_dict, samples)
+        per_step *= step_work(cfg_dict)
+        out.append(Estimate(run.label(), False, setup + per_step * steps, source, setup, steps, per_step))
+    return out
+
+
+def format_plan(estimates: list[Estimate], workers: int, results_dir: Path) -> str:
+    lines = [e.text() for e in estimates]
+    todo = [e for e in estimates if not e.done]
+    total = sum(e.seconds or 0.0 for e in todo)
+    unknown = sum(e.seconds is None for e in todo)
+    lines.append(
+        f"{len(estimates)} runs: {len(estimates) - len(todo)} done (under {results_dir}/), "
+        f"{len(todo)} to run; "
+        f"estimated {total / 3600:.2f} CPU-hours (~{total / 3600 / max(1, workers):.2f} h on {workers} "
+        f"workers)" + (f", {unknown} analysis jobs not estimated" if unknown else "")
+    )
+    lines.append("estimate = setup + steps x seconds per step, from finished records of the same algorithm "
+                 "and budget where there are some (see each line's source); this host's load moves them")
+    return "\n".join(lines)

@@ -1,0 +1,75 @@
+"""``reproduce --plan``: setup + per-step estimates pinned on a known record set, done runs, missing data."""
+
+from __future__ import annotations
+
+import pytest
+from test_report_fixtures import make_record, write_records
+
+from benchmark import plan
+from benchmark.cli import main
+from benchmark.runner import RunSpec, prepare
+
+
+def _timed(algo, task, seed, budget, wall, setup, cfg, **setup_info):
+    rec = make_record(algo, task, seed, 5.0, suite="known", budget=budget)
+    rec.update(wall_time_s=wall, config=cfg, setup_info={"setup_time_s": setup, **setup_info},
+               schema="admbench.record/1", algo_id=algo)
+    return rec
+
+
+def test_estimate_of_a_known_record_set(tmp_path, tiny_data):
+    """Known records: bc smoke 50 steps in 10.5 s (no setup); admpo-off smoke 2 model epochs in 80 s of
+    setup, then 50 steps in 2 s. Planned: bc short (10,000 steps) and admpo-off short (20 model epochs,
+    10,000 steps) in a fresh folder, and td3bc (never measured; its sibling is bc).
+    Expected within 1%: bc 10,000 x 0.21 s = 2100 s; admpo-off 80 / 2 x 20 + 10,000 x 0.04 = 1200 s;
+    td3bc 10,000 x 0.21 s = 2100 s (sibling bc)."""
+    bc_cfg = {"epochs": 2, "steps_per_epoch": 25}
+    adm_cfg = {"epochs": 2, "steps_per_epoch": 25, "model_max_epochs": 2}
+    known = tmp_path / "known"
+    write_records(known, [
+        _timed("bc", "local/hopper-medium", 0, "smoke", 10.5, 0.0, bc_cfg),
+        _timed("admpo-off", "local/hopper-medium", 0, "smoke", 82.0, 80.0, adm_cfg, model_epochs=2),
+    ])
+    runs = [RunSpec("bc", "local/hopper-random", 0, "short"),
+            RunSpec("admpo-off", "local/hopper-random", 0, "short"),
+            RunSpec("td3bc", "local/hopper-random", 0, "short")]
+    est = plan.plan_estimates(runs, tmp_path / "fresh", extra_roots=[known])
+    steps = [plan.planned_steps(prepare(r)[3]) for r in runs]
+    assert steps == [10_000, 10_000, 10_000]
+    assert [e.seconds for e in est] == pytest.approx([2100.0, 1200.0, 2100.0], rel=0.01)
+    assert "measured" not in est[0].source and "bc at smoke" in est[0].source
+    assert "setup scaled to 20 model epochs" in est[1].source
+    assert est[2].source.startswith("sibling bc")
+    assert not any(e.done for e in est)
+
+
+def test_same_budget_records_win_and_done_runs_leave_the_total(tmp_path, tiny_data, capsys):
+    run = RunSpec("bc", "local/hopper-random", 0, "smoke", suite="mini")
+    cfg = prepare(run)[3]
+    rec = _timed("bc", "local/hopper-random", 0, "smoke", 7.0, 1.0, cfg)
+    rec["suite"], rec["config_hash"] = "mini", prepare(run)[5]
+    write_records(tmp_path / "res", [rec])
+    seed1 = RunSpec("bc", "local/hopper-random", 1, "smoke", suite="mini")
+    done, todo = plan.plan_estimates([run, seed1], tmp_path / "res", extra_roots=[])
+    assert done.done and done.text().endswith("  done")
+    assert todo.seconds == pytest.approx(1.0 + 50 * 6.0 / 50) and "measured: 1 bc smoke record" in todo.source
+    text = plan.format_plan([done, todo], workers=2, results_dir=tmp_path / "res")
+    assert "2 runs: 1 done" in text and "1 to run; estimated 0.00 CPU-hours" in text
+    assert "?" not in text
+
+
+def test_never_measured_gets_a_stated_default(tmp_path, tiny_data):
+    (e,) = plan.plan_estimates([RunSpec("cql", "local/hopper-random", 0, "smoke")], tmp_path, extra_roots=[])
+    assert e.seconds == pytest.approx(50 * plan.DEFAULTS["offline"][0]) and e.source == plan.DEFAULTS_SOURCE
+
+
+def test_missing_d4rl_files_are_named_before_anything_runs(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("D4RL_DATASET_DIR", str(tmp_path / "d4rl"))
+    assert main(["reproduce", "d4rl", "--plan", "--results", str(tmp_path / "r")]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("12 dataset file(s) missing (put them in ")
+    assert str(tmp_path / "d4rl" / "hopper_medium-v2.hdf5") in out and "admbench data fetch d4rl/" in out
+    assert main(["reproduce", "d4rl", "--results", str(tmp_path / "r"), "--no-report"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("admbench: error: 12 dataset file(s) missing")
+    assert not (tmp_path / "r").exists()  # nothing ran

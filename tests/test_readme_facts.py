@@ -1,0 +1,99 @@
+"""What the README and --help promise a newcomer: help texts, terminal-wide tables, error prefixes, no
+machine paths in committed records, every cited reference section shipped, a private test data cache."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from benchmark import cli
+from benchmark.cli import build_parser, main
+
+ROOT = Path(__file__).resolve().parent.parent
+COMMANDS = ["list", "run", "reproduce", "report", "regress", "plot-metrics", "data build", "data fetch",
+            "data inspect", "data train-behavior", "data select-behavior"]
+
+
+def _undocumented(help_text: str) -> list[str]:
+    """Argument lines of an argparse help without a description (inline or on the next line)."""
+    lines, bad, in_args = help_text.splitlines(), [], False
+    for i, line in enumerate(lines):
+        if re.match(r"^(options|positional arguments):", line):
+            in_args = True
+            continue
+        if not in_args or not re.match(r"^  \S", line) or line.strip().startswith("-h, --help"):
+            continue
+        inline = re.match(r"^  \S.*?\S {2,}\S", line)
+        below = i + 1 < len(lines) and re.match(r"^ {6,}\S", lines[i + 1])
+        if not inline and not below:
+            bad.append(line.strip())
+    return bad
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_help_line_has_a_description(command, capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "100")
+    with pytest.raises(SystemExit):
+        build_parser().parse_args([*command.split(), "--help"])
+    assert _undocumented(capsys.readouterr().out) == []
+
+
+def test_list_tables_fit_the_terminal_and_json_keeps_whole_descriptions(capsys, monkeypatch):
+    monkeypatch.setattr(cli.shutil, "get_terminal_size", lambda fallback=None: os.terminal_size((80, 24)))
+    for what in ("algorithms", "suites", "datasets"):
+        assert main(["list", what]) == 0
+        assert max(len(line) for line in capsys.readouterr().out.splitlines()) <= 80, what
+    assert main(["list", "suites", "--json"]) == 0
+    rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
+    from benchmark.suites import load_suite
+
+    assert rows["d4rl"]["description"] == load_suite("d4rl").description
+    assert len(rows["d4rl"]["description"]) > 70
+
+
+def test_data_commands_use_the_admbench_error_prefix(tmp_path, capsys):
+    assert main(["data", "inspect", str(tmp_path / "nope.hdf5")]) == 2
+    assert capsys.readouterr().err.startswith("admbench: error: ")
+
+
+def _committed(pattern: str) -> list[Path]:
+    out = subprocess.run(["git", "ls-files", pattern], cwd=ROOT, capture_output=True, text=True)
+    if out.returncode != 0:
+        pytest.skip("not a git checkout")
+    return [ROOT / p for p in out.stdout.split()]
+
+
+def test_committed_records_hold_no_machine_paths_and_references_no_dirty_commit():
+    records = [p for p in _committed("results") if p.suffix == ".json" and p.name.startswith("seed-")]
+    assert records
+    for path in records:
+        text = path.read_text()
+        assert not re.search(r'"(/work|/home|/root|/Users|/tmp)/', text), path
+    for path in _committed("results/reference"):
+        if path.name.startswith("seed-"):
+            assert not json.loads(path.read_text())["commit"].endswith("-dirty"), path
+
+
+def test_every_cited_reference_section_is_shipped():
+    reference = (ROOT / "docs" / "REFERENCE.md").read_text()
+    headings = set(re.findall(r"^#{2,3} (\d+(?:\.\d+)?)[. ]", reference, re.M))
+    cited: dict[str, Path] = {}
+    for pattern in ("*.py", "*.yaml"):
+        for path in _committed(pattern):
+            for section in re.findall(r"REFERENCE\.md(?: section)? (\d+(?:\.\d+)?)", path.read_text()):
+                cited.setdefault(section, path)
+    assert cited, "the code cites REFERENCE.md sections"
+    missing = {s: str(p.relative_to(ROOT)) for s, p in cited.items() if s not in headings}
+    assert missing == {}
+
+
+def test_tests_never_use_the_real_data_cache():
+    from benchmark.data.local import cache_dir
+
+    assert cache_dir() != Path.home() / ".cache" / "admbench"
+    assert cache_dir().name == "admbench-cache"
