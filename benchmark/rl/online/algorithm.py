@@ -62,6 +62,17 @@ class EnvReplay:
     def sample(self, batch_size: int, generator: torch.Generator | None = None) -> Batch:
         return self.buffer.sample(batch_size, generator)
 
+    def sample_recent(self, batch_size: int, last_n: int, generator: torch.Generator | None = None) -> Batch:
+        """Uniform draws from the newest ``last_n`` transitions (softlearning's ``last_n_random_batch``:
+        indices ``randint(ptr - min(size, last_n), ptr) % capacity``)."""
+        b = self.buffer
+        if b.size == 0:
+            raise RuntimeError("cannot sample from an empty buffer")
+        window = min(b.size, last_n)
+        offsets = torch.randint(0, window, (batch_size,), generator=generator, device="cpu")
+        idx = ((b.ptr - window + offsets) % b.capacity).to(b.device)
+        return {k: v[idx] for k, v in b.data.items()}
+
     def to_dataset(self, name: str = "online-replay", env_key: str = "") -> OfflineDataset:
         """Every stored transition, oldest first, as an :class:`OfflineDataset` (the episode in
         progress ends at the last row; ``OfflineDataset.episode_ends`` marks it)."""
