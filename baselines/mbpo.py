@@ -35,7 +35,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-import numpy as np
 import torch
 
 from benchmark.config import ConfigError
@@ -47,6 +46,7 @@ from benchmark.rl.online import (
     OnlineModelBased,
     OnlineModelBasedConfig,
     OnlineSACConfig,
+    SACAgent,
     rollout_length,
 )
 from benchmark.rl.sac import SAC
@@ -88,7 +88,7 @@ class MBPOConfig(OnlineModelBasedConfig, OnlineSACConfig, EnsembleDynamicsFields
             raise ConfigError(f"epoch_length must be positive, got {self.epoch_length}")
 
 
-class MBPO(OnlineModelBased):
+class MBPO(SACAgent, OnlineModelBased):
     cfg: MBPOConfig
     resize_in_storage_order = True
 
@@ -118,18 +118,9 @@ class MBPO(OnlineModelBased):
 
     def rollout(self, num_starts: int, length: int) -> tuple[Batch, dict]:
         starts = self.real.sample(num_starts, self.start_generator)["obs"]
+        # the stochastic SAC policy (MBPO rolls out ``policy.actions_np``, a sample)
         return policy_rollout(self.dynamics, self.policy, starts, length)
 
-    def policy(self, obs: torch.Tensor) -> torch.Tensor:
-        """The stochastic SAC policy (MBPO rolls out ``policy.actions_np``, a sample)."""
-        return self.sac.actor.sample(obs)[0]
-
-    # ----- acting and learning ------------------------------------------------------------------
-    def act(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
-        return self.sac.act(obs, deterministic)
-
-    def learn(self, batch: Batch) -> dict:
-        return self.sac.update(batch)
 
 
 register(

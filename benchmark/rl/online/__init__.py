@@ -3,7 +3,7 @@
 (:mod:`.model_based`: :class:`OnlineModelBased`) and the loop (:mod:`.trainers`: :func:`train_online`).
 Every name is re-exported here, so algorithms import from ``benchmark.rl.online``."""
 
-from benchmark.rl.online.algorithm import EnvReplay, OnlineAlgorithm, OnlineContext, Transition
+from benchmark.rl.online.algorithm import EnvReplay, OnlineAlgorithm, OnlineContext, SACAgent, Transition
 from benchmark.rl.online.configs import (
     OnlineModelBasedConfig,
     OnlineSACConfig,
@@ -21,6 +21,7 @@ __all__ = [
     "OnlineModelBasedConfig",
     "OnlineSACConfig",
     "OnlineTrainConfig",
+    "SACAgent",
     "Transition",
     "rollout_length",
     "train_online",

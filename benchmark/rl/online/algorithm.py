@@ -11,6 +11,7 @@ import torch
 from benchmark.data.dataset import OfflineDataset
 from benchmark.rl.buffers import Batch, TransitionBuffer
 from benchmark.rl.online.configs import OnlineTrainConfig
+from benchmark.rl.sac import SAC
 
 
 # ----- context, transitions, real buffer ----------------------------------------------------------
@@ -128,3 +129,20 @@ class OnlineAlgorithm:
         raise NotImplementedError
 
 
+
+
+class SACAgent:
+    """Mixin (listed before the base class) for learners whose policy is one :class:`benchmark.rl.sac.SAC`
+    in ``self.sac``: acting, one update per ``learn``, and the stochastic policy for model rollouts
+    (SAC, ADMPO-ON and MBPO sample their rollout actions, as their official code)."""
+
+    sac: SAC
+
+    def act(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
+        return self.sac.act(obs, deterministic)
+
+    def learn(self, batch: Batch) -> dict:
+        return self.sac.update(batch)
+
+    def policy(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.sac.actor.sample(obs)[0]
