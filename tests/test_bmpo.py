@@ -11,8 +11,10 @@ import torch
 
 from baselines.bmpo import BackwardPolicy, boltzmann_start_probs, linear_schedule, mpc_scores
 from benchmark import registry
-from benchmark.rl.online import EnvReplay, Transition
+from benchmark.envs.factory import env_dims
+from benchmark.rl.online import EnvReplay, OnlineContext, Transition
 from benchmark.runner import RunSpec, run_one
+from benchmark.tasks import ONLINE_ENVS, resolve_task
 from tests.test_mbpo import build, config, fill_real
 
 # hanglai/bmpo@d065cf1 config/<env>.py: (G, forward, backward, beta schedule, planning horizon, entropy)
@@ -200,3 +202,20 @@ def test_bmpo_learns_on_hopper_short_budget(hopper_short_run_learns):
     """Seed 0, short budget (MBPO's short sizes, MPC with 100 candidates): MEASURED_PLACEHOLDER"""
     record = hopper_short_run_learns("bmpo", last_evals=2)
     assert record["train_info"]["count/model_trainings"] == 4
+
+
+@pytest.mark.parametrize("algo", ["mbpo", "bmpo"])
+def test_every_online_task_and_budget_resolves_and_builds(algo):
+    """Sizes only change with the budget; every (task, budget) builds (the smoke runs of the other tasks:
+    `admbench run --algo mbpo|bmpo --task mujoco/<Env> --budget smoke`)."""
+    for env in ONLINE_ENVS:
+        task = resolve_task(f"mujoco/{env}")
+        obs_dim, act_dim = env_dims(task.env_key)
+        paper, _ = config(algo, env, "paper")
+        for budget in ("smoke", "short", "paper"):
+            cfg, _ = config(algo, env, budget, {"buffer_size": 1000})
+            built = registry.get(algo).factory(cfg, OnlineContext(task.env_key, obs_dim, act_dim, 1.0,
+                                                                  torch.device("cpu"), 0))
+            assert built.rollout_length_at(0) == 1 and built.model_buffer_capacity(0) > 0
+            kept = ("updates_per_step", "rollout_schedule", "target_entropy", "dynamics_hidden")
+            assert all(getattr(cfg, name) == getattr(paper, name) for name in kept), (env, budget)
