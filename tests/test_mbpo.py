@@ -181,7 +181,8 @@ def test_mbpo_learns_on_hopper_short_budget(hopper_short_run_learns, sac_first_e
     SAC updates each on 12 real + 244 model transitions, the ensemble trained every 250 steps (capped at 20
     epochs, kept across trainings; holdout MSE 0.017 -> 0.012), 5000 rollout starts of k = 1. Measured with
     `admbench run --algo mbpo --task mujoco/Hopper --budget short --results results/learning` (record in
-    results/learning/adhoc/mbpo/mujoco__Hopper/seed-0.json; 2309 s on the loaded 2-core host): random warm-up
+    results/learning/adhoc/mbpo/mujoco__Hopper/seed-0.json; 2309 s on the loaded 2-core host; the test itself
+    passed in 1892 s): random warm-up
     return 19.3; stochastic training episodes 109 -> 245 -> 215 over the three intervals; deterministic
     evaluations 206 (untrained), 205, 259, 184 (mean of the last two 221). SAC's first evaluation at its short
     budget: 197.2.
