@@ -202,9 +202,9 @@ def test_bmpo_learns_on_hopper_short_budget(hopper_short_run_learns):
     """Seed 0, short budget (MBPO's short sizes; MPC with horizon 6 over 100 candidates, beta 0.004, k_f =
     k_b = 1): measured with `admbench run --algo bmpo --task mujoco/Hopper --budget short --results
     results/learning` (record in results/learning/adhoc/bmpo/mujoco__Hopper/seed-0.json; 2666 s on the loaded
-    2-core host): random warm-up return 19.3; stochastic (MPC) training episodes 55 -> 125 -> 162 over the
-    three intervals; deterministic evaluations 129 (after the first step's 20 updates), 105, 134, 139 (mean
-    of the last two 136); backward-policy NLL 0.19 -> -0.54.
+    2-core host; the test itself passed in 1697 s): random warm-up return 19.3; stochastic (MPC) training
+    episodes 55 -> 125 -> 162 over the three intervals; deterministic evaluations 129 (after the first step's
+    20 updates), 105, 134, 139 (mean of the last two 136); backward-policy NLL 0.19 -> -0.54.
 
     Thresholds: the online ones of the fixture (5x the random warm-up return, for the evaluations and the
     stochastic training episodes), and the stochastic training return at least doubles from the first
