@@ -114,6 +114,12 @@ class ADMPOOff(ModelBasedOffline):
         self.rollout_generator = torch.Generator(device=ctx.device).manual_seed(int(cfg.seed) + 1)
         self.dynamics = None
 
+    DATA_ATTRIBUTES = (*ModelBasedOffline.DATA_ATTRIBUTES, "windows")
+
+    def attach_data(self, ctx) -> None:
+        super().attach_data(ctx)
+        self.windows = WindowSampler(ctx.dataset, ctx.device)
+
     def train_dynamics(self) -> dict:
         self.dynamics, info = train_adm(self.ctx.dataset, self.train_cfg, self.model_cfg, self.device,
                                         self.generator, sampler=self.windows)

@@ -86,7 +86,7 @@ class ADMPOOnConfig(OnlineModelBasedConfig, OnlineSACConfig):
         # models (holdout MSE 0.12-0.31) the critic diverged on the model data (Q ~150, loss ~1e4) and
         # nothing was learned; with these sizes it learns (tests/test_admpo_on.py, slow)
         "short": {"env_steps": 1000, "eval_interval": 250, "start_learning": 5000, "rollout_batch_size": 5000,
-                  "model_max_epochs": 20},
+                  "model_max_epochs": 20, "checkpoint_every": 250},
     }
 
 

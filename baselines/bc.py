@@ -45,6 +45,9 @@ class StateNormalizer(nn.Module):
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         return (obs - self.mean) / self.std
 
+    def inverse(self, obs: torch.Tensor) -> torch.Tensor:
+        return obs * self.std + self.mean
+
 
 class BC(OfflineAlgorithm):
     def __init__(self, cfg: BCConfig, ctx: OfflineContext):

@@ -43,6 +43,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from baselines.mbpo import MBPO, MBPOConfig
+from benchmark.config import AT_LEAST_ONE, NON_NEGATIVE, POSITIVE, Range
 from benchmark.registry import AlgorithmSpec, register
 from benchmark.rl.buffers import Batch
 from benchmark.rl.dynamics import EnsembleDynamics, policy_rollout, soft_clamp
@@ -66,6 +67,16 @@ class BMPOConfig(MBPOConfig):
     backward_policy_batch_size: int = 256
     planning_horizon: int = 6  # 0: no MPC
     mpc_candidates: int = 1000
+
+    RANGES: ClassVar[dict[str, Range]] = {
+        "planning_horizon": NON_NEGATIVE,  # 0: no MPC
+        "backward_rollout_schedule": NON_NEGATIVE,
+        "beta_schedule": NON_NEGATIVE,
+        "beta_value_range": POSITIVE,
+        "backward_policy_var": NON_NEGATIVE,
+        "last_n_epoch": AT_LEAST_ONE,
+        "mpc_candidates": AT_LEAST_ONE,
+    }
 
     BUDGETS: ClassVar[dict[str, dict[str, Any]]] = {
         "smoke": {"mpc_candidates": 16},

@@ -16,7 +16,9 @@ Defaults: OfflineRL-Kit ``run_example/run_combo.py`` (COMBO has no official code
 copied COMBO's numbers from its paper): three 256-unit layers, actor lr 1e-4 cosine-annealed over the
 epochs, critic lr 3e-4, automatic entropy tuning, deterministic backup, cql_weight 5, 10 sampled actions,
 rollouts of length 5 every 1000 steps from 50,000 dataset states, 50% real data. The rollout policy
-samples from the actor (``uniform_rollout: true`` uses uniform actions instead).
+samples from the actor (``uniform_rollout: true`` uses uniform actions instead). The log-sum-exp
+grouping defaults to the CQL paper's (``lse_grouping: state``), which is also the COMBO paper's; its
+OfflineRL-Kit port groups per (state, sample) (``state_sample``), see :mod:`baselines.cql`.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ class COMBOConfig(ModelBasedSACConfig, CQLConfig):
     epochs: int = 1000
     hidden: tuple[int, ...] = field(default=(256, 256, 256))
     deterministic_backup: bool = True
+    alpha_max: float | None = None  # OfflineRL-Kit's COMBOPolicy does not clamp alpha (combo.py:132)
     lr_schedule: bool = True
     cql_weight: float = 5.0
     rollout_length: int = 5

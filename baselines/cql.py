@@ -10,6 +10,18 @@ action box, the current policy at ``s`` and the current policy at ``s'`` (both e
 value minus the log-density of its proposal. All ``3 * num_sampled_actions`` actions of the batch and
 the dataset actions go through every critic in one batched call.
 
+Grouping of the log-sum-exp (``lse_grouping``): ``state`` (default) takes it over all ``3M`` sampled
+actions of a state, as the CQL paper (Appendix F) and CORL (``algorithms/offline/cql.py:657``) do.
+``state_sample`` reproduces OfflineRL-Kit (``offlinerlkit/policy/model_free/cql.py:153-168``, and its
+``combo.py:184-202``): its ``reshape`` loop discards its result, so the log-sum-exp runs over the 3
+proposals of each (state, sample index) pair and is averaged over the ``B * M`` pairs. The value shifts
+by about ``log M``; the push-down gradient is spread evenly over the ``M`` samples instead of
+concentrating on the highest-valued ones. Which one produced the paper's columns: the ADMPO paper's
+CQL D4RL column was retrained with OfflineRL-Kit (``state_sample``); its CQL NeoRL column was copied
+from the NeoRL paper (whose implementation's grouping we did not verify, UNVERIFIED) and its COMBO
+column from the COMBO paper, which defines the ``state`` estimator and has no code. The default stays
+``state``, the method as published.
+
 With ``with_lagrange`` the weight is multiplied by a learned ``alpha' >= 0`` that is raised while the
 gap exceeds ``lagrange_threshold`` (the paper's "target action gap" tau) and lowered otherwise.
 
@@ -34,6 +46,7 @@ from benchmark.rl.buffers import Batch
 from benchmark.rl.sac import SAC, SACConfig, TanhGaussianActor
 
 CQL_ALPHA_MAX = 1e6  # clamp of the Lagrange multiplier, as in the reference implementations
+LSE_GROUPINGS = ("state", "state_sample")
 
 
 @dataclass
@@ -49,6 +62,7 @@ class CQLConfig(OfflineConfig):
     alpha: float = 0.2  # entropy temperature when auto_alpha is false
     auto_alpha: bool = True
     target_entropy: float | None = None  # None -> -|A|
+    alpha_max: float | None = None  # OfflineRL-Kit's CQLPolicy does not clamp alpha (cql.py:106)
     deterministic_backup: bool = True  # drop the entropy term from the Bellman target
     max_q_backup: bool = False  # target = max over num_sampled_actions policy actions at s'
     num_critics: int = 2
@@ -56,6 +70,7 @@ class CQLConfig(OfflineConfig):
     temperature: float = 1.0  # T in T * logsumexp(Q / T)
     num_sampled_actions: int = 10  # actions per proposal (uniform, pi(.|s), pi(.|s')) per state
     importance_sample: bool = True  # CQL(H) with importance weights; false: plain logsumexp (CQL(rho) style)
+    lse_grouping: str = "state"  # "state": over all 3M actions; "state_sample": OfflineRL-Kit's (see above)
     with_lagrange: bool = False  # learn the weight multiplier alpha' against lagrange_threshold
     lagrange_threshold: float = 10.0  # target action gap tau
     cql_alpha_lr: float = 3e-4
@@ -75,6 +90,7 @@ def sac_config_from(cfg) -> SACConfig:
         target_entropy=cfg.target_entropy,
         num_critics=cfg.num_critics,
         deterministic_backup=cfg.deterministic_backup,
+        alpha_max=cfg.alpha_max,
     )
 
 
@@ -83,6 +99,10 @@ def check_cql_config(cfg) -> None:
         raise ValueError(
             f"{type(cfg).__name__}.num_sampled_actions must be >= 1, got {cfg.num_sampled_actions}"
         )
+    if cfg.lse_grouping not in LSE_GROUPINGS:
+        raise ValueError(
+            f"{type(cfg).__name__}.lse_grouping must be one of {LSE_GROUPINGS}, got {cfg.lse_grouping!r}"
+        )
     if cfg.temperature <= 0:
         raise ValueError(f"{type(cfg).__name__}.temperature must be > 0, got {cfg.temperature}")
     if cfg.num_critics < 1:
@@ -90,16 +110,27 @@ def check_cql_config(cfg) -> None:
 
 
 def conservative_gap(
-    q_sampled: torch.Tensor, log_density: torch.Tensor, q_data: torch.Tensor, temperature: float
+    q_sampled: torch.Tensor,
+    log_density: torch.Tensor,
+    q_data: torch.Tensor,
+    temperature: float,
+    groups: int = 1,
 ) -> torch.Tensor:
-    """Per-critic CQL gap ``T * mean_s logsumexp((Q - log density) / T) - mean Q(s, a_data)``.
+    """Per-critic CQL gap ``T * mean logsumexp((Q - log density) / T) - mean Q(s, a_data)``.
 
-    ``q_sampled`` ``[n, B, M]`` values of the M sampled actions per state, ``log_density`` broadcastable to
-    it (zeros for no importance weighting), ``q_data`` ``[n, B', 1]`` values of the push-up pairs.
-    Returns ``[n]``.
+    ``q_sampled`` ``[n, B, G * M]`` values of the sampled actions per state, ordered (proposal, sample),
+    ``log_density`` broadcastable to it (zeros for no importance weighting), ``q_data`` ``[n, B', 1]``
+    values of the push-up pairs. ``groups = 1``: one log-sum-exp over all actions of a state;
+    ``groups = G``: one over the ``G`` proposals of each (state, sample) pair, averaged over the pairs
+    (OfflineRL-Kit's grouping). Returns ``[n]``.
     """
-    lse = torch.logsumexp((q_sampled - log_density) / temperature, dim=-1)  # [n, B]
-    return temperature * lse.mean(dim=1) - q_data.mean(dim=(1, 2))
+    x = (q_sampled - log_density) / temperature
+    if groups > 1:
+        n, b, gm = x.shape
+        lse = torch.logsumexp(x.reshape(n, b, groups, gm // groups), dim=2)  # [n, B, M]
+    else:
+        lse = torch.logsumexp(x, dim=-1)  # [n, B]
+    return temperature * lse.flatten(1).mean(dim=1) - q_data.mean(dim=(1, 2))
 
 
 @torch.no_grad()
@@ -115,8 +146,7 @@ def sample_repeated(actor: TanhGaussianActor, obs: torch.Tensor, m: int) -> tupl
     u = mean + log_std.exp() * noise
     squashed = torch.tanh(u)
     normal_logp = (-0.5 * noise.pow(2) - log_std - 0.5 * math.log(2 * math.pi)).sum(-1, keepdim=True)
-    correction = torch.log(actor.act_scale * (1 - squashed.pow(2)) + 1e-6).sum(-1, keepdim=True)
-    return actor.act_scale * squashed, normal_logp - correction
+    return actor.act_scale * squashed, normal_logp - actor.log_abs_det(squashed)
 
 
 class CQLLearner(SAC):
@@ -196,7 +226,13 @@ class CQLLearner(SAC):
 
         target = self.critic_target_value(batch)
         bellman = ((q_data - target.unsqueeze(0)) ** 2).mean(dim=(1, 2))  # [n]
-        gap = conservative_gap(q_sampled, log_w, q_data[:, self.push_up_mask(batch)], cfg.temperature)
+        gap = conservative_gap(
+            q_sampled,
+            log_w,
+            q_data[:, self.push_up_mask(batch)],
+            cfg.temperature,
+            groups=3 if cfg.lse_grouping == "state_sample" else 1,
+        )
         conservative = cfg.cql_weight * gap  # [n]
         info = {
             "q_mean": q_data.mean().item(),

@@ -12,8 +12,8 @@ vectorised :class:`~benchmark.rl.sac.QEnsemble`; the same forward gives the Bell
 
 Critic initialisation follows the EDAC code (hidden biases 0.1, last layer uniform in +-3e-3), as
 OfflineRL-Kit's ``run_edac.py`` also does; ``edac_init: false`` keeps the default ``nn.Linear`` init.
-OfflineRL-Kit also clips the entropy temperature to at most 1 after each update; we do not (CORL's EDAC
-does not either), so with ``auto_alpha`` the temperature is the SAC core's.
+As OfflineRL-Kit (``offlinerlkit/policy/model_free/edac.py:110``), the automatic entropy temperature is
+clamped at 1 (``alpha_max``; ``null`` gives CORL's unclamped one).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from benchmark.config import OfflineConfig
 from benchmark.registry import AlgorithmSpec, register
 from benchmark.rl.algorithm import OfflineAlgorithm, OfflineContext
 from benchmark.rl.buffers import Batch
-from benchmark.rl.sac import SAC, QEnsemble
+from benchmark.rl.sac import SAC, QEnsemble, SACConfig
 
 EDAC_HIDDEN_BIAS = 0.1
 EDAC_LAST_LAYER_BOUND = 3e-3
@@ -49,6 +49,7 @@ class EDACConfig(OfflineConfig):
     alpha: float = 0.2  # entropy temperature when auto_alpha is false
     auto_alpha: bool = True
     target_entropy: float | None = None  # None -> -|A|
+    alpha_max: float | None = 1.0  # OfflineRL-Kit edac.py:110 clamps alpha at 1 after each update
     deterministic_backup: bool = False
     num_critics: int = 50  # N
     eta: float = 1.0  # weight of the ensemble-gradient diversity term; 0 -> SAC-N
@@ -83,14 +84,24 @@ def edac_init_(critic: QEnsemble) -> None:
 class EDACLearner(SAC):
     """The SAC core with N critics and the diversity term in the critic loss."""
 
-    def __init__(self, obs_dim: int, act_dim: int, cfg: EDACConfig, act_scale: float = 1.0, device="cpu"):
+    def __init__(
+        self,
+        obs_dim: int,
+        act_dim: int,
+        cfg: EDACConfig,
+        act_scale: float = 1.0,
+        device="cpu",
+        sac_cfg: SACConfig | None = None,
+    ):
+        """``cfg`` carries ``num_critics``, ``eta``, ``edac_init`` and the SAC fields; ``sac_cfg``
+        overrides the SAC core's config (CBOP adds its own)."""
         if cfg.num_critics < 1:
             raise ValueError(f"EDACConfig.num_critics must be >= 1, got {cfg.num_critics}")
         if cfg.eta < 0:
             raise ValueError(f"EDACConfig.eta must be >= 0, got {cfg.eta}")
         if cfg.eta > 0 and cfg.num_critics < 2:
             raise ValueError("EDACConfig: eta > 0 needs num_critics >= 2 (the term compares critics)")
-        super().__init__(obs_dim, act_dim, sac_config_from(cfg), act_scale, device)
+        super().__init__(obs_dim, act_dim, sac_cfg or sac_config_from(cfg), act_scale, device)
         self.eta = cfg.eta
         if cfg.edac_init:
             edac_init_(self.critic)

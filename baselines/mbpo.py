@@ -37,7 +37,7 @@ from typing import Any, ClassVar
 
 import torch
 
-from benchmark.config import ConfigError
+from benchmark.config import AT_LEAST_ONE, ConfigError, Range
 from benchmark.registry import AlgorithmSpec, register
 from benchmark.rl.buffers import Batch
 from benchmark.rl.dynamics import EnsembleDynamics, EnsembleDynamicsFields, policy_rollout
@@ -71,6 +71,10 @@ class MBPOConfig(OnlineModelBasedConfig, OnlineSACConfig, EnsembleDynamicsFields
     target_entropy: float | None = -1.0
     dynamics_max_holdout: int = 5000  # bnn.py max_logging
     dynamics_max_epochs_since_update: int = 6  # bnn.py stops when _epochs_since_update > 5
+    # mbpo/static/*.py (BMPO's static/*.py are the same): the ADMPO set; walker2d has no |s| < 100 check
+    dynamics_termination: str = "admpo"
+
+    RANGES: ClassVar[dict[str, Range]] = {"epoch_length": AT_LEAST_ONE}
 
     BUDGETS: ClassVar[dict[str, dict[str, Any]]] = {
         # 400 warm-up transitions: 320 after the 20% holdout (more than one batch)

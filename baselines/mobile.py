@@ -21,8 +21,8 @@ critics, deterministic backup, auto-alpha, actor cosine schedule, 10 samples, ro
 1000 steps, 5% real data); per-dataset ``rollout_length`` / ``penalty_coef`` (and the few other
 overrides) in ``configs/mobile/*.yaml``. Two small differences from the official code: the critic
 loss sums the per-critic MSEs (the official code averages them; Adam makes the factor immaterial up
-to epsilon) and alpha is not clipped at 1 after each update (it starts at 1 and, with target entropy
--|A|, decreases).
+to epsilon). As in the official code (``policies/mobile.py:195``) the automatic temperature is clamped
+at 1 (``alpha_max``).
 """
 
 from __future__ import annotations

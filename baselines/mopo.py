@@ -14,7 +14,8 @@ Defaults: OfflineRL-Kit ``run_example/run_mopo.py``, the implementation the ADMP
 with on D4RL v2 (REFERENCE.md section 4.3): two 256x256 critics, actor lr 1e-4 cosine-annealed over
 the 3000 epochs of 1000 steps, critic lr 3e-4, automatic entropy tuning (lr 1e-4), gamma 0.99,
 tau 0.005; rollouts every 1000 steps from 50,000 dataset states, model buffer of 5 rollouts, 5% real
-data per batch of 256. The rollout policy samples from the actor (stochastic), as OfflineRL-Kit's
+data per batch of 256; the automatic temperature is clamped at 1 after each update as OfflineRL-Kit's
+``SACPolicy`` does (``alpha_max``). The rollout policy samples from the actor (stochastic), as OfflineRL-Kit's
 ``select_action`` does during rollouts. :class:`MOPO` is also the base of MOBILE and
 RAMBO (they change the penalty / the model training, not the loop).
 """
@@ -56,6 +57,8 @@ class ModelBasedSACConfig(EnsembleModelBasedConfig):
     alpha: float = 0.2  # entropy temperature when auto_alpha is false
     auto_alpha: bool = True  # log(alpha) starts at 0, target entropy -|A|
     target_entropy: float | None = None
+    # OfflineRL-Kit's SACPolicy (MOPO, RAMBO) and MOBILE clamp the auto temperature at 1 (sac.py:126)
+    alpha_max: float | None = 1.0
     deterministic_backup: bool = False  # drop -alpha log pi from the Bellman target
     num_critics: int = 2
     lr_schedule: bool = True  # cosine-anneal the actor lr over `epochs` (stepped once per epoch)

@@ -15,19 +15,27 @@ makes the model adversarial to the policy's value; the maximum-likelihood term o
 keeps it consistent with the data. Before policy learning the actor is pre-trained by behaviour
 cloning (MSE between its sampled action and the dataset action).
 
-Sources: the loss and loop follow the paper and OfflineRL-Kit (``offlinerlkit/policy/model_based/
-rambo.py``, ``run_example/run_rambo.py``: rollouts every 250 steps, 50% real data, model lr 3e-4,
-holdout 10%, log-variance bound coefficient 1e-3, 10 epochs of patience, adversary lr 3e-4, 1000
-adversarial steps of batch 256 every 1000 policy steps, 50 BC epochs at lr 1e-4, 2000 epochs, no
-actor lr schedule). Per-dataset ``rollout_length`` and ``adv_weight`` come from the official code
-(marc-rigter/rambo ``examples/config/rambo/mujoco/*.py``), see ``configs/rambo/``.
+Sources: the loss and loop follow the paper, the official code (marc-rigter/rambo@be635eb) and
+OfflineRL-Kit (``offlinerlkit/policy/model_based/rambo.py``, ``run_example/run_rambo.py``: 50% real data,
+model lr 3e-4, holdout 10%, log-variance bound coefficient 1e-3, 10 epochs of patience, adversary lr
+3e-4, 1000 adversarial steps of batch 256 every 1000 policy steps, 50 BC epochs at lr 1e-4, 2000
+epochs, no actor lr schedule, automatic temperature clamped at 1 by its ``SACPolicy``). Per-dataset
+``rollout_length`` and ``adv_weight`` come from the official code
+(``examples/config/rambo/mujoco/*.py``), see ``configs/rambo/``.
 
-Differences from OfflineRL-Kit, stated: (1) OfflineRL-Kit standardises observations for the policy,
-critics and model with the dataset statistics; here the model standardises its own inputs (as for
-MOPO) and the policy sees raw observations, like every other SAC-based baseline in this package.
-(2) Its BC loop shuffles an index array it then does not use; we shuffle the data each BC epoch.
-(3) The model buffer keeps ``model_retain_epochs`` rollouts; OfflineRL-Kit sizes it as
-``steps_per_epoch // rollout_freq * 5`` rollouts, hence ``model_retain_epochs = 20`` here.
+Like both references, the whole method works on standardised states (``normalize_states``): the real
+data's observations are z-scored with the dataset mean and std (+1e-3, OfflineRL-Kit's
+``ReplayBuffer.normalize_obs``; the official code uses a 10,000-row subsample and +1e-6), so the model,
+its rollouts, the critics and the policy all see standardised states; termination is tested on the
+de-standardised state (OfflineRL-Kit's ``obs_unnormalization``) and the policy standardises the
+environment's observations when acting. The default model-rollout schedule is the official one
+(``model_train_freq`` 1000, ``model_retain_epochs`` 5: a rollout every 1000 steps, a buffer of 5);
+OfflineRL-Kit's (every 250 steps, a buffer of ``1000 // 250 * 5 = 20`` rollouts, i.e. four times the
+model data) is ``--set rollout_freq=250 model_retain_epochs=20``.
+
+Remaining differences, stated: (1) the model head follows OfflineRL-Kit (shared mean/log-variance head,
+bounds 0.5 / -10), not the official separate variance head. (2) OfflineRL-Kit's BC loop shuffles an
+index array it then does not use; we shuffle the data each BC epoch.
 """
 
 from __future__ import annotations
@@ -40,6 +48,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
+from baselines.bc import StateNormalizer
 from baselines.mopo import MOPO, ModelBasedSACConfig
 from benchmark.registry import AlgorithmSpec, register
 from benchmark.rl.buffers import Batch
@@ -49,10 +58,11 @@ from benchmark.rl.buffers import Batch
 class RAMBOConfig(ModelBasedSACConfig):
     epochs: int = 2000
     lr_schedule: bool = False
-    rollout_freq: int = 250
+    rollout_freq: int = 1000  # official model_train_freq (OfflineRL-Kit: 250)
     rollout_length: int = 5
     real_ratio: float = 0.5
-    model_retain_epochs: int = 20  # = 1000 // 250 * 5 rollouts, OfflineRL-Kit's model buffer size
+    model_retain_epochs: int = 5  # official model_retain_epochs (OfflineRL-Kit: 1000 // 250 * 5 = 20)
+    normalize_states: bool = True  # standardise states for model, critics and policy (both references)
     dynamics_lr: float = 3e-4
     dynamics_holdout_fraction: float = 0.1
     dynamics_logvar_loss_coef: float = 1e-3
@@ -89,6 +99,23 @@ class RAMBO(MOPO):
         super().__init__(cfg, ctx)
         self.adv_optim = torch.optim.Adam(self.dynamics.parameters(), lr=cfg.adv_lr)
         self.num_learn_steps = 0
+        self.obs_norm = StateNormalizer(ctx.dataset.observations, cfg.normalize_states).to(self.device)
+        if cfg.normalize_states:
+            for key in ("obs", "next_obs"):
+                self.real.data[key] = self.obs_norm(self.real.data[key])
+            raw_fn, norm = self.dynamics.termination_fn, self.obs_norm
+            self.dynamics.termination_fn = lambda o, a, n: raw_fn(norm.inverse(o), a, norm.inverse(n))
+
+    def train_dynamics(self) -> dict:
+        d = self.real.data  # standardised states when normalize_states
+        return self.dynamics.fit_arrays(
+            d["obs"].cpu(), d["act"].cpu(), d["rew"].cpu(), d["next_obs"].cpu()
+        )
+
+    def act(self, obs, deterministic: bool = True):
+        with torch.no_grad():
+            t = torch.as_tensor(obs, dtype=torch.float32, device=self.device)
+            return self.sac.act(self.obs_norm(t), deterministic)
 
     def reward_fn(self, reward: torch.Tensor, info: dict[str, torch.Tensor]) -> torch.Tensor:
         return reward  # no reward penalty: the pessimism lives in the adversarially trained model

@@ -11,6 +11,7 @@ from pathlib import Path
 from benchmark.config import BUDGET_NAMES, ConfigError, parse_overrides
 from benchmark.data.dataset import DatasetError
 from benchmark.registry import RegistryError
+from benchmark.results import RunBusy
 from benchmark.tasks import (
     D4RL_ENVS,
     D4RL_LEVELS,
@@ -22,7 +23,15 @@ from benchmark.tasks import (
     TaskError,
 )
 
-USER_ERRORS = (ConfigError, RegistryError, TaskError, DatasetError, FileNotFoundError, ValueError, KeyError)
+USER_ERRORS = (ConfigError, RegistryError, TaskError, DatasetError, FileNotFoundError, ValueError, KeyError,
+               RunBusy)
+
+
+def _check_count(flag: str, value: int | None, minimum: int) -> None:
+    """Refuse a numeric flag below ``minimum`` before any work (one-line error, exit 2)."""
+    if value is not None and value < minimum:
+        allowed = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
+        raise ValueError(f"{flag} must be {allowed}, got {value}")
 
 
 def _table(rows: list[dict], columns: list[str]) -> str:
@@ -90,8 +99,11 @@ def cmd_list(args) -> int:
 def cmd_run(args) -> int:
     from benchmark.runner import RunSpec, run_one
 
+    _check_count("--seed", args.seed, 0)
+    _check_count("--threads", args.threads, 1)
     run = RunSpec(args.algo, args.task, args.seed, args.budget, parse_overrides(args.set), suite=args.suite)
-    rec = run_one(run, Path(args.results), progress=not args.quiet, force=args.force, threads=args.threads)
+    rec = run_one(run, Path(args.results), progress=not args.quiet, force=args.force, threads=args.threads,
+                  keep_policy=args.keep_policy)
     if rec.get("_skipped"):
         print(f"skipped: a finished record with the same config exists ({run.label()}); use --force to rerun")
     summary = {
@@ -115,9 +127,12 @@ def cmd_run(args) -> int:
 
 
 def cmd_reproduce(args) -> int:
-    from benchmark.runner import run_many
+    from benchmark.executor import run_many
     from benchmark.suites import load_suite
 
+    _check_count("--seeds", args.seeds, 1)
+    _check_count("--workers", args.workers, 1)
+    _check_count("--max-retries", args.max_retries, 0)
     suite = load_suite(args.suite)
     runs = suite.plan(args.budget, args.seeds)
     if args.set:
@@ -154,16 +169,27 @@ def cmd_reproduce(args) -> int:
         )
     else:
         summaries = run_many(
-            runs, Path(args.results), workers=args.workers, force=args.force, progress=not args.quiet
+            runs,
+            Path(args.results),
+            workers=args.workers,
+            force=args.force,
+            progress=not args.quiet,
+            max_retries=args.max_retries,
+            keep_policy=args.keep_policy,
         )
-    failed = [s for s in summaries if s.get("status") != "ok"]
-    skipped = sum(1 for s in summaries if s.get("_skipped"))
+    failed = [s for s in summaries if s.get("status") == "failed"]
+    busy = [s for s in summaries if s.get("status") == "busy"]
+    ok = [s for s in summaries if s.get("status") == "ok"]
+    skipped = sum(1 for s in ok if s.get("_skipped"))
     print(
-        f"{len(summaries)} runs: {len(summaries) - len(failed)} ok ({skipped} already done), "
-        f"{len(failed)} failed"
+        f"{len(summaries)} runs: {len(ok)} ok ({skipped} already done), {len(failed)} failed"
+        + (f", {len(busy)} in progress in another process (not run here)" if busy else "")
     )
     for s in failed:
         print(f"  FAILED {s['algo']} {s['task']} seed={s['seed']}: {s.get('reason')}")
+    for s in busy:
+        print(f"  BUSY {s['algo']} {s['task']} seed={s['seed']}: {s.get('reason')}")
+    Path(args.results).mkdir(parents=True, exist_ok=True)  # the report works with whatever exists
     if not args.no_report:
         from benchmark.report import write_report
 
@@ -174,9 +200,38 @@ def cmd_reproduce(args) -> int:
     return 0 if not failed else 1
 
 
+def cmd_evaluate(args) -> int:
+    from benchmark.rl.checkpoint import load_policy
+    from benchmark.rl.trainers import evaluate
+    from benchmark.seeding import seed_everything
+    from benchmark.tasks import resolve_task
+
+    _check_count("--episodes", args.episodes, 1)
+    _check_count("--seed", args.seed, 0)
+    policy = load_policy(Path(args.policy))
+    meta, algo = policy["meta"], policy["algo"]
+    task = resolve_task(meta["task"])
+    seed = meta["seed"] if args.seed is None else args.seed
+    seed_everything(seed)
+    mean, std, _ = evaluate(lambda o: algo.act(o, deterministic=True), task.make_env, args.episodes, seed)
+    print(json.dumps({
+        "policy": args.policy, "algo": meta["algo"], "task": meta["task"], "trained_seed": meta["seed"],
+        "budget": meta["budget"], "config_hash": meta["config_hash"], "commit": meta["commit"],
+        "episodes": args.episodes, "eval_seed": seed, "return_mean": mean, "return_std": std,
+        "score": task.normalize(mean), "recorded_final_score": meta["final_score"],
+    }, indent=1))
+    return 0
+
+
 def cmd_report(args) -> int:
     from benchmark.report import write_report
+    from benchmark.suites import available_suites
 
+    if args.suite not in available_suites() and not (Path(args.results) / args.suite).is_dir():
+        raise ValueError(
+            f"unknown suite {args.suite!r}: no suite file of that name and no records under "
+            f"{Path(args.results) / args.suite}; suites: {', '.join(available_suites())}"
+        )
     out = Path(args.out) if args.out else Path(args.reports) / args.suite
     path = write_report(args.suite, Path(args.results), out, seeds_requested=args.seeds)
     print(f"report: {path}")
@@ -186,6 +241,7 @@ def cmd_report(args) -> int:
 def cmd_regress(args) -> int:
     from benchmark.regress import failed, format_table, regress
 
+    _check_count("--workers", args.workers, 1)
     rows = regress(
         args.suite,
         Path(args.reference),
@@ -222,6 +278,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--suite", default="adhoc", help="suite name used in the record path (default: adhoc)")
     run.add_argument("--threads", type=int, default=1, help="torch threads for this run")
     run.add_argument("--force", action="store_true", help="rerun even if a finished record exists")
+    run.add_argument("--keep-policy", action="store_true",
+                     help="also write the trained policy beside the record (seed-N.policy.pt; see evaluate)")
     run.add_argument("--quiet", action="store_true")
     run.set_defaults(func=cmd_run)
 
@@ -234,15 +292,22 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="local executor processes")
     rep.add_argument("--cpus-per-run", type=float, default=1, help="ray: CPUs reserved per run")
     rep.add_argument("--gpus-per-run", type=float, default=0, help="ray: GPUs (fractions allowed) per run")
-    rep.add_argument("--max-retries", type=int, default=2, help="ray: retries of a run whose worker died")
+    rep.add_argument("--max-retries", type=int, default=2, help="retries of a run whose worker process died")
     rep.add_argument("--set", action="append", metavar="KEY=VALUE", help="config override for every run")
     rep.add_argument("--results", default="results")
     rep.add_argument("--reports", default="reports")
     rep.add_argument("--plan", action="store_true", help="print the runs and exit")
     rep.add_argument("--force", action="store_true")
+    rep.add_argument("--keep-policy", action="store_true", help="write each trained policy beside its record")
     rep.add_argument("--no-report", action="store_true")
     rep.add_argument("--quiet", action="store_true")
     rep.set_defaults(func=cmd_reproduce)
+
+    ev = sub.add_parser("evaluate", help="run a policy file written by --keep-policy again")
+    ev.add_argument("policy", help="a seed-N.policy.pt file")
+    ev.add_argument("--episodes", type=int, default=10, help="deterministic evaluation episodes")
+    ev.add_argument("--seed", type=int, default=None, help="evaluation seed (default: the run's seed)")
+    ev.set_defaults(func=cmd_evaluate)
 
     rp = sub.add_parser("report", help="aggregate a suite's records into tables and figures")
     rp.add_argument("suite")
@@ -282,6 +347,10 @@ def main(argv: list[str] | None = None) -> int:
     except USER_ERRORS as e:
         msg = e.args[0] if isinstance(e, KeyError) and e.args else e
         print(f"admbench: error: {msg}", file=sys.stderr)
+        return 2
+    except OSError as e:  # disk full, permissions, ...: one line naming the path
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"admbench: error: {where}{e.strerror or e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("admbench: interrupted; finished records are kept, rerun to resume", file=sys.stderr)

@@ -14,6 +14,8 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
+import re
 import types
 import typing
 from dataclasses import dataclass, fields
@@ -44,10 +46,13 @@ class OfflineConfig(BaseConfig):
     epochs: int = 1000  # evaluations; one epoch = steps_per_epoch gradient steps
     steps_per_epoch: int = 1000
     batch_size: int = 256
+    checkpoint_every: int = 25  # epochs between run checkpoints (0 = none); not part of the config hash
 
     BUDGETS: ClassVar[dict[str, dict[str, Any]]] = {
-        "smoke": {"epochs": 2, "steps_per_epoch": 25, "eval_episodes": 2, "final_k": 1},
-        "short": {"epochs": 20, "steps_per_epoch": 500, "eval_episodes": 5, "final_k": 5},
+        "smoke": {"epochs": 2, "steps_per_epoch": 25, "eval_episodes": 2, "final_k": 1,
+                  "checkpoint_every": 0},
+        "short": {"epochs": 20, "steps_per_epoch": 500, "eval_episodes": 5, "final_k": 5,
+                  "checkpoint_every": 5},
     }
 
 
@@ -55,10 +60,13 @@ class OfflineConfig(BaseConfig):
 class OnlineConfig(BaseConfig):
     env_steps: int = 100_000  # real environment steps after warm-up
     eval_interval: int = 1000
+    checkpoint_every: int = 5000  # env steps between run checkpoints (0 = none); not part of the config hash
 
     BUDGETS: ClassVar[dict[str, dict[str, Any]]] = {
-        "smoke": {"env_steps": 300, "eval_interval": 100, "eval_episodes": 2, "final_k": 1},
-        "short": {"env_steps": 10_000, "eval_interval": 1000, "eval_episodes": 5, "final_k": 3},
+        "smoke": {"env_steps": 300, "eval_interval": 100, "eval_episodes": 2, "final_k": 1,
+                  "checkpoint_every": 0},
+        "short": {"env_steps": 10_000, "eval_interval": 1000, "eval_episodes": 5, "final_k": 3,
+                  "checkpoint_every": 1000},
     }
 
 
@@ -204,20 +212,34 @@ def resolve_config(
     budget: str,
     overrides: dict[str, Any] | None = None,
     seed: int = 0,
+    override_sources: dict[str, str] | None = None,
 ) -> tuple[Any, dict[str, Any]]:
     """Build the run's config. Returns ``(config, provenance)``; provenance names the YAML file used,
-    the budget values applied and the CLI overrides, so the record says where each value came from."""
+    the budget values applied and the CLI overrides, so the record says where each value came from.
+    Every numeric value is range-checked (:func:`check_ranges`); an error names the layer it came from
+    (``override_sources`` maps an override key to where it was written, e.g. a suite file's entry; ``--set``
+    otherwise)."""
     values = {f.name: getattr(config_cls(), f.name) for f in fields(config_cls)}
+    sources = dict.fromkeys(values, f"the {config_cls.__name__} default")
     path = find_config_file(config_dir, config_keys)
     yaml_values: dict[str, Any] = {}
     if path is not None:
         yaml_values = load_yaml(path)
         values = apply_values(config_cls, values, yaml_values, str(path))
+        sources.update(dict.fromkeys((k for k in yaml_values if not k.startswith("_")), str(path)))
     budget_values = budget_overrides(config_cls, budget)
     values = apply_values(config_cls, values, budget_values, f"budget {budget!r}")
+    sources.update(dict.fromkeys(budget_values, f"budget {budget!r}"))
+    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+        raise ConfigError(f"--seed must be a non-negative integer, got {seed!r}")
     values["seed"] = seed
+    sources["seed"] = "--seed"
     cli = overrides or {}
-    values = apply_values(config_cls, values, cli, "--set")
+    for key, value in cli.items():
+        where = (override_sources or {}).get(key, "--set")
+        values = apply_values(config_cls, values, {key: value}, where)
+        sources[key] = where
+    check_ranges(config_cls, values, sources)
     cfg = config_cls(**values)
     provenance = {
         "config_file": str(path) if path else None,
@@ -226,6 +248,111 @@ def resolve_config(
         "overrides": cli,
     }
     return cfg, provenance
+
+
+@dataclass(frozen=True)
+class Range:
+    """An allowed interval for a numeric config field (``None`` bound = unbounded on that side)."""
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+
+    def contains(self, x: float) -> bool:
+        if not math.isfinite(x):
+            return False
+        if self.low is not None and (x < self.low or (self.low_open and x == self.low)):
+            return False
+        return self.high is None or not (x > self.high or (self.high_open and x == self.high))
+
+    def describe(self, integer: bool) -> str:
+        kind = "an integer" if integer else "a finite number"
+        if self.low is not None and self.high is not None:
+            left, right = "(" if self.low_open else "[", ")" if self.high_open else "]"
+            return f"{kind} in {left}{self.low:g}, {self.high:g}{right}"
+        if self.low is not None:
+            return f"{kind} {'>' if self.low_open else '>='} {self.low:g}"
+        if self.high is not None:
+            return f"{kind} {'<' if self.high_open else '<='} {self.high:g}"
+        return kind
+
+
+AT_LEAST_ONE = Range(1)
+NON_NEGATIVE = Range(0)
+POSITIVE = Range(0, low_open=True)
+UNIT_INTERVAL = Range(0, 1)
+ANY_FINITE = Range()
+
+# Allowed ranges by field name, first match wins; a config class may pin a field with
+# ``RANGES: ClassVar[dict[str, Range]]``. tests/test_config_ranges.py checks that every numeric field of every
+# registered config matches a rule, so a new field cannot slip through unchecked.
+RANGE_RULES: tuple[tuple[str, Range], ...] = (
+    (r"^(seed|checkpoint_every)$", NON_NEGATIVE),
+    (r"(^|_)lr$", POSITIVE),
+    (r"^gamma$", UNIT_INTERVAL),
+    (r"^tau$", Range(0, 1, low_open=True)),
+    (r"_fraction$", Range(0, 1, high_open=True)),
+    (r"(ratio|dropout)$", UNIT_INTERVAL),
+    (r"^(temperature|min_return_var|alpha_max)$", POSITIVE),
+    # "0 (or None) = no cap / no pre-training / off"
+    (r"(max_epochs|max_steps|max_time_s|fixed_k|bc_epochs|bc_steps|pe_steps|start_learning)$",
+     NON_NEGATIVE),
+    # sizes and counts
+    (r"^(final_k|eval_episodes|epochs|steps_per_epoch|env_steps|updates_per_step)$", AT_LEAST_ONE),
+    (r"(batch_size|chunk_size|buffer_size|_freq|_interval|hidden|hidden_dim|layers|members|elites)$",
+     AT_LEAST_ONE),
+    (r"^num_", AT_LEAST_ONE),
+    (r"(horizon|rollout_length|max_arm_step|max_step|max_holdout|patience|retain_epochs|retain_steps"
+     r"|since_update|train_steps)$", AT_LEAST_ONE),
+    (r"^rollout_schedule$", NON_NEGATIVE),  # (first epoch, last epoch, min length, max length)
+    # weights, coefficients, noise scales, thresholds
+    (r"(_coef|_coeff|_weight|weight_decays|^alpha|^eta|threshold|noise|noise_clip)$", NON_NEGATIVE),
+    # genuinely signed settings: only finiteness is required
+    (r"^(target_entropy|target_q_min|q_clip|max_logvar_init|min_logvar_init)$", ANY_FINITE),
+)
+
+
+def field_range(config_cls: type, name: str) -> Range | None:
+    """The allowed range of a numeric field (class ``RANGES`` first, then :data:`RANGE_RULES`)."""
+    for klass in config_cls.__mro__:
+        pinned = vars(klass).get("RANGES", {})
+        if name in pinned:
+            return pinned[name]
+    for pattern, allowed in RANGE_RULES:
+        if re.search(pattern, name):
+            return allowed
+    return None
+
+
+def _numbers(value: Any) -> list[float]:
+    if isinstance(value, bool) or value is None:
+        return []
+    if isinstance(value, int | float):
+        return [value]
+    if isinstance(value, list | tuple):
+        return [x for v in value for x in _numbers(v)]
+    return []
+
+
+def check_ranges(config_cls: type, values: dict[str, Any], sources: dict[str, str]) -> None:
+    """Refuse out-of-range numbers before any work: NaN/inf anywhere, and values outside a field's range
+    (:func:`field_range`; fields without a rule only need to be finite). The message names the field, the
+    layer that set it (default, YAML file, budget, ``--set`` or suite file) and the allowed range."""
+    for name, value in values.items():
+        numbers = _numbers(value)
+        if not numbers:
+            continue
+        allowed = field_range(config_cls, name) or ANY_FINITE
+        bad = next((x for x in numbers if not allowed.contains(x)), None)
+        if bad is not None:
+            integer = all(isinstance(x, int) for x in numbers)
+            scalar = len(numbers) == 1 and not isinstance(value, list | tuple)
+            shown = value if scalar else f"{value!r} ({bad!r})"
+            raise ConfigError(
+                f"{sources.get(name, 'config')}: field {name!r} = {shown} is out of range; "
+                f"allowed: {allowed.describe(integer)}"
+            )
 
 
 def config_to_dict(cfg: Any) -> dict[str, Any]:

@@ -5,7 +5,8 @@ A worker runs :func:`benchmark.runner.run_one`, writes the record under ``result
 machine* and also returns the record to the driver, which writes it (atomically, same path) into the
 driver's ``results_dir``. So results land in the driver's store whether or not the workers share a file
 system with it. A task whose worker process dies (node preempted, OOM-killed) is retried by Ray up to
-``max_retries`` times; an exception inside training is not retried: it is recorded as a ``failed`` run.
+``max_retries`` times, then the driver writes a ``failed`` record for it; an exception inside training is not
+retried: it is recorded as a ``failed`` run.
 """
 
 from __future__ import annotations
@@ -14,12 +15,15 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from benchmark.results import write_record
-from benchmark.runner import AnalysisSpec, RunSpec, execute, existing_record, prepare, summarize
+from benchmark.results import RunBusy, write_record
+from benchmark.runner import AnalysisSpec, RunSpec, crash_record, execute, existing_record, prepare, summarize
 
 
 def _remote_run(run: RunSpec | AnalysisSpec, results_dir: str, force: bool, threads: int) -> dict:
-    return execute(run, Path(results_dir), force=force, threads=threads)
+    try:
+        return execute(run, Path(results_dir), force=force, threads=threads)
+    except RunBusy as e:  # another process (sharing the results folder) is producing this run
+        return {"algo": run.name, "task": run.task, "seed": run.seed, "status": "busy", "reason": str(e)}
 
 
 def run_many_ray(
@@ -41,10 +45,11 @@ def run_many_ray(
     results_dir = Path(results_dir)
     summaries: list[dict] = []
     todo: list[RunSpec | AnalysisSpec] = []
+    threads = max(1, int(cpus_per_run))
     for run in runs:  # fail fast on bad names, and skip finished runs without a cluster round trip
         done = None
         if isinstance(run, RunSpec):
-            chash = prepare(run)[-1]
+            chash = prepare(run, threads)[-1]
             done = None if force else existing_record(run.path(results_dir), chash)
         if done is not None:
             summaries.append({**summarize(done), "_skipped": True})
@@ -58,7 +63,6 @@ def run_many_ray(
         kwargs = {"address": address} if address else {"num_cpus": num_cpus}
         ray.init(ignore_reinit_error=True, log_to_driver=False, include_dashboard=False, **kwargs)
     remote = ray.remote(num_cpus=cpus_per_run, num_gpus=gpus_per_run, max_retries=max_retries)(_remote_run)
-    threads = max(1, int(cpus_per_run))
     pending = {remote.remote(run, str(results_dir), force, threads): run for run in todo}
     bar = tqdm(total=len(todo), desc="runs (ray)", disable=not progress)
     try:
@@ -68,19 +72,12 @@ def run_many_ray(
             run = pending.pop(ref)
             try:
                 record = ray.get(ref)
-                if not record.get("_skipped"):
+                if not record.get("_skipped") and record.get("status") != "busy":
                     write_record(run.path(results_dir), record)
                 summaries.append(summarize(record))
-            except Exception as e:  # retries exhausted: the worker kept dying
-                summaries.append(
-                    {
-                        "algo": run.name,
-                        "task": run.task,
-                        "seed": run.seed,
-                        "status": "failed",
-                        "reason": f"ray task failed after {max_retries} retries: {type(e).__name__}: {e}",
-                    }
-                )
+            except Exception as e:  # retries exhausted: the worker kept dying; record it as failed
+                reason = f"ray task failed after {max_retries} retries: {type(e).__name__}: {e}"
+                summaries.append(summarize(crash_record(run, results_dir, reason)))
             bar.update()
     finally:
         bar.close()

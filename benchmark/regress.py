@@ -22,8 +22,9 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchmark.results import read_record, versions, write_record
-from benchmark.runner import RunSpec, run_many
+from benchmark.executor import run_many
+from benchmark.results import RecordError, is_finished, read_record, versions, write_record
+from benchmark.runner import RunSpec
 from benchmark.suites import load_suite
 
 REFERENCE_ROOT = Path("results") / "reference"
@@ -89,44 +90,57 @@ def regress(
     the references)."""
     suite = load_suite(suite_name)
     runs = suite.plan()
+    references = {} if update else {run: _reference(reference_root, run) for run in runs}
     scratch = Path(work_dir) if work_dir else Path(tempfile.mkdtemp(prefix=f"admbench-regress-{suite.name}-"))
-    run_many(runs, scratch, workers=workers, force=True, progress=progress)
-    out = []
-    for run in runs:
-        now = _load(scratch, run)
-        if update:
-            if now is None or now.get("status") != "ok":
-                raise RuntimeError(f"cannot update references: {run.label()} did not finish ok")
-            write_record(run.path(reference_root), now)
+    try:
+        run_many(runs, scratch, workers=workers, force=True, progress=progress)
+        out = []
+        for run in runs:
+            now = _load(scratch, run)
+            if update:
+                if now is None or now.get("status") != "ok":
+                    raise RuntimeError(f"cannot update references: {run.label()} did not finish ok")
+                write_record(run.path(reference_root), now)
+                score = now.get("final_score")
+                out.append(Comparison(run.name, run.task, run.seed, score, score, "updated"))
+                continue
+            ref = references[run]
             out.append(
                 Comparison(
-                    run.name, run.task, run.seed, now.get("final_score"), now.get("final_score"), "updated"
+                    run.name,
+                    run.task,
+                    run.seed,
+                    ref and ref.get("final_score"),
+                    now and now.get("final_score"),
+                    compare(ref, now, strict),
                 )
             )
-            continue
-        ref = _load(reference_root, run)
-        out.append(
-            Comparison(
-                run.name,
-                run.task,
-                run.seed,
-                ref and ref.get("final_score"),
-                now and now.get("final_score"),
-                compare(ref, now, strict),
-            )
-        )
-    if update:  # drop references of runs the suite no longer has
-        planned = {r.path(reference_root) for r in runs}
-        for p in (
-            (reference_root / suite.name).rglob("seed-*.json")
-            if (reference_root / suite.name).exists()
-            else []
-        ):
-            if p not in planned:
-                p.unlink()
-    if work_dir is None:
-        shutil.rmtree(scratch, ignore_errors=True)
+        if update:  # drop references of runs the suite no longer has
+            planned = {r.path(reference_root) for r in runs}
+            for p in (
+                (reference_root / suite.name).rglob("seed-*.json")
+                if (reference_root / suite.name).exists()
+                else []
+            ):
+                if p not in planned:
+                    p.unlink()
+    finally:
+        if work_dir is None:
+            shutil.rmtree(scratch, ignore_errors=True)
     return out
+
+
+def _reference(root: Path, run: RunSpec) -> dict | None:
+    """The reference record of ``run`` (None if the suite has no reference for it yet), checked before
+    anything is rerun: unreadable, malformed, failed or non-finite references are errors, never a pass."""
+    ref = _load(root, run)
+    if ref is not None and not is_finished(ref):
+        raise RecordError(
+            f"{run.path(root)}: a reference must be an 'ok' record with a finite final score, got status "
+            f"{ref.get('status')!r}, final_score {ref.get('final_score')!r}; rewrite it with "
+            f"`admbench regress {run.suite} --update`"
+        )
+    return ref
 
 
 def format_table(rows: list[Comparison]) -> str:

@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import contextvars
 import math
+import os
 import re
+import shutil
+import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +23,7 @@ import pandas as pd
 
 from benchmark import aggregate as agg
 from benchmark import plots
+from benchmark.atomic import default_dir_mode
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # write_report(figures=False) sets this: tables and CSVs only (the figures are the slow part)
@@ -806,12 +810,40 @@ def write_report(
 ) -> Path:
     """Write the suite's report into ``out_dir`` and return the path of its README.md.
 
-    ``figures=False`` writes the same tables, CSVs and README without drawing the PNGs."""
+    The report is written whole into a hidden sibling folder and then swapped in (rename), so a kill or a
+    full disk leaves either the previous report or the new one, never a mix. ``figures=False`` writes the
+    same tables, CSVs and README without drawing the PNGs."""
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
     token = _DRAW_FIGURES.set(figures)
     try:
-        return _write_report(suite, results_dir, out_dir, seeds_requested, bootstrap_reps, seed)
+        _write_report(suite, results_dir, staging, seeds_requested, bootstrap_reps, seed)
+        os.chmod(staging, default_dir_mode())  # mkdtemp makes 0700; a report folder is shared output
+        _swap_in(staging, out_dir)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
     finally:
         _DRAW_FIGURES.reset(token)
+    return out_dir / "README.md"
+
+
+def _swap_in(staging: Path, out_dir: Path) -> None:
+    """Replace ``out_dir`` by ``staging``: the old folder is renamed aside first, then removed."""
+    old = None
+    if out_dir.exists():
+        old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-", dir=out_dir.parent))
+        os.replace(out_dir, old / out_dir.name)
+    try:
+        os.replace(staging, out_dir)
+    except BaseException:
+        if old is not None:  # put the previous report back
+            os.replace(old / out_dir.name, out_dir)
+        raise
+    finally:
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
 
 
 def _write_report(suite, results_dir, out_dir, seeds_requested, bootstrap_reps, seed) -> Path:

@@ -6,14 +6,19 @@ README.md ("Result records"); :func:`validate_record` checks it for records impo
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import math
 import os
 import platform
+import socket
 import subprocess
-import tempfile
+import time
 from pathlib import Path
 from typing import Any
+
+from benchmark.atomic import atomic_write_text, default_mode
 
 SCHEMA = "admbench.record/1"
 REQUIRED_FIELDS = {
@@ -36,6 +41,14 @@ class RecordError(ValueError):
     pass
 
 
+class RunBusy(RuntimeError):
+    """Another live process holds the run's claim (see :func:`claim_run`)."""
+
+    def __init__(self, path: Path, owner: str):
+        self.path, self.owner = path, owner
+        super().__init__(f"{path} is being produced by {owner}; skipped here")
+
+
 def record_path(results_dir: Path, suite: str, algo: str, task: str, seed: int) -> Path:
     return Path(results_dir) / suite / algo / task.replace("/", "__") / f"seed-{seed}.json"
 
@@ -52,21 +65,69 @@ def _json_safe(obj: Any) -> Any:
 
 
 def write_record(path: Path, record: dict) -> Path:
-    """Write atomically: a temp file in the same directory, fsync, then rename over the target."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write atomically (:func:`benchmark.atomic.atomic_write_text`: temp file, fsync, rename), mode 0644."""
     text = json.dumps(_json_safe(record), indent=1, sort_keys=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    return atomic_write_text(path, text + "\n")
+
+
+def lock_path(path: Path) -> Path:
+    """The claim file of a record path (hidden, beside the record; never matches ``seed-*.json``)."""
+    path = Path(path)
+    return path.with_name(f".{path.name}.lock")
+
+
+@contextlib.contextmanager
+def claim_run(path: Path):
+    """Hold the exclusive claim on producing the record at ``path``, or raise :class:`RunBusy`.
+
+    The claim is an ``flock`` on a lock file beside the record, whose text names the owner (pid@host,
+    start time) for the message another process prints. The kernel drops an flock when its process dies
+    (kill -9, OOM), so a stale claim cannot outlive its owner; on network file systems flock maps to the
+    server's byte-range locks. The lock file is removed on release."""
+    lock = lock_path(path)
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    while True:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, default_mode())
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            owner = os.pread(fd, 512, 0).decode(errors="replace").strip() or "another process"
+            os.close(fd)
+            raise RunBusy(Path(path), owner) from None
+        try:  # the file we locked may have been unlinked by its previous owner between open and flock
+            same = os.fstat(fd).st_ino == os.stat(lock).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)
     try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text + "\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+        started = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime())
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()} since {started}Z\n".encode(), 0)
+        yield
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(lock)
+        os.close(fd)  # closing releases the flock
+
+
+def is_finished(record: dict | None) -> bool:
+    """An ``ok`` record with a finite final value: the only kind ``reproduce`` takes as done. (A run with a
+    NaN, inf or missing final score is recorded ``failed`` by the runner; this also guards records written
+    by older versions or by hand.)"""
+    if not isinstance(record, dict) or record.get("status") != "ok":
+        return False
+    if record.get("schema", SCHEMA) != SCHEMA:  # analysis records carry a result, not a score
+        return isinstance(record.get("result"), dict)
+    def finite(v):
+        return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+
+    if not finite(record.get("final_return")):
+        return False
+    if record.get("final_score") is None:  # only tasks without a normalizer have no score at all
+        return not any(p.get("score") is not None for p in record.get("curve") or [] if isinstance(p, dict))
+    return finite(record["final_score"])
 
 
 def read_record(path: Path) -> dict:

@@ -8,33 +8,38 @@ hands the algorithm to the trainer of its kind.
 from __future__ import annotations
 
 import json
+import sys
 import time
 import traceback
-from collections.abc import Iterable
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
-from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
 import torch
-from tqdm.auto import tqdm
 
 from benchmark import registry
 from benchmark.config import config_hash, config_to_dict, resolve_config
 from benchmark.results import (
     SCHEMA,
+    RunBusy,
+    claim_run,
     final_value,
     git_commit,
-    read_record,
+    is_finished,
     record_path,
+    validate_record,
     versions,
     write_record,
 )
-from benchmark.seeding import seed_everything
+from benchmark.rl.checkpoint import Checkpointer, save_policy
+from benchmark.seeding import preserved_rng, seed_everything
 from benchmark.tasks import TaskError, resolve_task
 
 DEFAULT_RESULTS = Path("results")
+
+
+# config fields that cannot change a result (tested: a resumed run equals an uninterrupted one)
+NOT_HASHED = frozenset({"checkpoint_every"})
 
 
 class KindMismatchError(ValueError):
@@ -50,6 +55,8 @@ class RunSpec:
     overrides: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
     suite: str = "adhoc"
     variant: str = ""  # e.g. "m=2" for ablations: stored as algo "admpo-off@m=2"
+    # where each override was written (e.g. "suite S.yaml runs[0].set"); "--set" when absent
+    override_sources: dict[str, str] = field(default_factory=dict, hash=False, compare=False)
 
     @property
     def name(self) -> str:
@@ -84,8 +91,13 @@ class AnalysisSpec:
         return f"{self.name} {self.task} seed={self.seed} budget={self.budget}"
 
 
-def prepare(run: RunSpec):
-    """Check names and build the config; raises clear errors before any work starts."""
+def prepare(run: RunSpec, threads: int = 1):
+    """Check names and build the config; raises clear errors before any work starts.
+
+    The config hash covers everything a run's result depends on besides code and platform (which the record
+    stores beside it, and ``regress`` compares): the algorithm (and variant), task, seed, budget, the whole
+    resolved config, the data's fingerprint (:meth:`TaskSpec.data_fingerprint`) and the torch thread count
+    when it is not the default 1 (CPU reductions may split differently)."""
     spec = registry.get(run.algo)
     task = resolve_task(run.task)
     if spec.kind != task.kind:
@@ -98,26 +110,43 @@ def prepare(run: RunSpec):
             f"algorithm {run.algo!r} is {spec.kind} but task {run.task!r} is {task.kind}; {need}"
         )
     cfg, provenance = resolve_config(
-        spec.config_cls, spec.config_dir, task.config_keys, run.budget, run.overrides, seed=run.seed
+        spec.config_cls, spec.config_dir, task.config_keys, run.budget, run.overrides, seed=run.seed,
+        override_sources=run.override_sources,
     )
     cfg_dict = config_to_dict(cfg)
-    payload = {"algo": run.name, "task": run.task, "seed": run.seed, "budget": run.budget, "config": cfg_dict}
+    hashed = {k: v for k, v in cfg_dict.items() if k not in NOT_HASHED}
+    payload = {"algo": run.name, "task": run.task, "seed": run.seed, "budget": run.budget, "config": hashed}
     data = task.data_fingerprint()
-    if data is not None:  # locally built data: a rebuilt dataset makes old records stale
+    if data is not None:  # a rebuilt or replaced dataset makes old records stale
         payload["data"] = data
+    if threads != 1:
+        payload["threads"] = threads
     chash = config_hash(payload)
     return spec, task, cfg, cfg_dict, provenance, chash
 
 
 def existing_record(path: Path, chash: str) -> dict | None:
-    """A finished record with the same config hash, or None (missing, failed, other config, corrupt)."""
+    """A finished record with the same config hash, or None (missing, failed, not finite, other config,
+    corrupt). A corrupt or non-finite record is named in a warning: it is rerun, never taken as done."""
     if not path.exists():
         return None
     try:
-        rec = read_record(path)
-    except Exception:
+        rec = json.loads(path.read_text())
+        if rec.get("schema", SCHEMA) == SCHEMA:
+            validate_record(rec, str(path))
+    except (OSError, ValueError, AttributeError) as e:
+        warn(f"{path}: unreadable record ({e}); the run is redone")
         return None
-    return rec if rec.get("status") == "ok" and rec.get("config_hash") == chash else None
+    if rec.get("config_hash") != chash:
+        return None
+    if rec.get("status") == "ok" and not is_finished(rec):
+        warn(f"{path}: an 'ok' record without a finite final score; the run is redone")
+        return None
+    return rec if is_finished(rec) else None
+
+
+def warn(message: str) -> None:
+    print(f"admbench: warning: {message}", file=sys.stderr)
 
 
 def _env_fields(task) -> dict:
@@ -133,16 +162,41 @@ def _env_fields(task) -> dict:
     return fields
 
 
-def _train(spec, task, cfg, progress: bool) -> dict:
-    common = {**_env_fields(task), "device": torch.device(cfg.device), "seed": cfg.seed, "progress": progress}
+def _inputs(spec, task, cfg, progress: bool) -> tuple[dict, Any]:
+    """Everything a run reads before its seed is set: env dims and, offline, the (maybe freshly built)
+    dataset. Nothing here draws from the training streams (see :func:`benchmark.seeding.preserved_rng`)."""
+    with preserved_rng():
+        env_fields = _env_fields(task)
+    common = {**env_fields, "device": torch.device(cfg.device), "seed": cfg.seed, "progress": progress}
+    if spec.kind != "offline":
+        return common, None
+    dataset = task.load_dataset()
+    dataset.validate(obs_dim=common["obs_dim"], act_dim=common["act_dim"])
+    return common, dataset
+
+
+def checkpoint_dir(record_path: Path) -> Path:
+    """Where a run's checkpoints live: beside its record (``seed-N.checkpoints/``)."""
+    return record_path.with_name(f"{record_path.stem}.checkpoints")
+
+
+def policy_path(record_path: Path) -> Path:
+    """Where ``--keep-policy`` writes the trained policy: beside its record (``seed-N.policy.pt``)."""
+    return record_path.with_name(f"{record_path.stem}.policy.pt")
+
+
+POLICY_META = ("algo", "algo_id", "task", "seed", "budget", "config", "config_hash", "versions", "commit",
+               "final_score", "final_return", "final_rule")
+
+
+def _train(spec, task, cfg, common: dict, dataset, progress: bool, checkpointer=None) -> dict:
     if spec.kind == "offline":
         from benchmark.rl.algorithm import OfflineContext
         from benchmark.rl.trainers import train_offline
 
-        dataset = task.load_dataset()
-        dataset.validate(obs_dim=common["obs_dim"], act_dim=common["act_dim"])
         algo = spec.factory(cfg, OfflineContext(dataset=dataset, **common))
-        out = train_offline(algo, cfg, task.make_env, task.normalize, progress=progress)
+        out = train_offline(algo, cfg, task.make_env, task.normalize, progress=progress,
+                            checkpointer=checkpointer)
         out["dataset"] = {
             **dataset.summary(),
             **{k: v for k, v in dataset.meta.items() if k in ("sha256", "size", "seed")},
@@ -151,29 +205,13 @@ def _train(spec, task, cfg, progress: bool) -> dict:
     from benchmark.rl.online import OnlineContext, train_online
 
     algo = spec.factory(cfg, OnlineContext(**common))
-    return train_online(algo, cfg, task.make_env, task.normalize, progress=progress)
+    return train_online(algo, cfg, task.make_env, task.normalize, progress=progress,
+                        checkpointer=checkpointer)
 
 
-def run_one(
-    run: RunSpec,
-    results_dir: Path = DEFAULT_RESULTS,
-    progress: bool = True,
-    force: bool = False,
-    threads: int = 1,
-) -> dict:
-    """Train one run and write its record (also when it fails). Returns the record.
-
-    An existing ``ok`` record with the same config hash is returned untouched unless ``force``.
-    """
-    spec, task, cfg, cfg_dict, provenance, chash = prepare(run)
-    path = run.path(results_dir)
-    if not force:
-        done = existing_record(path, chash)
-        if done is not None:
-            done["_skipped"] = True
-            return done
-    seed_everything(run.seed, threads=threads)
-    record: dict[str, Any] = {
+def new_record(run: RunSpec, cfg_dict: dict, chash: str, provenance: dict, final_k: int) -> dict[str, Any]:
+    """A run's record before training: everything but the outcome (status ``ok`` until proven otherwise)."""
+    return {
         "schema": SCHEMA,
         "suite": run.suite,
         "algo": run.name,
@@ -190,24 +228,101 @@ def run_one(
         "status": "ok",
         "reason": None,
         "curve": [],
-        "final_rule": f"mean of the last final_k={cfg.final_k} evaluations",
+        "final_rule": f"mean of the last final_k={final_k} evaluations",
     }
-    t0 = time.time()
+
+
+def _fail(record: dict, exc: BaseException) -> None:
+    record["status"] = "failed"
+    record["reason"] = f"{type(exc).__name__}: {exc}"
+    record["traceback"] = traceback.format_exc(limit=20)
+
+
+def run_one(
+    run: RunSpec,
+    results_dir: Path = DEFAULT_RESULTS,
+    progress: bool = True,
+    force: bool = False,
+    threads: int = 1,
+    keep_policy: bool = False,
+) -> dict:
+    """Train one run and write its record (also when it fails). Returns the record.
+
+    ``keep_policy`` also writes the trained algorithm as a self-describing policy file beside the record
+    (:func:`policy_path`; ``admbench evaluate`` runs it again).
+
+    An existing finished record with the same config hash is returned untouched unless ``force``. The run
+    holds the record's claim (:func:`benchmark.results.claim_run`) while it trains: a second process asking
+    for the same run gets :class:`benchmark.results.RunBusy` instead of training it twice.
+    """
+    spec, task, cfg, cfg_dict, provenance, chash = prepare(run, threads)
+    path = run.path(results_dir)
+    if not force:
+        done = existing_record(path, chash)
+        if done is not None:
+            done["_skipped"] = True
+            return done
+    with claim_run(path):
+        if not force:  # finished by another process while we were preparing
+            done = existing_record(path, chash)
+            if done is not None:
+                done["_skipped"] = True
+                return done
+        record = new_record(run, cfg_dict, chash, provenance, cfg.final_k)
+        checkpointer = Checkpointer(checkpoint_dir(path), chash, getattr(cfg, "checkpoint_every", 0))
+        if force:
+            checkpointer.clear()
+        t0 = time.time()
+        try:
+            common, dataset = _inputs(spec, task, cfg, progress)
+            seed_everything(run.seed, threads=threads)
+            out = _train(spec, task, cfg, common, dataset, progress, checkpointer)
+            trained = out.pop("algo", None)
+            if checkpointer.resumed_from is not None:
+                record["resumed_from"] = checkpointer.resumed_from
+            record["curve"] = out["curve"]
+            record["setup_info"] = out.get("setup", {})
+            record["train_info"] = out.get("train", {})
+            if "dataset" in out:
+                record["dataset"] = out["dataset"]
+        except Exception as e:  # a failing run records its failure; the sweep goes on
+            _fail(record, e)
+            trained = None
+        record["wall_time_s"] = round(time.time() - t0, 3)
+        record["final_score"] = final_value(record["curve"], "score", cfg.final_k)
+        record["final_return"] = final_value(record["curve"], "return_mean", cfg.final_k)
+        if record["status"] == "ok" and not is_finished(record):
+            record["status"] = "failed"
+            record["reason"] = (
+                f"no finite final score: final_score={record['final_score']}, "
+                f"final_return={record['final_return']} over {len(record['curve'])} evaluations"
+            )
+        try:
+            write_record(path, record)
+        except OSError as e:
+            raise OSError(e.errno, f"could not write the record {path}: {e.strerror}") from e
+        if keep_policy and record["status"] == "ok" and trained is not None:
+            save_policy(policy_path(path), trained, {k: record.get(k) for k in POLICY_META})
+        checkpointer.clear()  # the record is the result now
+    return record
+
+
+def crash_record(job: RunSpec | AnalysisSpec, results_dir: Path, reason: str) -> dict:
+    """Write (and return) the ``failed`` record of a run whose worker process died (kill -9, OOM) and was
+    not retried any more, so the failure shows in reports and the next ``reproduce`` redoes the run."""
+    path = job.path(results_dir)
+    if isinstance(job, RunSpec):
+        spec, task, cfg, cfg_dict, provenance, chash = prepare(job)
+        record = new_record(job, cfg_dict, chash, provenance, cfg.final_k)
+    else:
+        record = _analysis_record(job)
+    record.update({"status": "failed", "reason": reason, "wall_time_s": 0.0, "final_score": None,
+                   "final_return": None})
     try:
-        out = _train(spec, task, cfg, progress)
-        record["curve"] = out["curve"]
-        record["setup_info"] = out.get("setup", {})
-        record["train_info"] = out.get("train", {})
-        if "dataset" in out:
-            record["dataset"] = out["dataset"]
-    except Exception as e:  # a failing run records its failure; the sweep goes on
-        record["status"] = "failed"
-        record["reason"] = f"{type(e).__name__}: {e}"
-        record["traceback"] = traceback.format_exc(limit=20)
-    record["wall_time_s"] = round(time.time() - t0, 3)
-    record["final_score"] = final_value(record["curve"], "score", cfg.final_k)
-    record["final_return"] = final_value(record["curve"], "return_mean", cfg.final_k)
-    write_record(path, record)
+        with claim_run(path):
+            write_record(path, record)
+    except RunBusy:  # a retry elsewhere is producing it: leave that one alone
+        pass
     return record
 
 
@@ -243,21 +358,12 @@ def estimate_seconds(run: RunSpec | AnalysisSpec, step_times: dict[str, float]) 
 ANALYSIS_SCHEMA = "admbench.analysis/1"
 
 
-def run_analysis_job(
-    job: AnalysisSpec, results_dir: Path = DEFAULT_RESULTS, force: bool = False, threads: int = 1
-) -> dict:
-    """Run one analysis (``adm.analysis.run_analysis``) and store its output as a record."""
-    path = job.path(results_dir)
-    chash = config_hash({"analysis": job.analysis, "task": job.task, "seed": job.seed, "budget": job.budget})
-    if not force and path.exists():
-        try:
-            done = json.loads(path.read_text())
-            if done.get("status") == "ok" and done.get("config_hash") == chash:
-                return {**done, "_skipped": True}
-        except json.JSONDecodeError:
-            pass
-    seed_everything(job.seed, threads=threads)
-    record: dict[str, Any] = {
+def _analysis_hash(job: AnalysisSpec) -> str:
+    return config_hash({"analysis": job.analysis, "task": job.task, "seed": job.seed, "budget": job.budget})
+
+
+def _analysis_record(job: AnalysisSpec) -> dict[str, Any]:
+    return {
         "schema": ANALYSIS_SCHEMA,
         "suite": job.suite,
         "algo": job.name,
@@ -266,23 +372,37 @@ def run_analysis_job(
         "seed": job.seed,
         "budget": job.budget,
         "config": {},
-        "config_hash": chash,
+        "config_hash": _analysis_hash(job),
         "versions": versions(),
         "commit": git_commit(),
         "status": "ok",
         "reason": None,
         "curve": [],
     }
-    t0 = time.time()
-    try:
-        from adm.analysis import run_analysis
 
-        record["result"] = run_analysis(job.analysis, job.task, job.seed, job.budget)
-    except Exception as e:
-        record["status"], record["reason"] = "failed", f"{type(e).__name__}: {e}"
-        record["traceback"] = traceback.format_exc(limit=20)
-    record["wall_time_s"] = round(time.time() - t0, 3)
-    write_record(path, record)
+
+def run_analysis_job(
+    job: AnalysisSpec, results_dir: Path = DEFAULT_RESULTS, force: bool = False, threads: int = 1
+) -> dict:
+    """Run one analysis (``adm.analysis.run_analysis``) and store its output as a record."""
+    path = job.path(results_dir)
+    chash = _analysis_hash(job)
+    if not force:
+        done = existing_record(path, chash)
+        if done is not None:
+            return {**done, "_skipped": True}
+    with claim_run(path):
+        seed_everything(job.seed, threads=threads)
+        record = _analysis_record(job)
+        t0 = time.time()
+        try:
+            from adm.analysis import run_analysis
+
+            record["result"] = run_analysis(job.analysis, job.task, job.seed, job.budget)
+        except Exception as e:
+            _fail(record, e)
+        record["wall_time_s"] = round(time.time() - t0, 3)
+        write_record(path, record)
     return record
 
 
@@ -292,59 +412,16 @@ def execute(
     force: bool = False,
     threads: int = 1,
     progress: bool = False,
+    keep_policy: bool = False,
 ) -> dict:
     if isinstance(job, AnalysisSpec):
         return run_analysis_job(job, results_dir, force=force, threads=threads)
-    return run_one(job, results_dir, progress=progress, force=force, threads=threads)
+    return run_one(job, results_dir, progress=progress, force=force, threads=threads, keep_policy=keep_policy)
 
 
 def summarize(record: dict) -> dict:
     keys = ("algo", "task", "seed", "status", "reason", "final_score", "wall_time_s", "_skipped")
     return {k: record.get(k) for k in keys}
-
-
-def _worker(job: RunSpec | AnalysisSpec, results_dir: str, force: bool) -> dict:
-    return summarize(execute(job, Path(results_dir), force=force, threads=1))
-
-
-def run_many(
-    runs: Iterable[RunSpec],
-    results_dir: Path = DEFAULT_RESULTS,
-    workers: int = 2,
-    force: bool = False,
-    progress: bool = True,
-) -> list[dict]:
-    """Local executor: a process pool (spawn, one torch thread per run). Finished runs are skipped."""
-    runs = list(runs)
-    for run in runs:  # fail fast on bad names/configs before any process starts
-        if isinstance(run, RunSpec):
-            prepare(run)
-    summaries: list[dict] = []
-    bar = tqdm(total=len(runs), desc="runs", disable=not progress)
-    if workers <= 1:
-        for run in runs:
-            summaries.append(_worker(run, str(results_dir), force))
-            bar.update()
-    else:
-        with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
-            futures = {pool.submit(_worker, run, str(results_dir), force): run for run in runs}
-            for fut in as_completed(futures):
-                run = futures[fut]
-                try:
-                    summaries.append(fut.result())
-                except Exception as e:  # the worker process itself died
-                    summaries.append(
-                        {
-                            "algo": run.name,
-                            "task": run.task,
-                            "seed": run.seed,
-                            "status": "failed",
-                            "reason": f"worker crashed: {type(e).__name__}: {e}",
-                        }
-                    )
-                bar.update()
-    bar.close()
-    return summaries
 
 
 __all__ = [
@@ -354,6 +431,5 @@ __all__ = [
     "TaskError",
     "execute",
     "prepare",
-    "run_many",
     "run_one",
 ]

@@ -26,6 +26,10 @@ from benchmark.config import BUDGET_NAMES
 from benchmark.runner import AnalysisSpec, RunSpec
 
 SUITE_DIR = Path(__file__).parent / "suites"
+SUITE_KEYS = {"description", "budget", "seeds", "runs", "analyses"}
+META_SUITE_KEYS = {"description", "include"}
+RUN_ENTRY_KEYS = {"algos", "tasks", "set", "variant"}
+ANALYSIS_ENTRY_KEYS = {"name", "tasks"}
 
 
 class SuiteError(ValueError):
@@ -53,13 +57,15 @@ class Suite:
         budget = budget or self.budget
         n = self.seeds if seeds is None else seeds
         runs: list[RunSpec | AnalysisSpec] = []
-        for entry in self.entries:
+        for i, entry in enumerate(self.entries):
             overrides = dict(entry.get("set") or {})
+            sources = dict.fromkeys(overrides, f"{self.path} runs[{i}].set")
             variant = str(entry.get("variant", ""))
             for algo in entry["algos"]:
                 for task in entry["tasks"]:
                     for seed in range(n):
-                        runs.append(RunSpec(algo, task, seed, budget, dict(overrides), self.name, variant))
+                        runs.append(RunSpec(algo, task, seed, budget, dict(overrides), self.name, variant,
+                                            dict(sources)))
         for entry in self.analyses:
             for task in entry["tasks"]:
                 for seed in range(n):
@@ -86,6 +92,11 @@ def load_suite(name_or_path: str) -> Suite:
         raise SuiteError(f"{path}: not valid YAML ({e})") from None
     where = str(path)
     description = str(data.get("description", "")).strip() if isinstance(data, dict) else ""
+    if isinstance(data, dict):
+        allowed = META_SUITE_KEYS if "include" in data else SUITE_KEYS
+        unknown = sorted(str(k) for k in set(data) - allowed)
+        if unknown:
+            raise SuiteError(f"{where}: unknown key(s) {unknown}; a suite file has keys {sorted(allowed)}")
     if isinstance(data, dict) and "include" in data:
         members = data["include"]
         if not isinstance(members, list) or not members:
@@ -99,7 +110,7 @@ def load_suite(name_or_path: str) -> Suite:
     if budget not in BUDGET_NAMES:
         raise SuiteError(f"{where}: budget must be one of {BUDGET_NAMES}, got {budget!r}")
     seeds = data.get("seeds", 1)
-    if not isinstance(seeds, int) or seeds < 1:
+    if not isinstance(seeds, int) or isinstance(seeds, bool) or seeds < 1:
         raise SuiteError(f"{where}: seeds must be a positive integer, got {seeds!r}")
     entries, analyses = data.get("runs") or [], data.get("analyses") or []
     if not isinstance(entries, list) or not isinstance(analyses, list):
@@ -107,10 +118,18 @@ def load_suite(name_or_path: str) -> Suite:
     for i, e in enumerate(entries):
         if not isinstance(e, dict) or not all(isinstance(e.get(k), list) for k in ("algos", "tasks")):
             raise SuiteError(f"{where}: runs[{i}] needs lists 'algos' and 'tasks'")
-        extra = set(e) - {"algos", "tasks", "set", "variant"}
+        extra = set(e) - RUN_ENTRY_KEYS
         if extra:
-            raise SuiteError(f"{where}: runs[{i}] has unknown keys {sorted(extra)}")
+            raise SuiteError(
+                f"{where}: runs[{i}] has unknown keys {sorted(extra)}; allowed: {sorted(RUN_ENTRY_KEYS)}"
+            )
+        if e.get("set") is not None and not isinstance(e["set"], dict):
+            raise SuiteError(f"{where}: runs[{i}].set must be a mapping of field: value")
     for i, e in enumerate(analyses):
         if not (isinstance(e, dict) and isinstance(e.get("name"), str) and isinstance(e.get("tasks"), list)):
             raise SuiteError(f"{where}: analyses[{i}] needs a 'name' and a list 'tasks'")
+        extra = set(e) - ANALYSIS_ENTRY_KEYS
+        if extra:
+            allowed = sorted(ANALYSIS_ENTRY_KEYS)
+            raise SuiteError(f"{where}: analyses[{i}] has unknown keys {sorted(extra)}; allowed: {allowed}")
     return Suite(path.stem, description, budget, seeds, entries, path, analyses)

@@ -46,6 +46,14 @@ class TaskSpec:
         return make_env(self.env_key, seed=seed)
 
     def load_dataset(self):
+        """The task's dataset, built or read without moving any global random stream (see
+        :func:`benchmark.seeding.preserved_rng`): a cold and a warm cache give the same run."""
+        from benchmark.seeding import preserved_rng
+
+        with preserved_rng():
+            return self._load_dataset()
+
+    def _load_dataset(self):
         if self.kind != "offline":
             raise TaskError(f"task {self.id!r} is an online environment and has no dataset")
         if self.family == "local":
@@ -70,9 +78,11 @@ class TaskSpec:
     def data_fingerprint(self) -> dict | None:
         """What the task's data depends on beyond its id, for the record's config hash, so a finished run
         is not taken as done after the data changed: for locally built sets the shipped behaviour files'
-        sha256, the MuJoCo version, size, build seed and format (no build needed to know it). ``None`` for
-        environments and for the published D4RL / NeoRL / Minari releases (fixed files; ``data fetch``
-        checks their size and sha256 where the source gives one)."""
+        sha256, the MuJoCo version, size, build seed and format (no build needed to know it); for D4RL and
+        NeoRL files the file's name, size and sha256 (hashed once per process and file version). ``None``
+        for environments and Minari datasets (versioned ids in Minari's own storage)."""
+        if self.family in ("d4rl", "neorl"):
+            return _published_file_fingerprint(self)
         if self.family != "local":
             return None
         from benchmark.data.local import BUILD_SEED, FORMAT_VERSION, build_sources
@@ -97,6 +107,30 @@ class TaskSpec:
 
     def normalize_std(self, std: float) -> float | None:
         return scores.normalize_std(self.env_key, std) if self.has_score else None
+
+
+_FILE_DIGESTS: dict[tuple[str, int, int], str] = {}
+
+
+def _published_file_fingerprint(task: TaskSpec) -> dict:
+    from benchmark.data.fetch import file_digest
+
+    if task.family == "d4rl":
+        from benchmark.data.d4rl import d4rl_dir, d4rl_filename
+
+        path = d4rl_dir() / d4rl_filename(task.name)
+    else:
+        from benchmark.data.neorl import NEORL_FILES, find_neorl_file, neorl_dir, parse_neorl_name
+
+        stem = parse_neorl_name(task.name)[0]
+        path = find_neorl_file(stem, neorl_dir()) or neorl_dir() / NEORL_FILES[stem].filename
+    if not path.is_file():  # the run itself will fail naming where the file goes
+        return {"file": path.name, "missing": True}
+    st = path.stat()
+    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+    if key not in _FILE_DIGESTS:
+        _FILE_DIGESTS[key] = file_digest(path)
+    return {"file": path.name, "bytes": st.st_size, "sha256": _FILE_DIGESTS[key]}
 
 
 def _minari_env_key(dataset_id: str) -> str:

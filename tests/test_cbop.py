@@ -30,7 +30,8 @@ def test_mve_returns_h0_is_the_target_q_and_terminated_particles_stop():
     )
     algo.dynamics.fit(algo.ctx.dataset)
     obs, act = algo.real.data["obs"][:8], algo.real.data["act"][:8]
-    returns = algo.mve_returns(obs, act)
+    returns, dropped = algo.mve_returns(obs, act)
+    assert dropped.shape == (3, 8) and not dropped[0].any()
     k = len(algo.dynamics.elites)
     assert returns.shape == (3 * k, 3, 8)
     q0 = algo.sac.critic_target(obs, act)  # [critics, B, 1]; same for every particle at h = 0
@@ -41,9 +42,39 @@ def test_mve_returns_h0_is_the_target_q_and_terminated_particles_stop():
         for p in algo.sac.critic_target.parameters():
             p.zero_()
         algo.sac.critic_target.net.layers[-1].bias.fill_(100.0)
-    r = algo.mve_returns(obs, act)
+    r, dropped = algo.mve_returns(obs, act)
     torch.testing.assert_close(r[:, 1], r[:, 2])  # nothing after the termination
     assert (r[:, 0] == 100.0).all() and (r[:, 1] < 50).all()
+    assert not dropped[0].any() and dropped[1:].all()  # every horizon after the first step is dropped
+
+
+def test_terminated_horizons_are_dropped_and_the_target_bootstraps_from_q():
+    """The audit's synthetic case (P11): every particle terminates at the first model step. The official
+    README path keeps only h = 0, i.e. Q'(s', a'); without the mask the target collapses to r."""
+    algo, cfg, _ = build_model_based(
+        "cbop", dynamics_max_steps=10, bc_steps=0, pe_steps=0, horizon=3, num_critics=4, lcb_coeff=3.0
+    )
+    algo.dynamics.fit(algo.ctx.dataset)
+    algo.dynamics.termination_fn = lambda o, a, n: torch.ones(len(o), dtype=torch.bool)
+    with torch.no_grad():  # critics that differ only by a constant: Q'_m = 80 + m
+        for p in algo.sac.critic_target.parameters():
+            p.zero_()
+        algo.sac.critic_target.net.layers[-1].bias.copy_(80.0 + torch.arange(4.0).reshape(4, 1, 1))
+    batch = {k: v[:16] for k, v in algo.real.data.items()}
+    torch.manual_seed(0)
+    masked = algo.lcb_target(batch)
+    q = 80.0 + torch.arange(4.0)
+    k = len(algo.dynamics.elites)
+    q_samples = q.repeat_interleave(k)  # (critic, particle) samples of horizon 0
+    expected_value = q_samples.mean() - 3.0 * q_samples.var().sqrt()
+    torch.manual_seed(0)
+    _, next_logp = algo.sac.actor.sample(batch["next_obs"])
+    expected = batch["rew"] + cfg.gamma * (1 - batch["done"]) * (expected_value - algo.sac.alpha * next_logp)
+    torch.testing.assert_close(masked, expected, rtol=1e-5, atol=1e-4)
+    algo.cfg.mask_terminated_horizons = False
+    torch.manual_seed(0)
+    unmasked = algo.lcb_target(batch)
+    assert (unmasked < masked - 40).all()  # the reward-only horizons dominate without the mask
 
 
 def test_lcb_target_and_update():
@@ -99,3 +130,22 @@ def test_cbop_learns_on_hopper_medium_replay():
     )
     assert out["setup"]["dynamics/holdout_mse"] < 0.5 * out["setup"]["dynamics/holdout_mse_first_epoch"]
     assert final > random_score + 2.0, (final, random_score)
+
+
+def test_critic_loss_has_the_edac_diversity_term_of_the_readme_run():
+    from baselines.edac import EDACLearner, diversity_loss
+
+    algo, cfg, _ = build_model_based(
+        "cbop", dynamics_max_steps=5, bc_steps=0, pe_steps=0, horizon=1, num_critics=3
+    )
+    assert cfg.eta == 1.0 and isinstance(algo.sac, EDACLearner)
+    algo.dynamics.fit(algo.ctx.dataset)
+    batch = {k: v[:16] for k, v in algo.real.data.items()}
+    torch.manual_seed(0)
+    with_term, info = algo.sac.critic_loss(batch)
+    obs = batch["obs"].unsqueeze(0).expand(3, -1, -1)
+    act = batch["act"].unsqueeze(0).expand(3, -1, -1).clone().requires_grad_(True)
+    (grads,) = torch.autograd.grad(algo.sac.critic(obs, act).sum(), act)
+    assert info["diversity_loss"] == pytest.approx(diversity_loss(grads).item(), rel=1e-5)
+    plain, _, _ = build_model_based("cbop", dynamics_max_steps=5, bc_steps=0, pe_steps=0, eta=0.0)
+    assert not isinstance(plain.sac, EDACLearner)

@@ -87,9 +87,9 @@ def test_resume_reruns_a_finished_run_after_its_local_data_changed(tiny_data, tm
     monkeypatch.setattr(local, "build_sources",
                         lambda env, level: {**real_sources(env, level), "hopper-medium.pt": "0" * 64})
     assert "_skipped" not in run_one(run, tmp_path, progress=False)
-    # published and online tasks have no local build to track: their hash does not change
+    # online tasks have no data; published files are tracked by their bytes (tests/test_trust_runs.py)
     assert resolve_task("mujoco/Hopper").data_fingerprint() is None
-    assert resolve_task("d4rl/hopper-medium-v2").data_fingerprint() is None
+    assert resolve_task("d4rl/hopper-medium-v2").data_fingerprint()["file"] == "hopper_medium-v2.hdf5"
 
 
 def test_failed_run_is_recorded_not_raised(tiny_data, tmp_path, monkeypatch):

@@ -18,7 +18,6 @@ It also keeps, in ``out_dir``:
 from __future__ import annotations
 
 import json
-import os
 import random
 import time
 import zipfile
@@ -28,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from benchmark.data.files import atomic_write, atomic_write_text
 from benchmark.envs import make_env
 from benchmark.rl.sac import SAC, SACConfig
 from benchmark.rl.trainers import evaluate
@@ -48,15 +48,11 @@ class BehaviorConfig:
 
 
 def _atomic_save(obj, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    atomic_write(path, lambda f: torch.save(obj, f))
 
 
 def _atomic_savez(path: Path, **arrays) -> None:
-    tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez(tmp, **arrays)
-    os.replace(tmp, path)
+    atomic_write(path, lambda f: np.savez(f, **arrays))
 
 
 def evaluate_policy(act_fn, env_key: str, episodes: int, seed: int) -> tuple[float, float]:
@@ -407,7 +403,7 @@ def select_behavior(train_dir: str | Path, env_key: str, out_dir: str | Path | N
             card["expert_candidates_stochastic_return"] = {
                 str(s): round(measure(s)[0], 2) for s in expert_pool}
         _atomic_save({"actor": snapshots[step]["actor"], "card": card}, out / f"{env_key}-{level}.pt")
-        (out / f"{env_key}-{level}.json").write_text(json.dumps(card, indent=2) + "\n")
+        atomic_write_text(out / f"{env_key}-{level}.json", json.dumps(card, indent=2) + "\n")
         cards[level] = card
         if progress:
             progress(f"[{env_key}] {level}: step {step}, return {mean:.1f} ± {std:.1f} (stochastic), "
@@ -419,12 +415,12 @@ def select_behavior(train_dir: str | Path, env_key: str, out_dir: str | Path | N
     part = {k: v[:rows].copy() for k, v in replay.items()}
     part["timeouts"][-1] |= not part["terminals"][-1]  # the buffer is cut at the medium snapshot
     part, stride = thin_episodes(part, max_replay_rows)
-    tmp = out / f"{env_key}-medium-replay.tmp.npz"
-    np.savez_compressed(tmp, **compact_replay(part))
-    os.replace(tmp, out / f"{env_key}-medium-replay.npz")
+    compact = compact_replay(part)
+    atomic_write(out / f"{env_key}-medium-replay.npz", lambda f: np.savez_compressed(f, **compact))
     cards["medium-replay"] = {
         "env": env_key, "level": "medium-replay", "rows": int(len(part["observations"])),
         "replay_steps": rows, "episode_stride": stride, "seed": run_seed, "source": source or str(train_dir),
     }
-    (out / f"{env_key}-medium-replay.json").write_text(json.dumps(cards["medium-replay"], indent=2) + "\n")
+    atomic_write_text(out / f"{env_key}-medium-replay.json",
+                      json.dumps(cards["medium-replay"], indent=2) + "\n")
     return cards

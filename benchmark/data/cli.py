@@ -19,6 +19,29 @@ from benchmark.data.fetch import FetchError
 LOCAL_ENVS = ("hopper", "halfcheetah", "walker2d")
 LOCAL_LEVELS = ("random", "medium", "medium-replay", "medium-expert", "expert")
 
+# numeric flags and the values they allow, per command: checked before any work (one-line error, exit 2)
+POSITIVE_INT, NON_NEGATIVE_INT = "a positive integer", "a non-negative integer"
+POSITIVE_NUMBER = "a positive number"
+FLAG_RANGES = {
+    "build": {"--size": POSITIVE_INT, "--seed": NON_NEGATIVE_INT},
+    "train-behavior": {"--steps": POSITIVE_INT, "--seed": NON_NEGATIVE_INT, "--eval-every": POSITIVE_INT,
+                       "--time-limit": POSITIVE_NUMBER},
+    "select-behavior": {"--episodes": POSITIVE_INT, "--max-replay-rows": POSITIVE_INT,
+                        "--seed": NON_NEGATIVE_INT, "--candidates": POSITIVE_INT},
+}
+
+
+def flag_range_error(args) -> str | None:
+    """The first numeric flag of ``args`` outside its range (``FLAG_RANGES``), as an error message."""
+    for flag, allowed in FLAG_RANGES.get(args.data_command, {}).items():
+        value = getattr(args, flag.removeprefix("--").replace("-", "_"))
+        if value is None:  # not given and no default: the command's own default applies
+            continue
+        if not (value >= 0 if allowed == NON_NEGATIVE_INT else value > 0):  # NaN fails both
+            return f"{flag} must be {allowed}, got {value:g}" if isinstance(value, float) else (
+                f"{flag} must be {allowed}, got {value}")
+    return None
+
 
 def add_data_commands(sub) -> None:
     """Add build/fetch/inspect/train-behavior/select-behavior to the ``data`` command's subparsers
@@ -162,15 +185,18 @@ def markdown_table(rows: list[dict]) -> str:
 
 def _fetch(args) -> int:
     from benchmark.data import d4rl, neorl
-    from benchmark.data.fetch import fetch_remote
+    from benchmark.data.fetch import fetch_remote, mirrored
 
     for task_id in args.ids:
         if task_id.startswith("d4rl/"):
             env_key, _ = d4rl.parse_d4rl_name(task_id)
-            remote, directory = d4rl.D4RL_FILES[task_id.removeprefix("d4rl/")], args.dir or d4rl.d4rl_dir()
+            remote = mirrored(d4rl.D4RL_FILES[task_id.removeprefix("d4rl/")], d4rl.D4RL_BASE_URL,
+                              d4rl.D4RL_MIRROR_ENV)
+            directory = args.dir or d4rl.d4rl_dir()
         elif task_id.startswith("neorl/"):
             stem, env_key, _ = neorl.parse_neorl_name(task_id)
-            remote, directory = neorl.NEORL_FILES[stem], args.dir or neorl.neorl_dir()
+            remote = mirrored(neorl.NEORL_FILES[stem], neorl.NEORL_BASE_URL, neorl.NEORL_MIRROR_ENV)
+            directory = args.dir or neorl.neorl_dir()
         else:
             raise DatasetError(f"{task_id}: fetch knows d4rl/... and neorl/... ids (local/...: `data build`)")
         path = fetch_remote(remote, directory, progress=_progress_printer(remote.url))
@@ -224,13 +250,17 @@ COMMANDS = {"build": _build, "fetch": _fetch, "train-behavior": _train, "select-
 
 
 def run_data_command(args) -> int:
+    problem = flag_range_error(args)
+    if problem is not None:
+        print(f"admbench: error: {problem}", file=sys.stderr)
+        return 2
     try:
         if args.data_command == "inspect":
             print(json.dumps(summarize(load_any(args.target, args.env)), indent=2))
             return 0
         return COMMANDS[args.data_command](args)
     except (DatasetError, FetchError) as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(f"admbench: error: {err}", file=sys.stderr)
         return 2
 
 

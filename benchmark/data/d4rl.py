@@ -20,6 +20,7 @@ import numpy as np
 
 from benchmark.data.dataset import DatasetError, OfflineDataset
 from benchmark.data.fetch import RemoteFile
+from benchmark.seeding import preserved_rng
 
 D4RL_ENVS = ("hopper", "halfcheetah", "walker2d")
 D4RL_LEVELS = ("random", "medium", "medium-replay", "medium-expert", "expert")
@@ -31,8 +32,9 @@ REQUIRED_KEYS = ("observations", "actions", "rewards", "terminals", "timeouts")
 #   with dset_name = env + "_" + dset.replace("-", "_") + "-v2"
 # D4RL publishes no sizes or checksums for these files: size/sha256 are None (UNVERIFIED downloads;
 # a fetched file is only checked to be a readable HDF5 file with the expected keys and shapes).
+D4RL_MIRROR_ENV = "ADMBENCH_D4RL_URL"  # ours: a mirror of the gym_mujoco_v2 folder
 D4RL_URL_SOURCE = "Farama-Foundation/D4RL d4rl/infos.py @ 61b0d257d375f9e1db07d0f474d9e7caf1df7347"
-_D4RL_V2_BASE = "http://rail.eecs.berkeley.edu/datasets/offline_rl/gym_mujoco_v2/"
+D4RL_BASE_URL = "http://rail.eecs.berkeley.edu/datasets/offline_rl/gym_mujoco_v2/"
 
 
 def d4rl_filename(name: str) -> str:
@@ -56,7 +58,7 @@ def parse_d4rl_name(name: str) -> tuple[str, str]:
 
 D4RL_FILES: dict[str, RemoteFile] = {
     f"{env}-{level}-v2": RemoteFile(
-        url=_D4RL_V2_BASE + d4rl_filename(f"{env}-{level}-v2"),
+        url=D4RL_BASE_URL + d4rl_filename(f"{env}-{level}-v2"),
         filename=d4rl_filename(f"{env}-{level}-v2"),
         size=None,
         sha256=None,
@@ -95,7 +97,12 @@ def read_hdf5_arrays(path: str | Path) -> tuple[dict[str, np.ndarray], bool]:
 def arrays_to_dataset(
     arrays: dict[str, np.ndarray], has_next: bool, name: str, env_key: str
 ) -> OfflineDataset:
-    """Check row counts, then build explicit ``next_observations`` where the file has none."""
+    """Check row counts, then build explicit ``next_observations`` where the file has none.
+
+    With ``next_observations`` in the file every row is kept, the last one included; the ADMPO official
+    loader iterates ``range(N - 1)`` and so drops the file's last transition (``buffer/buffer.py:66``):
+    one row in >= 200k, kept here because its successor is stored.
+    """
     n = len(arrays["observations"])
     for key, arr in arrays.items():
         if len(arr) != n:
@@ -150,6 +157,7 @@ def check_env_dims(ds: OfflineDataset, env_key: str, source: str) -> None:
         )
 
 
+@preserved_rng()
 def load_d4rl_dataset(name: str, directory: str | Path | None = None) -> OfflineDataset:
     """``d4rl/hopper-medium-v2`` (or ``hopper-medium-v2``) from the D4RL dataset directory."""
     env, _ = parse_d4rl_name(name)

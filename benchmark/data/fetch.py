@@ -3,17 +3,20 @@
 ``fetch_file(url, target)`` writes to ``target.part`` first and resumes it with an HTTP ``Range``
 request when a previous download was interrupted. Only when the whole file is there and its size and
 checksum (sha256 or md5, when the source publishes one) match does it rename ``.part`` to the target,
-so a target path that exists is always a complete, verified file. A file that fails its checksum is
-deleted: nothing is cached from a failed fetch.
+so a target path that exists is always a complete, verified file. The bytes received are counted
+against ``Content-Length`` (and ``Content-Range`` on a resumed ``206``): a connection that closes
+early keeps its ``.part`` and raises :class:`FetchError` saying that rerunning resumes. A complete
+file that fails its size or checksum is deleted: nothing is cached from a failed fetch.
 """
 
 from __future__ import annotations
 
 import hashlib
+import http.client
 import os
 import urllib.error
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 CHUNK = 1 << 20
@@ -33,6 +36,16 @@ class RemoteFile:
     sha256: str | None = None
     md5: str | None = None
     source: str = ""  # where the URL/checksum were read (file + commit)
+
+
+def mirrored(remote: RemoteFile, published_base: str, env_var: str) -> RemoteFile:
+    """``remote`` with its ``published_base`` replaced by ``$env_var`` when that is set (a mirror holding
+    the same folder tree, e.g. when the published host is down); names, sizes and checksums stay."""
+    base = os.environ.get(env_var, "").strip()
+    if not base or not remote.url.startswith(published_base):
+        return remote
+    url = base.rstrip("/") + "/" + remote.url.removeprefix(published_base)
+    return replace(remote, url=url, source=f"{remote.source}; fetched from ${env_var}={base}")
 
 
 def file_digest(path: Path, algorithm: str = "sha256") -> str:
@@ -64,6 +77,55 @@ def _offline_message(url: str, target: Path, err: Exception) -> str:
     )
 
 
+class IncompleteTransfer(Exception):
+    """The connection ended before the announced number of bytes arrived."""
+
+
+def _content_range(header: str | None) -> tuple[int | None, int | None]:
+    """``(first byte, total)`` from ``Content-Range: bytes FIRST-LAST/TOTAL`` (or ``bytes */TOTAL``);
+    ``None`` for what the header does not give."""
+    if not header or not header.startswith("bytes "):
+        return None, None
+    span, _, total = header.removeprefix("bytes ").partition("/")
+    first = span.split("-")[0]
+    return (int(first) if first.isdigit() else None), (int(total) if total.isdigit() else None)
+
+
+def _resume_hint(part: Path) -> str:
+    return f"the partial file {part} is kept: run the same command again to resume"
+
+
+def _receive(resp, part: Path, have: int, size: int | None, progress) -> tuple[int, bool]:
+    """Append the response body to ``part`` (which holds ``have`` bytes); return the bytes now in it
+    and whether the server announced where the body ends (so reaching it means the file is whole).
+
+    The body must reach the end the server announced (``Content-Length``, ``Content-Range``): a
+    connection that closes early reads like end-of-file, so the count is the only way to tell.
+    """
+    length = resp.headers.get("Content-Length")
+    end = have + int(length) if length is not None and length.isdigit() else None
+    total = _content_range(resp.headers.get("Content-Range"))[1] if have else end
+    done, expected = have, end or total or size or "?"
+    try:
+        with open(part, "ab" if have else "wb") as out:
+            while True:
+                try:
+                    chunk = resp.read(CHUNK)
+                except (OSError, http.client.HTTPException) as err:  # reset, timeout, IncompleteRead
+                    raise IncompleteTransfer(f"{done} of {expected} bytes ({err})") from err
+                if not chunk:
+                    break
+                out.write(chunk)
+                done += len(chunk)
+                if progress is not None:
+                    progress(done, total or size)
+    except OSError as err:  # writing here, not receiving: a full disk, a read-only directory
+        raise FetchError(f"could not write {part}: {err.strerror or err}; {_resume_hint(part)}") from err
+    if end is not None and done < end:
+        raise IncompleteTransfer(f"{done} of {end} bytes: the connection closed early")
+    return done, end is not None
+
+
 def fetch_file(
     url: str,
     target: str | Path,
@@ -76,13 +138,21 @@ def fetch_file(
     """Download ``url`` to ``target`` (resuming ``target.part``); return ``target``.
 
     An existing ``target`` is verified and kept. ``progress(done_bytes, total_bytes_or_None)`` is
-    called after each chunk when given.
+    called after each chunk when given. A transfer that ends short of the announced length (or of
+    ``size``) keeps its ``.part`` and raises :class:`FetchError`; calling again resumes it. A complete
+    download that fails its size or checksum is deleted.
     """
     target = Path(target)
     if target.exists():
-        verify_file(target, size, sha256, md5)
+        try:
+            verify_file(target, size, sha256, md5)
+        except FetchError as err:
+            raise FetchError(f"{err}; delete it to download it again") from err
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise FetchError(f"could not create the directory {target.parent}: {err.strerror or err}") from err
     part = target.with_name(target.name + ".part")
     have = part.stat().st_size if part.exists() else 0
     if size is not None and have > size:  # a stale partial file from another version
@@ -91,34 +161,40 @@ def fetch_file(
     request = urllib.request.Request(url, headers={"User-Agent": "admbench"})
     if have:
         request.add_header("Range", f"bytes={have}-")
+    resume = _resume_hint(part)
+    whole = False  # the server said where the file ends and the bytes reached it
     try:
         with urllib.request.urlopen(request, timeout=timeout_s) as resp:
             status = getattr(resp, "status", 200)
-            if have and status != 206:  # the server ignored Range: start over
+            if have and status == 206:
+                if _content_range(resp.headers.get("Content-Range"))[0] != have:
+                    raise FetchError(f"{url}: asked for bytes from {have}, the server answered "
+                                     f"Content-Range {resp.headers.get('Content-Range')!r}; {resume}")
+            elif have:  # the server ignored Range: start over
                 have = 0
-            length = resp.headers.get("Content-Length")
-            total = have + int(length) if length is not None else size
-            with open(part, "ab" if have else "wb") as out:
-                done = have
-                while True:
-                    chunk = resp.read(CHUNK)
-                    if not chunk:
-                        break
-                    out.write(chunk)
-                    done += len(chunk)
-                    if progress is not None:
-                        progress(done, total)
+            have, whole = _receive(resp, part, have, size, progress)
+    except IncompleteTransfer as err:
+        raise FetchError(f"download of {url} incomplete ({err}); {resume}") from err
     except urllib.error.HTTPError as err:
-        if err.code == 416 and have and (size is None or have == size):
-            pass  # range not satisfiable: the partial file is already complete
-        else:
+        if err.code != 416 or not have:
             raise FetchError(_offline_message(url, target, err)) from err
-    except (urllib.error.URLError, OSError, TimeoutError) as err:
-        raise FetchError(_offline_message(url, target, err)) from err
+        # Range not satisfiable: the partial file already reaches (or passes) the end of the remote file
+        total = _content_range(err.headers.get("Content-Range"))[1]
+        if total is not None and total != have:
+            part.unlink()  # longer than the remote file: not a prefix of it
+            return fetch_file(url, target, size, sha256, md5, timeout_s, progress)
+        whole = True
+    except (urllib.error.URLError, OSError, http.client.HTTPException) as err:
+        message = _offline_message(url, target, err)
+        if part.exists() and part.stat().st_size:
+            message += f"; {resume}"
+        raise FetchError(message) from err
+    if not whole and size is not None and have < size:  # no length announced, the connection closed early
+        raise FetchError(f"download of {url} incomplete ({have} of {size} bytes); {resume}")
     try:
         verify_file(part, size, sha256, md5)
     except FetchError as err:
-        part.unlink(missing_ok=True)  # a corrupt download must not be resumed or cached
+        part.unlink(missing_ok=True)  # complete but not the published file: corrupt, never resumed or cached
         raise FetchError(f"downloaded {url} but the file is not the published one: {err}") from err
     os.replace(part, target)
     return target

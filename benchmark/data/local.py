@@ -13,13 +13,17 @@ Policies and replay buffers ship in ``benchmark/data/behavior_policies/`` with a
 is generated deterministically from (policy, seed, size) and cached under ``$ADMBENCH_DATA``
 (default ``~/.cache/admbench``) as ``.npz`` plus a manifest (sizes, sha256, returns); a cached file is
 reused only if its sha256 matches the manifest and it was built from the same shipped files and
-MuJoCo version (``sources`` in the manifest); nothing is cached from a failed build.
+MuJoCo version (``sources`` in the manifest); a manifest that cannot be read is stale too (a warning
+names it) and the set is rebuilt. Nothing is cached from a failed build: files are published by
+atomic rename from unique temp files, and a lock file next to each entry lets one process build while
+others wait and reuse it. Building or loading never moves the global random streams.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 from pathlib import Path
 
@@ -27,7 +31,15 @@ import numpy as np
 import torch
 
 from benchmark.data.dataset import ARRAY_FIELDS, DatasetError, OfflineDataset
+from benchmark.data.files import (
+    atomic_write,
+    atomic_write_text,
+    exclusive_lock,
+    io_error,
+    remove_stale_temp_files,
+)
 from benchmark.envs import make_env
+from benchmark.seeding import preserved_rng
 
 POLICY_DIR = Path(__file__).parent / "behavior_policies"
 DEFAULT_SIZES = {
@@ -35,6 +47,7 @@ DEFAULT_SIZES = {
 }
 BUILD_SEED = 0
 FORMAT_VERSION = 1
+log = logging.getLogger(__name__)
 
 
 def cache_dir() -> Path:
@@ -86,6 +99,7 @@ def uniform_policy(act_dim: int, scale: float):
     return lambda obs, rng: rng.uniform(-scale, scale, size=act_dim)
 
 
+@preserved_rng()  # building the network draws its (overwritten) init from torch's global stream
 def load_behavior_actor(env_key: str, level: str):
     """The shipped SAC actor for ``level`` (medium or expert) and its card."""
     from benchmark.rl.sac import TanhGaussianActor
@@ -153,6 +167,7 @@ def concat(a: OfflineDataset, b: OfflineDataset, name: str) -> OfflineDataset:
     return OfflineDataset(**arrays, name=name, env_key=a.env_key)
 
 
+@preserved_rng()
 def build_local_dataset(
     env_key: str, level: str, size: int | None = None, seed: int = BUILD_SEED
 ) -> OfflineDataset:
@@ -210,28 +225,83 @@ def build_sources(env_key: str, level: str) -> dict[str, str]:
     return sources
 
 
+MANIFEST_KEYS = ("id", "size", "seed", "format_version", "sha256", "sources")
+
+
+def read_manifest(path: Path, warn: bool = True) -> dict | None:
+    """The manifest at ``path``; ``None`` when it is absent, and also (with a warning naming the file)
+    when it cannot be read, is not a JSON object or lacks a key: the cached dataset is then stale."""
+    try:
+        manifest = json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        problem = f"unreadable ({err})"
+    else:
+        missing = [k for k in MANIFEST_KEYS if k not in manifest] if isinstance(manifest, dict) else None
+        if missing == []:
+            return manifest
+        problem = (f"not a JSON object ({type(manifest).__name__})" if missing is None
+                   else f"missing {', '.join(missing)}")
+    if warn:
+        log.warning("%s: manifest %s; rebuilding the cached dataset", path, problem)
+    return None
+
+
+def _load_verified(data_path: Path, manifest: dict | None, expected: dict, name: str,
+                   env_key: str) -> OfflineDataset | None:
+    """The cached dataset if its manifest matches ``expected`` and the file its sha256, else ``None``."""
+    if manifest is None or any(manifest.get(k) != v for k, v in expected.items()):
+        return None
+    try:
+        with open(data_path, "rb") as f:  # hash and parse one open file: a rename cannot come between
+            digest = hashlib.file_digest(f, "sha256").hexdigest()
+            if digest != manifest["sha256"]:
+                return None
+            f.seek(0)
+            with np.load(f) as z:
+                arrays = {k: z[k] for k in ARRAY_FIELDS}
+    except FileNotFoundError:
+        return None
+    except OSError as err:
+        raise io_error(data_path, "read", err) from err
+    return OfflineDataset(**arrays, name=name, env_key=env_key, meta=manifest)
+
+
 def load_local_dataset(env_key: str, level: str, size: int | None = None, seed: int = BUILD_SEED,
                        rebuild: bool = False) -> OfflineDataset:
-    """Load ``local/<env>-<level>`` from the cache, building it first if needed (idempotent)."""
-    size = size or DEFAULT_SIZES.get(level)
-    data_path, manifest_path = _paths(env_key, level, size, seed)
+    """Load ``local/<env>-<level>`` from the cache, building it first if needed (idempotent).
+
+    Safe to call from several processes at once: one builds while the others wait on a lock next to
+    the cache entry, then reuse what it published. Never moves the global random streams.
+    """
     name = f"local/{env_key}-{level}"
-    sources = build_sources(env_key, level)
-    if not rebuild and data_path.exists() and manifest_path.exists():
-        manifest = json.loads(manifest_path.read_text())
-        if manifest.get("sha256") == sha256_file(data_path) and manifest.get("sources") == sources:
-            with np.load(data_path) as z:
-                return OfflineDataset(**{k: z[k] for k in ARRAY_FIELDS}, name=name, env_key=env_key,
-                                      meta=manifest)
-    ds = build_local_dataset(env_key, level, size, seed)
-    data_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = data_path.with_name(data_path.name + ".tmp.npz")
-    np.savez(tmp, **ds.arrays())
-    os.replace(tmp, data_path)
-    manifest = {"id": name, "size": size, "seed": seed, "format_version": FORMAT_VERSION,
-                "sha256": sha256_file(data_path), "sources": sources, **ds.summary()}
-    tmp_m = manifest_path.with_name(manifest_path.name + ".tmp")
-    tmp_m.write_text(json.dumps(manifest, indent=2))
-    os.replace(tmp_m, manifest_path)
+    if size is None:
+        size = DEFAULT_SIZES.get(level)
+    elif isinstance(size, bool) or not isinstance(size, int) or size <= 0:
+        raise DatasetError(f"{name}: size must be a positive integer, got {size!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise DatasetError(f"{name}: build seed must be a non-negative integer, got {seed!r}")
+    data_path, manifest_path = _paths(env_key, level, size, seed)
+    expected = {"id": name, "size": size, "seed": seed, "format_version": FORMAT_VERSION,
+                "sources": build_sources(env_key, level)}
+
+    def cached(warn: bool) -> OfflineDataset | None:
+        return _load_verified(data_path, read_manifest(manifest_path, warn), expected, name, env_key)
+
+    with preserved_rng():
+        if not rebuild and (ds := cached(warn=True)) is not None:
+            return ds
+        with exclusive_lock(data_path.with_name(data_path.name.removesuffix(".npz") + ".lock")):
+            # another process may have published it while this one waited (already warned about a bad one)
+            if not rebuild and (ds := cached(warn=False)) is not None:
+                return ds
+            for path in (data_path, manifest_path):  # left by a builder that was killed
+                remove_stale_temp_files(path)
+            ds = build_local_dataset(env_key, level, size, seed)
+            atomic_write(data_path, lambda f: np.savez(f, **ds.arrays()))
+            manifest = {"id": name, "size": size, "seed": seed, "format_version": FORMAT_VERSION,
+                        "sha256": sha256_file(data_path), "sources": expected["sources"], **ds.summary()}
+            atomic_write_text(manifest_path, json.dumps(manifest, indent=2))
     ds.meta = manifest
     return ds

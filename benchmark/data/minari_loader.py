@@ -13,6 +13,7 @@ import importlib
 import numpy as np
 
 from benchmark.data.dataset import DatasetError, OfflineDataset
+from benchmark.seeding import preserved_rng
 
 
 def _import_minari():
@@ -62,6 +63,7 @@ def episodes_to_dataset(episodes, name: str, env_key: str = "") -> OfflineDatase
     )
 
 
+@preserved_rng()
 def load_minari_dataset(dataset_id: str, env_key: str | None = None) -> OfflineDataset:
     """Load an already downloaded Minari dataset (``minari download <id>``) into the shared format."""
     from benchmark.tasks import resolve_task

@@ -25,6 +25,7 @@ import numpy as np
 
 from benchmark.data.dataset import DatasetError, OfflineDataset
 from benchmark.data.fetch import RemoteFile
+from benchmark.seeding import preserved_rng
 
 NEORL_TASKS = ("HalfCheetah", "Hopper", "Walker2d")
 NEORL_LEVELS = ("low", "medium", "high")
@@ -34,6 +35,8 @@ REQUIRED_KEYS = ("obs", "action", "reward", "next_obs", "done", "index")
 # URLs and md5 sums copied from polixir/NeoRL neorl/data_map.json at commit
 # 373caf7b74ca5d474b115e8d22d9c82817c50d17 (the 1000-trajectory training files). Whether the host
 # datasets.polixir.site is still reachable was not checked.
+NEORL_BASE_URL = "http://datasets.polixir.site/v2/"
+NEORL_MIRROR_ENV = "ADMBENCH_NEORL_URL"  # ours: a mirror of the v2 folder (md5 sums still checked)
 NEORL_URL_SOURCE = "polixir/NeoRL neorl/data_map.json @ 373caf7b74ca5d474b115e8d22d9c82817c50d17"
 _NEORL_MD5 = {
     "HalfCheetah-v3-high": "e253a2613de6acbbb05ad0441e4949b8",
@@ -54,7 +57,7 @@ def _train_filename(name: str, trajectories: int = TRAIN_TRAJECTORIES) -> str:
 
 NEORL_FILES: dict[str, RemoteFile] = {
     name: RemoteFile(
-        url=f"http://datasets.polixir.site/v2/{name.split('-')[0]}-v3/{_train_filename(name)}",
+        url=f"{NEORL_BASE_URL}{name.split('-')[0]}-v3/{_train_filename(name)}",
         filename=_train_filename(name),
         md5=md5,
         source=NEORL_URL_SOURCE,
@@ -146,6 +149,7 @@ def load_neorl_npz(path: str | Path, env_key: str = "", name: str | None = None,
     return ds
 
 
+@preserved_rng()
 def load_neorl_dataset(name: str, directory: str | Path | None = None) -> OfflineDataset:
     """``neorl/Hopper-v3-low`` (or ``Hopper-v3-low``): the first 1000 training trajectories."""
     stem, env_key, _ = parse_neorl_name(name)

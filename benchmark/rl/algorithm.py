@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -32,13 +33,29 @@ class OfflineContext:
 
 
 class OfflineAlgorithm:
-    """Base class with the default uniform real-data batch source."""
+    """Base class with the default uniform real-data batch source.
+
+    A checkpoint (:mod:`benchmark.rl.checkpoint`) pickles the algorithm whole except ``DATA_ATTRIBUTES``
+    (the context and the device copies of the dataset), which :meth:`attach_data` rebuilds on resume."""
+
+    DATA_ATTRIBUTES: ClassVar[tuple[str, ...]] = ("ctx", "real")
 
     def __init__(self, cfg, ctx: OfflineContext):
         self.cfg = cfg
         self.ctx = ctx
         self.device = ctx.device
         self.generator = torch.Generator().manual_seed(int(cfg.seed))
+        self.real = TransitionBuffer.from_dataset(ctx.dataset, ctx.device)
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        for name in self.DATA_ATTRIBUTES:
+            state.pop(name, None)
+        return state
+
+    def attach_data(self, ctx: OfflineContext) -> None:
+        """Give a resumed algorithm its dataset back (what ``__init__`` derived from it, exactly)."""
+        self.ctx = ctx
         self.real = TransitionBuffer.from_dataset(ctx.dataset, ctx.device)
 
     def setup(self) -> dict:

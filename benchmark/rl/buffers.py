@@ -13,12 +13,28 @@ Batches are dicts ``obs, act, rew, next_obs, done`` with ``rew``/``done`` shaped
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import torch
 
 from benchmark.data.dataset import OfflineDataset
 
 Batch = dict[str, torch.Tensor]
+
+
+_LEAVE_CONTENTS_OUT = False
+
+
+@contextlib.contextmanager
+def contents_left_out():
+    """Pickle buffers empty within the block (used to write policy files)."""
+    global _LEAVE_CONTENTS_OUT
+    _LEAVE_CONTENTS_OUT = True
+    try:
+        yield
+    finally:
+        _LEAVE_CONTENTS_OUT = False
 
 
 class TransitionBuffer:
@@ -53,6 +69,25 @@ class TransitionBuffer:
 
     def __len__(self) -> int:
         return self.size
+
+    def __getstate__(self) -> dict:
+        """Pickle only the rows ever written (storage order kept, so sampling resumes identically); none
+        at all inside :func:`contents_left_out` (a policy file needs the networks, not the data)."""
+        state = self.__dict__.copy()
+        rows = 0 if _LEAVE_CONTENTS_OUT else self.size
+        state["data"] = {k: v[:rows].clone() for k, v in self.data.items()}
+        if _LEAVE_CONTENTS_OUT:
+            state["size"] = state["ptr"] = 0
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        live = state.pop("data")
+        self.__dict__.update(state)
+        self.data = {}
+        for k, v in live.items():
+            full = torch.zeros(self.capacity, *v.shape[1:], dtype=v.dtype, device=v.device)
+            full[: len(v)] = v
+            self.data[k] = full
 
     def add(self, **batch) -> None:
         """Append a batch (numpy or torch, leading dim B); the oldest entries are overwritten."""

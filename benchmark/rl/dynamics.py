@@ -22,7 +22,14 @@ The design is MBPO's, with the defaults of OfflineRL-Kit (yihaosun1124/OfflineRL
 
 All members are evaluated in one batched matmul per layer (:class:`benchmark.rl.nets.EnsembleMLP`).
 Weights are initialised from a normal with std ``1 / (2 sqrt(in))`` truncated at two standard
-deviations and zero biases (MBPO's TensorFlow initialiser, which OfflineRL-Kit copies).
+deviations and zero biases (MBPO's TensorFlow initialiser). OfflineRL-Kit calls
+``torch.nn.init.trunc_normal_`` with its default bounds of +-2 in absolute terms
+(``offlinerlkit/nets/ensemble_linear.py:23``), i.e. effectively untruncated for these small stds; the
+difference is in initialisation noise only.
+
+Rollout termination uses the reference's functions (``termination``, default ``offlinerlkit``: OfflineRL-Kit's
+and MOBILE's, whose walker2d also requires every ``|s_i| < 100``; ``admpo``: the ADMPO/CBOP ones), see
+:mod:`benchmark.rl.termination`.
 """
 
 from __future__ import annotations
@@ -40,7 +47,7 @@ from torch import nn
 from benchmark.data.dataset import OfflineDataset
 from benchmark.rl.model_based import ModelBasedConfig
 from benchmark.rl.nets import EnsembleMLP
-from benchmark.rl.termination import get_termination_fn
+from benchmark.rl.termination import TERMINATION_SOURCES, get_termination_fn
 
 Tensor = torch.Tensor
 
@@ -64,8 +71,13 @@ class EnsembleDynamicsConfig:
     logvar_loss_coef: float = 0.01
     max_logvar_init: float = 0.5
     min_logvar_init: float = -10.0
+    termination: str = "offlinerlkit"  # whose termination functions the rollouts use
 
     def validate(self) -> None:
+        if self.termination not in TERMINATION_SOURCES:
+            raise ValueError(
+                f"dynamics: termination must be one of {TERMINATION_SOURCES}, got {self.termination!r}"
+            )
         if not 0 < self.elites <= self.members:
             raise ValueError(
                 f"dynamics: need 0 < elites <= members, got elites={self.elites}, members={self.members}"
@@ -95,6 +107,7 @@ class EnsembleDynamicsFields:
     dynamics_max_epochs_since_update: int = 5
     dynamics_improvement_threshold: float = 0.01
     dynamics_logvar_loss_coef: float = 0.01
+    dynamics_termination: str = "offlinerlkit"  # OfflineRL-Kit/MOBILE termination functions
 
     def dynamics_config(self) -> EnsembleDynamicsConfig:
         names = {f.name for f in fields(EnsembleDynamicsConfig)}
@@ -159,7 +172,7 @@ class EnsembleDynamics(nn.Module):
         self.register_buffer("input_mean", torch.zeros(obs_dim + act_dim))
         self.register_buffer("input_std", torch.ones(obs_dim + act_dim))
         self.register_buffer("elites", torch.arange(cfg.elites))
-        self.termination_fn = get_termination_fn(env_key) if env_key is not None else None
+        self.termination_fn = get_termination_fn(env_key, cfg.termination) if env_key is not None else None
         self.to(self.device)
         self.generator = torch.Generator(device=self.device).manual_seed(int(seed) + 1)
         self.optim = torch.optim.Adam(self.parameters(), lr=cfg.lr)

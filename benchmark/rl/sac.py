@@ -21,17 +21,25 @@ from torch import nn
 from benchmark.rl.nets import EnsembleMLP, mlp, soft_update
 
 LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0
+DEFAULT_LOGP_EPS = 1e-6  # OfflineRL-Kit / CORL
+ADMPO_LOGP_EPS = 1.1920928955078125e-07  # np.finfo(np.float32).eps, the ADMPO official code's
 
 
 class TanhGaussianActor(nn.Module):
     """State-conditioned diagonal Gaussian squashed by tanh and scaled to the action box."""
 
     def __init__(
-        self, obs_dim: int, act_dim: int, hidden: Sequence[int] = (256, 256), act_scale: float = 1.0
+        self,
+        obs_dim: int,
+        act_dim: int,
+        hidden: Sequence[int] = (256, 256),
+        act_scale: float = 1.0,
+        logp_eps: float = DEFAULT_LOGP_EPS,
     ):
         super().__init__()
         self.trunk = mlp(obs_dim, 2 * act_dim, hidden)
         self.act_dim = act_dim
+        self.logp_eps = float(logp_eps)
         self.register_buffer("act_scale", torch.tensor(float(act_scale)))
 
     def dist_params(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -48,8 +56,12 @@ class TanhGaussianActor(nn.Module):
             -1, keepdim=True
         )
         # change of variables for a = scale * tanh(u)
-        correction = torch.log(self.act_scale * (1 - squashed.pow(2)) + 1e-6).sum(-1, keepdim=True)
+        correction = self.log_abs_det(squashed)
         return self.act_scale * squashed, normal_logp - correction
+
+    def log_abs_det(self, squashed: torch.Tensor) -> torch.Tensor:
+        """``sum log(scale (1 - tanh(u)^2) + logp_eps)``, the change of variables for ``scale * tanh(u)``."""
+        return torch.log(self.act_scale * (1 - squashed.pow(2)) + self.logp_eps).sum(-1, keepdim=True)
 
     def log_prob(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
         """Log-density of given (already squashed, scaled) actions; used by CQL-style regularisers."""
@@ -59,7 +71,7 @@ class TanhGaussianActor(nn.Module):
         normal_logp = (-0.5 * ((u - mean) / log_std.exp()) ** 2 - log_std - 0.5 * math.log(2 * math.pi)).sum(
             -1, keepdim=True
         )
-        return normal_logp - torch.log(self.act_scale * (1 - squashed.pow(2)) + 1e-6).sum(-1, keepdim=True)
+        return normal_logp - self.log_abs_det(squashed)
 
 
 class QEnsemble(nn.Module):
@@ -92,6 +104,8 @@ class SACConfig:
     deterministic_backup: bool = False
     q_clip: float | None = None
     lr_schedule_steps: int = 0  # >0: cosine-anneal the actor lr over this many scheduler steps
+    alpha_max: float | None = None  # auto_alpha: use min(exp(log_alpha), alpha_max); None: no clamp
+    logp_eps: float = DEFAULT_LOGP_EPS  # epsilon of the tanh log-det (ADMPO_LOGP_EPS: ADMPO official)
 
 
 class SAC(nn.Module):
@@ -102,7 +116,7 @@ class SAC(nn.Module):
     ):
         super().__init__()
         self.cfg = cfg
-        self.actor = TanhGaussianActor(obs_dim, act_dim, cfg.hidden, act_scale)
+        self.actor = TanhGaussianActor(obs_dim, act_dim, cfg.hidden, act_scale, cfg.logp_eps)
         self.critic = QEnsemble(obs_dim, act_dim, cfg.num_critics, cfg.hidden)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
         # auto-alpha: log(alpha) starts at 0 (alpha = 1) in the official code; fixed: log(cfg.alpha)
@@ -123,7 +137,10 @@ class SAC(nn.Module):
 
     @property
     def alpha(self) -> torch.Tensor:
-        return self.log_alpha.exp().detach()
+        alpha = self.log_alpha.exp().detach()
+        if self.cfg.auto_alpha and self.cfg.alpha_max is not None:
+            alpha = alpha.clamp(max=self.cfg.alpha_max)
+        return alpha
 
     # ----- acting -------------------------------------------------------------------------------
     @torch.no_grad()

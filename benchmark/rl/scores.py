@@ -19,8 +19,10 @@ class ReferenceReturns:
 
 _D4RL_SOURCE = "D4RL d4rl/gym_mujoco/__init__.py REF_MIN_SCORE/REF_MAX_SCORE (via REFERENCE.md 3.4)"
 _NEORL_SOURCE = (
-    "UNVERIFIED: the MOBILE/OfflineRL-Kit-lineage convention quoted in REFERENCE.md section 5 from a "
-    "third-party file; not confirmed as the values the ADMPO paper used"
+    "twni2016/neubay@7aa8c6b neorl/core.py get_normalized_score (a NeoRL fork; values read there); "
+    "UNVERIFIED against the official source the NeoRL maintainers name (appendix H of the NeoRL paper, "
+    "expert and random columns, polixir/NeoRL issue 11; not available to us) and against what the ADMPO "
+    "paper used (its code records raw returns only)"
 )
 
 REFERENCE_RETURNS: dict[str, ReferenceReturns] = {

@@ -2,7 +2,13 @@
 (``components/static_fns/*``, REFERENCE.md section 6).
 
 Each function maps tensors ``(obs, act, next_obs)`` with leading batch dim ``B`` to a bool tensor
-``[B]`` (True = the episode ends at ``next_obs``). They work on numpy arrays too (converted).
+``[B]`` (True = the episode ends at ``next_obs``). They work on numpy arrays too (converted). As in the
+official numpy code, a non-finite state (NaN, +-inf) ends the episode wherever the official comparison
+is false for it (halfcheetah: any NaN; neorl-hopper: z = +inf).
+
+``source="offlinerlkit"`` selects the functions of OfflineRL-Kit (``offlinerlkit/utils/termination_fns.py``)
+and MOBILE's official code (``utils/termination_fns.py``), which the ensemble baselines follow; they
+differ from ADMPO's only for walker2d, where every coordinate must also lie in (-100, 100).
 """
 
 from __future__ import annotations
@@ -37,10 +43,16 @@ def walker2d(obs, act, next_obs) -> torch.Tensor:
     return ~not_done
 
 
+def walker2d_offlinerlkit(obs, act, next_obs) -> torch.Tensor:
+    # OfflineRL-Kit termination_fns.py:68 / MOBILE utils/termination_fns.py: also every |s_i| < 100
+    s = _t(next_obs)
+    return walker2d(obs, act, s) | ~((s > -100) & (s < 100)).all(dim=-1)
+
+
 def halfcheetah(obs, act, next_obs) -> torch.Tensor:
     # the official code since 2025-01-26: done iff any element leaves (-100, 100)
     s = _t(next_obs)
-    return ((s <= -100) | (s >= 100)).any(dim=-1)
+    return ~((s > -100) & (s < 100)).all(dim=-1)
 
 
 def neorl_hopper(obs, act, next_obs) -> torch.Tensor:
@@ -49,6 +61,7 @@ def neorl_hopper(obs, act, next_obs) -> torch.Tensor:
     healthy = (
         ((s[:, 3:] > -100) & (s[:, 3:] < 100)).all(dim=-1)
         & (s[:, 1] > 0.7)
+        & (s[:, 1] < float("inf"))
         & (s[:, 2] > -0.2)
         & (s[:, 2] < 0.2)
     )
@@ -97,9 +110,19 @@ TERMINATION_FNS: dict[str, TerminationFn] = {
 }
 
 
-def get_termination_fn(env_key: str) -> TerminationFn:
+# where OfflineRL-Kit / MOBILE-official differ from the ADMPO functions above
+OFFLINERLKIT_OVERRIDES: dict[str, TerminationFn] = {"walker2d": walker2d_offlinerlkit}
+TERMINATION_SOURCES = ("admpo", "offlinerlkit")
+
+
+def get_termination_fn(env_key: str, source: str = "admpo") -> TerminationFn:
+    """The termination function of ``env_key`` as the reference ``source`` defines it."""
+    if source not in TERMINATION_SOURCES:
+        raise KeyError(f"unknown termination source {source!r}; known: {', '.join(TERMINATION_SOURCES)}")
     if env_key not in TERMINATION_FNS:
         raise KeyError(
             f"no termination function for {env_key!r}; known: {', '.join(sorted(TERMINATION_FNS))}"
         )
+    if source == "offlinerlkit" and env_key in OFFLINERLKIT_OVERRIDES:
+        return OFFLINERLKIT_OVERRIDES[env_key]
     return TERMINATION_FNS[env_key]

@@ -13,6 +13,25 @@ from tqdm.auto import tqdm
 EVAL_SEED_OFFSET = 100_000  # evaluation episodes use seeds disjoint from training
 
 
+class DivergenceError(FloatingPointError):
+    """A training metric (loss, Q-value, temperature) or an evaluation return became NaN or inf.
+
+    The runner records the run as ``failed`` with this message, which names the metric and the step, so a
+    diverged run is never stored as a result."""
+
+    def __init__(self, metric: str, value: float, step: int, unit: str = "gradient step"):
+        self.metric, self.value, self.step = metric, value, step
+        super().__init__(f"{metric} became {value} at {unit} {step}")
+
+
+def check_finite(metrics: dict, step: int, unit: str = "gradient step") -> dict:
+    """Return ``metrics`` unchanged, or raise :class:`DivergenceError` on the first non-finite number."""
+    for key, value in metrics.items():
+        if isinstance(value, int | float | np.floating) and not math.isfinite(value):
+            raise DivergenceError(key, float(value), step, unit)
+    return metrics
+
+
 def evaluate(
     act: Callable, make_env: Callable, episodes: int, seed: int, seed_offset: int = EVAL_SEED_OFFSET
 ) -> tuple[float, float, list[float]]:
@@ -37,24 +56,41 @@ def _finite_mean(values: list[float]) -> float:
     return float(np.mean(vals)) if vals else float("nan")
 
 
-def train_offline(algo, cfg, make_env: Callable, normalize: Callable, progress: bool = True) -> dict:
+def train_offline(
+    algo, cfg, make_env: Callable, normalize: Callable, progress: bool = True, checkpointer=None
+) -> dict:
     """``cfg.epochs`` epochs of ``cfg.steps_per_epoch`` steps, one evaluation after each epoch.
 
     Returns ``{"curve": [...], "setup": {...}, "train": {...}}``: curve points are
     ``{step, epoch, return_mean, return_std, score, score_std, <mean diagnostics of the epoch>}``.
+    With a :class:`benchmark.rl.checkpoint.Checkpointer`, the loop resumes from its newest checkpoint and
+    writes one after setup and every ``checkpointer.every`` epochs (same result as an uninterrupted run).
     """
-    t0 = time.time()
-    setup_info = algo.setup() or {}
-    setup_info["setup_time_s"] = round(time.time() - t0, 3)
-    curve = []
-    step = 0
-    bar = tqdm(range(cfg.epochs), desc="epochs", disable=not progress, leave=False)
-    last = {}
+    state = checkpointer.load() if checkpointer is not None else None
+    if state is not None:
+        resumed = state["algo"]
+        resumed.attach_data(algo.ctx)
+        algo = resumed
+        setup_info, curve, last = state["setup"], state["curve"], state["last"]
+        step, first_epoch = state["step"], state["epoch"]
+    else:
+        t0 = time.time()
+        setup_info = algo.setup() or {}
+        setup_info["setup_time_s"] = round(time.time() - t0, 3)
+        curve, step, first_epoch, last = [], 0, 0, {}
+
+    def save(epoch: int) -> None:
+        checkpointer.save(epoch, {"algo": algo, "setup": setup_info, "curve": curve, "step": step,
+                                  "epoch": epoch, "last": last})
+
+    if state is None and checkpointer is not None and checkpointer.enabled:
+        save(0)  # model training (setup) can be the longest phase of a model-based run
+    bar = tqdm(range(first_epoch, cfg.epochs), desc="epochs", disable=not progress, leave=False)
     for epoch in bar:
         diag: dict[str, list[float]] = defaultdict(list)
         for _ in range(cfg.steps_per_epoch):
             batch = algo.next_batch(step)
-            for k, v in (algo.learn(batch) or {}).items():
+            for k, v in check_finite(algo.learn(batch) or {}, step + 1).items():
                 diag[k].append(v)
             step += 1
         for k, v in (algo.end_epoch(epoch) or {}).items():
@@ -62,6 +98,7 @@ def train_offline(algo, cfg, make_env: Callable, normalize: Callable, progress: 
         mean, std, _ = evaluate(
             lambda o: algo.act(o, deterministic=True), make_env, cfg.eval_episodes, cfg.seed
         )
+        check_finite({"evaluation return": mean}, step)
         point = {
             "step": step,
             "epoch": epoch + 1,
@@ -75,4 +112,6 @@ def train_offline(algo, cfg, make_env: Callable, normalize: Callable, progress: 
         curve.append(point)
         if progress:
             bar.set_postfix(ret=f"{mean:.1f}", score=point["score"])
-    return {"curve": curve, "setup": setup_info, "train": last}
+        if checkpointer is not None and checkpointer.due(epoch + 1) and epoch + 1 < cfg.epochs:
+            save(epoch + 1)
+    return {"curve": curve, "setup": setup_info, "train": last, "algo": algo}

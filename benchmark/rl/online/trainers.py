@@ -31,9 +31,10 @@ from collections.abc import Callable
 import numpy as np
 from tqdm.auto import tqdm
 
+from benchmark.rl.checkpoint import env_state, restore_env_state
 from benchmark.rl.online.algorithm import OnlineAlgorithm, Transition
 from benchmark.rl.online.configs import OnlineTrainConfig
-from benchmark.rl.trainers import evaluate
+from benchmark.rl.trainers import check_finite, evaluate
 
 
 # ----- the loop -----------------------------------------------------------------------------------
@@ -48,12 +49,15 @@ def _env_step(env, action):
 
 
 def train_online(algo: OnlineAlgorithm, cfg: OnlineTrainConfig, make_env: Callable, normalize: Callable,
-                 progress: bool = True) -> dict:
+                 progress: bool = True, checkpointer=None) -> dict:
     """Warm-up, then ``cfg.env_steps`` env steps with updates and periodic evaluations.
 
     ``make_env()`` builds a fresh env (training env once, one per evaluation); ``normalize(return)``
     gives the score or None. Returns ``{"curve": [...], "setup": {...}, "train": {...}}``; ``train``
-    holds the last interval's mean diagnostics and the counts (``count/...``).
+    holds the last interval's mean diagnostics and the counts (``count/...``). With a
+    :class:`benchmark.rl.checkpoint.Checkpointer`, the loop resumes from its newest checkpoint (the training
+    env's simulator state and the episode in progress included) and writes one after the warm-up and every
+    ``checkpointer.every`` env steps.
     """
     if cfg.eval_interval <= 0 or cfg.updates_per_step < 0 or cfg.update_interval <= 0:
         raise ValueError(
@@ -61,37 +65,45 @@ def train_online(algo: OnlineAlgorithm, cfg: OnlineTrainConfig, make_env: Callab
             f"must be positive and updates_per_step ({cfg.updates_per_step}) non-negative"
         )
     t0 = time.time()
-    setup_info = dict(algo.setup() or {})
+    state = checkpointer.load() if checkpointer is not None else None
     env = make_env()
-    obs, _ = env.reset(seed=int(cfg.seed))
-    env.action_space.seed(int(cfg.seed))
+    if state is not None:
+        algo, setup_info, loop = state["algo"], state["setup"], state["loop"]
+        env.reset(seed=int(cfg.seed))  # initialise the wrappers, then put the saved episode back
+        restore_env_state(env, state["env"])
+    else:
+        setup_info = dict(algo.setup() or {})
+        obs, _ = env.reset(seed=int(cfg.seed))
+        env.action_space.seed(int(cfg.seed))
 
-    # 0. warm-up with uniformly random actions (not counted in env_steps)
-    episode_return, warmup_returns = 0.0, []
-    for _ in range(cfg.start_learning):
-        action = env.action_space.sample()
-        next_obs, rew, term, trunc = _env_step(env, action)
-        algo.observe(Transition(obs, action, rew, next_obs, term, trunc))
-        episode_return += rew
-        obs = next_obs
-        if term or trunc:
-            warmup_returns.append(episode_return)
-            episode_return = 0.0
-            obs, _ = env.reset()
-    setup_info.update({
-        "warmup_steps": cfg.start_learning,
-        "warmup_episodes": len(warmup_returns),
-        "warmup_return_mean": float(np.mean(warmup_returns)) if warmup_returns else None,
-        "setup_time_s": round(time.time() - t0, 3),
-    })
+        # 0. warm-up with uniformly random actions (not counted in env_steps)
+        episode_return, warmup_returns = 0.0, []
+        for _ in range(cfg.start_learning):
+            action = env.action_space.sample()
+            next_obs, rew, term, trunc = _env_step(env, action)
+            algo.observe(Transition(obs, action, rew, next_obs, term, trunc))
+            episode_return += rew
+            obs = next_obs
+            if term or trunc:
+                warmup_returns.append(episode_return)
+                episode_return = 0.0
+                obs, _ = env.reset()
+        setup_info.update({
+            "warmup_steps": cfg.start_learning,
+            "warmup_episodes": len(warmup_returns),
+            "warmup_return_mean": float(np.mean(warmup_returns)) if warmup_returns else None,
+            "setup_time_s": round(time.time() - t0, 3),
+        })
+        loop = {"it": 0, "obs": obs, "episode_return": episode_return, "curve": [], "diag": defaultdict(list),
+                "hooks": {}, "last": {}, "updates": 0, "episodes": 0, "train_returns": []}
+        if checkpointer is not None and checkpointer.enabled:
+            checkpointer.save(0, {"algo": algo, "setup": setup_info, "loop": loop, "env": env_state(env)})
 
-    curve: list[dict] = []
-    diag: dict[str, list[float]] = defaultdict(list)
-    hooks: dict = {}
-    last: dict = {}
-    updates = episodes = 0
-    train_returns: list[float] = []
-    bar = tqdm(range(cfg.env_steps), desc="env steps", disable=not progress, leave=False, mininterval=2.0)
+    obs, episode_return, curve, diag, hooks, last, updates, episodes, train_returns = (
+        loop[k] for k in ("obs", "episode_return", "curve", "diag", "hooks", "last", "updates", "episodes",
+                          "train_returns"))
+    bar = tqdm(range(loop["it"], cfg.env_steps), desc="env steps", disable=not progress, leave=False,
+               mininterval=2.0)
     for it in bar:
         for k, v in (algo.before_step(it) or {}).items():
             hooks[k] = v
@@ -108,13 +120,14 @@ def train_online(algo: OnlineAlgorithm, cfg: OnlineTrainConfig, make_env: Callab
 
         if it % cfg.update_interval == 0:
             for _ in range(cfg.update_interval * cfg.updates_per_step):
-                for k, v in (algo.learn(algo.next_batch(it)) or {}).items():
+                for k, v in check_finite(algo.learn(algo.next_batch(it)) or {}, it, "env step").items():
                     diag[k].append(v)
                 updates += 1
 
         if it % cfg.eval_interval == 0:
             mean, std, _ = evaluate(lambda o: algo.act(o, deterministic=True), make_env, cfg.eval_episodes,
                                     cfg.seed)
+            check_finite({"evaluation return": mean}, it, "env step")
             score = normalize(mean)
             # normalisation is affine, so a std is only scaled: normalize(m + s) - normalize(m)
             score_std = normalize(mean + std) - score if score is not None else None
@@ -137,6 +150,12 @@ def train_online(algo: OnlineAlgorithm, cfg: OnlineTrainConfig, make_env: Callab
             train_returns = []
             if progress:
                 bar.set_postfix(ret=f"{mean:.1f}", score=score)
+        if checkpointer is not None and checkpointer.due(it + 1) and it + 1 < cfg.env_steps:
+            loop = {"it": it + 1, "obs": obs, "episode_return": episode_return, "curve": curve, "diag": diag,
+                    "hooks": hooks, "last": last, "updates": updates, "episodes": episodes,
+                    "train_returns": train_returns}
+            checkpointer.save(it + 1, {"algo": algo, "setup": setup_info, "loop": loop,
+                                       "env": env_state(env)})
     env.close()
     counts = {
         "count/warmup_steps": cfg.start_learning,
@@ -149,4 +168,4 @@ def train_online(algo: OnlineAlgorithm, cfg: OnlineTrainConfig, make_env: Callab
     for name in ("model_trainings", "rollouts"):
         if hasattr(algo, name):
             counts[f"count/{name}"] = getattr(algo, name)
-    return {"curve": curve, "setup": setup_info, "train": {**last, **counts}}
+    return {"curve": curve, "setup": setup_info, "train": {**last, **counts}, "algo": algo}

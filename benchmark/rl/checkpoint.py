@@ -1,0 +1,211 @@
+"""Run checkpoints: a run killed at any moment resumes from its last checkpoint to the same result.
+
+A checkpoint is one ``torch.save`` file holding the trainer's loop position and everything the rest of the
+run reads: the algorithm object itself (networks, optimisers, schedulers, temperature, models with their
+normalisers and elites, model buffers, its own random generators; pickled whole, so nothing is forgotten
+when an algorithm gains a field), the curve so far, python's / numpy's / torch's global random states, and
+for online runs the training env's simulator state and episode counters. Only what can be rebuilt exactly
+is left out: an offline algorithm's copy of the dataset (reloaded, checked by the record's config hash) and
+buffer rows never written (a buffer stores its live rows only).
+
+Files are written atomically (temp file, fsync, rename) as ``ckpt-<position>.pt`` in a folder beside the
+record; the newest readable one whose config hash matches is used, an unreadable one is skipped for the
+one before (the previous checkpoint is kept until a newer one is complete).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import re
+import shutil
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from benchmark.atomic import atomic_write
+
+FORMAT = 1
+_NAME = re.compile(r"ckpt-(\d+)\.pt")
+# gymnasium wrapper attributes that carry episode state (TimeLimit's step count, OrderEnforcing's flag)
+_WRAPPER_COUNTERS = ("_elapsed_steps", "_has_reset", "_disable_render_order_enforcing")
+
+
+def global_rng_state() -> dict[str, Any]:
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_global_rng_state(state: dict[str, Any]) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def env_state(env) -> dict[str, Any]:
+    """A MuJoCo gymnasium env's whole ``MjData`` (time, qpos, qvel, the solver's warm start and the derived
+    quantities rewards read, such as body positions), its wrappers' episode counters and its generators."""
+    import copy
+
+    base = env.unwrapped
+    state = {
+        "mujoco": copy.copy(base.data),
+        "np_random": base.np_random.bit_generator.state,
+        "action_space": env.action_space.np_random.bit_generator.state,
+        "wrappers": [],
+    }
+    layer = env
+    while layer is not base:
+        state["wrappers"].append({k: v for k, v in vars(layer).items() if k in _WRAPPER_COUNTERS})
+        layer = layer.env
+    return state
+
+
+def restore_env_state(env, state: dict[str, Any]) -> None:
+    import mujoco
+
+    base = env.unwrapped
+    mujoco.mj_copyData(base.data, base.model, state["mujoco"])  # in place: the env keeps its references
+    base.np_random.bit_generator.state = state["np_random"]
+    env.action_space.np_random.bit_generator.state = state["action_space"]
+    layer = env
+    for saved in state["wrappers"]:
+        vars(layer).update(saved)
+        layer = layer.env
+
+
+def rewire_after_load(root: Any) -> Any:
+    """Redo what unpickling cannot restore: an LR scheduler's wrapper around its optimizer's ``step``
+    (torch adds it in the scheduler's ``__init__`` to check the call order; without it every scheduler step
+    warns). Walks ``root``'s attributes; returns ``root``."""
+    seen: set[int] = set()
+    todo = [root]
+    while todo:
+        obj = todo.pop()
+        if id(obj) in seen or isinstance(obj, torch.Tensor | np.ndarray):
+            continue
+        seen.add(id(obj))
+        if isinstance(obj, torch.optim.lr_scheduler.LRScheduler):
+            _wrap_optimizer_step(obj.optimizer)
+        if isinstance(obj, dict):
+            todo.extend(obj.values())
+        elif isinstance(obj, list | tuple):
+            todo.extend(obj)
+        elif hasattr(obj, "__dict__") and not isinstance(obj, type):
+            todo.extend(vars(obj).values())
+    return root
+
+
+def _wrap_optimizer_step(optimizer: torch.optim.Optimizer) -> None:
+    if hasattr(optimizer.step, "_wrapped_by_lr_sched"):
+        return
+    step = optimizer.step
+
+    def wrapper(*args, **kwargs):
+        optimizer._opt_called = True
+        return step(*args, **kwargs)
+
+    wrapper._wrapped_by_lr_sched = True
+    optimizer.step = wrapper
+
+
+class Checkpointer:
+    """Writes and finds the checkpoints of one run (``directory`` beside its record).
+
+    ``every`` is the interval in the trainer's unit (epochs offline, env steps online); 0 disables it."""
+
+    def __init__(
+        self, directory: Path, config_hash: str, every: int, log: Callable[[str], None] | None = None
+    ):
+        self.directory = Path(directory)
+        self.config_hash = config_hash
+        self.every = int(every)
+        self.log = log or (lambda msg: print(f"admbench: {msg}", file=sys.stderr))
+        self.resumed_from: int | None = None
+
+    @property
+    def enabled(self) -> bool:
+        return self.every > 0
+
+    def due(self, position: int) -> bool:
+        return self.enabled and position % self.every == 0
+
+    def save(self, position: int, state: dict[str, Any]) -> Path:
+        """Write the checkpoint at ``position`` (with the global random states) atomically, then drop all
+        but it and the one before it."""
+        payload = {"format": FORMAT, "config_hash": self.config_hash, "position": position,
+                   "rng": global_rng_state(), **state}
+        target = atomic_write(self.directory / f"ckpt-{position:010d}.pt", lambda f: torch.save(payload, f))
+        for old in self._files()[:-2]:
+            old.unlink(missing_ok=True)
+        return target
+
+    def _files(self) -> list[Path]:
+        if not self.directory.is_dir():
+            return []
+        return sorted((p for p in self.directory.iterdir() if _NAME.fullmatch(p.name)),
+                      key=lambda p: int(_NAME.fullmatch(p.name).group(1)))
+
+    def load(self) -> dict[str, Any] | None:
+        """The newest usable checkpoint, or None; loading it also puts the global random states back.
+        Unreadable files and other configs' files are skipped (with a message); a checkpoint is never used
+        for a config it was not written by."""
+        if not self.enabled:
+            return None
+        for path in reversed(self._files()):
+            try:
+                state = torch.load(path, map_location="cpu", weights_only=False)
+            except Exception as e:  # truncated, corrupt, or from an incompatible version
+                self.log(f"skipping unreadable checkpoint {path} ({type(e).__name__}: {e})")
+                continue
+            if not isinstance(state, dict) or state.get("format") != FORMAT:
+                self.log(f"skipping checkpoint {path}: unknown format")
+                continue
+            if state.get("config_hash") != self.config_hash:
+                self.log(f"skipping checkpoint {path}: written for config {state.get('config_hash')}, "
+                         f"this run is {self.config_hash}")
+                continue
+            rewire_after_load(state)
+            set_global_rng_state(state["rng"])
+            self.resumed_from = int(state["position"])
+            self.log(f"resuming from checkpoint {path}")
+            return state
+        return None
+
+    def clear(self) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            shutil.rmtree(self.directory)
+
+
+POLICY_FORMAT = "admbench.policy/1"
+
+
+def save_policy(path: Path, algo: Any, meta: dict[str, Any]) -> Path:
+    """A self-describing policy file: the trained algorithm (buffers and datasets left out) with ``meta``
+    (the record's algo, task, seed, budget, config, config hash, versions, commit, final score), so
+    ``admbench evaluate`` can run it again without the code that trained it knowing anything else."""
+    from benchmark.rl.buffers import contents_left_out
+
+    payload = {"format": POLICY_FORMAT, "meta": meta, "algo": algo}
+    with contents_left_out():
+        return atomic_write(path, lambda f: torch.save(payload, f))
+
+
+def load_policy(path: Path) -> dict[str, Any]:
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    if not isinstance(state, dict) or state.get("format") != POLICY_FORMAT:
+        raise ValueError(f"{path}: not an admbench policy file (expected format {POLICY_FORMAT})")
+    rewire_after_load(state)
+    return state
+
+
+__all__ = ["Checkpointer", "env_state", "global_rng_state", "load_policy", "restore_env_state", "save_policy",
+           "set_global_rng_state"]

@@ -1,0 +1,134 @@
+"""Run checkpoints: a run SIGKILLed at a random moment after its first checkpoint resumes to a record whose
+curve and final score are bit-identical to an uninterrupted run with the same seed."""
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from benchmark.rl.checkpoint import Checkpointer
+from benchmark.runner import RunSpec, checkpoint_dir, prepare, run_one
+
+ROOT = Path(__file__).resolve().parent.parent
+
+CASES = {
+    # offline model-free
+    "bc": ("local/hopper-medium-replay", {"epochs": 6, "steps_per_epoch": 200, "checkpoint_every": 1}),
+    # offline model-based (ensemble dynamics, model buffer, rollouts)
+    "mopo": ("local/hopper-medium-replay", {"epochs": 5, "steps_per_epoch": 50, "rollout_freq": 40,
+                                            "rollout_batch_size": 200, "dynamics_max_epochs": 2,
+                                            "checkpoint_every": 1}),
+    # the paper's offline method (any-step model, carried rollouts, window sampler)
+    "admpo-off": ("local/hopper-medium-replay", {"epochs": 5, "steps_per_epoch": 50, "rollout_freq": 40,
+                                                 "rollout_batch_size": 200, "model_max_epochs": 1,
+                                                 "checkpoint_every": 1}),
+    # online model-free: replay buffer, the training env's episode in progress
+    "sac": ("mujoco/Hopper", {"env_steps": 400, "eval_interval": 100, "start_learning": 300,
+                              "eval_episodes": 1, "checkpoint_every": 25}),
+    # the paper's online method (online model-based: model retraining, model buffer, rollouts)
+    "admpo-on": ("mujoco/Hopper", {"env_steps": 60, "eval_interval": 20, "start_learning": 400,
+                                   "model_update_interval": 30, "model_rollout_interval": 15,
+                                   "updates_per_step": 5, "checkpoint_every": 4}),
+}
+
+
+def _curve_and_score(record: dict) -> str:
+    """Curve, final score and return; wall-clock timings some curve points carry (``*time_s``, e.g. model
+    training time) differ between any two runs and are left out."""
+    curve = [{k: v for k, v in p.items() if not k.endswith("time_s")} for p in record["curve"]]
+    return json.dumps({"curve": curve, "final_score": record["final_score"],
+                       "final_return": record["final_return"]}, sort_keys=True)
+
+
+def _kill_after_first_checkpoint(
+    algo: str, task: str, overrides: dict, results: Path, rng: random.Random
+) -> int:
+    argv = [sys.executable, "-m", "benchmark", "run", "--algo", algo, "--task", task, "--budget", "smoke",
+            "--results", str(results), "--quiet"]
+    argv += [x for k, v in overrides.items() for x in ("--set", f"{k}={v}")]
+    proc = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    ckpts = checkpoint_dir(RunSpec(algo, task, 0, "smoke").path(results))
+    deadline = time.time() + 600
+    while not (ckpts.is_dir() and any(p.suffix == ".pt" for p in ckpts.iterdir())):
+        assert proc.poll() is None, "the run ended before writing a checkpoint"
+        assert time.time() < deadline
+        time.sleep(0.05)
+    time.sleep(rng.uniform(0.0, 0.5))  # a random moment after the first checkpoint
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    return proc.returncode
+
+
+@pytest.mark.parametrize("algo", sorted(CASES))
+def test_run_killed_after_a_checkpoint_resumes_bit_identically(algo, tiny_data, tmp_path):
+    task, sizes = CASES[algo]
+    overrides = sizes
+    reference = run_one(RunSpec(algo, task, 0, "smoke", sizes), tmp_path / "uninterrupted", progress=False)
+    assert reference["status"] == "ok", reference.get("traceback")
+    assert not checkpoint_dir(RunSpec(algo, task, 0, "smoke").path(tmp_path / "uninterrupted")).exists()
+
+    results = tmp_path / "killed"
+    code = _kill_after_first_checkpoint(algo, task, overrides, results, random.Random(algo))
+    run = RunSpec(algo, task, 0, "smoke", sizes)
+    path = run.path(results)
+    assert code == -signal.SIGKILL, "the run finished before it was killed: make it longer"
+    assert not path.exists() and checkpoint_dir(path).is_dir()
+    resumed = run_one(run, results, progress=False)
+    assert resumed["status"] == "ok", resumed.get("traceback")
+    assert resumed["resumed_from"] >= 0
+    assert _curve_and_score(resumed) == _curve_and_score(reference)
+    assert not checkpoint_dir(path).exists()  # deleted once the record is written
+
+
+def test_corrupt_newest_checkpoint_falls_back_and_other_configs_are_never_used(tmp_path, capsys):
+    ckpt = Checkpointer(tmp_path / "c", "hash-a", every=1)
+    ckpt.save(1, {"x": 1})
+    ckpt.save(2, {"x": 2})
+    newest = tmp_path / "c" / "ckpt-0000000002.pt"
+    newest.write_bytes(newest.read_bytes()[:40])
+    state = ckpt.load()
+    assert state["x"] == 1 and ckpt.resumed_from == 1
+    assert "skipping unreadable checkpoint" in capsys.readouterr().err
+    assert Checkpointer(tmp_path / "c", "hash-b", every=1).load() is None
+    assert "written for config hash-a" in capsys.readouterr().err
+    ckpt.save(3, {"x": 3})
+    assert sorted(p.name for p in (tmp_path / "c").iterdir()) == ["ckpt-0000000002.pt", "ckpt-0000000003.pt"]
+    assert Checkpointer(tmp_path / "c", "hash-a", every=0).load() is None  # disabled: never resumes
+
+
+def test_checkpoint_interval_is_not_part_of_the_config_hash(tiny_data):
+    base = RunSpec("bc", "local/hopper-medium-replay", 0, "short")
+    assert prepare(base)[-1] == prepare(RunSpec("bc", "local/hopper-medium-replay", 0, "short",
+                                                {"checkpoint_every": 1}))[-1]
+    assert prepare(base)[3]["checkpoint_every"] == 5
+    assert prepare(RunSpec("bc", "local/hopper-medium-replay", 0, "smoke"))[3]["checkpoint_every"] == 0
+
+
+@pytest.mark.parametrize("algo, task", [("td3bc", "local/hopper-medium-replay"), ("sac", "mujoco/Hopper")])
+def test_keep_policy_writes_a_file_evaluate_runs_again(algo, task, tiny_data, tmp_path, capsys):
+    from benchmark.cli import main
+    from benchmark.runner import policy_path
+
+    sizes = {"eval_episodes": 2} if algo == "td3bc" else {"env_steps": 61, "eval_interval": 30,
+                                                          "start_learning": 200, "eval_episodes": 2}
+    argv = ["run", "--algo", algo, "--task", task, "--budget", "smoke", "--results", str(tmp_path),
+            "--quiet", "--keep-policy"] + [x for k, v in sizes.items() for x in ("--set", f"{k}={v}")]
+    assert main(argv) == 0
+    run = RunSpec(algo, task, 0, "smoke", sizes)
+    record = json.loads(run.path(tmp_path).read_text())
+    policy = policy_path(run.path(tmp_path))
+    assert policy.stat().st_size < 5_000_000  # networks only: buffers and datasets are left out
+    capsys.readouterr()
+    assert main(["evaluate", str(policy), "--episodes", "2"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    # the same deterministic episodes as the last evaluation (taken after the last update) give its return
+    assert out["return_mean"] == record["curve"][-1]["return_mean"]
+    assert out["config_hash"] == record["config_hash"] and out["task"] == task
