@@ -28,7 +28,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-import numpy as np
 import torch
 
 from adm.model import ADMConfig, AnyStepDynamics
@@ -37,7 +36,13 @@ from adm.training import ADMTrainConfig, train_adm
 from benchmark.data.dataset import OfflineDataset
 from benchmark.registry import AlgorithmSpec, register
 from benchmark.rl.buffers import Batch, WindowSampler
-from benchmark.rl.online import OnlineContext, OnlineModelBased, OnlineModelBasedConfig, OnlineSACConfig
+from benchmark.rl.online import (
+    OnlineContext,
+    OnlineModelBased,
+    OnlineModelBasedConfig,
+    OnlineSACConfig,
+    SACAgent,
+)
 from benchmark.rl.sac import SAC
 from benchmark.rl.termination import get_termination_fn
 
@@ -85,7 +90,7 @@ class ADMPOOnConfig(OnlineModelBasedConfig, OnlineSACConfig):
     }
 
 
-class ADMPOOn(OnlineModelBased):
+class ADMPOOn(SACAgent, OnlineModelBased):  # SACAgent: act, learn, the rollout policy
     cfg: ADMPOOnConfig
 
     def __init__(self, cfg: ADMPOOnConfig, ctx: OnlineContext):
@@ -143,17 +148,6 @@ class ADMPOOn(OnlineModelBased):
         cfg = RolloutConfig(length=length, **self.rollout_cfg)
         return rollout(self.model, self.policy, hist_obs, hist_act, start_obs, cfg, self.termination_fn,
                        self.rollout_generator)
-
-    def policy(self, obs: torch.Tensor) -> torch.Tensor:
-        """The stochastic SAC policy (rollout actions are sampled, as in the code)."""
-        return self.sac.actor.sample(obs)[0]
-
-    # ----- acting and learning ------------------------------------------------------------------
-    def act(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
-        return self.sac.act(obs, deterministic)
-
-    def learn(self, batch: Batch) -> dict:
-        return self.sac.update(batch)
 
 
 register(

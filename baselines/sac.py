@@ -18,11 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-import numpy as np
-
 from benchmark.registry import AlgorithmSpec, register
-from benchmark.rl.buffers import Batch
-from benchmark.rl.online import OnlineAlgorithm, OnlineContext, OnlineSACConfig
+from benchmark.rl.online import OnlineAlgorithm, OnlineContext, OnlineSACConfig, SACAgent
 from benchmark.rl.sac import SAC
 
 
@@ -36,16 +33,10 @@ class SACOnlineConfig(OnlineSACConfig):
     BUDGETS: ClassVar[dict[str, dict[str, Any]]] = {"smoke": {"env_steps": 60, "eval_interval": 30}}
 
 
-class OnlineSAC(OnlineAlgorithm):
+class OnlineSAC(SACAgent, OnlineAlgorithm):
     def __init__(self, cfg: SACOnlineConfig, ctx: OnlineContext):
         super().__init__(cfg, ctx)
         self.sac = SAC(ctx.obs_dim, ctx.act_dim, cfg.sac_config(), act_scale=ctx.act_scale, device=ctx.device)
-
-    def act(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
-        return self.sac.act(obs, deterministic)
-
-    def learn(self, batch: Batch) -> dict:
-        return self.sac.update(batch)
 
 
 register(

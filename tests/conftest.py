@@ -66,6 +66,19 @@ def hopper_short_run_learns(tmp_path):
     return check
 
 
+@pytest.fixture
+def sac_first_evaluation(tmp_path):
+    """The return of online SAC's first evaluation at the short budget on mujoco/Hopper, seed 0 (taken at
+    it = 0, after one env step and one update, so ``env_steps=1`` gives the full run's first point):
+    an untrained deterministic Hopper policy that stands for a while (197.2 measured)."""
+    from benchmark.runner import RunSpec, run_one
+
+    spec = RunSpec("sac", "mujoco/Hopper", seed=0, budget="short", overrides={"env_steps": 1})
+    record = run_one(spec, tmp_path / "sac-first", progress=False)
+    assert record["status"] == "ok", record.get("traceback")
+    return record["curve"][0]["return_mean"]
+
+
 def pytest_collection_modifyitems(config, items):
     # every test in a bench_*.py file is a timing benchmark: run by `tox -e bench`, not by the fast suite
     for item in items:

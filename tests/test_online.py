@@ -1,4 +1,4 @@
-"""Mechanics of the shared online loop (benchmark/rl/online.py) on a tiny scripted environment."""
+"""Mechanics of the shared online loop (benchmark/rl/online/) on a tiny scripted environment."""
 
 from __future__ import annotations
 

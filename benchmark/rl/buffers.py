@@ -107,11 +107,14 @@ class TransitionBuffer:
         self.ptr = (self.ptr + n) % self.capacity
         self.size = min(self.size + n, self.capacity)
 
-    def resize(self, capacity: int) -> None:
-        """Change capacity keeping the newest transitions (ADMPO-ON grows its model buffer)."""
+    def resize(self, capacity: int, storage_order: bool = False) -> None:
+        """Change capacity keeping the newest transitions, re-laid oldest first (ADMPO-ON grows its model
+        buffer). ``storage_order=True`` copies rows 0..size-1 as they lie instead (MBPO's and BMPO's
+        ``_reallocate_model_pool``: a new pool gets ``return_all_samples()``), so once the old buffer
+        had wrapped, later writes evict rows in storage order rather than the oldest."""
         if capacity == self.capacity:
             return
-        kept = self.all()
+        kept = {k: v[: self.size] for k, v in self.data.items()} if storage_order else self.all()
         obs_dim, act_dim = self.data["obs"].shape[1], self.data["act"].shape[1]
         self.__init__(capacity, obs_dim, act_dim, self.device)
         self.add(**kept)

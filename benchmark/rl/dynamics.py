@@ -91,9 +91,9 @@ class EnsembleDynamicsConfig:
 
 
 @dataclass
-class EnsembleModelBasedConfig(ModelBasedConfig):
-    """:class:`ModelBasedConfig` plus the ensemble's fields, flat (``dynamics_<field>``) so a YAML or
-    ``--set dynamics_max_epochs=30`` can set them; :meth:`dynamics_config` gathers them."""
+class EnsembleDynamicsFields:
+    """The ensemble's fields, flat (``dynamics_<field>``) so a YAML or ``--set dynamics_max_epochs=30`` can
+    set them; :meth:`dynamics_config` gathers them. Mixed into offline and online model-based configs."""
 
     dynamics_members: int = 7
     dynamics_elites: int = 5
@@ -110,16 +110,21 @@ class EnsembleModelBasedConfig(ModelBasedConfig):
     dynamics_logvar_loss_coef: float = 0.01
     dynamics_termination: str = "offlinerlkit"  # OfflineRL-Kit/MOBILE termination functions
 
+    def dynamics_config(self) -> EnsembleDynamicsConfig:
+        names = {f.name for f in fields(EnsembleDynamicsConfig)}
+        values = {n: getattr(self, f"dynamics_{n}") for n in names if hasattr(self, f"dynamics_{n}")}
+        return EnsembleDynamicsConfig(**values)
+
+
+@dataclass
+class EnsembleModelBasedConfig(ModelBasedConfig, EnsembleDynamicsFields):
+    """:class:`ModelBasedConfig` (offline) plus the ensemble's fields."""
+
     # budgets bound the dynamics training (sizes only): smoke a few hundred steps, short a few thousand
     BUDGETS: ClassVar[dict[str, dict[str, Any]]] = {
         "smoke": {"dynamics_max_epochs": 5, "dynamics_max_steps": 200},
         "short": {"dynamics_max_epochs": 100, "dynamics_max_steps": 4000},
     }
-
-    def dynamics_config(self) -> EnsembleDynamicsConfig:
-        names = {f.name for f in fields(EnsembleDynamicsConfig)}
-        values = {n: getattr(self, f"dynamics_{n}") for n in names if hasattr(self, f"dynamics_{n}")}
-        return EnsembleDynamicsConfig(**values)
 
 
 def soft_clamp(x: Tensor, low: Tensor, high: Tensor) -> Tensor:
@@ -223,10 +228,15 @@ class EnsembleDynamics(nn.Module):
         )
 
     def fit_arrays(self, obs, act, rew, next_obs) -> dict[str, float]:
-        cfg, dev, gen = self.cfg, self.device, self.generator
-        t = lambda x: torch.as_tensor(np.asarray(x), dtype=torch.float32, device=dev)
+        """Forward model: inputs ``(s, a)``, targets ``(s' - s, r)``."""
+        t = lambda x: torch.as_tensor(np.asarray(x), dtype=torch.float32, device=self.device)
         obs, act, rew, next_obs = t(obs), t(act), t(rew).reshape(-1, 1), t(next_obs)
-        target = torch.cat([next_obs - obs, rew], dim=-1)
+        return self.fit_targets(obs, act, torch.cat([next_obs - obs, rew], dim=-1))
+
+    def fit_targets(self, obs: Tensor, act: Tensor, target: Tensor) -> dict[str, float]:
+        """Train on inputs ``(obs, act)`` and raw targets ``[B, obs_dim + 1]`` (BMPO's backward model
+        trains the same class on ``(s', a) -> (s' - s, r)``)."""
+        cfg, dev, gen = self.cfg, self.device, self.generator
         n = len(obs)
         holdout_size = min(int(n * cfg.holdout_fraction), cfg.max_holdout)
         train_size = n - holdout_size
@@ -319,14 +329,22 @@ class EnsembleDynamics(nn.Module):
             raise RuntimeError("EnsembleDynamics.step needs env_key (the termination function)")
         mean, logvar = self.predict(obs, act)
         std = torch.exp(0.5 * logvar)
-        batch = obs.shape[0]
-        choice = torch.randint(len(self.elites), (batch,), generator=self._gen(generator), device=self.device)
-        pick = self.elites[choice]
-        rows = torch.arange(batch, device=self.device)
-        sample = mean[pick, rows] + std[pick, rows] * self._noise((batch, self.out_dim), generator)
+        sample, pick = self.sample_random_elite(mean, std, generator)
         next_obs, reward = sample[:, :-1], sample[:, -1:]
         terminal = self.termination_fn(obs, act, next_obs).reshape(-1, 1)
         return next_obs, reward, terminal, {"mean": mean, "std": std, "member": pick}
+
+    def sample_random_elite(
+        self, mean: Tensor, std: Tensor, generator: torch.Generator | None = None
+    ) -> tuple[Tensor, Tensor]:
+        """Per transition one elite drawn uniformly (MBPO's ``random_inds``) and a Gaussian draw from it:
+        ``mean, std [members, B, d] -> (sample [B, d], member [B])``."""
+        batch = mean.shape[1]
+        choice = torch.randint(len(self.elites), (batch,), generator=self._gen(generator), device=self.device)
+        pick = self.elites[choice]
+        rows = torch.arange(batch, device=self.device)
+        sample = mean[pick, rows] + std[pick, rows] * self._noise((batch, mean.shape[-1]), generator)
+        return sample, pick
 
     @torch.no_grad()
     def sample_next_obs(
