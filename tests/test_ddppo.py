@@ -177,3 +177,11 @@ def test_ddppo_learns_on_hopper_short_budget(hopper_short_run_learns):
     both ensembles trained every 250 steps (capped at 300 gradient steps), 5000 rollout starts.
     Thresholds: the fixture's. MEASURED: see the report of this branch (filled in when the run finished)."""
     hopper_short_run_learns("ddppo", last_evals=2)
+
+
+@pytest.mark.parametrize("env", ONLINE_ENVS)
+def test_ddppo_runs_on_every_online_env(env):
+    from tests.test_steve import learner_on_every_env
+
+    info = learner_on_every_env("ddppo", env)
+    assert all(math.isfinite(v) for v in info.values()) and "actor_loss" in info

@@ -116,3 +116,41 @@ def test_steve_learns_on_hopper_short_budget(hopper_short_run_learns):
     episodes of the last interval and the mean of the last two evaluations at least 5x the random warm-up
     return). MEASURED: see the report of this branch (filled in when the run finished)."""
     hopper_short_run_learns("steve", last_evals=2)
+
+
+def learner_on_every_env(algo_name: str, env: str) -> dict:
+    """Resolve the config of ``algo_name`` on ``mujoco/<env>`` at every budget, then, at smoke sizes and with
+    the env's real dimensions, action bound and termination function, run the first hooks and two
+    learner steps on random transitions; returns the last diagnostics."""
+    from benchmark.envs.factory import make_env
+    from benchmark.rl.online import Transition
+
+    spec, task = registry.get(algo_name), resolve_task(f"mujoco/{env}")
+    for budget in ("paper", "short"):
+        resolve_config(spec.config_cls, spec.config_dir, task.config_keys, budget)
+    small = {"buffer_size": 1000}
+    cfg, _ = resolve_config(spec.config_cls, spec.config_dir, task.config_keys, "smoke", small)
+    probe = make_env(task.env_key)
+    obs_dim, act_dim = probe.observation_space.shape[0], probe.action_space.shape[0]
+    scale = float(probe.action_space.high[0])
+    probe.close()
+    torch.manual_seed(0)
+    algo = spec.factory(cfg, OnlineContext(task.env_key, obs_dim, act_dim, scale, torch.device("cpu"), 0))
+    rng = np.random.default_rng(0)
+    for i in range(cfg.start_learning):
+        obs = rng.normal(size=obs_dim)
+        algo.observe(Transition(obs, rng.uniform(-scale, scale, act_dim), float(rng.normal()),
+                                obs + 0.1 * rng.normal(size=obs_dim), i % 97 == 96, False))
+    algo.before_step(0)
+    info = {}
+    for _ in range(2):
+        info = algo.learn(algo.next_batch(0))
+    action = algo.act(rng.normal(size=obs_dim).astype(np.float32), deterministic=False)
+    assert action.shape == (act_dim,) and np.all(np.abs(action) <= scale)
+    return info
+
+
+@pytest.mark.parametrize("env", ONLINE_ENVS)
+def test_steve_runs_on_every_online_env(env):
+    info = learner_on_every_env("steve", env)
+    assert all(math.isfinite(v) for v in info.values())
