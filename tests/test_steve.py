@@ -111,7 +111,7 @@ def test_steve_smoke_run_end_to_end(tmp_path):
 
 @pytest.mark.slow
 def test_steve_learns_on_hopper_short_budget(hopper_short_run_learns):
-    """Seed 0, short budget: 2000 random frames, 1000 model pre-training steps, then 2000 env steps with 4
+    """Seed 0, short budget: 2000 random frames, 1000 model pre-training steps, then 1000 env steps with 4
     model and 4 value updates each on batches of 64. Thresholds: the fixture's (stochastic training
     episodes of the last interval and the mean of the last two evaluations at least 5x the random warm-up
     return). MEASURED: see the report of this branch (filled in when the run finished)."""
