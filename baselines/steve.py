@@ -33,7 +33,9 @@ Ours is **synchronous**: the official learners run asynchronously (value learner
 workers in separate processes, the value learner reloading the model every 500 updates); here each env step
 is followed by exactly 4 learner steps, each one model update and one value update (the ratio the official
 code enforces by ``_have_enough_frames``), and the value learner always uses the current model. One env,
-not 8 parallel interactors. Actions are scaled by the env's action bound (Humanoid: 0.4).
+not 8 parallel interactors; evaluation is the shared protocol (deterministic episodes every
+``eval_interval`` steps), not the official evaluator processes. Actions are scaled by the env's action bound
+(Humanoid: 0.4).
 """
 
 from __future__ import annotations
