@@ -181,7 +181,8 @@ def test_ddppo_learns_on_hopper_short_budget(hopper_short_run_learns):
     three intervals; prediction-model holdout MSE 0.025-0.038, Jacobian-consistency loss 0.041-0.048.
 
     Thresholds (the fixture's): the stochastic training episodes of the last interval and the mean of the
-    last two evaluations return at least 5x the random warm-up return (96 here; measured 186 and 182)."""
+    last two evaluations return at least 5x the random warm-up return (96 here; measured 186 and 182).
+    `pytest tests/test_steve.py tests/test_ddppo.py -m slow -n 2` passed both learning tests in 1013 s."""
     hopper_short_run_learns("ddppo", last_evals=2)
 
 
