@@ -19,7 +19,7 @@ import json
 import logging
 import math
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -508,6 +508,25 @@ def curves_frame(records: pd.DataFrame) -> pd.DataFrame:
     frame = pd.DataFrame(rows, columns=["algo", "task", "seed", "step", "score", "return"])
     frame[["score", "return"]] = frame[["score", "return"]].astype(float)
     return frame
+
+
+def steps_to_return(curves: pd.DataFrame, thresholds: Mapping[str, Sequence[float]]) -> pd.DataFrame:
+    """Env steps each run needs to reach fixed returns (how the paper's "faster learning" is measured):
+    per (algo, task, threshold), the first evaluation step whose return is >= the threshold, averaged over
+    the seeds that reached it; ``reached``/``seeds`` say how many did. ``thresholds`` maps task -> returns."""
+    rows = []
+    for (algo, task), runs in curves.groupby(["algo", "task"], sort=True):
+        for threshold in thresholds.get(task, ()):
+            first = []
+            for _, run in runs.groupby("seed"):
+                hit = run.sort_values("step")
+                hit = hit[hit["return"] >= threshold]
+                if len(hit):
+                    first.append(int(hit["step"].iloc[0]))
+            rows.append({"algo": algo, "task": task, "threshold": float(threshold),
+                         "steps_mean": float(np.mean(first)) if first else float("nan"),
+                         "reached": len(first), "seeds": int(runs["seed"].nunique())})
+    return pd.DataFrame(rows, columns=["algo", "task", "threshold", "steps_mean", "reached", "seeds"])
 
 
 def _trimmed_iqm(values: np.ndarray) -> np.ndarray:

@@ -635,6 +635,35 @@ def _curve_sections(out_dir, runs, bootstrap_reps, seed) -> list[str]:
     return md
 
 
+def _steps_to_return_section(suite: str, out_dir: Path, runs: pd.DataFrame) -> list[str]:
+    """Env steps each method needs to reach the suite's fixed returns (``report.return_thresholds``)."""
+    try:
+        from benchmark.suites import SuiteError, load_suite
+
+        thresholds = load_suite(suite).report.get("return_thresholds", {})
+    except (ImportError, SuiteError):
+        return []
+    curves = agg.curves_frame(runs)
+    table = agg.steps_to_return(curves, thresholds)
+    if table.empty:
+        return []
+    _csv(table, out_dir / "steps_to_return.csv")
+    header = ["algo", "task", "return", "env steps to reach it (mean over seeds that did)",
+              "seeds reaching it"]
+    rows = [
+        [r.algo, r.task, f"{r.threshold:g}", "—" if np.isnan(r.steps_mean) else f"{r.steps_mean:,.0f}",
+         f"{r.reached}/{r.seeds}"]
+        for r in table.itertuples(index=False)
+    ]
+    return [
+        "## Env steps to reach fixed returns (ours)\n",
+        "How the paper measures faster learning: the first evaluation (post-warm-up env steps, as the x "
+        "axis of the curves) whose deterministic return reaches each fixed return of the suite's "
+        "`report.return_thresholds`; `—` if no seed reached it within the budget.\n",
+        markdown_table(header, rows, align="llrrr"),
+    ]
+
+
 def planned_cells(suite: str) -> tuple[set[tuple[str, str]] | None, int | None]:
     """(algo, task) cells and default seed count of a suite defined in ``benchmark/suites/``, so the
     tables show planned-but-missing runs; ``(None, None)`` for suites without a definition there."""
@@ -940,6 +969,7 @@ def _write_report(suite, results_dir, out_dir, seeds_requested, bootstrap_reps, 
         md += _ablation_section(out_dir, runs)
         md += _aggregate_section(suite, out_dir, runs, bootstrap_reps, seed)
         md += _curve_sections(out_dir, runs, bootstrap_reps, seed)
+        md += _steps_to_return_section(suite, out_dir, runs)
     md += _analysis_sections(out_dir, agg.analyses_only(records))
 
     failed = records[records["status"] != "ok"]

@@ -26,7 +26,7 @@ from benchmark.config import BUDGET_NAMES
 from benchmark.runner import AnalysisSpec, RunSpec
 
 SUITE_DIR = Path(__file__).parent / "suites"
-SUITE_KEYS = {"description", "budget", "seeds", "runs", "analyses"}
+SUITE_KEYS = {"description", "budget", "seeds", "runs", "analyses", "note", "report"}
 META_SUITE_KEYS = {"description", "include"}
 RUN_ENTRY_KEYS = {"algos", "tasks", "set", "variant"}
 ANALYSIS_ENTRY_KEYS = {"name", "tasks"}
@@ -46,6 +46,8 @@ class Suite:
     path: Path
     analyses: list[dict] = field(default_factory=list)
     includes: list[Suite] = field(default_factory=list)  # a meta-suite runs its members under their names
+    # how the report reads this suite: {"return_thresholds": {task: [returns]}} for the steps-to-return table
+    report: dict = field(default_factory=dict)
 
     @property
     def report_suites(self) -> list[str]:
@@ -132,4 +134,15 @@ def load_suite(name_or_path: str) -> Suite:
         if extra:
             allowed = sorted(ANALYSIS_ENTRY_KEYS)
             raise SuiteError(f"{where}: analyses[{i}] has unknown keys {sorted(extra)}; allowed: {allowed}")
-    return Suite(path.stem, description, budget, seeds, entries, path, analyses)
+    report = data.get("report") or {}
+    unknown = set(report) - {"return_thresholds"} if isinstance(report, dict) else None
+    if unknown is None or unknown:
+        raise SuiteError(
+            f"{where}: 'report' must be a mapping with the key 'return_thresholds', got {report!r}"
+        )
+    thresholds = report.get("return_thresholds") or {}
+    if not isinstance(thresholds, dict) or not all(
+        isinstance(v, list) and all(isinstance(x, int | float) for x in v) for v in thresholds.values()
+    ):
+        raise SuiteError(f"{where}: report.return_thresholds must map task ids to lists of returns")
+    return Suite(path.stem, description, budget, seeds, entries, path, analyses, report=report)
