@@ -31,6 +31,11 @@ CASES = {
     # online model-free: replay buffer, the training env's episode in progress
     "sac": ("mujoco/Hopper", {"env_steps": 400, "eval_interval": 100, "start_learning": 300,
                               "eval_episodes": 1, "checkpoint_every": 25}),
+    # online model-based baseline (ensemble kept across trainings, schedule-sized FIFO model buffer)
+    "mbpo": ("mujoco/Hopper", {"env_steps": 60, "eval_interval": 20, "start_learning": 400,
+                               "model_update_interval": 30, "model_rollout_interval": 15,
+                               "rollout_batch_size": 200, "dynamics_max_epochs": 2, "updates_per_step": 5,
+                               "checkpoint_every": 4}),
     # the paper's online method (online model-based: model retraining, model buffer, rollouts)
     "admpo-on": ("mujoco/Hopper", {"env_steps": 60, "eval_interval": 20, "start_learning": 400,
                                    "model_update_interval": 30, "model_rollout_interval": 15,
