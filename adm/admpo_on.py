@@ -53,6 +53,11 @@ PAPER_ACTOR_LR = 1e-4  # P-v1 App. Table 3, "for ADMPO-ON and ADMPO-OFF"
 class ADMPOOnConfig(OnlineModelBasedConfig, OnlineSACConfig):
     """Defaults: ``main4online.py`` argparse (REFERENCE.md 2.2); per-env YAML overrides them (2.3)."""
 
+    # the official code copies the model buffer in storage order when it grows (fidelity-adm audit, row 27),
+    # so later writes evict rows in storage order; ours keeps true FIFO by default (a switch, not yet the
+    # default: ADMPO-ON's learning test and record were made with FIFO)
+    model_buffer_storage_order: bool = False
+
     # loop (argparse defaults)
     env_steps: int = 100_000
     start_learning: int = 5000
@@ -95,6 +100,7 @@ class ADMPOOn(SACAgent, OnlineModelBased):  # SACAgent: act, learn, the rollout 
 
     def __init__(self, cfg: ADMPOOnConfig, ctx: OnlineContext):
         super().__init__(cfg, ctx)
+        self.resize_in_storage_order = cfg.model_buffer_storage_order
         actor_lr = PAPER_ACTOR_LR if cfg.paper_actor_lr else cfg.actor_lr
         self.sac = SAC(ctx.obs_dim, ctx.act_dim, cfg.sac_config(actor_lr=actor_lr), act_scale=ctx.act_scale,
                        device=ctx.device)

@@ -113,3 +113,27 @@ def test_admpo_on_learns_on_hopper_short_budget(hopper_short_run_learns):
     untrained stochastic policy (alpha = 1) scores like the random warm-up."""
     record = hopper_short_run_learns("admpo-on", last_evals=2)
     assert record["train_info"]["count/model_trainings"] == 4
+
+
+@pytest.mark.parametrize("storage_order, kept", [(False, [2, 3, 4, 5]), (True, [4, 5, 2, 3])])
+def test_model_buffer_resize_order_switch(storage_order, kept, tmp_path):
+    """``model_buffer_storage_order``: the official code's storage-order copy when the model buffer grows
+    (capacity 4 holding rows 0..5 as [4, 5, 2, 3]), or true FIFO (oldest first) by default."""
+    import torch
+
+    from benchmark.rl.buffers import TransitionBuffer
+    from benchmark.runner import RunSpec, prepare
+
+    spec, task, cfg, *_ = prepare(RunSpec("admpo-on", "mujoco/Hopper", 0, "smoke",
+                                          {"model_buffer_storage_order": storage_order}))
+    from benchmark.rl.online import OnlineContext
+
+    algo = spec.factory(cfg, OnlineContext(env_key="hopper", obs_dim=11, act_dim=3, act_scale=1.0,
+                                           device=torch.device("cpu"), seed=0))
+    algo.fake = TransitionBuffer(4, 11, 3)
+    for i in range(6):
+        algo.fake.add(obs=torch.full((1, 11), float(i)), act=torch.zeros(1, 3), rew=torch.zeros(1, 1),
+                      next_obs=torch.zeros(1, 11), done=torch.zeros(1, 1))
+    algo.model_buffer_capacity = lambda it: 6
+    algo.resize_model_buffer(0)
+    assert algo.fake.data["obs"][:4, 0].tolist() == kept
