@@ -27,7 +27,7 @@ from benchmark.rl.checkpoint import Checkpointer
 from benchmark.runner import RunSpec, _inputs, prepare
 
 DEFAULT = ["admpo-off:local/hopper-medium-replay", "mopo:local/hopper-medium-replay",
-           "admpo-on:mujoco/Hopper", "sac:mujoco/Hopper"]
+           "admpo-on:mujoco/Hopper", "mbpo:mujoco/Hopper", "sac:mujoco/Hopper"]
 
 
 def buffers(obj, seen=None):
