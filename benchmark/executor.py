@@ -17,7 +17,7 @@ from pathlib import Path
 
 from benchmark import progress as progress_lines
 from benchmark.results import RunBusy
-from benchmark.runner import AnalysisSpec, RunSpec, crash_record, execute, prepare, summarize
+from benchmark.runner import AnalysisSpec, RunSpec, busy_summary, crash_record, execute, prepare, summarize
 from benchmark.tasks import resolve_task
 
 Job = RunSpec | AnalysisSpec
@@ -35,11 +35,6 @@ def prebuild_local_datasets(runs: Iterable[Job]) -> None:
 
 def _short_label(job: Job) -> str:
     return f"{job.name} {job.task} s{job.seed}"
-
-
-def busy_summary(job: Job, err: RunBusy) -> dict:
-    """The summary of a job another live process is producing (its record will appear when it ends)."""
-    return {"algo": job.name, "task": job.task, "seed": job.seed, "status": "busy", "reason": str(err)}
 
 
 def run_job(
@@ -191,4 +186,4 @@ def _run_pool(
     return summaries
 
 
-__all__ = ["busy_summary", "run_job", "run_many"]
+__all__ = ["run_job", "run_many"]

@@ -16,14 +16,23 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from benchmark.results import RunBusy, write_record
-from benchmark.runner import AnalysisSpec, RunSpec, crash_record, execute, existing_record, prepare, summarize
+from benchmark.runner import (
+    AnalysisSpec,
+    RunSpec,
+    busy_summary,
+    crash_record,
+    execute,
+    existing_record,
+    prepare,
+    summarize,
+)
 
 
 def _remote_run(run: RunSpec | AnalysisSpec, results_dir: str, force: bool, threads: int) -> dict:
     try:
         return execute(run, Path(results_dir), force=force, threads=threads)
     except RunBusy as e:  # another process (sharing the results folder) is producing this run
-        return {"algo": run.name, "task": run.task, "seed": run.seed, "status": "busy", "reason": str(e)}
+        return busy_summary(run, e)
 
 
 def run_many_ray(

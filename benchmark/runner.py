@@ -407,6 +407,11 @@ def execute(
     return run_one(job, results_dir, progress=progress, force=force, threads=threads, keep_policy=keep_policy)
 
 
+def busy_summary(job: RunSpec | AnalysisSpec, err: RunBusy) -> dict:
+    """The summary of a job another live process is producing (its record will appear when it ends)."""
+    return {"algo": job.name, "task": job.task, "seed": job.seed, "status": "busy", "reason": str(err)}
+
+
 def summarize(record: dict) -> dict:
     keys = ("algo", "task", "seed", "status", "reason", "final_score", "wall_time_s", "_skipped")
     return {k: record.get(k) for k in keys}

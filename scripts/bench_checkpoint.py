@@ -23,30 +23,11 @@ import torch
 
 from benchmark.results import cpu_model
 from benchmark.rl.buffers import TransitionBuffer
-from benchmark.rl.checkpoint import Checkpointer
+from benchmark.rl.checkpoint import Checkpointer, reachable
 from benchmark.runner import RunSpec, _inputs, prepare
 
 DEFAULT = ["admpo-off:local/hopper-medium-replay", "mopo:local/hopper-medium-replay",
            "admpo-on:mujoco/Hopper", "mbpo:mujoco/Hopper", "sac:mujoco/Hopper"]
-
-
-def buffers(obj, seen=None):
-    seen = set() if seen is None else seen
-    if id(obj) in seen or isinstance(obj, torch.Tensor):
-        return
-    seen.add(id(obj))
-    if isinstance(obj, TransitionBuffer):
-        yield obj
-        return
-    if isinstance(obj, dict):
-        for v in obj.values():
-            yield from buffers(v, seen)
-    elif isinstance(obj, list | tuple):
-        for v in obj:
-            yield from buffers(v, seen)
-    elif hasattr(obj, "__dict__") and not isinstance(obj, type):
-        for v in vars(obj).values():
-            yield from buffers(v, seen)
 
 
 def measure(algo_name: str, task_id: str) -> dict:
@@ -63,7 +44,7 @@ def measure(algo_name: str, task_id: str) -> dict:
         algo.fake = TransitionBuffer(cap, common["obs_dim"], common["act_dim"])
     replay = getattr(getattr(algo, "real", None), "buffer", None)  # online: EnvReplay.buffer
     filled = {}
-    for buf in buffers(algo):
+    for buf in reachable(algo, TransitionBuffer):
         if id(buf) in skip:
             continue
         rows = buf.capacity

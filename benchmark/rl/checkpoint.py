@@ -20,7 +20,7 @@ import random
 import re
 import shutil
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -82,10 +82,9 @@ def restore_env_state(env, state: dict[str, Any]) -> None:
         layer = layer.env
 
 
-def rewire_after_load(root: Any) -> Any:
-    """Redo what unpickling cannot restore: an LR scheduler's wrapper around its optimizer's ``step``
-    (torch adds it in the scheduler's ``__init__`` to check the call order; without it every scheduler step
-    warns). Walks ``root``'s attributes; returns ``root``."""
+def reachable(root: Any, kind: type) -> Iterator[Any]:
+    """Every object of type ``kind`` reachable from ``root`` through attributes, dicts, lists and tuples
+    (tensors and arrays are leaves), each once."""
     seen: set[int] = set()
     todo = [root]
     while todo:
@@ -93,14 +92,22 @@ def rewire_after_load(root: Any) -> Any:
         if id(obj) in seen or isinstance(obj, torch.Tensor | np.ndarray):
             continue
         seen.add(id(obj))
-        if isinstance(obj, torch.optim.lr_scheduler.LRScheduler):
-            _wrap_optimizer_step(obj.optimizer)
+        if isinstance(obj, kind):
+            yield obj
         if isinstance(obj, dict):
             todo.extend(obj.values())
         elif isinstance(obj, list | tuple):
             todo.extend(obj)
         elif hasattr(obj, "__dict__") and not isinstance(obj, type):
             todo.extend(vars(obj).values())
+
+
+def rewire_after_load(root: Any) -> Any:
+    """Redo what unpickling cannot restore: an LR scheduler's wrapper around its optimizer's ``step``
+    (torch adds it in the scheduler's ``__init__`` to check the call order; without it every scheduler step
+    warns). Returns ``root``."""
+    for scheduler in reachable(root, torch.optim.lr_scheduler.LRScheduler):
+        _wrap_optimizer_step(scheduler.optimizer)
     return root
 
 
