@@ -79,7 +79,7 @@ class TD3BC(OfflineAlgorithm):
         self.updates += 1
         if self.updates % cfg.policy_freq == 0:
             pi = self.pi(self.actor, obs)
-            q1 = self.critic(obs, pi)[0]
+            q1 = self.critic(obs, pi, members=slice(0, 1))[0]  # the actor loss reads Q1 only: skip Q2
             actor_loss, lmbda = td3bc_actor_loss(q1, pi, batch["act"], cfg.alpha)
             self.actor_optim.zero_grad(set_to_none=True)
             actor_loss.backward()

@@ -57,10 +57,14 @@ class EnsembleLinear(nn.Module):
         nn.init.uniform_(self.weight, -bound, bound)
         nn.init.uniform_(self.bias, -bound, bound)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, members: slice | None = None) -> torch.Tensor:
+        """``members``: evaluate only these members (a slice of the stacked weights, no copy)."""
+        weight, bias = self.weight, self.bias
+        if members is not None:
+            weight, bias = weight[members], bias[members]
         if x.dim() == 2:
-            x = x.unsqueeze(0).expand(self.members, -1, -1)
-        return torch.baddbmm(self.bias, x, self.weight)
+            x = x.unsqueeze(0).expand(weight.shape[0], -1, -1)
+        return torch.baddbmm(bias, x, weight)
 
     def decay_loss(self) -> torch.Tensor:
         return self.weight_decay * 0.5 * (self.weight**2).sum()
@@ -92,9 +96,9 @@ class EnsembleMLP(nn.Module):
         self.activation = activation()
         self.members = members
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, members: slice | None = None) -> torch.Tensor:
         for i, layer in enumerate(self.layers):
-            x = layer(x)
+            x = layer(x, members)
             if i < len(self.layers) - 1:
                 x = self.activation(x)
         return x

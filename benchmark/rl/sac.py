@@ -82,8 +82,9 @@ class QEnsemble(nn.Module):
         self.net = EnsembleMLP(n, obs_dim + act_dim, 1, hidden)
         self.n = n
 
-    def forward(self, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
-        return self.net(torch.cat([obs, act], dim=-1))
+    def forward(self, obs: torch.Tensor, act: torch.Tensor, members: slice | None = None) -> torch.Tensor:
+        """``members``: only these Q networks (e.g. ``slice(0, 1)``: Q1 alone, as TD3's actor loss needs)."""
+        return self.net(torch.cat([obs, act], dim=-1), members)
 
 
 @dataclass
