@@ -14,6 +14,10 @@ inflate every longer run. Where the numbers come from, best first:
    model-free offline, online);
 4. a stated default (:data:`DEFAULTS`, from the README's "Performance" table, one CPU core).
 
+A `paper` run with no record of its own first takes the per-epoch benchmark of its algorithm
+(``results/bench/epochs-cpu.json``, written by ``scripts/bench_epochs.py``): measured at paper sizes, it
+beats scaling a shorter budget's records.
+
 Records are read from the results folder and from the repository's committed records (``results/``), so a
 fresh ``--results`` folder still gets measured estimates. A run with an ``ok`` record of the same config
 hash in the results folder is *done*: listed as such and left out of the total.
@@ -150,6 +154,9 @@ def estimate(algo: str, budget: str, cfg_dict: dict, samples: list[Sample]) -> t
     if same:
         return (_median(s.setup_s for s in same), _median(s.per_step_s for s in same),
                 f"measured: {len(same)} {algo} {budget} record{'s' * (len(same) > 1)}")
+    bench = epoch_bench(algo, budget)
+    if bench is not None:
+        return bench_estimate(bench, cfg_dict, [s for s in samples if s.algo == algo])
     other = [s for s in samples if s.algo == algo]
     source = None
     if not other:
@@ -174,6 +181,39 @@ def estimate(algo: str, budget: str, cfg_dict: dict, samples: list[Sample]) -> t
         setup = max(s.setup_s for s in other)
         source += "; model trains to early stopping: setup is the longest measured, a lower bound"
     return setup, per_step, source
+
+
+EPOCH_BENCH = REPO_ROOT / "results" / "bench" / "epochs-cpu.json"  # scripts/bench_epochs.py
+
+
+def epoch_bench(algo: str, budget: str, path: Path | None = None) -> dict | None:
+    """The measured per-epoch parts of ``algo`` at `paper` sizes (``scripts/bench_epochs.py``), if any."""
+    if budget != "paper":
+        return None
+    try:
+        rows = json.loads(Path(path or EPOCH_BENCH).read_text())["algorithms"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return rows.get(algo)
+
+
+def bench_estimate(row: dict, cfg_dict: dict, records: list[Sample]) -> tuple[float, float, str]:
+    """``(setup_s, per_step_s, source)`` from the epoch benchmark: a gradient step costs the epoch (updates,
+    rollouts, evaluation) over its steps; the setup is the one-model-epoch time times the model epochs of
+    the config's cap, else of this algorithm's finished records (early stopping: counted as measured)."""
+    per_step = float(row["epoch_s"]) / max(1, int(cfg_dict.get("steps_per_epoch") or row["steps_per_epoch"]))
+    source = f"bench {EPOCH_BENCH.relative_to(REPO_ROOT)}"
+    if "model_epoch_s" not in row:
+        return float(row.get("setup_s", 0.0)), per_step, source
+    epochs = _planned_model_epochs(cfg_dict)
+    if epochs is None:
+        seen = [s.model_epochs for s in records if s.model_epochs]
+        if seen:
+            epochs, how = max(seen), "the most model epochs of its records; early stopping decides"
+        else:
+            epochs, how = 1.0, "model epochs unknown until a run stops early: ONE epoch, a lower bound"
+        source += f"; setup = {epochs:g} model epochs ({how})"
+    return float(row["model_epoch_s"]) * epochs, per_step, source
 
 
 def missing_data(tasks) -> list[tuple[str, Path, str]]:

@@ -1,0 +1,156 @@
+"""Per-epoch cost of every offline algorithm at `paper` sizes, by part, on this machine.
+
+    python scripts/bench_epochs.py [--task local/hopper-medium-replay] [--algos mopo,cql] [--threads 1]
+        [--updates 30] [--out results/bench/epochs-cpu.json]
+
+For each registered offline algorithm, with its `paper` config for the task (the YAML values, batch sizes,
+rollout sizes, evaluation episodes):
+
+* ``update_ms``: one ``learn(next_batch(step))`` (sampling included), median over ``--updates`` calls
+  after the first rollout (no rollout falls inside the timed calls);
+* ``rollout_s``: one model rollout at the config's ``rollout_batch_size`` x ``rollout_length``, and
+  ``rollouts_per_epoch`` = ``steps_per_epoch / rollout_freq``;
+* ``eval_s``: ``eval_episodes`` x 1000 env steps of the deterministic policy (env step + ``act``), the
+  cost of an evaluation whose episodes all last the full 1000 steps (a trained policy's; an untrained one
+  falls sooner), so an upper bound;
+* ``model_epoch_s``: the setup (model training and what else ``setup()`` does) capped at ONE model epoch
+  (``model_max_epochs`` / ``dynamics_max_epochs`` = 1); a paper-size run trains to early stopping, whose
+  epoch count is known only from a finished run, so ``--plan`` multiplies this by the model epochs of
+  finished records when there are some.
+
+``epoch_s`` = ``steps_per_epoch`` x update + rollouts + evaluation; ``run_h_without_model`` = ``epochs`` x
+``epoch_s``. Writes one JSON file; ``admbench reproduce ... --plan`` reads it for `paper` runs that have no
+record of their own (:mod:`benchmark.plan`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from benchmark import registry  # noqa: E402
+from benchmark.atomic import atomic_write_text  # noqa: E402
+from benchmark.rl.algorithm import OfflineContext  # noqa: E402
+from benchmark.runner import RunSpec, prepare  # noqa: E402
+from benchmark.seeding import seed_everything  # noqa: E402
+
+MODEL_EPOCH_CAPS = ("model_max_epochs", "dynamics_max_epochs")  # the setup's model-epoch cap fields
+EVAL_STEPS_TIMED = 1000
+
+
+def context(task, cfg, dataset) -> OfflineContext:
+    env = task.make_env()
+    high = float(np.max(env.action_space.high))
+    ctx = OfflineContext(dataset, task.env_key, env.observation_space.shape[0], env.action_space.shape[0],
+                         high, torch.device(cfg.device), seed=0)
+    env.close()
+    return ctx
+
+
+def timed(fn) -> float:
+    t = time.perf_counter()
+    fn()
+    return time.perf_counter() - t
+
+
+def eval_step_s(algo, task) -> float:
+    """Seconds per evaluation env step (simulator step + deterministic action), resets included."""
+    env = task.make_env()
+    obs, _ = env.reset(seed=0)
+    t = time.perf_counter()
+    for _ in range(EVAL_STEPS_TIMED):
+        obs, _, term, trunc, _ = env.step(algo.act(obs, deterministic=True))
+        if term or trunc:
+            obs, _ = env.reset()
+    env.close()
+    return (time.perf_counter() - t) / EVAL_STEPS_TIMED
+
+
+def bench_algo(name: str, task_id: str, updates: int) -> dict:
+    spec = registry.get(name)
+    run = RunSpec(name, task_id, 0, "paper")
+    _, task, cfg, cfg_dict, _, _ = prepare(run)
+    caps = {k: 1 for k in MODEL_EPOCH_CAPS if k in cfg_dict}
+    if caps:
+        _, task, cfg, cfg_dict, _, _ = prepare(RunSpec(name, task_id, 0, "paper", caps))
+    dataset = task.load_dataset()
+    seed_everything(0, threads=torch.get_num_threads())
+    algo = spec.factory(cfg, context(task, cfg, dataset))
+    out: dict = {"steps_per_epoch": cfg.steps_per_epoch, "epochs": cfg.epochs, "batch_size": cfg.batch_size,
+                 "eval_episodes": cfg.eval_episodes}
+    setup_s = timed(algo.setup)
+    if caps:
+        out["model_epoch_s"] = round(setup_s, 2)
+        out["model_epoch_cap"] = caps
+    else:
+        out["setup_s"] = round(setup_s, 2)
+    model_based = hasattr(algo, "rollout") and "rollout_freq" in cfg_dict
+    if model_based:
+        out["rollout_batch_size"], out["rollout_length"] = cfg.rollout_batch_size, cfg.rollout_length
+        t = time.perf_counter()
+        algo.next_batch(0)  # the first rollout happens here: time it alone
+        out["rollout_s"] = round(time.perf_counter() - t, 3)
+        out["rollouts_per_epoch"] = cfg.steps_per_epoch / cfg.rollout_freq
+    times = []
+    for step in range(1, updates + 1):
+        t = time.perf_counter()
+        algo.learn(algo.next_batch(step))
+        times.append(time.perf_counter() - t)
+    out["update_ms"] = round(1e3 * statistics.median(times[2:] or times), 3)
+    out["eval_s"] = round(eval_step_s(algo, task) * 1000 * cfg.eval_episodes, 2)
+    epoch = cfg.steps_per_epoch * out["update_ms"] / 1e3 + out["eval_s"]
+    if model_based:
+        epoch += out["rollout_s"] * out["rollouts_per_epoch"]
+    out["epoch_s"] = round(epoch, 2)
+    out["run_h_without_model"] = round(cfg.epochs * epoch / 3600, 2)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--task", default="local/hopper-medium-replay")
+    ap.add_argument("--algos", default="", help="comma-separated; default: every offline algorithm")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--updates", type=int, default=30)
+    ap.add_argument("--out", default=str(ROOT / "results" / "bench" / "epochs-cpu.json"))
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    names = sorted(n for n, s in registry.algorithms().items() if s.kind == "offline")
+    if args.algos:
+        names = [n for n in names if n in args.algos.split(",")]
+    out_path = Path(args.out)
+    previous = json.loads(out_path.read_text()) if out_path.exists() else {}
+    rows = dict(previous.get("algorithms", {})) if previous.get("meta", {}).get("task") == args.task else {}
+    for name in names:
+        t0 = time.perf_counter()
+        rows[name] = bench_algo(name, args.task, args.updates)
+        row = rows[name]
+        rollout = f" + {row.get('rollouts_per_epoch', 0):g} x rollout {row.get('rollout_s', 0):.1f} s"
+        print(f"{name:10s} epoch {row['epoch_s']:8.1f} s = {row['steps_per_epoch']} x "
+              f"{row['update_ms']:.1f} ms" + rollout
+              + f" + eval {row['eval_s']:.1f} s; model epoch {row.get('model_epoch_s', '-')} s "
+              f"(bench {time.perf_counter() - t0:.0f} s)", flush=True)
+    meta = {"task": args.task, "budget": "paper", "threads": args.threads, "torch": torch.__version__,
+            "python": platform.python_version(), "cpu": platform.processor() or platform.machine(),
+            "cores": os.cpu_count(), "load_avg_1m_at_end": round(os.getloadavg()[0], 2),
+            "command": " ".join(["python", *sys.argv]),
+            "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    text = json.dumps({"meta": meta, "algorithms": rows}, indent=1, sort_keys=True) + "\n"
+    atomic_write_text(out_path, text)
+    print(f"wrote {out_path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,43 @@
+"""--plan for `paper` runs reads the per-epoch benchmark (scripts/bench_epochs.py) before any fallback."""
+
+import json
+
+import pytest
+
+from benchmark import plan
+
+ROW = {"epoch_s": 50.0, "steps_per_epoch": 1000, "model_epoch_s": 12.0, "update_ms": 23.0}
+
+
+@pytest.fixture
+def bench_file(tmp_path, monkeypatch):
+    path = tmp_path / "epochs-cpu.json"
+    rows = {"mopo": ROW, "bc": {"epoch_s": 9.0, "steps_per_epoch": 1000}}
+    path.write_text(json.dumps({"meta": {"task": "local/hopper-medium-replay"}, "algorithms": rows}))
+    monkeypatch.setattr(plan, "EPOCH_BENCH", path)
+    monkeypatch.setattr(plan, "REPO_ROOT", tmp_path)
+    return path
+
+
+def test_paper_run_uses_the_epoch_benchmark(bench_file):
+    setup, per_step, source = plan.estimate("mopo", "paper", {"steps_per_epoch": 1000}, [])
+    assert per_step == pytest.approx(0.05)  # 50 s per 1000-step epoch
+    assert setup == pytest.approx(12.0)  # one model epoch: the lower bound when nothing stopped early yet
+    assert "epochs-cpu.json" in source and "lower bound" in source
+
+
+def test_model_epochs_come_from_the_cap_or_from_finished_records(bench_file):
+    capped, _, _ = plan.estimate("mopo", "paper", {"steps_per_epoch": 1000, "dynamics_max_epochs": 30}, [])
+    assert capped == pytest.approx(12.0 * 30)
+    record = plan.Sample("mopo", "short", "model-based", setup_s=60.0, per_step_s=0.01, model_epochs=7.0)
+    from_records, _, source = plan.estimate("mopo", "paper", {"steps_per_epoch": 1000}, [record])
+    assert from_records == pytest.approx(12.0 * 7)
+    assert "7 model epochs" in source
+
+
+def test_model_free_and_other_budgets(bench_file):
+    setup, per_step, _ = plan.estimate("bc", "paper", {"steps_per_epoch": 500}, [])
+    assert (setup, per_step) == (0.0, pytest.approx(9.0 / 500))
+    # a `short` run never reads the paper-size benchmark
+    _, _, source = plan.estimate("mopo", "short", {"steps_per_epoch": 500}, [])
+    assert "epochs-cpu.json" not in source
