@@ -132,7 +132,7 @@ class ADMPOOn(SACAgent, OnlineModelBased):  # SACAgent: act, learn, the rollout 
         if self._sampler is None or self._sampler_stamp != self.real.total_added:
             self._dataset = self.real.to_dataset(name=f"{self.ctx.env_key} online replay",
                                                  env_key=self.ctx.env_key)
-            self._sampler = WindowSampler(self._dataset, "cpu")
+            self._sampler = WindowSampler(self._dataset, self.ctx.device)
             self._sampler_stamp = self.real.total_added
         return self._dataset, self._sampler
 

@@ -113,7 +113,7 @@ def train_bootrnn(dataset: OfflineDataset, cfg: ADMTrainConfig, model_cfg: ADMCo
     device = torch.device(device)
     g = generator if generator is not None else torch.Generator().manual_seed(0)
     train_size = checked_train_size(dataset, cfg, "BootRNN")
-    batcher = HistoryBatcher(WindowSampler(dataset, "cpu"), train_size, cfg.max_step, device)
+    batcher = HistoryBatcher(WindowSampler(dataset, device), train_size, cfg.max_step, device)
     model = BootRNN(dataset.obs_dim, dataset.act_dim, model_cfg, history=cfg.max_step).to(device)
     model.set_normalizer(dataset.observations, dataset.actions)
 
@@ -140,7 +140,8 @@ def bootrnn_holdout_mse(model: BootRNN, dataset: OfflineDataset, cfg: ADMTrainCo
     """Held-out one-step MSE of the mean over state dims (eval mode) and the "no change" baseline."""
     g = torch.Generator().manual_seed(seed)
     train_size = tail_holdout_split(len(dataset), cfg.holdout_fraction, cfg.max_holdout)
-    batcher = HistoryBatcher(WindowSampler(dataset, "cpu"), train_size, model.history, model.obs_mu.device)
+    device = model.obs_mu.device
+    batcher = HistoryBatcher(WindowSampler(dataset, device), train_size, model.history, device)
     obs, act, target = batcher.holdout_batch(n_windows, g)
     was = model.training
     model.eval()

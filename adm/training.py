@@ -185,7 +185,7 @@ def train_adm(dataset: OfflineDataset, cfg: ADMTrainConfig, model_cfg: ADMConfig
     g = generator if generator is not None else torch.Generator().manual_seed(0)
     m = cfg.max_step
     train_size = checked_train_size(dataset, cfg, "ADM")
-    sampler = sampler or WindowSampler(dataset, "cpu")
+    sampler = sampler or WindowSampler(dataset, device)  # on the device: one index copy per batch
     batcher = WindowBatcher(sampler, train_size, device)
 
     model = AnyStepDynamics(dataset.obs_dim, dataset.act_dim, model_cfg).to(device)
@@ -241,7 +241,7 @@ def holdout_error_per_k(model: AnyStepDynamics, dataset: OfflineDataset, cfg: AD
     g = torch.Generator().manual_seed(seed)
     train_size = tail_holdout_split(len(dataset), cfg.holdout_fraction, cfg.max_holdout)
     device = model.obs_mu.device
-    batcher = WindowBatcher(WindowSampler(dataset, "cpu"), train_size, device)
+    batcher = WindowBatcher(WindowSampler(dataset, device), train_size, device)
     was = model.training
     model.eval()
     mse, baseline = [], []

@@ -124,7 +124,7 @@ def train_adm_variant(dataset: OfflineDataset, cfg: ADMTrainConfig, model_cfg: A
     g = generator if generator is not None else torch.Generator().manual_seed(0)
     m = cfg.max_step
     train_size = checked_train_size(dataset, cfg, "ADM")
-    batcher = WindowBatcher(WindowSampler(dataset, "cpu"), train_size, device)
+    batcher = WindowBatcher(WindowSampler(dataset, device), train_size, device)
     model = MODEL_VARIANTS[variant](dataset.obs_dim, dataset.act_dim, model_cfg).to(device)
     model.set_normalizer(dataset.observations, dataset.actions)
 
