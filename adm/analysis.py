@@ -62,9 +62,9 @@ from adm.bootrnn import BootRNN, train_bootrnn
 from adm.model import ADMConfig, AnyStepDynamics
 from adm.training import ADMTrainConfig, train_adm
 from adm.uncertainty import mean_std, mixture_l1
-from benchmark.data.dataset import OfflineDataset
 from benchmark.envs import make_env
 from benchmark.rl.buffers import WindowSampler
+from benchmark.rl.dataset import OfflineDataset
 from benchmark.rl.dynamics import EnsembleDynamics, EnsembleDynamicsConfig, penalty_max_std_norm
 from benchmark.rl.termination import get_termination_fn
 

@@ -11,9 +11,9 @@ import sys
 from pathlib import Path
 
 from benchmark.config import BUDGET_NAMES, ConfigError, parse_overrides
-from benchmark.data.dataset import DatasetError
 from benchmark.registry import RegistryError
 from benchmark.results import RunBusy
+from benchmark.rl.dataset import DatasetError
 from benchmark.tasks import (
     D4RL_ENVS,
     D4RL_LEVELS,

@@ -20,7 +20,7 @@ from benchmark import cli as top_cli
 from benchmark.data import cli as data_cli
 from benchmark.data import local
 from benchmark.data.cli import main as data_main
-from benchmark.data.dataset import DatasetError
+from benchmark.rl.dataset import DatasetError
 
 SIZE = 300  # transitions: a hopper-random build of this size takes milliseconds
 

@@ -12,9 +12,9 @@ import pytest
 
 from benchmark.data.cli import main as data_main
 from benchmark.data.d4rl import load_d4rl_dataset, load_hdf5_dataset
-from benchmark.data.dataset import DatasetError
 from benchmark.data.minari_loader import load_minari_dataset
 from benchmark.data.neorl import load_neorl_dataset, load_neorl_npz
+from benchmark.rl.dataset import DatasetError
 
 
 def d4rl_arrays(n=60, obs_dim=11, act_dim=3, seed=0, episode=25):

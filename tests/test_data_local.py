@@ -19,7 +19,7 @@ from benchmark.data.behavior import (
     train_behavior,
 )
 from benchmark.data.cli import main as data_main
-from benchmark.data.dataset import DatasetError
+from benchmark.rl.dataset import DatasetError
 from benchmark.rl.sac import TanhGaussianActor
 
 

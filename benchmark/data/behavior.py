@@ -218,7 +218,7 @@ def load_training_replay(path: str | Path) -> dict[str, np.ndarray]:
     ``end_next_observations`` holds ``s'`` of every row that ends an episode (terminal, timeout or the
     last row), in order; every other row's ``s'`` is the next row's ``s``.
     """
-    from benchmark.data.dataset import DatasetError
+    from benchmark.rl.dataset import DatasetError
 
     path = Path(path)
     try:

@@ -13,8 +13,8 @@ import json
 import sys
 from pathlib import Path
 
-from benchmark.data.dataset import DatasetError, OfflineDataset
 from benchmark.data.fetch import FetchError
+from benchmark.rl.dataset import DatasetError, OfflineDataset
 
 LOCAL_ENVS = ("hopper", "halfcheetah", "walker2d")
 LOCAL_LEVELS = ("random", "medium", "medium-replay", "medium-expert", "expert")

@@ -30,7 +30,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmark.data.dataset import ARRAY_FIELDS, DatasetError, OfflineDataset
 from benchmark.data.files import (
     atomic_write,
     atomic_write_text,
@@ -40,6 +39,7 @@ from benchmark.data.files import (
 )
 from benchmark.envs import make_env
 from benchmark.progress import track
+from benchmark.rl.dataset import ARRAY_FIELDS, DatasetError, OfflineDataset
 from benchmark.seeding import preserved_rng
 
 POLICY_DIR = Path(__file__).parent / "behavior_policies"

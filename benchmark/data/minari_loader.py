@@ -12,7 +12,7 @@ import importlib
 
 import numpy as np
 
-from benchmark.data.dataset import DatasetError, OfflineDataset
+from benchmark.rl.dataset import DatasetError, OfflineDataset
 from benchmark.seeding import preserved_rng
 
 

@@ -44,8 +44,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from benchmark.data.dataset import OfflineDataset
 from benchmark.progress import Progress
+from benchmark.rl.dataset import OfflineDataset
 from benchmark.rl.model_based import ModelBasedConfig
 from benchmark.rl.nets import EnsembleMLP
 from benchmark.rl.termination import TERMINATION_SOURCES, get_termination_fn
