@@ -10,9 +10,10 @@ import shutil
 import sys
 from pathlib import Path
 
-from benchmark.config import BUDGET_NAMES, ConfigError, parse_overrides
+from benchmark.config import BUDGET_NAMES, parse_overrides
 from benchmark.registry import RegistryError
 from benchmark.results import RunBusy
+from benchmark.rl.configs import ConfigError
 from benchmark.rl.dataset import DatasetError
 from benchmark.tasks import (
     D4RL_ENVS,

@@ -1,7 +1,8 @@
 """Typed configs: dataclass defaults <- per-(algorithm, task) YAML <- budget <- ``--set`` overrides.
 
-Every algorithm config subclasses :class:`OfflineConfig` (or :class:`OnlineConfig`). A class may add
-``BUDGETS = {"smoke": {...}, "short": {...}}``; budgets are merged along the class hierarchy, so a
+Every algorithm config subclasses :class:`benchmark.rl.configs.OfflineConfig` (or ``OnlineConfig``), the
+trainer configs of the shared RL package; this module is the harness machinery that fills them. A class may
+add ``BUDGETS = {"smoke": {...}, "short": {...}}``; budgets are merged along the class hierarchy, so a
 subclass only names the sizes it adds (e.g. rollout batch). Budgets change sizes only, never the
 method. ``paper`` is always the YAML/default values untouched.
 
@@ -20,54 +21,13 @@ import types
 import typing
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import yaml
 
+from benchmark.rl.configs import ConfigError
+
 BUDGET_NAMES = ("smoke", "short", "paper")
-
-
-class ConfigError(ValueError):
-    """A config file, field or override is invalid; the message names it and what was expected."""
-
-
-@dataclass
-class BaseConfig:
-    seed: int = 0
-    device: str = "cpu"
-    final_k: int = 10  # final_score = mean normalized score of the last final_k evaluations
-    eval_episodes: int = 10  # deterministic evaluation episodes per evaluation
-
-    BUDGETS: ClassVar[dict[str, dict[str, Any]]] = {}
-
-
-@dataclass
-class OfflineConfig(BaseConfig):
-    epochs: int = 1000  # evaluations; one epoch = steps_per_epoch gradient steps
-    steps_per_epoch: int = 1000
-    batch_size: int = 256
-    checkpoint_every: int = 25  # epochs between run checkpoints (0 = none); not part of the config hash
-
-    BUDGETS: ClassVar[dict[str, dict[str, Any]]] = {
-        "smoke": {"epochs": 2, "steps_per_epoch": 25, "eval_episodes": 2, "final_k": 1,
-                  "checkpoint_every": 0},
-        "short": {"epochs": 20, "steps_per_epoch": 500, "eval_episodes": 5, "final_k": 5,
-                  "checkpoint_every": 5},
-    }
-
-
-@dataclass
-class OnlineConfig(BaseConfig):
-    env_steps: int = 100_000  # real environment steps after warm-up
-    eval_interval: int = 1000
-    checkpoint_every: int = 5000  # env steps between run checkpoints (0 = none); not part of the config hash
-
-    BUDGETS: ClassVar[dict[str, dict[str, Any]]] = {
-        "smoke": {"env_steps": 300, "eval_interval": 100, "eval_episodes": 2, "final_k": 1,
-                  "checkpoint_every": 0},
-        "short": {"env_steps": 10_000, "eval_interval": 1000, "eval_episodes": 5, "final_k": 3,
-                  "checkpoint_every": 1000},
-    }
 
 
 def budget_overrides(config_cls: type, budget: str) -> dict[str, Any]:
