@@ -182,14 +182,22 @@ def resolve_config(
     overrides: dict[str, Any] | None = None,
     seed: int = 0,
     override_sources: dict[str, str] | None = None,
+    inherited: dict[str, Any] | None = None,
+    inherited_from: str = "",
 ) -> tuple[Any, dict[str, Any]]:
     """Build the run's config. Returns ``(config, provenance)``; provenance names the YAML file used,
     the budget values applied and the CLI overrides, so the record says where each value came from.
+    ``inherited`` values (from another config, named by ``inherited_from``; e.g. an analysis borrowing m
+    from ``admpo-off``) sit between the class defaults and the YAML file and are named in the provenance.
+    A config without a ``seed`` field (analysis sizes) does not take ``seed``.
     Every numeric value is range-checked (:func:`check_ranges`); an error names the layer it came from
     (``override_sources`` maps an override key to where it was written, e.g. a suite file's entry; ``--set``
     otherwise)."""
     values = {f.name: getattr(config_cls(), f.name) for f in fields(config_cls)}
     sources = dict.fromkeys(values, f"the {config_cls.__name__} default")
+    if inherited:
+        values = apply_values(config_cls, values, inherited, inherited_from)
+        sources.update(dict.fromkeys(inherited, inherited_from))
     path = find_config_file(config_dir, config_keys)
     yaml_values: dict[str, Any] = {}
     if path is not None:
@@ -201,8 +209,9 @@ def resolve_config(
     sources.update(dict.fromkeys(budget_values, f"budget {budget!r}"))
     if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
         raise ConfigError(f"--seed must be a non-negative integer, got {seed!r}")
-    values["seed"] = seed
-    sources["seed"] = "--seed"
+    if "seed" in values:
+        values["seed"] = seed
+        sources["seed"] = "--seed"
     cli = overrides or {}
     for key, value in cli.items():
         where = (override_sources or {}).get(key, "--set")
@@ -216,6 +225,8 @@ def resolve_config(
         "budget_values": budget_values,
         "overrides": cli,
     }
+    if inherited:
+        provenance["inherited"] = {"from": inherited_from, "values": dict(inherited)}
     return cfg, provenance
 
 
@@ -272,6 +283,7 @@ RANGE_RULES: tuple[tuple[str, Range], ...] = (
     (r"(batch_size|chunk_size|buffer_size|_freq|_interval|hidden|hidden_dim|layers|members|elites)$",
      AT_LEAST_ONE),
     (r"^num_", AT_LEAST_ONE),
+    (r"^(n_starts|max_points|train_transitions)$", AT_LEAST_ONE),  # analysis sizes (None: all)
     (r"(horizon|rollout_length|max_arm_step|max_step|max_holdout|patience|retain_epochs|retain_steps"
      r"|since_update|train_steps)$", AT_LEAST_ONE),
     (r"^rollout_schedule$", NON_NEGATIVE),  # (first epoch, last epoch, min length, max length)

@@ -17,10 +17,10 @@ from pathlib import Path
 
 from benchmark import progress as progress_lines
 from benchmark.results import RunBusy
-from benchmark.runner import AnalysisSpec, RunSpec, busy_summary, crash_record, execute, prepare, summarize
+from benchmark.runner import AnalysisJob, RunSpec, busy_summary, crash_record, execute, prepare, summarize
 from benchmark.tasks import resolve_task
 
-Job = RunSpec | AnalysisSpec
+Job = RunSpec | AnalysisJob
 
 
 def prebuild_local_datasets(runs: Iterable[Job]) -> None:

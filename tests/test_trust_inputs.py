@@ -88,7 +88,7 @@ def test_the_error_names_the_yaml_file_or_budget_that_set_the_value(tmp_path):
 def test_every_numeric_config_field_has_a_declared_range():
     """A new field must be classified (RANGE_RULES or the class's RANGES) so range checks cover it."""
     unclassified = []
-    for name, spec in registry.algorithms().items():
+    for name, spec in {**registry.algorithms(), **registry.analyses()}.items():
         for field_name, tp in field_types(spec.config_cls).items():
             args = typing.get_args(tp) or (tp,)
             numeric = any(a in (int, float) or set(typing.get_args(a)) & {int, float} for a in args)
