@@ -377,7 +377,7 @@ def build_parser() -> argparse.ArgumentParser:
     rg.set_defaults(func=cmd_regress)
 
     try:
-        from benchmark.data.cli import add_data_commands, run_data_command
+        from benchmark.data_cli import add_data_commands, run_data_command
     except ImportError:
         pass
     else:

@@ -2,7 +2,7 @@
 
 ``benchmark/cli.py`` creates the ``data`` command, calls :func:`add_data_commands` on its subparsers
 (``dest="data_command"``) and dispatches to :func:`run_data_command`.
-``python -m benchmark.data.cli data ...`` runs the same commands alone.
+``python -m benchmark.data_cli data ...`` runs the same commands alone.
 Every command returns 0 on success and 2 on a data error, whose message names the file and problem.
 """
 
