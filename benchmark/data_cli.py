@@ -142,7 +142,7 @@ def load_any(target: str, env_key: str | None = None) -> OfflineDataset:
 
 
 def summarize(ds: OfflineDataset) -> dict:
-    from benchmark.rl import scores
+    from benchmark import scores
 
     out = ds.summary()
     out["env_key"] = ds.env_key

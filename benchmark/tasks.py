@@ -10,7 +10,7 @@ import os
 import re
 from dataclasses import dataclass
 
-from benchmark.rl import scores
+from benchmark import scores
 
 LOCAL_ENVS = ("hopper", "halfcheetah", "walker2d")
 LOCAL_LEVELS = ("random", "medium", "medium-replay", "medium-expert", "expert")

@@ -237,7 +237,7 @@ def measure_actor(actor, env_key: str, episodes: int = 20, seed: int = 20_000, d
 
 def choose_snapshots(snapshots: dict[int, dict], env_key: str) -> dict[str, int]:
     """``medium``: return closest to a third of the D4RL expert return; ``expert``: the best return."""
-    from benchmark.rl.scores import REFERENCE_RETURNS
+    from benchmark.scores import REFERENCE_RETURNS
 
     target = REFERENCE_RETURNS[env_key].expert / 3.0
     steps = sorted(snapshots)
@@ -280,7 +280,7 @@ def select_behavior(train_dir: str | Path, env_key: str, out_dir: str | Path | N
     whose measured stochastic return is best, since the datasets are collected with stochastic actions.
     Returns the cards written.
     """
-    from benchmark.rl.scores import normalize_return
+    from benchmark.scores import normalize_return
 
     train_dir = Path(train_dir)
     out = Path(out_dir) if out_dir is not None else policies.POLICY_DIR
