@@ -17,8 +17,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 PACKAGES = ("benchmark", "adm", "baselines")
 
-# Lowest first. A floor is a tuple of groups; a group is a tuple of modules, where "pkg.sub." means the
-# package and everything under it. Nothing in benchmark/rl/ imports anything but itself and the tools.
+# Lowest first (README "Layout" numbers them from 1). A floor is a tuple of groups; a group is a tuple of
+# modules, where "pkg.sub." means the package and everything under it. Nothing in benchmark/rl/ imports
+# anything but itself and the tools.
 FLOORS: tuple[tuple[tuple[str, ...], ...], ...] = (
     # tools: no notion of RL or of the harness
     (("benchmark",), ("benchmark.atomic",), ("benchmark.progress",), ("benchmark.seeding",)),
