@@ -134,12 +134,15 @@ def algorithms() -> dict[str, AlgorithmSpec]:
     return dict(sorted(_REGISTRY.items()))
 
 
-def get(name: str) -> AlgorithmSpec:
-    algos = algorithms()
-    if name not in algos:
+def _lookup(kind: str, known: dict, name: str):
+    if name not in known:
         broken = "".join(f"; {m} failed to import ({err})" for m, err in IMPORT_ERRORS.items())
-        raise RegistryError(f"unknown algorithm {name!r}; available: {', '.join(algos)}{broken}")
-    return algos[name]
+        raise RegistryError(f"unknown {kind} {name!r}; available: {', '.join(known)}{broken}")
+    return known[name]
+
+
+def get(name: str) -> AlgorithmSpec:
+    return _lookup("algorithm", algorithms(), name)
 
 
 def analyses() -> dict[str, AnalysisSpec]:
@@ -148,8 +151,4 @@ def analyses() -> dict[str, AnalysisSpec]:
 
 
 def get_analysis(name: str) -> AnalysisSpec:
-    known = analyses()
-    if name not in known:
-        broken = "".join(f"; {m} failed to import ({err})" for m, err in IMPORT_ERRORS.items())
-        raise RegistryError(f"unknown analysis {name!r}; available: {', '.join(known)}{broken}")
-    return known[name]
+    return _lookup("analysis", analyses(), name)

@@ -362,10 +362,9 @@ ANALYSIS_SCHEMA = "admbench.analysis/1"
 
 
 def prepare_analysis(job: AnalysisJob):
-    """Look the analysis up and resolve its sizes like a run's config (class defaults <- fields inherited
-    from the ``config_from`` algorithm's resolved config <- the task's YAML <- budget <- overrides); raises
-    clear errors before any work. The config hash covers the job's identity (analysis, task, seed, budget)
-    and its overrides."""
+    """Look the analysis up and resolve its sizes like a run's config (defaults <- fields inherited from the
+    ``config_from`` algorithm's config <- YAML <- budget <- overrides) before any work. The config hash
+    covers the job's identity (analysis, task, seed, budget) and its overrides."""
     spec = registry.get_analysis(job.analysis)
     task = resolve_task(job.task)
     inherited, inherited_from = {}, ""
@@ -391,13 +390,9 @@ def _analysis_record(job: AnalysisJob, cfg_dict: dict, provenance: dict, chash: 
     return {**_record(ANALYSIS_SCHEMA, job, cfg_dict, chash, provenance), "analysis": job.analysis}
 
 
-def run_analysis(job: AnalysisJob) -> dict:
+def run_analysis(job: AnalysisJob, prepared: tuple | None = None) -> dict:
     """The result of one analysis job (no record written): the registered ``run`` on the task's data."""
-    spec, task, sizes, *_ = prepare_analysis(job)
-    return _analysis_result(job, spec, task, sizes)
-
-
-def _analysis_result(job: AnalysisJob, spec, task, sizes) -> dict:
+    spec, task, sizes, *_ = prepared or prepare_analysis(job)
     out = spec.run(task.load_dataset(), task.env_key, sizes, job.seed)
     return {"task": job.task, "budget": job.budget, **out, "seed": job.seed}
 
@@ -406,8 +401,8 @@ def run_analysis_job(
     job: AnalysisJob, results_dir: Path = DEFAULT_RESULTS, force: bool = False, threads: int = 1
 ) -> dict:
     """Run one analysis and store its output (``result``) as a record."""
-    spec, task, sizes, cfg_dict, provenance, chash = prepare_analysis(job)
-    path = job.path(results_dir)
+    prepared = prepare_analysis(job)
+    path, (cfg_dict, provenance, chash) = job.path(results_dir), prepared[3:]
     done = _finished(path, chash, force)
     if done is not None:
         return done
@@ -416,7 +411,7 @@ def run_analysis_job(
         record = _analysis_record(job, cfg_dict, provenance, chash)
         t0 = time.time()
         try:
-            record["result"] = _analysis_result(job, spec, task, sizes)
+            record["result"] = run_analysis(job, prepared)
         except Exception as e:  # a failing analysis records its failure; the sweep goes on
             _fail(record, e)
         record["wall_time_s"] = round(time.time() - t0, 3)
