@@ -24,6 +24,7 @@ from benchmark.runner import (
     execute,
     existing_record,
     prepare,
+    prepare_analysis,
     summarize,
 )
 
@@ -60,6 +61,8 @@ def run_many_ray(
         if isinstance(run, RunSpec):
             chash = prepare(run, threads)[-1]
             done = None if force else existing_record(run.path(results_dir), chash)
+        else:
+            prepare_analysis(run)
         if done is not None:
             summaries.append({**summarize(done), "_skipped": True})
         else:

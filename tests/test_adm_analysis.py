@@ -152,3 +152,12 @@ def test_analysis_sizes_resolve_like_configs():
                                                                                           None)
     assert chash == config_hash({"analysis": "uncertainty", "task": "local/hopper-random", "seed": 0,
                                  "budget": "smoke"})
+
+
+def test_run_many_refuses_an_unknown_analysis_before_any_work(tmp_path):
+    from benchmark.executor import run_many
+
+    with pytest.raises(ValueError, match="unknown analysis 'nope'"):
+        run_many([AnalysisJob("nope", "local/hopper-random", 0, "smoke")], tmp_path, workers=1,
+                 progress=False)
+    assert list(tmp_path.iterdir()) == []
