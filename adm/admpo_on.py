@@ -33,9 +33,9 @@ import torch
 from adm.model import ADMConfig, AnyStepDynamics
 from adm.rollout import RolloutConfig, rollout, sample_start_windows
 from adm.training import ADMTrainConfig, train_adm
-from benchmark.data.dataset import OfflineDataset
 from benchmark.registry import AlgorithmSpec, register
 from benchmark.rl.buffers import Batch, WindowSampler
+from benchmark.rl.dataset import OfflineDataset
 from benchmark.rl.online import (
     OnlineContext,
     OnlineModelBased,

@@ -26,8 +26,8 @@ import torch
 
 from adm.model import ADMConfig, AnyStepDynamics
 from adm.training import ADMTrainConfig, adm_nll_loss, checked_train_size, fit_with_snapshot_rule
-from benchmark.data.dataset import OfflineDataset
 from benchmark.rl.buffers import WindowSampler, tail_holdout_split
+from benchmark.rl.dataset import OfflineDataset
 
 Tensor = torch.Tensor
 

@@ -26,9 +26,9 @@ import numpy as np
 import torch
 
 from adm.model import ADMConfig, AnyStepDynamics
-from benchmark.data.dataset import OfflineDataset
 from benchmark.progress import Progress
 from benchmark.rl.buffers import WindowSampler, tail_holdout_split
+from benchmark.rl.dataset import OfflineDataset
 
 
 @dataclass

@@ -57,9 +57,9 @@ from adm.training import (
     validate_per_k,
 )
 from adm.uncertainty import get_quantifier, max_aleatoric
-from benchmark.data.dataset import OfflineDataset
 from benchmark.registry import AlgorithmSpec, register
 from benchmark.rl.buffers import Batch, WindowSampler
+from benchmark.rl.dataset import OfflineDataset
 
 Tensor = torch.Tensor
 

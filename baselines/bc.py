@@ -14,10 +14,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from benchmark.config import OfflineConfig
 from benchmark.registry import AlgorithmSpec, register
 from benchmark.rl.algorithm import OfflineAlgorithm, OfflineContext
 from benchmark.rl.buffers import Batch
+from benchmark.rl.configs import OfflineConfig
 from benchmark.rl.nets import mlp
 
 

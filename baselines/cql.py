@@ -39,10 +39,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from benchmark.config import OfflineConfig
 from benchmark.registry import AlgorithmSpec, register
 from benchmark.rl.algorithm import OfflineAlgorithm, OfflineContext
 from benchmark.rl.buffers import Batch
+from benchmark.rl.configs import OfflineConfig
 from benchmark.rl.sac import SAC, SACConfig, TanhGaussianActor
 
 CQL_ALPHA_MAX = 1e6  # clamp of the Lagrange multiplier, as in the reference implementations

@@ -24,10 +24,10 @@ from pathlib import Path
 import torch
 
 from baselines.cql import sac_config_from
-from benchmark.config import OfflineConfig
 from benchmark.registry import AlgorithmSpec, register
 from benchmark.rl.algorithm import OfflineAlgorithm, OfflineContext
 from benchmark.rl.buffers import Batch
+from benchmark.rl.configs import OfflineConfig
 from benchmark.rl.sac import SAC, QEnsemble, SACConfig
 
 EDAC_HIDDEN_BIAS = 0.1

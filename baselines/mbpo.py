@@ -37,9 +37,10 @@ from typing import Any, ClassVar
 
 import torch
 
-from benchmark.config import AT_LEAST_ONE, ConfigError, Range
+from benchmark.config import AT_LEAST_ONE, Range
 from benchmark.registry import AlgorithmSpec, register
 from benchmark.rl.buffers import Batch
+from benchmark.rl.configs import ConfigError
 from benchmark.rl.dynamics import EnsembleDynamics, EnsembleDynamicsFields, policy_rollout
 from benchmark.rl.online import (
     OnlineContext,

@@ -16,10 +16,10 @@ import torch
 from torch import nn
 
 from baselines.bc import StateNormalizer
-from benchmark.config import OfflineConfig
 from benchmark.registry import AlgorithmSpec, register
 from benchmark.rl.algorithm import OfflineAlgorithm, OfflineContext
 from benchmark.rl.buffers import Batch
+from benchmark.rl.configs import OfflineConfig
 from benchmark.rl.nets import mlp, soft_update
 from benchmark.rl.sac import QEnsemble
 

@@ -10,10 +10,11 @@ import shutil
 import sys
 from pathlib import Path
 
-from benchmark.config import BUDGET_NAMES, ConfigError, parse_overrides
-from benchmark.data.dataset import DatasetError
+from benchmark.config import BUDGET_NAMES, parse_overrides
 from benchmark.registry import RegistryError
 from benchmark.results import RunBusy
+from benchmark.rl.configs import ConfigError
+from benchmark.rl.dataset import DatasetError
 from benchmark.tasks import (
     D4RL_ENVS,
     D4RL_LEVELS,
@@ -376,7 +377,7 @@ def build_parser() -> argparse.ArgumentParser:
     rg.set_defaults(func=cmd_regress)
 
     try:
-        from benchmark.data.cli import add_data_commands, run_data_command
+        from benchmark.data_cli import add_data_commands, run_data_command
     except ImportError:
         pass
     else:

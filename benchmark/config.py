@@ -1,7 +1,8 @@
 """Typed configs: dataclass defaults <- per-(algorithm, task) YAML <- budget <- ``--set`` overrides.
 
-Every algorithm config subclasses :class:`OfflineConfig` (or :class:`OnlineConfig`). A class may add
-``BUDGETS = {"smoke": {...}, "short": {...}}``; budgets are merged along the class hierarchy, so a
+Every algorithm config subclasses :class:`benchmark.rl.configs.OfflineConfig` (or ``OnlineConfig``), the
+trainer configs of the shared RL package; this module is the harness machinery that fills them. A class may
+add ``BUDGETS = {"smoke": {...}, "short": {...}}``; budgets are merged along the class hierarchy, so a
 subclass only names the sizes it adds (e.g. rollout batch). Budgets change sizes only, never the
 method. ``paper`` is always the YAML/default values untouched.
 
@@ -20,54 +21,13 @@ import types
 import typing
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import yaml
 
+from benchmark.rl.configs import ConfigError
+
 BUDGET_NAMES = ("smoke", "short", "paper")
-
-
-class ConfigError(ValueError):
-    """A config file, field or override is invalid; the message names it and what was expected."""
-
-
-@dataclass
-class BaseConfig:
-    seed: int = 0
-    device: str = "cpu"
-    final_k: int = 10  # final_score = mean normalized score of the last final_k evaluations
-    eval_episodes: int = 10  # deterministic evaluation episodes per evaluation
-
-    BUDGETS: ClassVar[dict[str, dict[str, Any]]] = {}
-
-
-@dataclass
-class OfflineConfig(BaseConfig):
-    epochs: int = 1000  # evaluations; one epoch = steps_per_epoch gradient steps
-    steps_per_epoch: int = 1000
-    batch_size: int = 256
-    checkpoint_every: int = 25  # epochs between run checkpoints (0 = none); not part of the config hash
-
-    BUDGETS: ClassVar[dict[str, dict[str, Any]]] = {
-        "smoke": {"epochs": 2, "steps_per_epoch": 25, "eval_episodes": 2, "final_k": 1,
-                  "checkpoint_every": 0},
-        "short": {"epochs": 20, "steps_per_epoch": 500, "eval_episodes": 5, "final_k": 5,
-                  "checkpoint_every": 5},
-    }
-
-
-@dataclass
-class OnlineConfig(BaseConfig):
-    env_steps: int = 100_000  # real environment steps after warm-up
-    eval_interval: int = 1000
-    checkpoint_every: int = 5000  # env steps between run checkpoints (0 = none); not part of the config hash
-
-    BUDGETS: ClassVar[dict[str, dict[str, Any]]] = {
-        "smoke": {"env_steps": 300, "eval_interval": 100, "eval_episodes": 2, "final_k": 1,
-                  "checkpoint_every": 0},
-        "short": {"env_steps": 10_000, "eval_interval": 1000, "eval_episodes": 5, "final_k": 3,
-                  "checkpoint_every": 1000},
-    }
 
 
 def budget_overrides(config_cls: type, budget: str) -> dict[str, Any]:
@@ -222,14 +182,22 @@ def resolve_config(
     overrides: dict[str, Any] | None = None,
     seed: int = 0,
     override_sources: dict[str, str] | None = None,
+    inherited: dict[str, Any] | None = None,
+    inherited_from: str = "",
 ) -> tuple[Any, dict[str, Any]]:
     """Build the run's config. Returns ``(config, provenance)``; provenance names the YAML file used,
     the budget values applied and the CLI overrides, so the record says where each value came from.
+    ``inherited`` values (from another config, named by ``inherited_from``; e.g. an analysis borrowing m
+    from ``admpo-off``) sit between the class defaults and the YAML file and are named in the provenance.
+    A config without a ``seed`` field (analysis sizes) does not take ``seed``.
     Every numeric value is range-checked (:func:`check_ranges`); an error names the layer it came from
     (``override_sources`` maps an override key to where it was written, e.g. a suite file's entry; ``--set``
     otherwise)."""
     values = {f.name: getattr(config_cls(), f.name) for f in fields(config_cls)}
     sources = dict.fromkeys(values, f"the {config_cls.__name__} default")
+    if inherited:
+        values = apply_values(config_cls, values, inherited, inherited_from)
+        sources.update(dict.fromkeys(inherited, inherited_from))
     path = find_config_file(config_dir, config_keys)
     yaml_values: dict[str, Any] = {}
     if path is not None:
@@ -241,8 +209,9 @@ def resolve_config(
     sources.update(dict.fromkeys(budget_values, f"budget {budget!r}"))
     if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
         raise ConfigError(f"--seed must be a non-negative integer, got {seed!r}")
-    values["seed"] = seed
-    sources["seed"] = "--seed"
+    if "seed" in values:
+        values["seed"] = seed
+        sources["seed"] = "--seed"
     cli = overrides or {}
     for key, value in cli.items():
         where = (override_sources or {}).get(key, "--set")
@@ -256,6 +225,8 @@ def resolve_config(
         "budget_values": budget_values,
         "overrides": cli,
     }
+    if inherited:
+        provenance["inherited"] = {"from": inherited_from, "values": dict(inherited)}
     return cfg, provenance
 
 
@@ -312,6 +283,7 @@ RANGE_RULES: tuple[tuple[str, Range], ...] = (
     (r"(batch_size|chunk_size|buffer_size|_freq|_interval|hidden|hidden_dim|layers|members|elites)$",
      AT_LEAST_ONE),
     (r"^num_", AT_LEAST_ONE),
+    (r"^(n_starts|max_points|train_transitions)$", AT_LEAST_ONE),  # analysis sizes (None: all)
     (r"(horizon|rollout_length|max_arm_step|max_step|max_holdout|patience|retain_epochs|retain_steps"
      r"|since_update|train_steps)$", AT_LEAST_ONE),
     (r"^rollout_schedule$", NON_NEGATIVE),  # (first epoch, last epoch, min length, max length)

@@ -17,10 +17,19 @@ from pathlib import Path
 
 from benchmark import progress as progress_lines
 from benchmark.results import RunBusy
-from benchmark.runner import AnalysisSpec, RunSpec, busy_summary, crash_record, execute, prepare, summarize
+from benchmark.runner import (
+    AnalysisJob,
+    RunSpec,
+    busy_summary,
+    crash_record,
+    execute,
+    prepare,
+    prepare_analysis,
+    summarize,
+)
 from benchmark.tasks import resolve_task
 
-Job = RunSpec | AnalysisSpec
+Job = RunSpec | AnalysisJob
 
 
 def prebuild_local_datasets(runs: Iterable[Job]) -> None:
@@ -110,8 +119,7 @@ def run_many(
     if max_retries < 0:
         raise ValueError(f"--max-retries must be a non-negative integer, got {max_retries}")
     for run in runs:  # fail fast on bad names/configs before any process starts
-        if isinstance(run, RunSpec):
-            prepare(run)
+        prepare(run) if isinstance(run, RunSpec) else prepare_analysis(run)
     results_dir = Path(results_dir)
     prebuild_local_datasets(runs)
     bar = progress_lines.Progress("runs", total=len(runs), unit="run", show=progress)

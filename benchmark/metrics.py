@@ -1,8 +1,9 @@
 """Per-run training metrics, kept beside the record: ``seed-<n>.metrics.jsonl``.
 
-The trainers (:func:`benchmark.rl.trainers.train_offline`, :func:`benchmark.rl.online.train_online`) call
-a :class:`MetricsLogger` once per evaluation point (and once after setup, at step 0) with every scalar
-they have: losses, Q values, alpha, model errors, rollout statistics, evaluation returns and scores.
+The trainers (:func:`benchmark.rl.trainers.train_offline`, :func:`benchmark.rl.online.train_online`) call a
+:class:`benchmark.rl.trainers.MetricsLogger` (the loops' protocol; these are its harness implementations)
+once per evaluation point (and once after setup, at step 0) with every scalar they have: losses, Q values,
+alpha, model errors, rollout statistics, evaluation returns and scores.
 
 * :class:`JsonlMetrics` (always on under ``admbench run`` / ``reproduce``): one JSON object per line,
   ``{"step": ..., "<metric>": value, ...}``. Lines go to ``<name>.partial`` while the run trains, each
@@ -21,16 +22,11 @@ import math
 import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Protocol
+
+from benchmark.rl.trainers import MetricsLogger
 
 METRICS_SUFFIX = ".metrics.jsonl"
 TENSORBOARD_ENV = "ADMBENCH_TENSORBOARD"
-
-
-class MetricsLogger(Protocol):
-    def log(self, step: int, metrics: dict) -> None: ...
-
-    def close(self) -> None: ...
 
 
 def metrics_path(record_path: Path) -> Path:

@@ -17,18 +17,19 @@ from tqdm.auto import tqdm
 
 from benchmark.results import RunBusy, write_record
 from benchmark.runner import (
-    AnalysisSpec,
+    AnalysisJob,
     RunSpec,
     busy_summary,
     crash_record,
     execute,
     existing_record,
     prepare,
+    prepare_analysis,
     summarize,
 )
 
 
-def _remote_run(run: RunSpec | AnalysisSpec, results_dir: str, force: bool, threads: int) -> dict:
+def _remote_run(run: RunSpec | AnalysisJob, results_dir: str, force: bool, threads: int) -> dict:
     try:
         return execute(run, Path(results_dir), force=force, threads=threads)
     except RunBusy as e:  # another process (sharing the results folder) is producing this run
@@ -36,7 +37,7 @@ def _remote_run(run: RunSpec | AnalysisSpec, results_dir: str, force: bool, thre
 
 
 def run_many_ray(
-    runs: list[RunSpec | AnalysisSpec],
+    runs: list[RunSpec | AnalysisJob],
     results_dir: Path,
     address: str | None = None,
     force: bool = False,
@@ -53,13 +54,15 @@ def run_many_ray(
 
     results_dir = Path(results_dir)
     summaries: list[dict] = []
-    todo: list[RunSpec | AnalysisSpec] = []
+    todo: list[RunSpec | AnalysisJob] = []
     threads = max(1, int(cpus_per_run))
     for run in runs:  # fail fast on bad names, and skip finished runs without a cluster round trip
         done = None
         if isinstance(run, RunSpec):
             chash = prepare(run, threads)[-1]
             done = None if force else existing_record(run.path(results_dir), chash)
+        else:
+            prepare_analysis(run)
         if done is not None:
             summaries.append({**summarize(done), "_skipped": True})
         else:

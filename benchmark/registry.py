@@ -5,6 +5,9 @@ An algorithm registers once, at import time of its module::
     register(AlgorithmSpec(name="bc", config_cls=BCConfig, factory=BC, kind="offline",
                            config_dir=Path(__file__).parent / "configs" / "bc"))
 
+Analyses (a computation over a task's data that records a ``result`` instead of a score, e.g. the
+compounding-error figure) register the same way as :class:`AnalysisSpec` with :func:`register_analysis`.
+
 Built-ins are the modules of the ``adm`` and ``baselines`` packages (each module is imported and
 registers itself). Algorithms outside this repository register the same way from a module named by
 the ``admbench.algorithms`` entry-point group or by ``ADMBENCH_PLUGINS=pkg.module[,pkg2.mod]``.
@@ -43,7 +46,27 @@ class AlgorithmSpec:
     module: str = ""
 
 
+@dataclass(frozen=True)
+class AnalysisSpec:
+    """An analysis job kind. ``config_cls`` is a dataclass of sizes with ``BUDGETS`` (resolved like an
+    algorithm config); ``run(dataset, env_key, sizes, seed) -> dict`` is the computation (JSON-able).
+
+    ``config_from`` names a registered algorithm whose resolved config (the task's YAML, ``paper`` budget)
+    gives the fields named in ``inherit`` (``{sizes field: algorithm config field}``): an analysis of a
+    method's model borrows the method's model settings, and the runner, not the analysis, looks them up."""
+
+    name: str
+    config_cls: type
+    run: Callable[..., dict]
+    config_from: str = ""
+    inherit: tuple[tuple[str, str], ...] = ()  # (sizes field, config_from field) pairs
+    config_dir: Path | None = None  # holds <task config key>.yaml files, as for algorithms
+    description: str = ""
+    module: str = ""
+
+
 _REGISTRY: dict[str, AlgorithmSpec] = {}
+_ANALYSES: dict[str, AnalysisSpec] = {}
 _LOADED = False
 IMPORT_ERRORS: dict[str, str] = {}  # built-in module -> error; one broken module must not hide the rest
 
@@ -55,6 +78,14 @@ def register(spec: AlgorithmSpec) -> AlgorithmSpec:
     if existing is not None and existing.factory is not spec.factory:
         raise RegistryError(f"algorithm {spec.name!r} is already registered by {existing.module}")
     _REGISTRY[spec.name] = spec
+    return spec
+
+
+def register_analysis(spec: AnalysisSpec) -> AnalysisSpec:
+    existing = _ANALYSES.get(spec.name)
+    if existing is not None and existing.run is not spec.run:
+        raise RegistryError(f"analysis {spec.name!r} is already registered by {existing.module}")
+    _ANALYSES[spec.name] = spec
     return spec
 
 
@@ -103,9 +134,21 @@ def algorithms() -> dict[str, AlgorithmSpec]:
     return dict(sorted(_REGISTRY.items()))
 
 
-def get(name: str) -> AlgorithmSpec:
-    algos = algorithms()
-    if name not in algos:
+def _lookup(kind: str, known: dict, name: str):
+    if name not in known:
         broken = "".join(f"; {m} failed to import ({err})" for m, err in IMPORT_ERRORS.items())
-        raise RegistryError(f"unknown algorithm {name!r}; available: {', '.join(algos)}{broken}")
-    return algos[name]
+        raise RegistryError(f"unknown {kind} {name!r}; available: {', '.join(known)}{broken}")
+    return known[name]
+
+
+def get(name: str) -> AlgorithmSpec:
+    return _lookup("algorithm", algorithms(), name)
+
+
+def analyses() -> dict[str, AnalysisSpec]:
+    load_all()
+    return dict(sorted(_ANALYSES.items()))
+
+
+def get_analysis(name: str) -> AnalysisSpec:
+    return _lookup("analysis", analyses(), name)

@@ -74,14 +74,16 @@ class RunSpec:
 
 
 @dataclass(frozen=True)
-class AnalysisSpec:
-    """An analysis job (compounding error, uncertainty vs error) of a suite; see adm/analysis.py."""
+class AnalysisJob:
+    """One analysis job of a suite (compounding error, uncertainty vs error, ...): a registered
+    :class:`benchmark.registry.AnalysisSpec` on one task, seed and budget."""
 
-    analysis: str
+    analysis: str  # registry name
     task: str
     seed: int
     budget: str
     suite: str = "adhoc"
+    overrides: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)  # sizes fields
 
     @property
     def name(self) -> str:
@@ -225,17 +227,17 @@ def _train_run(spec, task, cfg, common: dict, dataset, progress: bool, checkpoin
                         checkpointer=checkpointer)
 
 
-def new_record(run: RunSpec, cfg_dict: dict, chash: str, provenance: dict, final_k: int) -> dict[str, Any]:
-    """A run's record before training: everything but the outcome (status ``ok`` until proven otherwise)."""
+def _record(schema: str, job: RunSpec | AnalysisJob, cfg_dict: dict, chash: str, provenance: dict
+            ) -> dict[str, Any]:
+    """What every record starts with: who, what, where from and on what (status ``ok`` until proven
+    otherwise)."""
     return {
-        "schema": SCHEMA,
-        "suite": run.suite,
-        "algo": run.name,
-        "algo_id": run.algo,
-        "variant": run.variant,
-        "task": run.task,
-        "seed": run.seed,
-        "budget": run.budget,
+        "schema": schema,
+        "suite": job.suite,
+        "algo": job.name,
+        "task": job.task,
+        "seed": job.seed,
+        "budget": job.budget,
         "config": cfg_dict,
         "config_hash": chash,
         "config_provenance": provenance,
@@ -244,8 +246,25 @@ def new_record(run: RunSpec, cfg_dict: dict, chash: str, provenance: dict, final
         "status": "ok",
         "reason": None,
         "curve": [],
+    }
+
+
+def new_record(run: RunSpec, cfg_dict: dict, chash: str, provenance: dict, final_k: int) -> dict[str, Any]:
+    """A run's record before training: everything but the outcome."""
+    return {
+        **_record(SCHEMA, run, cfg_dict, chash, provenance),
+        "algo_id": run.algo,
+        "variant": run.variant,
         "final_rule": f"mean of the last final_k={final_k} evaluations",
     }
+
+
+def _finished(path: Path, chash: str, force: bool) -> dict | None:
+    """The finished record to return instead of working (marked ``_skipped``), unless ``force``."""
+    done = None if force else existing_record(path, chash)
+    if done is not None:
+        done["_skipped"] = True
+    return done
 
 
 def _fail(record: dict, exc: BaseException) -> None:
@@ -273,17 +292,13 @@ def run_one(
     """
     spec, task, cfg, cfg_dict, provenance, chash = prepare(run, threads)
     path = run.path(results_dir)
-    if not force:
-        done = existing_record(path, chash)
-        if done is not None:
-            done["_skipped"] = True
-            return done
+    done = _finished(path, chash, force)
+    if done is not None:
+        return done
     with claim_run(path):
-        if not force:  # finished by another process while we were preparing
-            done = existing_record(path, chash)
-            if done is not None:
-                done["_skipped"] = True
-                return done
+        done = _finished(path, chash, force)  # finished by another process while we were preparing
+        if done is not None:
+            return done
         record = new_record(run, cfg_dict, chash, provenance, cfg.final_k)
         checkpointer = Checkpointer(checkpoint_dir(path), chash, getattr(cfg, "checkpoint_every", 0))
         if force:
@@ -324,7 +339,7 @@ def run_one(
     return record
 
 
-def crash_record(job: RunSpec | AnalysisSpec, results_dir: Path, reason: str) -> dict:
+def crash_record(job: RunSpec | AnalysisJob, results_dir: Path, reason: str) -> dict:
     """Write (and return) the ``failed`` record of a run whose worker process died (kill -9, OOM) and was
     not retried any more, so the failure shows in reports and the next ``reproduce`` redoes the run."""
     path = job.path(results_dir)
@@ -332,7 +347,7 @@ def crash_record(job: RunSpec | AnalysisSpec, results_dir: Path, reason: str) ->
         spec, task, cfg, cfg_dict, provenance, chash = prepare(job)
         record = new_record(job, cfg_dict, chash, provenance, cfg.final_k)
     else:
-        record = _analysis_record(job)
+        record = _analysis_record(job, *prepare_analysis(job)[3:])
     record.update({"status": "failed", "reason": reason, "wall_time_s": 0.0, "final_score": None,
                    "final_return": None})
     try:
@@ -346,48 +361,58 @@ def crash_record(job: RunSpec | AnalysisSpec, results_dir: Path, reason: str) ->
 ANALYSIS_SCHEMA = "admbench.analysis/1"
 
 
-def _analysis_hash(job: AnalysisSpec) -> str:
-    return config_hash({"analysis": job.analysis, "task": job.task, "seed": job.seed, "budget": job.budget})
+def prepare_analysis(job: AnalysisJob):
+    """Look the analysis up and resolve its sizes like a run's config (defaults <- fields inherited from the
+    ``config_from`` algorithm's config <- YAML <- budget <- overrides) before any work. The config hash
+    covers the job's identity (analysis, task, seed, budget) and its overrides."""
+    spec = registry.get_analysis(job.analysis)
+    task = resolve_task(job.task)
+    inherited, inherited_from = {}, ""
+    if spec.config_from:
+        algo = registry.get(spec.config_from)
+        # the method's settings as it is run on this task (paper budget: budgets change sizes only)
+        algo_cfg, algo_provenance = resolve_config(algo.config_cls, algo.config_dir, task.config_keys,
+                                                   "paper")
+        inherited = {mine: getattr(algo_cfg, theirs) for mine, theirs in spec.inherit}
+        inherited_from = (f"the {spec.config_from} config "
+                          f"({algo_provenance['config_file'] or algo.config_cls.__name__ + ' defaults'})")
+    sizes, provenance = resolve_config(
+        spec.config_cls, spec.config_dir, task.config_keys, job.budget, job.overrides, seed=job.seed,
+        inherited=inherited, inherited_from=inherited_from,
+    )
+    payload = {"analysis": job.analysis, "task": job.task, "seed": job.seed, "budget": job.budget}
+    if job.overrides:
+        payload["overrides"] = job.overrides
+    return spec, task, sizes, config_to_dict(sizes), provenance, config_hash(payload)
 
 
-def _analysis_record(job: AnalysisSpec) -> dict[str, Any]:
-    return {
-        "schema": ANALYSIS_SCHEMA,
-        "suite": job.suite,
-        "algo": job.name,
-        "analysis": job.analysis,
-        "task": job.task,
-        "seed": job.seed,
-        "budget": job.budget,
-        "config": {},
-        "config_hash": _analysis_hash(job),
-        "versions": versions(),
-        "commit": git_commit(),
-        "status": "ok",
-        "reason": None,
-        "curve": [],
-    }
+def _analysis_record(job: AnalysisJob, cfg_dict: dict, provenance: dict, chash: str) -> dict[str, Any]:
+    return {**_record(ANALYSIS_SCHEMA, job, cfg_dict, chash, provenance), "analysis": job.analysis}
+
+
+def run_analysis(job: AnalysisJob, prepared: tuple | None = None) -> dict:
+    """The result of one analysis job (no record written): the registered ``run`` on the task's data."""
+    spec, task, sizes, *_ = prepared or prepare_analysis(job)
+    out = spec.run(task.load_dataset(), task.env_key, sizes, job.seed)
+    return {"task": job.task, "budget": job.budget, **out, "seed": job.seed}
 
 
 def run_analysis_job(
-    job: AnalysisSpec, results_dir: Path = DEFAULT_RESULTS, force: bool = False, threads: int = 1
+    job: AnalysisJob, results_dir: Path = DEFAULT_RESULTS, force: bool = False, threads: int = 1
 ) -> dict:
-    """Run one analysis (``adm.analysis.run_analysis``) and store its output as a record."""
-    path = job.path(results_dir)
-    chash = _analysis_hash(job)
-    if not force:
-        done = existing_record(path, chash)
-        if done is not None:
-            return {**done, "_skipped": True}
+    """Run one analysis and store its output (``result``) as a record."""
+    prepared = prepare_analysis(job)
+    path, (cfg_dict, provenance, chash) = job.path(results_dir), prepared[3:]
+    done = _finished(path, chash, force)
+    if done is not None:
+        return done
     with claim_run(path):
         seed_everything(job.seed, threads=threads)
-        record = _analysis_record(job)
+        record = _analysis_record(job, cfg_dict, provenance, chash)
         t0 = time.time()
         try:
-            from adm.analysis import run_analysis
-
-            record["result"] = run_analysis(job.analysis, job.task, job.seed, job.budget)
-        except Exception as e:
+            record["result"] = run_analysis(job, prepared)
+        except Exception as e:  # a failing analysis records its failure; the sweep goes on
             _fail(record, e)
         record["wall_time_s"] = round(time.time() - t0, 3)
         write_record(path, record)
@@ -395,19 +420,19 @@ def run_analysis_job(
 
 
 def execute(
-    job: RunSpec | AnalysisSpec,
+    job: RunSpec | AnalysisJob,
     results_dir: Path,
     force: bool = False,
     threads: int = 1,
     progress: bool = False,
     keep_policy: bool = False,
 ) -> dict:
-    if isinstance(job, AnalysisSpec):
+    if isinstance(job, AnalysisJob):
         return run_analysis_job(job, results_dir, force=force, threads=threads)
     return run_one(job, results_dir, progress=progress, force=force, threads=threads, keep_policy=keep_policy)
 
 
-def busy_summary(job: RunSpec | AnalysisSpec, err: RunBusy) -> dict:
+def busy_summary(job: RunSpec | AnalysisJob, err: RunBusy) -> dict:
     """The summary of a job another live process is producing (its record will appear when it ends)."""
     return {"algo": job.name, "task": job.task, "seed": job.seed, "status": "busy", "reason": str(err)}
 
@@ -418,7 +443,7 @@ def summarize(record: dict) -> dict:
 
 
 __all__ = [
-    "AnalysisSpec",
+    "AnalysisJob",
     "KindMismatchError",
     "RunSpec",
     "TaskError",

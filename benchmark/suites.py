@@ -10,7 +10,7 @@ Format::
         tasks: [local/hopper-medium-replay]
         set: {epochs: 5}     # optional per-entry config overrides
         variant: m=2         # optional: records are stored as algo "bc@m=2" (ablations)
-    analyses:                # optional analysis jobs (adm/analysis.py), one record per task x seed
+    analyses:                # optional analysis jobs (registered analyses), one record per task x seed
       - name: compounding-error
         tasks: [local/hopper-medium-replay]
 """
@@ -23,7 +23,7 @@ from pathlib import Path
 import yaml
 
 from benchmark.config import BUDGET_NAMES
-from benchmark.runner import AnalysisSpec, RunSpec
+from benchmark.runner import AnalysisJob, RunSpec
 
 SUITE_DIR = Path(__file__).parent / "suites"
 SUITE_KEYS = {"description", "budget", "seeds", "runs", "analyses", "note", "report"}
@@ -53,12 +53,12 @@ class Suite:
     def report_suites(self) -> list[str]:
         return [s.name for s in self.includes] if self.includes else [self.name]
 
-    def plan(self, budget: str | None = None, seeds: int | None = None) -> list[RunSpec | AnalysisSpec]:
+    def plan(self, budget: str | None = None, seeds: int | None = None) -> list[RunSpec | AnalysisJob]:
         if self.includes:
             return [run for member in self.includes for run in member.plan(budget, seeds)]
         budget = budget or self.budget
         n = self.seeds if seeds is None else seeds
-        runs: list[RunSpec | AnalysisSpec] = []
+        runs: list[RunSpec | AnalysisJob] = []
         for i, entry in enumerate(self.entries):
             overrides = dict(entry.get("set") or {})
             sources = dict.fromkeys(overrides, f"{self.path} runs[{i}].set")
@@ -71,7 +71,7 @@ class Suite:
         for entry in self.analyses:
             for task in entry["tasks"]:
                 for seed in range(n):
-                    runs.append(AnalysisSpec(entry["name"], task, seed, budget, suite=self.name))
+                    runs.append(AnalysisJob(entry["name"], task, seed, budget, suite=self.name))
         return runs
 
 

@@ -10,7 +10,7 @@ import os
 import re
 from dataclasses import dataclass
 
-from benchmark.rl import scores
+from benchmark import scores
 
 LOCAL_ENVS = ("hopper", "halfcheetah", "walker2d")
 LOCAL_LEVELS = ("random", "medium", "medium-replay", "medium-expert", "expert")
@@ -72,7 +72,7 @@ class TaskSpec:
         if self.family == "minari":
             from benchmark.data.minari_loader import load_minari_dataset
 
-            return load_minari_dataset(self.name)
+            return load_minari_dataset(self.name, self.env_key)
         raise TaskError(f"no dataset loader for family {self.family!r}")
 
     def data_fingerprint(self) -> dict | None:

@@ -23,8 +23,8 @@ from benchmark.config import resolve_config
 from benchmark.data.local import build_local_dataset
 from benchmark.envs import make_env
 from benchmark.rl.algorithm import OfflineContext
-from benchmark.rl.scores import normalize_return
 from benchmark.rl.trainers import train_offline
+from benchmark.scores import normalize_return
 
 pytestmark = pytest.mark.benchmark
 BATCH = int(os.environ.get("ADM_BENCH_BATCH", "10000"))

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import torch
 
-from benchmark.data.dataset import OfflineDataset
 from benchmark.rl.buffers import TransitionBuffer, WindowSampler
+from benchmark.rl.dataset import OfflineDataset
 
 pytestmark = pytest.mark.benchmark
 

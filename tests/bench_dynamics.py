@@ -15,8 +15,8 @@ import torch
 
 from baselines.mobile import MOBILE, MOBILEConfig
 from baselines.mopo import MOPO, MOPOConfig
-from benchmark.data.dataset import OfflineDataset
 from benchmark.rl.algorithm import OfflineContext
+from benchmark.rl.dataset import OfflineDataset
 from benchmark.rl.dynamics import EnsembleDynamics, EnsembleDynamicsConfig
 
 pytestmark = pytest.mark.benchmark

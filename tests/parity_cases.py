@@ -343,8 +343,8 @@ def mobile_termination() -> list[Check]:
 # ----- TD3+BC (official) -----------------------------------------------------------------------
 def td3bc_update() -> list[Check]:
     from baselines.td3bc import TD3BC, TD3BCConfig
-    from benchmark.data.dataset import OfflineDataset
     from benchmark.rl.algorithm import OfflineContext
+    from benchmark.rl.dataset import OfflineDataset
 
     fx = Fixture("td3bc_update")
     d = {k: fx[f"data/{k}"] for k in ("observations", "actions", "rewards", "next_observations", "terminals")}

@@ -13,8 +13,8 @@ from benchmark.config import load_yaml, resolve_config
 from benchmark.data.local import build_local_dataset
 from benchmark.envs import make_env
 from benchmark.rl.algorithm import OfflineContext
-from benchmark.rl.scores import normalize_return
 from benchmark.rl.trainers import evaluate, train_offline
+from benchmark.scores import normalize_return
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "adm" / "configs" / "admpo-off"
 D4RL = [f"{e}-{lvl}-v2" for e in ("hopper", "halfcheetah", "walker2d")

@@ -1,5 +1,6 @@
-"""Compounding-error and uncertainty-vs-error analyses (adm/analysis.py) at smoke size, their data split,
-overflow rule and the simulator-reset ground truth."""
+"""Compounding-error and uncertainty-vs-error analyses (adm/compounding_error.py, adm/uncertainty_error.py)
+at smoke size, their data split, overflow rule, the simulator-reset ground truth, and the registered jobs
+(adm/analysis_jobs.py) as the runner resolves and runs them."""
 
 import json
 
@@ -7,19 +8,15 @@ import numpy as np
 import pytest
 import torch
 
-from adm.analysis import (
-    FLOAT32_MAX,
-    AnalysisSizes,
-    SimulatorOracle,
-    clipped_mse,
-    compounding_error,
-    episode_ids,
-    open_loop_predictions,
-    split_episodes,
-    uncertainty_vs_error,
-)
+from adm.analysis import AnalysisSizes
+from adm.compounding_error import FLOAT32_MAX, clipped_mse, compounding_error, open_loop_predictions
+from adm.dynamics_models import AnyStepModel
 from adm.model import ADMConfig, AnyStepDynamics
+from adm.training import ADMTrainConfig
+from adm.uncertainty_error import SimulatorOracle, uncertainty_vs_error
 from benchmark.data.local import build_local_dataset
+from benchmark.rl.dataset import episode_ids, split_episodes
+from benchmark.runner import AnalysisJob, run_analysis
 
 TINY = AnalysisSizes(max_step=3, hidden_dim=16, model_max_epochs=1, ensemble_max_epochs=1,
                      ensemble_max_steps=5)
@@ -57,7 +54,8 @@ def test_open_loop_uses_recorded_actions_and_own_predictions():
     torch.manual_seed(0)
     model = AnyStepDynamics(3, 1, ADMConfig(hidden_dim=8)).eval()
     s0, acts = torch.randn(4, 1, 3), torch.randn(4, 3, 1)
-    pred = open_loop_predictions(model, s0, acts, 3, torch.Generator().manual_seed(0))
+    adm = AnyStepModel(ADMTrainConfig(max_step=1), model=model)
+    pred = open_loop_predictions(adm, s0, acts, 3, torch.Generator().manual_seed(0))
     s = s0[:, 0]
     for h in range(3):
         s, _ = model.dstep(s, acts[:, h : h + 1])
@@ -116,9 +114,7 @@ def test_uncertainty_vs_error_smoke(hopper_random):
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["compounding-error", "uncertainty"])
 def test_run_analysis_smoke_budget(tiny_data, name):
-    from adm.analysis import run_analysis
-
-    out = run_analysis(name, "local/hopper-random", 0, "smoke")
+    out = run_analysis(AnalysisJob(name, "local/hopper-random", 0, "smoke"))
     json.dumps(out)
     assert out["analysis"] == name and out["task"] == "local/hopper-random" and out["budget"] == "smoke"
     assert out["max_step"] == 5  # from adm/configs/admpo-off/hopper-random-v2.yaml
@@ -127,11 +123,41 @@ def test_run_analysis_smoke_budget(tiny_data, name):
 
 
 def test_run_analysis_rejects_unknown_names_and_fields():
-    from adm.analysis import run_analysis
-
     with pytest.raises(ValueError, match="unknown analysis"):
-        run_analysis("nope", "local/hopper-random", 0, "smoke")
+        run_analysis(AnalysisJob("nope", "local/hopper-random", 0, "smoke"))
     with pytest.raises(ValueError, match="unknown budget"):
-        run_analysis("uncertainty", "local/hopper-random", 0, "huge")
-    with pytest.raises(ValueError, match="unknown fields"):
-        run_analysis("uncertainty", "local/hopper-random", 0, "smoke", {"m": 3})
+        run_analysis(AnalysisJob("uncertainty", "local/hopper-random", 0, "huge"))
+    # the sizes resolve like any config: an unknown field is refused by name
+    with pytest.raises(ValueError, match="unknown field 'm'"):
+        run_analysis(AnalysisJob("uncertainty", "local/hopper-random", 0, "smoke", overrides={"m": 3}))
+
+
+def test_analysis_sizes_resolve_like_configs():
+    """Budget sizes come from the sizes class, m and the GRU width from the task's admpo-off config (named in
+    the provenance); the record's config hash is the job's identity, as before the analyses registered."""
+    from benchmark.config import config_hash
+    from benchmark.runner import prepare_analysis
+
+    job = AnalysisJob("uncertainty", "local/hopper-random", 0, "smoke")
+    spec, task, sizes, cfg, provenance, chash = prepare_analysis(job)
+    assert spec.name == "uncertainty" and task.env_key == "hopper"
+    assert (sizes.max_step, sizes.hidden_dim) == (5, 200)
+    inherited = provenance["inherited"]
+    assert inherited["from"] == "the admpo-off config (adm/configs/admpo-off/hopper-random-v2.yaml)"
+    assert inherited["values"] == {"max_step": 5, "hidden_dim": 200}
+    assert (sizes.horizon, sizes.n_starts, sizes.bc_steps, sizes.train_transitions) == (3, 20, 50, 3000)
+    assert (sizes.model_max_epochs, sizes.ensemble_max_epochs, sizes.ensemble_max_steps) == (1, 2, 30)
+    paper = prepare_analysis(AnalysisJob("uncertainty", "local/hopper-random", 0, "paper"))[2]
+    assert (paper.horizon, paper.n_starts, paper.bc_steps, paper.ensemble_max_steps) == (5, 5000, 100_000,
+                                                                                          None)
+    assert chash == config_hash({"analysis": "uncertainty", "task": "local/hopper-random", "seed": 0,
+                                 "budget": "smoke"})
+
+
+def test_run_many_refuses_an_unknown_analysis_before_any_work(tmp_path):
+    from benchmark.executor import run_many
+
+    with pytest.raises(ValueError, match="unknown analysis 'nope'"):
+        run_many([AnalysisJob("nope", "local/hopper-random", 0, "smoke")], tmp_path, workers=1,
+                 progress=False)
+    assert list(tmp_path.iterdir()) == []

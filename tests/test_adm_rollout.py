@@ -6,8 +6,8 @@ import torch
 
 from adm.model import ADMConfig, AnyStepDynamics
 from adm.rollout import RolloutConfig, rollout, sample_start_windows
-from benchmark.data.dataset import OfflineDataset
 from benchmark.rl.buffers import WindowSampler
+from benchmark.rl.dataset import OfflineDataset
 from benchmark.rl.termination import get_termination_fn
 
 OBS, ACT = 11, 3

@@ -6,9 +6,9 @@ import torch
 
 from adm.model import ADMConfig
 from adm.training import ADMTrainConfig, WindowBatcher, holdout_error_per_k, train_adm
-from benchmark.data.dataset import OfflineDataset
 from benchmark.data.local import build_local_dataset
 from benchmark.rl.buffers import WindowSampler
+from benchmark.rl.dataset import OfflineDataset
 
 
 def toy_dataset(n=600, ep_len=25):

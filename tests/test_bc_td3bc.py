@@ -60,8 +60,8 @@ RANDOM_HOPPER_SCORE = 1.0  # a uniform-random policy scores ~0.6-1 on hopper (D4
 
 
 def _train_and_score(algo, steps: int, episodes: int = 3) -> float:
+    from benchmark import scores
     from benchmark.envs import make_env
-    from benchmark.rl import scores
     from benchmark.rl.trainers import evaluate
 
     for step in range(steps):

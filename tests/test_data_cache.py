@@ -17,10 +17,10 @@ import pytest
 import torch
 
 from benchmark import cli as top_cli
-from benchmark.data import cli as data_cli
-from benchmark.data import local
-from benchmark.data.cli import main as data_main
-from benchmark.data.dataset import DatasetError
+from benchmark import data_cli
+from benchmark.data import local, policies
+from benchmark.data_cli import main as data_main
+from benchmark.rl.dataset import DatasetError
 
 SIZE = 300  # transitions: a hopper-random build of this size takes milliseconds
 
@@ -240,7 +240,7 @@ def test_building_or_loading_a_dataset_does_not_move_the_global_random_streams(c
     assert global_rng_states() == before
     assert arrays_digest(cold) == arrays_digest(warm)
     if level != "random":
-        local.load_behavior_actor("hopper", "expert")  # called alone, too
+        policies.load_behavior_actor("hopper", "expert")  # called alone, too
         assert global_rng_states() == before
 
 

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from benchmark.data import d4rl, neorl
-from benchmark.data.cli import main as data_main
 from benchmark.data.fetch import FetchError, RemoteFile, fetch_file
+from benchmark.data_cli import main as data_main
 
 
 class FileServer:

@@ -10,11 +10,12 @@ import h5py
 import numpy as np
 import pytest
 
-from benchmark.data.cli import main as data_main
 from benchmark.data.d4rl import load_d4rl_dataset, load_hdf5_dataset
-from benchmark.data.dataset import DatasetError
 from benchmark.data.minari_loader import load_minari_dataset
 from benchmark.data.neorl import load_neorl_dataset, load_neorl_npz
+from benchmark.data_cli import main as data_main
+from benchmark.rl.dataset import DatasetError
+from benchmark.tasks import resolve_task
 
 
 def d4rl_arrays(n=60, obs_dim=11, act_dim=3, seed=0, episode=25):
@@ -186,7 +187,7 @@ def test_neorl_bad_files(tmp_path):
 def test_minari_missing_package_has_install_hint(monkeypatch):
     monkeypatch.setitem(sys.modules, "minari", None)  # makes `import minari` raise ImportError
     with pytest.raises(DatasetError, match=r"pip install 'admbench\[minari\]'"):
-        load_minari_dataset("mujoco/hopper/medium-v0")
+        load_minari_dataset("mujoco/hopper/medium-v0", "hopper")
 
 
 def test_minari_episodes_become_flat_transitions(monkeypatch):
@@ -205,7 +206,7 @@ def test_minari_episodes_become_flat_transitions(monkeypatch):
         load_dataset=lambda i: types.SimpleNamespace(iterate_episodes=lambda: iter(episodes))
     )
     monkeypatch.setitem(sys.modules, "minari", fake)
-    ds = load_minari_dataset("minari/mujoco/hopper/medium-v0")
+    ds = resolve_task("minari/mujoco/hopper/medium-v0").load_dataset()  # the task knows the env key
     assert len(ds) == 7 and ds.env_key == "hopper"
     np.testing.assert_allclose(ds.next_observations[:4], episodes[0].observations[1:], rtol=1e-6)
     np.testing.assert_array_equal(ds.terminals, [0, 0, 0, 1, 0, 0, 0])

@@ -8,18 +8,18 @@ import numpy as np
 import pytest
 import torch
 
-from benchmark.data import behavior, local
+from benchmark.data import behavior, local, policies
 from benchmark.data.behavior import (
     BehaviorConfig,
     choose_snapshots,
     compact_replay,
-    load_training_replay,
     select_behavior,
     thin_episodes,
     train_behavior,
 )
-from benchmark.data.cli import main as data_main
-from benchmark.data.dataset import DatasetError
+from benchmark.data.policies import load_training_replay
+from benchmark.data_cli import main as data_main
+from benchmark.rl.dataset import DatasetError
 from benchmark.rl.sac import TanhGaussianActor
 
 
@@ -143,8 +143,8 @@ def test_select_behavior_writes_loadable_policies_and_replay(tmp_path, monkeypat
     assert card["hidden"] == [32, 32] and card["obs_dim"] == 11 and card["act_dim"] == 3 and card["seed"] == 7
     assert card["normalized_score"] == pytest.approx(
         100 * (card["return_mean_20ep"] + 20.272305) / (3234.3 + 20.272305), abs=0.01)
-    monkeypatch.setattr(local, "POLICY_DIR", out)
-    actor, loaded_card = local.load_behavior_actor("hopper", "medium")
+    monkeypatch.setattr(policies, "POLICY_DIR", out)
+    actor, loaded_card = policies.load_behavior_actor("hopper", "medium")
     assert loaded_card == cards["medium"]
     assert torch.equal(actor.state_dict()["trunk.0.weight"], snaps[200]["actor"]["trunk.0.weight"])
     replay = local.build_local_dataset("hopper", "medium-replay")
@@ -192,12 +192,13 @@ def test_train_behavior_resumes_after_interruption(tmp_path):
 
 
 def test_shipped_policies_match_their_cards():
-    for path in sorted(local.POLICY_DIR.glob("*-medium.pt")) + sorted(local.POLICY_DIR.glob("*-expert.pt")):
+    shipped = policies.POLICY_DIR
+    for path in sorted(shipped.glob("*-medium.pt")) + sorted(shipped.glob("*-expert.pt")):
         env, level = path.stem.split("-", 1)
-        actor, card = local.load_behavior_actor(env, level)
+        actor, card = policies.load_behavior_actor(env, level)
         assert card["env"] == env and card["level"] == level
         assert json.loads(path.with_suffix(".json").read_text()) == card
-        assert behavior.actor_from_state_dict(actor.state_dict())[1]["hidden"] == card["hidden"]
+        assert policies.actor_from_state_dict(actor.state_dict())[1]["hidden"] == card["hidden"]
 
 
 def test_cache_rebuilds_when_the_shipped_policy_changes(cache, tmp_path, monkeypatch):
@@ -206,7 +207,7 @@ def test_cache_rebuilds_when_the_shipped_policy_changes(cache, tmp_path, monkeyp
     out.mkdir()
     card = {"obs_dim": 11, "act_dim": 3, "hidden": [8], "act_scale": 1.0}
     torch.save({"actor": TanhGaussianActor(11, 3, (8,)).state_dict(), "card": card}, out / "hopper-medium.pt")
-    monkeypatch.setattr(local, "POLICY_DIR", out)
+    monkeypatch.setattr(policies, "POLICY_DIR", out)
     first = local.load_local_dataset("hopper", "medium", size=300)
     assert local.load_local_dataset("hopper", "medium", size=300).meta == first.meta
     torch.save({"actor": TanhGaussianActor(11, 3, (8,)).state_dict(), "card": card}, out / "hopper-medium.pt")
@@ -218,7 +219,7 @@ def test_cache_rebuilds_when_the_shipped_policy_changes(cache, tmp_path, monkeyp
 def test_numpy_actor_policy_matches_torch_actor():
     torch.manual_seed(0)
     actor = TanhGaussianActor(11, 3, (32, 32), act_scale=0.7)
-    policy = local.actor_policy(actor, seed=5)
+    policy = policies.actor_policy(actor, seed=5)
     eps = np.random.default_rng(5).standard_normal((4, 3), dtype=np.float32)
     obs = np.random.default_rng(1).normal(size=(4, 11)).astype(np.float32)
     for o, e in zip(obs, eps):

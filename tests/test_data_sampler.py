@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from benchmark.data.dataset import OfflineDataset
 from benchmark.rl.buffers import WindowSampler
+from benchmark.rl.dataset import OfflineDataset
 
 
 def chained_dataset(lengths, terminal_every=3, obs_dim=4, seed=0) -> OfflineDataset:

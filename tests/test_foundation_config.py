@@ -5,14 +5,8 @@ from typing import ClassVar
 
 import pytest
 
-from benchmark.config import (
-    ConfigError,
-    OfflineConfig,
-    budget_overrides,
-    config_hash,
-    parse_overrides,
-    resolve_config,
-)
+from benchmark.config import budget_overrides, config_hash, parse_overrides, resolve_config
+from benchmark.rl.configs import ConfigError, OfflineConfig
 
 
 @dataclass

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from benchmark.config import ConfigError
+from benchmark.rl.configs import ConfigError
 from benchmark.rl.online import (
     EnvReplay,
     OnlineAlgorithm,

@@ -227,7 +227,7 @@ def _extras_records() -> list[dict]:
             rec = make_record(f"admpo-off@m={m}", "local/hopper-medium", seed, base + seed, suite="extras")
             rec.update({"algo_id": "admpo-off", "variant": f"m={m}"})
             recs.append(rec)
-        # the format adm/analysis.py writes: per-model mean error per horizon (float32 max = overflow)
+        # as adm/compounding_error.py writes it: per-model mean error per horizon (float32 max = overflow)
         horizons = [1, 5, 10, 100]
         models = {
             "adm": {"mean": [0.01 * 1.05**h for h in horizons[:3]] + [0.5 + seed], "overflow": [0.0] * 4},
@@ -254,7 +254,7 @@ def _extras_records() -> list[dict]:
             {"model": "ensemble", "source": "all", "pearson": 0.7, "spearman": 0.75, "n": 1000},
         ]
         result = {"points": points, "correlations": correlations, "uncertainty": {"adm": "sqrt var"}}
-        # as adm/analysis.py writes it: horizons and per-model training info, but no curves
+        # as adm/compounding_error.py writes it: horizons and per-model training info, but no curves
         result.update({"horizons": [1, 2, 3], "models": {"adm": {"train": {"epochs": 3}}}})
         recs.append(_analysis_record("uncertainty", "local/hopper-medium-replay", seed, result))
         # without recorded correlations the report computes them on the stored points

@@ -71,7 +71,8 @@ def test_online_ranges_and_negative_seed(tmp_path, capsys):
 
 def test_the_error_names_the_yaml_file_or_budget_that_set_the_value(tmp_path):
     from baselines.bc import BCConfig
-    from benchmark.config import ConfigError, resolve_config
+    from benchmark.config import resolve_config
+    from benchmark.rl.configs import ConfigError
 
     (tmp_path / "default.yaml").write_text("_source: a test\nbatch_size: -2\n")
     with pytest.raises(ConfigError, match=rf"^{tmp_path / 'default.yaml'}: field 'batch_size' = -2 "):
@@ -87,7 +88,7 @@ def test_the_error_names_the_yaml_file_or_budget_that_set_the_value(tmp_path):
 def test_every_numeric_config_field_has_a_declared_range():
     """A new field must be classified (RANGE_RULES or the class's RANGES) so range checks cover it."""
     unclassified = []
-    for name, spec in registry.algorithms().items():
+    for name, spec in {**registry.algorithms(), **registry.analyses()}.items():
         for field_name, tp in field_types(spec.config_cls).items():
             args = typing.get_args(tp) or (tp,)
             numeric = any(a in (int, float) or set(typing.get_args(a)) & {int, float} for a in args)

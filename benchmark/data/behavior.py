@@ -20,13 +20,13 @@ from __future__ import annotations
 import json
 import random
 import time
-import zipfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from benchmark.data import policies
 from benchmark.data.files import atomic_write, atomic_write_text
 from benchmark.envs import make_env
 from benchmark.rl.sac import SAC, SACConfig
@@ -208,55 +208,11 @@ def train_behavior(
 
 
 # ----- turning a training run into the shipped behaviour policies -----------------------------------
-REPLAY_FIELDS = ("observations", "actions", "rewards", "next_observations", "terminals", "timeouts")
-
-
-def load_training_replay(path: str | Path) -> dict[str, np.ndarray]:
-    """A training ``replay.npz`` as D4RL arrays.
-
-    Accepts the full layout (with ``next_observations``) and the compact one GPU runs write:
-    ``end_next_observations`` holds ``s'`` of every row that ends an episode (terminal, timeout or the
-    last row), in order; every other row's ``s'`` is the next row's ``s``.
-    """
-    from benchmark.data.dataset import DatasetError
-
-    path = Path(path)
-    try:
-        with np.load(path) as z:
-            arrays = {k: np.asarray(z[k]) for k in z.files}
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
-        raise DatasetError(f"{path}: not a readable .npz file (truncated or another format): {err}") from err
-    base = ("observations", "actions", "rewards", "terminals", "timeouts")
-    missing = [k for k in base if k not in arrays]
-    if missing:
-        raise DatasetError(f"{path}: missing keys {missing} (has {sorted(arrays)})")
-    if "next_observations" not in arrays:
-        if "end_next_observations" not in arrays:
-            raise DatasetError(f"{path}: needs 'next_observations' or 'end_next_observations'")
-        obs = arrays["observations"]
-        ends = arrays["terminals"].astype(bool) | arrays["timeouts"].astype(bool)
-        ends[-1] = True
-        end_rows = np.flatnonzero(ends)
-        if len(end_rows) != len(arrays["end_next_observations"]):
-            raise DatasetError(
-                f"{path}: {len(arrays['end_next_observations'])} end_next_observations for {len(end_rows)} "
-                "episode ends"
-            )
-        next_obs = np.empty_like(obs)
-        next_obs[:-1] = obs[1:]
-        next_obs[end_rows] = arrays["end_next_observations"]
-        arrays["next_observations"] = next_obs
-    out = {k: arrays[k] for k in REPLAY_FIELDS}
-    if "seed" in arrays:
-        out["seed"] = arrays["seed"]
-    return out
-
-
 def compact_replay(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """D4RL arrays without the redundant ``next_observations`` (half the size on disk).
 
     Only ``s'`` of rows that end an episode is stored (``end_next_observations``, in order);
-    :func:`load_training_replay` restores the full arrays exactly.
+    :func:`benchmark.data.policies.load_training_replay` restores the full arrays exactly.
     """
     ends = arrays["terminals"] | arrays["timeouts"]
     ends[-1] = True
@@ -265,30 +221,8 @@ def compact_replay(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return out
 
 
-def actor_from_state_dict(state_dict: dict) -> tuple[torch.nn.Module, dict]:
-    """Rebuild a :class:`TanhGaussianActor` from its state dict; returns it and its shape info."""
-    from benchmark.rl.sac import TanhGaussianActor
-
-    weights = [state_dict[k] for k in sorted(state_dict, key=_layer_order) if k.endswith(".weight")]
-    obs_dim = int(weights[0].shape[1])
-    hidden = tuple(int(w.shape[0]) for w in weights[:-1])
-    act_dim = int(weights[-1].shape[0]) // 2
-    act_scale = float(state_dict["act_scale"])
-    actor = TanhGaussianActor(obs_dim, act_dim, hidden, act_scale)
-    actor.load_state_dict(state_dict)
-    actor.eval()
-    return actor, {"obs_dim": obs_dim, "act_dim": act_dim, "hidden": list(hidden), "act_scale": act_scale}
-
-
-def _layer_order(key: str) -> tuple[int, str]:
-    parts = key.split(".")
-    return (int(parts[1]) if len(parts) > 2 and parts[1].isdigit() else -1, key)
-
-
 def measure_actor(actor, env_key: str, episodes: int = 20, seed: int = 20_000, deterministic: bool = False):
     """Mean/std return of ``actor`` over seeded episodes (stochastic actions with a seeded generator)."""
-    from benchmark.data.local import actor_policy
-
     if deterministic:
         def act(obs):
             with torch.no_grad():
@@ -296,14 +230,14 @@ def measure_actor(actor, env_key: str, episodes: int = 20, seed: int = 20_000, d
                 a, _ = actor.sample(t, deterministic=True)
             return a.squeeze(0).numpy()
     else:
-        policy = actor_policy(actor, seed)
+        policy = policies.actor_policy(actor, seed)
         act = lambda obs: policy(obs, None)
     return evaluate_policy(act, env_key, episodes, seed)
 
 
 def choose_snapshots(snapshots: dict[int, dict], env_key: str) -> dict[str, int]:
     """``medium``: return closest to a third of the D4RL expert return; ``expert``: the best return."""
-    from benchmark.rl.scores import REFERENCE_RETURNS
+    from benchmark.scores import REFERENCE_RETURNS
 
     target = REFERENCE_RETURNS[env_key].expert / 3.0
     steps = sorted(snapshots)
@@ -346,16 +280,15 @@ def select_behavior(train_dir: str | Path, env_key: str, out_dir: str | Path | N
     whose measured stochastic return is best, since the datasets are collected with stochastic actions.
     Returns the cards written.
     """
-    from benchmark.data.local import POLICY_DIR
-    from benchmark.rl.scores import normalize_return
+    from benchmark.scores import normalize_return
 
     train_dir = Path(train_dir)
-    out = Path(out_dir) if out_dir is not None else POLICY_DIR
+    out = Path(out_dir) if out_dir is not None else policies.POLICY_DIR
     out.mkdir(parents=True, exist_ok=True)
     snapshots = torch.load(train_dir / "snapshots.pt", weights_only=False, map_location="cpu")
     if not snapshots:
         raise ValueError(f"{train_dir / 'snapshots.pt'} holds no snapshots")
-    replay = load_training_replay(train_dir / "replay.npz")
+    replay = policies.load_training_replay(train_dir / "replay.npz")
     run_seed = int(replay.pop("seed")) if "seed" in replay else seed
     chosen = choose_snapshots(snapshots, env_key)
     if keep_medium:
@@ -364,7 +297,7 @@ def select_behavior(train_dir: str | Path, env_key: str, out_dir: str | Path | N
 
     def measure(step: int, deterministic: bool = False) -> tuple[float, float]:
         if (step, deterministic) not in measured:
-            actor, _ = actor_from_state_dict(snapshots[step]["actor"])
+            actor, _ = policies.actor_from_state_dict(snapshots[step]["actor"])
             measured[step, deterministic] = measure_actor(
                 actor, env_key, eval_episodes, deterministic=deterministic)
         return measured[step, deterministic]
@@ -377,7 +310,7 @@ def select_behavior(train_dir: str | Path, env_key: str, out_dir: str | Path | N
             progress(f"[{env_key}] expert candidate {step}: {measure(step)[0]:.1f} (stochastic)")
     cards = {}
     for level, step in chosen.items():
-        _, shape = actor_from_state_dict(snapshots[step]["actor"])
+        _, shape = policies.actor_from_state_dict(snapshots[step]["actor"])
         (mean, std), (det_mean, det_std) = measure(step), measure(step, deterministic=True)
         card = {
             "env": env_key,

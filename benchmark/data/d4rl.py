@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmark.data.dataset import DatasetError, OfflineDataset
 from benchmark.data.fetch import RemoteFile
+from benchmark.rl.dataset import DatasetError, OfflineDataset
 from benchmark.seeding import preserved_rng
 
 D4RL_ENVS = ("hopper", "halfcheetah", "walker2d")

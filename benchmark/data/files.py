@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from benchmark import atomic
-from benchmark.data.dataset import DatasetError
+from benchmark.rl.dataset import DatasetError
 
 
 def io_error(path: Path, action: str, err: OSError) -> DatasetError:

@@ -28,9 +28,8 @@ import os
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from benchmark.data.dataset import ARRAY_FIELDS, DatasetError, OfflineDataset
+from benchmark.data import policies
 from benchmark.data.files import (
     atomic_write,
     atomic_write_text,
@@ -40,9 +39,9 @@ from benchmark.data.files import (
 )
 from benchmark.envs import make_env
 from benchmark.progress import track
+from benchmark.rl.dataset import ARRAY_FIELDS, DatasetError, OfflineDataset
 from benchmark.seeding import preserved_rng
 
-POLICY_DIR = Path(__file__).parent / "behavior_policies"
 DEFAULT_SIZES = {
     "random": 50_000, "medium": 50_000, "expert": 50_000, "medium-replay": None, "medium-expert": None
 }
@@ -96,66 +95,12 @@ def rollout_dataset(env_key: str, policy, size: int, seed: int, name: str) -> Of
     return OfflineDataset(**data, name=name, env_key=env_key)
 
 
-def uniform_policy(act_dim: int, scale: float):
-    return lambda obs, rng: rng.uniform(-scale, scale, size=act_dim)
-
-
-@preserved_rng()  # building the network draws its (overwritten) init from torch's global stream
-def load_behavior_actor(env_key: str, level: str):
-    """The shipped SAC actor for ``level`` (medium or expert) and its card."""
-    from benchmark.rl.sac import TanhGaussianActor
-
-    path = POLICY_DIR / f"{env_key}-{level}.pt"
-    if not path.exists():
-        raise DatasetError(
-            f"no behaviour policy {path}; train one with `admbench data train-behavior --env {env_key}` "
-            "and select snapshots with `admbench data select-behavior`"
-        )
-    blob = torch.load(path, weights_only=False, map_location="cpu")
-    card = blob["card"]
-    actor = TanhGaussianActor(card["obs_dim"], card["act_dim"], tuple(card["hidden"]), card["act_scale"])
-    actor.load_state_dict(blob["actor"])
-    actor.eval()
-    return actor, card
-
-
-def actor_policy(actor, seed: int):
-    """Stochastic SAC actions, noise from a numpy generator seeded per dataset (deterministic builds).
-
-    The actor's MLP runs in numpy: for one observation at a time that is ~10x cheaper than torch's
-    per-op overhead, and data collection is one observation at a time. Same maths as
-    ``TanhGaussianActor.sample``: ``a = scale * tanh(mean + std * eps)`` with log-std clamped.
-    """
-    from benchmark.rl.sac import LOG_STD_MAX, LOG_STD_MIN
-
-    layers = [m for m in actor.trunk if isinstance(m, torch.nn.Linear)]
-    if any(not isinstance(m, torch.nn.Linear | torch.nn.ReLU) for m in actor.trunk):
-        raise TypeError("actor_policy expects an MLP of Linear and ReLU layers")
-    weights = [(m.weight.detach().numpy().T.copy(), m.bias.detach().numpy().copy()) for m in layers]
-    scale = float(actor.act_scale)
-    noise = np.random.default_rng(seed)
-
-    def policy(obs, rng):
-        h = np.asarray(obs, dtype=np.float32)
-        for w, b in weights[:-1]:
-            h = np.maximum(h @ w + b, 0.0)
-        out = h @ weights[-1][0] + weights[-1][1]
-        mean, log_std = np.split(out, 2)
-        std = np.exp(np.clip(log_std, LOG_STD_MIN, LOG_STD_MAX))
-        return (scale * np.tanh(mean + std * noise.standard_normal(mean.shape, dtype=np.float32))).astype(
-            np.float32)
-
-    return policy
-
-
 def load_replay(env_key: str) -> OfflineDataset:
     """The medium-replay set: the shipped SAC replay buffer up to the medium snapshot."""
-    from benchmark.data.behavior import load_training_replay
-
-    path = POLICY_DIR / f"{env_key}-medium-replay.npz"
+    path = policies.POLICY_DIR / f"{env_key}-medium-replay.npz"
     if not path.exists():
         raise DatasetError(f"no replay buffer {path} for local/{env_key}-medium-replay")
-    arrays = load_training_replay(path)  # full D4RL arrays or the compact shipped layout
+    arrays = policies.load_training_replay(path)  # full D4RL arrays or the compact shipped layout
     return OfflineDataset(**{k: arrays[k] for k in ARRAY_FIELDS}, name=f"local/{env_key}-medium-replay",
                           env_key=env_key)
 
@@ -178,11 +123,11 @@ def build_local_dataset(
     if level == "random":
         env = make_env(env_key)
         scale = float(env.action_space.high[0])
-        policy = uniform_policy(env.action_space.shape[0], scale)
+        policy = policies.uniform_policy(env.action_space.shape[0], scale)
         return rollout_dataset(env_key, policy, size, seed, name)
     if level in ("medium", "expert"):
-        actor, _ = load_behavior_actor(env_key, level)
-        return rollout_dataset(env_key, actor_policy(actor, seed), size, seed, name)
+        actor, _ = policies.load_behavior_actor(env_key, level)
+        return rollout_dataset(env_key, policies.actor_policy(actor, seed), size, seed, name)
     if level == "medium-replay":
         ds = load_replay(env_key)
         if size is not None and size < len(ds):
@@ -221,7 +166,7 @@ def build_sources(env_key: str, level: str) -> dict[str, str]:
 
     sources = {"mujoco": mujoco.__version__}
     for suffix in LEVEL_FILES.get(level, ()):
-        path = POLICY_DIR / f"{env_key}-{suffix}"
+        path = policies.POLICY_DIR / f"{env_key}-{suffix}"
         sources[path.name] = sha256_file(path) if path.exists() else "missing"
     return sources
 

@@ -12,7 +12,7 @@ import importlib
 
 import numpy as np
 
-from benchmark.data.dataset import DatasetError, OfflineDataset
+from benchmark.rl.dataset import DatasetError, OfflineDataset
 from benchmark.seeding import preserved_rng
 
 
@@ -64,13 +64,10 @@ def episodes_to_dataset(episodes, name: str, env_key: str = "") -> OfflineDatase
 
 
 @preserved_rng()
-def load_minari_dataset(dataset_id: str, env_key: str | None = None) -> OfflineDataset:
-    """Load an already downloaded Minari dataset (``minari download <id>``) into the shared format."""
-    from benchmark.tasks import resolve_task
-
+def load_minari_dataset(dataset_id: str, env_key: str) -> OfflineDataset:
+    """Load an already downloaded Minari dataset (``minari download <id>``) into the shared format;
+    ``env_key`` is the task's (:func:`benchmark.tasks.resolve_task` knows it)."""
     dataset_id = dataset_id.removeprefix("minari/")
-    if env_key is None:
-        env_key = resolve_task(f"minari/{dataset_id}").env_key
     minari = _import_minari()
     try:
         data = minari.load_dataset(dataset_id)

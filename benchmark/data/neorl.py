@@ -23,8 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmark.data.dataset import DatasetError, OfflineDataset
 from benchmark.data.fetch import RemoteFile
+from benchmark.rl.dataset import DatasetError, OfflineDataset
 from benchmark.seeding import preserved_rng
 
 NEORL_TASKS = ("HalfCheetah", "Hopper", "Walker2d")

@@ -16,8 +16,8 @@ from typing import ClassVar
 import numpy as np
 import torch
 
-from benchmark.data.dataset import OfflineDataset
 from benchmark.rl.buffers import Batch, TransitionBuffer
+from benchmark.rl.dataset import OfflineDataset
 
 
 @dataclass

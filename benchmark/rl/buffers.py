@@ -18,7 +18,7 @@ import contextlib
 import numpy as np
 import torch
 
-from benchmark.data.dataset import OfflineDataset
+from benchmark.rl.dataset import OfflineDataset
 
 Batch = dict[str, torch.Tensor]
 

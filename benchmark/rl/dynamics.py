@@ -44,8 +44,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from benchmark.data.dataset import OfflineDataset
 from benchmark.progress import Progress
+from benchmark.rl.dataset import OfflineDataset
 from benchmark.rl.model_based import ModelBasedConfig
 from benchmark.rl.nets import EnsembleMLP
 from benchmark.rl.termination import TERMINATION_SOURCES, get_termination_fn
@@ -142,6 +142,8 @@ class EnsembleDynamics(nn.Module):
     * ``step(obs, act, generator) -> (next_obs, reward [B,1], terminal [B,1] bool, info)``.
     * ``sample_next_obs(obs, act, num_samples, generator) -> [num_samples, elites, B, obs_dim]``.
     * ``fit(dataset) -> dict``: holdout early stopping and elite selection.
+    * ``predict_mean`` / ``sample`` from a history: the :class:`benchmark.rl.dynamics_protocol.DynamicsModel`
+      protocol (reads the last pair).
     """
 
     def __init__(
@@ -354,6 +356,24 @@ class EnsembleDynamics(nn.Module):
         mean, logvar = self.predict(obs, act)
         mean, std = mean[self.elites, :, :-1], torch.exp(0.5 * logvar[self.elites, :, :-1])
         return mean + std * self._noise((num_samples, *mean.shape), generator)
+
+    # ----- the DynamicsModel protocol (benchmark/rl/dynamics_protocol.py): the last (s, a) pair -------
+    @torch.no_grad()
+    def predict_mean(self, obs_hist: Tensor, act_hist: Tensor, generator: torch.Generator | None = None
+                     ) -> Tensor:
+        """The mean next state of one elite drawn per row (MBPO's rule): ``[B, obs_dim]``."""
+        mean, _ = self.predict(obs_hist[:, -1], act_hist[:, -1])
+        batch = mean.shape[1]
+        pick = self.elites[torch.randint(len(self.elites), (batch,), generator=generator)]
+        return mean[pick.to(mean.device), torch.arange(batch, device=mean.device), :-1]
+
+    @torch.no_grad()
+    def sample(self, obs_hist: Tensor, act_hist: Tensor, generator: torch.Generator | None = None
+               ) -> tuple[Tensor, Tensor]:
+        """A Gaussian draw from one elite per row (:meth:`step` without termination)."""
+        mean, logvar = self.predict(obs_hist[:, -1], act_hist[:, -1])
+        sample, _ = self.sample_random_elite(mean, torch.exp(0.5 * logvar), generator)
+        return sample[:, :-1], sample[:, -1:]
 
 
 def penalty_max_std_norm(std: Tensor) -> Tensor:

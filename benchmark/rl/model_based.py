@@ -14,9 +14,9 @@ from typing import Any, ClassVar
 
 import torch
 
-from benchmark.config import OfflineConfig
 from benchmark.rl.algorithm import OfflineAlgorithm
 from benchmark.rl.buffers import Batch, TransitionBuffer
+from benchmark.rl.configs import OfflineConfig
 
 
 @dataclass

@@ -6,13 +6,22 @@ import math
 import time
 from collections import defaultdict
 from collections.abc import Callable
+from typing import Protocol
 
 import numpy as np
 
-from benchmark.metrics import MetricsLogger
 from benchmark.progress import Progress, track
 
 EVAL_SEED_OFFSET = 100_000  # evaluation episodes use seeds disjoint from training
+
+
+class MetricsLogger(Protocol):
+    """Where the loops send every scalar once per evaluation point (the harness's files:
+    :mod:`benchmark.metrics`)."""
+
+    def log(self, step: int, metrics: dict) -> None: ...
+
+    def close(self) -> None: ...
 
 
 class DivergenceError(FloatingPointError):

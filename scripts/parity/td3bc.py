@@ -21,8 +21,8 @@ import TD3_BC as official  # noqa: E402
 import utils as official_utils  # noqa: E402
 
 from baselines.td3bc import TD3BC, TD3BCConfig  # noqa: E402
-from benchmark.data.dataset import OfflineDataset  # noqa: E402
 from benchmark.rl.algorithm import OfflineContext  # noqa: E402
+from benchmark.rl.dataset import OfflineDataset  # noqa: E402
 
 torch.set_num_threads(1)
 OBS, ACT, HID, N, B, STEPS = 11, 3, (8, 8), 64, 8, 4

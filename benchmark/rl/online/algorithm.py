@@ -8,8 +8,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from benchmark.data.dataset import OfflineDataset
 from benchmark.rl.buffers import Batch, TransitionBuffer
+from benchmark.rl.dataset import OfflineDataset
 from benchmark.rl.online.configs import OnlineTrainConfig
 from benchmark.rl.sac import SAC
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Any, ClassVar
 
-from benchmark.config import ConfigError, OnlineConfig
+from benchmark.rl.configs import ConfigError, OnlineConfig
 from benchmark.rl.sac import SACConfig
 
 

@@ -148,7 +148,7 @@ def train_online(algo: OnlineAlgorithm, cfg: OnlineTrainConfig, make_env: Callab
             point.update({f"train/{k}": v for k, v in last.items()})
             point.update({k: v for k, v in hooks.items() if isinstance(v, int | float)})
             curve.append(point)
-            if logger is not None:  # benchmark.metrics.MetricsLogger: the same point, kept per run
+            if logger is not None:  # benchmark.rl.trainers.MetricsLogger: the same point, kept per run
                 logger.log(it, point)
             diag = defaultdict(list)
             train_returns = []

@@ -2,7 +2,7 @@
 
 ``benchmark/cli.py`` creates the ``data`` command, calls :func:`add_data_commands` on its subparsers
 (``dest="data_command"``) and dispatches to :func:`run_data_command`.
-``python -m benchmark.data.cli data ...`` runs the same commands alone.
+``python -m benchmark.data_cli data ...`` runs the same commands alone.
 Every command returns 0 on success and 2 on a data error, whose message names the file and problem.
 """
 
@@ -13,8 +13,8 @@ import json
 import sys
 from pathlib import Path
 
-from benchmark.data.dataset import DatasetError, OfflineDataset
 from benchmark.data.fetch import FetchError
+from benchmark.rl.dataset import DatasetError, OfflineDataset
 
 LOCAL_ENVS = ("hopper", "halfcheetah", "walker2d")
 LOCAL_LEVELS = ("random", "medium", "medium-replay", "medium-expert", "expert")
@@ -142,7 +142,7 @@ def load_any(target: str, env_key: str | None = None) -> OfflineDataset:
 
 
 def summarize(ds: OfflineDataset) -> dict:
-    from benchmark.rl import scores
+    from benchmark import scores
 
     out = ds.summary()
     out["env_key"] = ds.env_key

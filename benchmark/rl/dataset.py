@@ -1,4 +1,5 @@
-"""The one in-memory format every offline algorithm reads: D4RL-style flat transition arrays."""
+"""The one in-memory format every offline algorithm reads: D4RL-style flat transition arrays, and its
+episode-level slicing (:func:`split_episodes`, :func:`subset`, :func:`truncate`, :func:`segment_starts`)."""
 
 from __future__ import annotations
 
@@ -122,3 +123,55 @@ class OfflineDataset:
 
     def arrays(self) -> dict[str, np.ndarray]:
         return {k: getattr(self, k) for k in ARRAY_FIELDS}
+
+
+# ----- episode-level slicing ------------------------------------------------------------------------
+
+
+def episode_ids(ds: OfflineDataset) -> np.ndarray:
+    """Episode index of every transition (episodes end at a terminal, a timeout or the end of data)."""
+    ends = ds.episode_ends
+    return np.concatenate([[0], np.cumsum(ends[:-1])]).astype(np.int64)
+
+
+def subset(ds: OfflineDataset, keep: np.ndarray, name: str) -> OfflineDataset:
+    """The transitions where ``keep`` is True, in order; each kept episode's last kept transition is marked
+    as an episode end (timeout unless terminal) so no window crosses the gap left by a dropped episode."""
+    if not keep.any():
+        raise ValueError(f"{ds.name}: empty subset {name!r}")
+    ids = episode_ids(ds)[keep]
+    arrays = {k: v[keep] for k, v in ds.arrays().items()}
+    last = np.append(ids[1:] != ids[:-1], True)
+    arrays["timeouts"] = arrays["timeouts"] | (last & ~arrays["terminals"])
+    return OfflineDataset(**arrays, name=name, env_key=ds.env_key)
+
+
+def split_episodes(ds: OfflineDataset, heldout_fraction: float, seed: int
+                   ) -> tuple[OfflineDataset, OfflineDataset]:
+    """Random episode-level split: ``(train, heldout)``; at least one episode on each side."""
+    ids = episode_ids(ds)
+    n_ep = int(ids[-1]) + 1
+    if n_ep < 2:
+        raise ValueError(f"{ds.name}: an episode-level split needs at least 2 episodes, got {n_ep}")
+    n_held = min(max(1, round(heldout_fraction * n_ep)), n_ep - 1)
+    held = np.random.default_rng(seed).permutation(n_ep)[:n_held]
+    is_held = np.isin(ids, held)
+    return subset(ds, ~is_held, f"{ds.name}[train]"), subset(ds, is_held, f"{ds.name}[heldout]")
+
+
+def truncate(ds: OfflineDataset, n: int | None) -> OfflineDataset:
+    if n is None or n >= len(ds):
+        return ds
+    keep = np.zeros(len(ds), bool)
+    keep[:n] = True
+    return subset(ds, keep, ds.name)
+
+
+def segment_starts(ds: OfflineDataset, length: int, n: int, rng: np.random.Generator) -> np.ndarray:
+    """Up to ``n`` distinct start indices of ``length``-transition windows inside one episode (sorted)."""
+    ok = np.flatnonzero(ds.dist_to_end() >= length - 1)
+    if len(ok) == 0:
+        longest = int(np.bincount(episode_ids(ds)).max())
+        raise ValueError(f"{ds.name}: no episode holds {length} transitions (longest {longest}); use a "
+                         "shorter horizon or smaller max_step")
+    return np.sort(rng.choice(ok, size=min(n, len(ok)), replace=False))
