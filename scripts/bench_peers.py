@@ -109,9 +109,9 @@ def our_ops(data) -> dict[str, object]:
     from baselines.mobile import MOBILE, MOBILEConfig
     from baselines.mopo import MOPO, MOPOConfig
     from baselines.td3bc import TD3BC, TD3BCConfig
-    from benchmark.data.dataset import OfflineDataset
     from benchmark.rl.algorithm import OfflineContext
     from benchmark.rl.buffers import TransitionBuffer, WindowSampler
+    from benchmark.rl.dataset import OfflineDataset
     from benchmark.rl.dynamics import EnsembleDynamics, EnsembleDynamicsConfig
     from benchmark.rl.sac import SAC, SACConfig
 

@@ -8,8 +8,8 @@ import torch
 
 import baselines.mobile as mobile_module
 from baselines.mobile import MOBILE, MOBILEConfig
-from benchmark.data.dataset import OfflineDataset
 from benchmark.rl.algorithm import OfflineContext
+from benchmark.rl.dataset import OfflineDataset
 from benchmark.rl.nets import EnsembleMLP
 
 
