@@ -1,6 +1,7 @@
 """Our CPU hot paths against their peers, timed side by side in ONE process, interleaved block by block.
 
     OFFLINERL_KIT=<OfflineRL-Kit checkout> CORL=<CORL checkout> OFFICIAL=<HxLyn3/ADMPO checkout> \
+    OFFLINERL_KIT_COMMIT=e3ce697 CORL_COMMIT=eeeeef2 OFFICIAL_COMMIT=68c28b9 \
     PEER_ANCHOR=<path of shared/tools/peer_anchor.py> python scripts/bench_peers.py [--threads 2] \
         [--rounds 7] [--out results/bench/cpu-peers.json] [--only mobile,td3bc,...]
 
@@ -258,6 +259,8 @@ def main() -> None:
             "cpu": platform.processor() or platform.machine(),
             "cores": os.cpu_count(), "load_avg_1m_at_end": round(os.getloadavg()[0], 2),
             "peers": {k: os.environ.get(k) for k in ("OFFLINERL_KIT", "CORL", "OFFICIAL")},
+            # the checkouts are usually exports without .git: name their commits here
+            "peer_commits": {k: os.environ.get(f"{k}_COMMIT") for k in ("OFFLINERL_KIT", "CORL", "OFFICIAL")},
             "command": " ".join(["python", *sys.argv]),
             "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     out = Path(args.out)
