@@ -59,9 +59,17 @@ def context(task, cfg, dataset) -> OfflineContext:
     return ctx
 
 
-def timed(fn) -> float:
+def sync(device: torch.device) -> None:
+    """Wait for queued GPU work, so a clock read after it measures it."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def timed(fn, device: torch.device) -> float:
+    sync(device)
     t = time.perf_counter()
     fn()
+    sync(device)
     return time.perf_counter() - t
 
 
@@ -78,19 +86,21 @@ def eval_step_s(algo, task) -> float:
     return (time.perf_counter() - t) / EVAL_STEPS_TIMED
 
 
-def bench_algo(name: str, task_id: str, updates: int) -> dict:
+def bench_algo(name: str, task_id: str, updates: int, overrides: dict | None = None) -> dict:
+    """The parts of one paper-size epoch of ``name``; ``overrides`` as ``--set`` (e.g. ``device``)."""
     spec = registry.get(name)
-    run = RunSpec(name, task_id, 0, "paper")
-    _, task, cfg, cfg_dict, _, _ = prepare(run)
+    overrides = dict(overrides or {})
+    _, task, cfg, cfg_dict, _, _ = prepare(RunSpec(name, task_id, 0, "paper", overrides))
     caps = {k: 1 for k in MODEL_EPOCH_CAPS if k in cfg_dict}
     if caps:
-        _, task, cfg, cfg_dict, _, _ = prepare(RunSpec(name, task_id, 0, "paper", caps))
+        _, task, cfg, cfg_dict, _, _ = prepare(RunSpec(name, task_id, 0, "paper", {**overrides, **caps}))
+    device = torch.device(cfg.device)
     dataset = task.load_dataset()
     seed_everything(0, threads=torch.get_num_threads())
     algo = spec.factory(cfg, context(task, cfg, dataset))
     out: dict = {"steps_per_epoch": cfg.steps_per_epoch, "epochs": cfg.epochs, "batch_size": cfg.batch_size,
                  "eval_episodes": cfg.eval_episodes}
-    setup_s = timed(algo.setup)
+    setup_s = timed(algo.setup, device)
     if caps:
         out["model_epoch_s"] = round(setup_s, 2)
         out["model_epoch_cap"] = caps
@@ -99,15 +109,11 @@ def bench_algo(name: str, task_id: str, updates: int) -> dict:
     model_based = hasattr(algo, "rollout") and "rollout_freq" in cfg_dict
     if model_based:
         out["rollout_batch_size"], out["rollout_length"] = cfg.rollout_batch_size, cfg.rollout_length
-        t = time.perf_counter()
-        algo.next_batch(0)  # the first rollout happens here: time it alone
-        out["rollout_s"] = round(time.perf_counter() - t, 3)
+        out["rollout_s"] = round(timed(lambda: algo.next_batch(0), device), 3)  # the first rollout: alone
         out["rollouts_per_epoch"] = cfg.steps_per_epoch / cfg.rollout_freq
     times = []
     for step in range(1, updates + 1):
-        t = time.perf_counter()
-        algo.learn(algo.next_batch(step))
-        times.append(time.perf_counter() - t)
+        times.append(timed(lambda s=step: algo.learn(algo.next_batch(s)), device))
     out["update_ms"] = round(1e3 * statistics.median(times[2:] or times), 3)
     out["eval_s"] = round(eval_step_s(algo, task) * 1000 * cfg.eval_episodes, 2)
     epoch = cfg.steps_per_epoch * out["update_ms"] / 1e3 + out["eval_s"]
@@ -124,6 +130,8 @@ def main() -> None:
     ap.add_argument("--algos", default="", help="comma-separated; default: every offline algorithm")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--updates", type=int, default=30)
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="config override for every algorithm, e.g. device=cuda")
     ap.add_argument("--out", default=str(ROOT / "results" / "bench" / "epochs-cpu.json"))
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -135,14 +143,15 @@ def main() -> None:
     rows = dict(previous.get("algorithms", {})) if previous.get("meta", {}).get("task") == args.task else {}
     for name in names:
         t0 = time.perf_counter()
-        rows[name] = bench_algo(name, args.task, args.updates)
+        rows[name] = bench_algo(name, args.task, args.updates, dict(kv.split("=", 1) for kv in args.set))
         row = rows[name]
         rollout = f" + {row.get('rollouts_per_epoch', 0):g} x rollout {row.get('rollout_s', 0):.1f} s"
         print(f"{name:10s} epoch {row['epoch_s']:8.1f} s = {row['steps_per_epoch']} x "
               f"{row['update_ms']:.1f} ms" + rollout
               + f" + eval {row['eval_s']:.1f} s; model epoch {row.get('model_epoch_s', '-')} s "
               f"(bench {time.perf_counter() - t0:.0f} s)", flush=True)
-    meta = {"task": args.task, "budget": "paper", "threads": args.threads, "torch": torch.__version__,
+    meta = {"task": args.task, "budget": "paper", "threads": args.threads, "set": args.set,
+            "torch": torch.__version__,
             "python": platform.python_version(), "cpu": platform.processor() or platform.machine(),
             "cores": os.cpu_count(), "load_avg_1m_at_end": round(os.getloadavg()[0], 2),
             "command": " ".join(["python", *sys.argv]),
