@@ -7,6 +7,13 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmark.reporting.output import ReportSettings
+
+# how the paper's suites present the method (their YAML ``report:``), for synthetic suites without a file
+PAPER_PRESENTATION = ReportSettings(
+    highlight=("admpo-off", "admpo-on"), improvement_of=("admpo-off", "admpo-on"), asymptote="sac"
+)
+
 
 def make_record(
     algo: str,
