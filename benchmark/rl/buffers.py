@@ -6,6 +6,7 @@
   per-index distance to the episode end is computed once; valid start indices per (k, end) are
   cached, so a call costs O(batch) whatever the dataset size.
 * :func:`tail_holdout_split`: the holdout rule the dynamics trainers share.
+* :func:`mix`: the real/model batch of the model-based loops (offline and online), labelled by source.
 
 Batches are dicts ``obs, act, rew, next_obs, done`` with ``rew``/``done`` shaped ``[B, 1]``;
 ``done`` is the true termination (no bootstrap), never a timeout.
@@ -35,6 +36,42 @@ def contents_left_out():
         yield
     finally:
         _LEAVE_CONTENTS_OUT = False
+
+
+class MixedBatch(dict):
+    """A batch of ``n_real`` real rows followed by model rows. It is the concatenated batch (a dict of
+    tensors, as every learner reads it) and says which rows came from where, so a learner that treats
+    model rows differently (MOBILE's penalty, COMBO's push-down states) reads the split instead of
+    re-deriving it."""
+
+    def __init__(self, data: Batch, n_real: int):
+        super().__init__(data)
+        self.n_real = int(n_real)
+
+    @property
+    def real_rows(self) -> slice:
+        return slice(0, self.n_real)
+
+    @property
+    def model_rows(self) -> slice:
+        return slice(self.n_real, None)
+
+    @property
+    def n_model(self) -> int:
+        return len(self["obs"]) - self.n_real
+
+
+def mix(real, model, batch_size: int, real_ratio: float, generator: torch.Generator) -> MixedBatch:
+    """``int(batch_size * real_ratio)`` uniform draws from ``real`` and the rest from ``model`` (drawn in
+    that order from ``generator``; OfflineRL-Kit's and the ADMPO code's layout); all ``batch_size`` from
+    ``real`` while ``model`` is missing or empty. ``real`` and ``model`` are anything with
+    ``sample(n, generator)`` and ``len``."""
+    if model is None or len(model) == 0:
+        return MixedBatch(real.sample(batch_size, generator), batch_size)
+    n_real = int(batch_size * real_ratio)
+    real_part = real.sample(n_real, generator)
+    model_part = model.sample(batch_size - n_real, generator)
+    return MixedBatch({k: torch.cat([real_part[k], model_part[k]], dim=0) for k in real_part}, n_real)
 
 
 class TransitionBuffer:
