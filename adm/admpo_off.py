@@ -30,7 +30,7 @@ from benchmark.registry import AlgorithmSpec, register
 from benchmark.rl.algorithm import OfflineContext
 from benchmark.rl.buffers import Batch, WindowSampler
 from benchmark.rl.model_based import ModelBasedConfig, ModelBasedOffline
-from benchmark.rl.sac import SAC, SACConfig
+from benchmark.rl.sac import SAC, SACConfig, sub_config
 from benchmark.rl.termination import get_termination_fn
 
 
@@ -88,13 +88,7 @@ class ADMPOOffConfig(ModelBasedConfig):
 class ADMPOOff(ModelBasedOffline):
     def __init__(self, cfg: ADMPOOffConfig, ctx: OfflineContext):
         super().__init__(cfg, ctx)
-        sac_cfg = SACConfig(
-            hidden=tuple(cfg.hidden), actor_lr=cfg.actor_lr, critic_lr=cfg.critic_lr, alpha_lr=cfg.alpha_lr,
-            gamma=cfg.gamma, tau=cfg.tau, alpha=cfg.alpha, auto_alpha=cfg.auto_alpha,
-            target_entropy=cfg.target_entropy, actor_freq=cfg.actor_freq,
-            deterministic_backup=cfg.deterministic_backup, q_clip=cfg.q_clip,
-            lr_schedule_steps=cfg.epochs if cfg.lr_schedule else 0,
-        )
+        sac_cfg = sub_config(cfg, SACConfig, lr_schedule_steps=cfg.epochs if cfg.lr_schedule else 0)
         torch.manual_seed(cfg.seed)  # network initialisation, policy sampling and model dropout in training
         self.sac = SAC(ctx.obs_dim, ctx.act_dim, sac_cfg, ctx.act_scale, str(ctx.device))
         self.model_cfg = ADMConfig(hidden_dim=cfg.arm_hidden_dim, rnn_layers=cfg.arm_rnn_layers,

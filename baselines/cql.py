@@ -43,7 +43,7 @@ from benchmark.config import OfflineConfig
 from benchmark.registry import AlgorithmSpec, register
 from benchmark.rl.algorithm import OfflineAlgorithm, OfflineContext
 from benchmark.rl.buffers import Batch
-from benchmark.rl.sac import SAC, SACConfig, TanhGaussianActor
+from benchmark.rl.sac import SAC, SACConfig, TanhGaussianActor, sub_config
 
 CQL_ALPHA_MAX = 1e6  # clamp of the Lagrange multiplier, as in the reference implementations
 LSE_GROUPINGS = ("state", "state_sample")
@@ -74,24 +74,6 @@ class CQLConfig(OfflineConfig):
     with_lagrange: bool = False  # learn the weight multiplier alpha' against lagrange_threshold
     lagrange_threshold: float = 10.0  # target action gap tau
     cql_alpha_lr: float = 3e-4
-
-
-def sac_config_from(cfg) -> SACConfig:
-    """The SAC core's config from any config carrying the SAC fields (CQL, COMBO, EDAC)."""
-    return SACConfig(
-        hidden=tuple(cfg.hidden),
-        actor_lr=cfg.actor_lr,
-        critic_lr=cfg.critic_lr,
-        alpha_lr=cfg.alpha_lr,
-        gamma=cfg.gamma,
-        tau=cfg.tau,
-        alpha=cfg.alpha,
-        auto_alpha=cfg.auto_alpha,
-        target_entropy=cfg.target_entropy,
-        num_critics=cfg.num_critics,
-        deterministic_backup=cfg.deterministic_backup,
-        alpha_max=cfg.alpha_max,
-    )
 
 
 def check_cql_config(cfg) -> None:
@@ -164,7 +146,7 @@ class CQLLearner(SAC):
         """``cfg`` carries the SAC and CQL fields; ``sac_cfg`` overrides the SAC core's config (COMBO
         adds the actor's lr schedule)."""
         check_cql_config(cfg)
-        super().__init__(obs_dim, act_dim, sac_cfg or sac_config_from(cfg), act_scale, device)
+        super().__init__(obs_dim, act_dim, sac_cfg or sub_config(cfg, SACConfig), act_scale, device)
         self.cql = cfg
         self.act_dim = act_dim
         self.act_scale = float(act_scale)

@@ -23,12 +23,11 @@ from pathlib import Path
 
 import torch
 
-from baselines.cql import sac_config_from
 from benchmark.config import OfflineConfig
 from benchmark.registry import AlgorithmSpec, register
 from benchmark.rl.algorithm import OfflineAlgorithm, OfflineContext
 from benchmark.rl.buffers import Batch
-from benchmark.rl.sac import SAC, QEnsemble, SACConfig
+from benchmark.rl.sac import SAC, QEnsemble, SACConfig, sub_config
 
 EDAC_HIDDEN_BIAS = 0.1
 EDAC_LAST_LAYER_BOUND = 3e-3
@@ -101,7 +100,7 @@ class EDACLearner(SAC):
             raise ValueError(f"EDACConfig.eta must be >= 0, got {cfg.eta}")
         if cfg.eta > 0 and cfg.num_critics < 2:
             raise ValueError("EDACConfig: eta > 0 needs num_critics >= 2 (the term compares critics)")
-        super().__init__(obs_dim, act_dim, sac_cfg or sac_config_from(cfg), act_scale, device)
+        super().__init__(obs_dim, act_dim, sac_cfg or sub_config(cfg, SACConfig), act_scale, device)
         self.eta = cfg.eta
         if cfg.edac_init:
             edac_init_(self.critic)

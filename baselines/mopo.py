@@ -22,14 +22,12 @@ RAMBO (they change the penalty / the model training, not the loop).
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from baselines.cql import sac_config_from
 from benchmark.registry import AlgorithmSpec, register
 from benchmark.rl.algorithm import OfflineContext
 from benchmark.rl.buffers import Batch
@@ -40,7 +38,7 @@ from benchmark.rl.dynamics import (
     policy_rollout,
 )
 from benchmark.rl.model_based import ModelBasedOffline
-from benchmark.rl.sac import SAC
+from benchmark.rl.sac import SAC, SACConfig, sub_config
 
 
 @dataclass
@@ -64,9 +62,7 @@ class ModelBasedSACConfig(EnsembleModelBasedConfig):
     lr_schedule: bool = True  # cosine-anneal the actor lr over `epochs` (stepped once per epoch)
 
     def sac_config(self):
-        return dataclasses.replace(
-            sac_config_from(self), lr_schedule_steps=self.epochs if self.lr_schedule else 0
-        )
+        return sub_config(self, SACConfig, lr_schedule_steps=self.epochs if self.lr_schedule else 0)
 
 
 @dataclass

@@ -13,7 +13,7 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import torch
 from torch import nn
@@ -106,6 +106,20 @@ class SACConfig:
     lr_schedule_steps: int = 0  # >0: cosine-anneal the actor lr over this many scheduler steps
     alpha_max: float | None = None  # auto_alpha: use min(exp(log_alpha), alpha_max); None: no clamp
     logp_eps: float = DEFAULT_LOGP_EPS  # epsilon of the tanh log-det (ADMPO_LOGP_EPS: ADMPO official)
+
+
+def sub_config(cfg, target_cls, prefix: str = "", **overrides):
+    """``target_cls`` (a config dataclass) made of the fields of ``cfg`` named ``prefix + field`` (lists
+    become tuples, as the YAML gives them); ``overrides`` win. The one converter from an algorithm's flat
+    config to a building block's config, e.g. ``sub_config(cfg, SACConfig)``: the SAC core takes exactly
+    the SAC fields the algorithm declares, and its own defaults for the rest."""
+    values = {}
+    for f in fields(target_cls):
+        if hasattr(cfg, prefix + f.name):
+            value = getattr(cfg, prefix + f.name)
+            values[f.name] = tuple(value) if isinstance(value, list) else value
+    values.update(overrides)
+    return target_cls(**values)
 
 
 class SAC(nn.Module):

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from benchmark.config import ConfigError, OnlineConfig
-from benchmark.rl.sac import SACConfig
+from benchmark.rl.sac import SACConfig, sub_config
 
 
 @dataclass
@@ -46,10 +46,7 @@ class OnlineSACConfig(OnlineTrainConfig):
 
     def sac_config(self, **overrides) -> SACConfig:
         """The :class:`SACConfig` made of this config's SAC fields (``overrides`` win)."""
-        names = {f.name for f in fields(SACConfig)}
-        values = {name: getattr(self, name) for name in names if hasattr(self, name)}
-        values.update(overrides)
-        return SACConfig(**values)
+        return sub_config(self, SACConfig, **overrides)
 
 
 @dataclass
