@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 import scipy.stats
+from helpers import KNOWN_TASKS, known_records, known_scores, make_record, write_records
 from rliable import library as rly
 from rliable import metrics
-from test_report_fixtures import KNOWN_TASKS, known_records, known_scores, make_record, write_records
 
 from benchmark.reporting.frames import (
     aggregate_metrics,

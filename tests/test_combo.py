@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import random_policy_score
 
 from baselines.combo import COMBO, COMBOConfig, COMBOLearner
 from benchmark import registry
@@ -15,7 +16,7 @@ from benchmark.config import load_yaml, resolve_config
 from benchmark.data.local import build_local_dataset
 from benchmark.rl.algorithm import OfflineContext
 from benchmark.rl.termination import get_termination_fn
-from benchmark.rl.trainers import evaluate, train_offline
+from benchmark.rl.trainers import train_offline
 from benchmark.tasks import resolve_task
 
 OBS, ACT = 3, 2
@@ -24,14 +25,6 @@ SMALL = dict(
     rollout_freq=25, dynamics_hidden=(32, 32), dynamics_weight_decays=(2.5e-5, 5e-5, 1e-4),
     dynamics_max_epochs=20, dynamics_max_steps=200, epochs=2, steps_per_epoch=25, eval_episodes=1,
 )
-
-
-def random_policy_score(task, episodes=10, seed=0) -> float:
-    env = task.make_env()
-    rng = np.random.default_rng(seed)
-    low, high = env.action_space.low, env.action_space.high
-    mean, _, _ = evaluate(lambda o: rng.uniform(low, high).astype(np.float32), task.make_env, episodes, seed)
-    return task.normalize(mean)
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from test_report_fixtures import (
+from helpers import (
     KNOWN_TASKS,
     PAPER_PRESENTATION,
     known_records,

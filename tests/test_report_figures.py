@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from test_report_fixtures import PAPER_PRESENTATION, make_record, write_records
+from helpers import PAPER_PRESENTATION, make_record, write_records
 
 from benchmark.reporting.figures import (
     compounding_error_figure,

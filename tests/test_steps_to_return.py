@@ -44,9 +44,10 @@ def test_presentation_choices_come_from_the_suite_yaml(tmp_path):
     assert suite_settings("ci").improvement_of == ("admpo-off",) and suite_settings("ci").asymptote is None
     assert suite_settings("no-such-suite") == ReportSettings()  # records of no defined suite: nothing named
     bad = tmp_path / "bad.yaml"
-    bad.write_text("runs:\n  - {algos: [bc], tasks: [local/hopper-medium]}\nreport: {highlight: [admpo-off]}\n")
-    with pytest.raises(SuiteError, match=r"report.highlight must be a list of the suite's algorithms \['bc'\]"):
+    runs = "runs:\n  - {algos: [bc], tasks: [local/hopper-medium]}\n"
+    bad.write_text(runs + "report: {highlight: [admpo-off]}\n")
+    with pytest.raises(SuiteError, match=r"report.highlight must be a list of the suite's algorithms \['bc"):
         load_suite(str(bad))
-    bad.write_text("runs:\n  - {algos: [bc], tasks: [local/hopper-medium]}\nreport: {asymptote: sac}\n")
+    bad.write_text(runs + "report: {asymptote: sac}\n")
     with pytest.raises(SuiteError, match="report.asymptote must be one of the suite's algorithms"):
         load_suite(str(bad))

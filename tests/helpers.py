@@ -1,4 +1,6 @@
-"""Synthetic run records with known scores, shared by the aggregation and report tests."""
+"""Helpers shared by the test modules (test modules never import each other): builders of algorithms on
+small local data and their learning runs, a random-policy baseline, seeded batches, and synthetic run
+records with known scores for the aggregation and report tests."""
 
 from __future__ import annotations
 
@@ -6,8 +8,62 @@ import json
 from pathlib import Path
 
 import numpy as np
+import torch
 
+from benchmark.config import resolve_config
+from benchmark.data.local import load_local_dataset
+from benchmark.registry import get
 from benchmark.reporting.output import ReportSettings
+from benchmark.rl.algorithm import OfflineContext
+from benchmark.rl.trainers import evaluate, train_offline
+from benchmark.seeding import seed_everything
+from benchmark.tasks import resolve_task
+
+
+def build_model_based(
+    algo: str, level: str = "random", size: int = 2000, budget: str = "smoke", seed: int = 0, **over
+):
+    """The algorithm object, its config and the task for ``local/hopper-<level>`` (cached dataset)."""
+    seed_everything(seed)
+    task = resolve_task(f"local/hopper-{level}")
+    spec = get(algo)
+    cfg, _ = resolve_config(spec.config_cls, spec.config_dir, task.config_keys, budget, over, seed=seed)
+    ds = load_local_dataset("hopper", level, size=size)
+    env = task.make_env()
+    ctx = OfflineContext(
+        ds, task.env_key, ds.obs_dim, ds.act_dim, float(env.action_space.high[0]), torch.device("cpu"), seed
+    )
+    return spec.factory(cfg, ctx), cfg, task
+
+
+def random_policy_score(task, episodes: int = 10, seed: int = 0) -> float:
+    """Normalized score of a uniformly random policy over the task's action box (seeded)."""
+    env = task.make_env()
+    rng = np.random.default_rng(seed)
+    low, high = env.action_space.low, env.action_space.high
+    mean, _, _ = evaluate(lambda o: rng.uniform(low, high).astype(np.float32), task.make_env, episodes, seed)
+    return task.normalize(mean)
+
+
+def random_batch(obs_dim: int, act_dim: int, b: int, seed: int = 0) -> dict[str, torch.Tensor]:
+    """A seeded batch ``obs, act, rew, next_obs, done`` of ``b`` rows (actions in [-1, 1], no terminals)."""
+    g = torch.Generator().manual_seed(seed)
+    return {
+        "obs": torch.randn(b, obs_dim, generator=g),
+        "act": torch.rand(b, act_dim, generator=g) * 2 - 1,
+        "rew": torch.randn(b, 1, generator=g),
+        "next_obs": torch.randn(b, obs_dim, generator=g),
+        "done": torch.zeros(b, 1),
+    }
+
+
+def learning_run(algo: str, level: str, size: int, seed: int = 0, **over) -> tuple[float, float, dict]:
+    """Train, then return (final score = mean of the last 2 evaluations, random-policy score, result)."""
+    algo_obj, cfg, task = build_model_based(algo, level, size, "smoke", seed, **over)
+    out = train_offline(algo_obj, cfg, task.make_env, task.normalize, progress=False)
+    final = float(np.mean([p["score"] for p in out["curve"][-2:]]))
+    return final, random_policy_score(task, cfg.eval_episodes, seed), out
+
 
 # how the paper's suites present the method (their YAML ``report:``), for synthetic suites without a file
 PAPER_PRESENTATION = ReportSettings(
