@@ -51,6 +51,16 @@ def _grid(n_panels: int, ncols: int = 4, size: tuple[float, float] = (4.0, 3.0))
     return fig, axes[:n_panels]
 
 
+def _move_legend_entries(ax, handles: list, labels: list) -> None:
+    """Take the panel's legend entries into the figure's shared ones (each label once); drop its legend."""
+    for h, lab in zip(*ax.get_legend_handles_labels()):
+        if lab not in labels:
+            handles.append(h)
+            labels.append(lab)
+    if ax.get_legend() is not None:
+        ax.get_legend().remove()
+
+
 def _legend_below(fig: Figure, handles, labels) -> float:
     """One legend for all panels, under them; returns the figure fraction it takes (for the
     ``rect`` of ``tight_layout``), so a long legend of many rows is never cut off."""
@@ -222,12 +232,7 @@ def learning_curves_figure(
         ax.set_title(task)
         ax.set_xlabel("step")
         ax.set_ylabel(ylabel or value)
-        for h, lab in zip(*ax.get_legend_handles_labels()):
-            if lab not in labels:
-                handles.append(h)
-                labels.append(lab)
-        if ax.get_legend() is not None:
-            ax.get_legend().remove()
+        _move_legend_entries(ax, handles, labels)
     bottom = _legend_below(fig, handles, labels)
     fig.suptitle("Learning curves (mean ± standard error over seeds)")
     fig.tight_layout(rect=(0, bottom, 1, 1))
@@ -304,12 +309,7 @@ def compounding_error_figure(
         ax.set_title(str(panel) if panel is not None else "")
         ax.set_xlabel("rollout length")
         ax.set_ylabel("compounding error (log scale)")
-        for h, lab in zip(*ax.get_legend_handles_labels()):
-            if lab not in labels:
-                handles.append(h)
-                labels.append(lab)
-        if ax.get_legend() is not None:
-            ax.get_legend().remove()
+        _move_legend_entries(ax, handles, labels)
     bottom = _legend_below(fig, handles, labels)
     fig.tight_layout(rect=(0, bottom, 1, 1))
     return fig
@@ -381,12 +381,7 @@ def uncertainty_error_figure(
             )
             ax.set_xlabel("model uncertainty")
             ax.set_ylabel("model error")
-            for h, lab in zip(*ax.get_legend_handles_labels()):
-                if lab not in labels:
-                    handles.append(h)
-                    labels.append(lab)
-            if ax.get_legend() is not None:
-                ax.get_legend().remove()
+            _move_legend_entries(ax, handles, labels)
     bottom = _legend_below(fig, handles, labels)
     fig.tight_layout(rect=(0, bottom, 1, 1))
     return fig
