@@ -30,12 +30,12 @@ from benchmark.registry import AlgorithmSpec, register
 from benchmark.rl.algorithm import OfflineContext
 from benchmark.rl.buffers import Batch, WindowSampler
 from benchmark.rl.model_based import ModelBasedConfig, ModelBasedOffline
-from benchmark.rl.sac import SAC, SACConfig, sub_config
+from benchmark.rl.sac import SAC, SACConfig, SACFields, sub_config
 from benchmark.rl.termination import get_termination_fn
 
 
 @dataclass
-class ADMPOOffConfig(ModelBasedConfig):
+class ADMPOOffConfig(SACFields, ModelBasedConfig):
     # ----- schedule (main4offline.py) -----
     epochs: int = 5000  # n_epochs; 3000 in the *-random configs
     steps_per_epoch: int = 1000
@@ -45,16 +45,8 @@ class ADMPOOffConfig(ModelBasedConfig):
     rollout_length: int = 1  # H (argparse default; every config sets it)
     model_retain_epochs: int = 5
     real_ratio: float = 0.05
-    # ----- SAC -----
-    hidden: tuple[int, ...] = (256, 256)
-    actor_lr: float = 1e-4
-    critic_lr: float = 3e-4
-    alpha_lr: float = 1e-4
-    gamma: float = 0.99
-    tau: float = 0.005
-    alpha: float = 0.1  # fixed entropy temperature (per-dataset in the YAMLs)
-    auto_alpha: bool = False  # argparse default True, but every D4RL/NeoRL config sets False
-    target_entropy: float | None = None  # None -> -|A| (only used with auto_alpha)
+    # ----- SAC (SACFields, whose defaults are this code's): alpha is fixed, per dataset in the YAMLs;
+    # auto_alpha is false (argparse default True, but every D4RL/NeoRL config sets False) -----
     actor_freq: int = 1
     deterministic_backup: bool = False
     q_clip: float | None = None

@@ -43,25 +43,20 @@ from benchmark.config import OfflineConfig
 from benchmark.registry import AlgorithmSpec, register
 from benchmark.rl.algorithm import OfflineAlgorithm, OfflineContext
 from benchmark.rl.buffers import Batch
-from benchmark.rl.sac import SAC, SACConfig, TanhGaussianActor, sub_config
+from benchmark.rl.sac import SAC, SACConfig, SACFields, TanhGaussianActor, sub_config
 
 CQL_ALPHA_MAX = 1e6  # clamp of the Lagrange multiplier, as in the reference implementations
 LSE_GROUPINGS = ("state", "state_sample")
 
 
 @dataclass
-class CQLConfig(OfflineConfig):
-    """Defaults: OfflineRL-Kit ``run_example/run_cql.py`` (the implementation the ADMPO paper used)."""
+class CQLConfig(SACFields, OfflineConfig):
+    """Defaults: OfflineRL-Kit ``run_example/run_cql.py`` (the implementation the ADMPO paper used); the
+    SAC fields (:class:`SACFields`) it sets otherwise are re-declared here."""
 
     hidden: tuple[int, ...] = field(default=(256, 256, 256))  # actor and critic hidden layers
-    actor_lr: float = 1e-4
-    critic_lr: float = 3e-4
-    alpha_lr: float = 1e-4
-    gamma: float = 0.99
-    tau: float = 0.005
     alpha: float = 0.2  # entropy temperature when auto_alpha is false
     auto_alpha: bool = True
-    target_entropy: float | None = None  # None -> -|A|
     alpha_max: float | None = None  # OfflineRL-Kit's CQLPolicy does not clamp alpha (cql.py:106)
     deterministic_backup: bool = True  # drop the entropy term from the Bellman target
     max_q_backup: bool = False  # target = max over num_sampled_actions policy actions at s'

@@ -27,7 +27,7 @@ from benchmark.config import OfflineConfig
 from benchmark.registry import AlgorithmSpec, register
 from benchmark.rl.algorithm import OfflineAlgorithm, OfflineContext
 from benchmark.rl.buffers import Batch
-from benchmark.rl.sac import SAC, QEnsemble, SACConfig, sub_config
+from benchmark.rl.sac import SAC, QEnsemble, SACConfig, SACFields, sub_config
 
 EDAC_HIDDEN_BIAS = 0.1
 EDAC_LAST_LAYER_BOUND = 3e-3
@@ -35,19 +35,14 @@ GRAD_NORM_EPS = 1e-10
 
 
 @dataclass
-class EDACConfig(OfflineConfig):
-    """Defaults: OfflineRL-Kit ``run_example/run_edac.py`` (which the ADMPO paper used for NeoRL)."""
+class EDACConfig(SACFields, OfflineConfig):
+    """Defaults: OfflineRL-Kit ``run_example/run_edac.py`` (which the ADMPO paper used for NeoRL); the
+    SAC fields (:class:`SACFields`) it sets otherwise are re-declared here."""
 
     epochs: int = 3000
     hidden: tuple[int, ...] = field(default=(256, 256, 256))
-    actor_lr: float = 1e-4
-    critic_lr: float = 3e-4
-    alpha_lr: float = 1e-4
-    gamma: float = 0.99
-    tau: float = 0.005
     alpha: float = 0.2  # entropy temperature when auto_alpha is false
     auto_alpha: bool = True
-    target_entropy: float | None = None  # None -> -|A|
     alpha_max: float | None = 1.0  # OfflineRL-Kit edac.py:110 clamps alpha at 1 after each update
     deterministic_backup: bool = False
     num_critics: int = 50  # N

@@ -22,7 +22,7 @@ RAMBO (they change the penalty / the model training, not the loop).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -38,23 +38,17 @@ from benchmark.rl.dynamics import (
     policy_rollout,
 )
 from benchmark.rl.model_based import ModelBasedOffline
-from benchmark.rl.sac import SAC, SACConfig, sub_config
+from benchmark.rl.sac import SAC, SACConfig, SACFields, sub_config
 
 
 @dataclass
-class ModelBasedSACConfig(EnsembleModelBasedConfig):
-    """SAC fields shared by MOPO, MOBILE and RAMBO (OfflineRL-Kit ``run_example`` defaults)."""
+class ModelBasedSACConfig(SACFields, EnsembleModelBasedConfig):
+    """SAC fields shared by MOPO, MOBILE and RAMBO (OfflineRL-Kit ``run_example`` defaults; those of
+    :class:`SACFields` it sets otherwise are re-declared here)."""
 
     epochs: int = 3000
-    hidden: tuple[int, ...] = field(default=(256, 256))  # actor and critic hidden layers
-    actor_lr: float = 1e-4
-    critic_lr: float = 3e-4
-    alpha_lr: float = 1e-4
-    gamma: float = 0.99
-    tau: float = 0.005
     alpha: float = 0.2  # entropy temperature when auto_alpha is false
     auto_alpha: bool = True  # log(alpha) starts at 0, target entropy -|A|
-    target_entropy: float | None = None
     # OfflineRL-Kit's SACPolicy (MOPO, RAMBO) and MOBILE clamp the auto temperature at 1 (sac.py:126)
     alpha_max: float | None = 1.0
     deterministic_backup: bool = False  # drop -alpha log pi from the Bellman target

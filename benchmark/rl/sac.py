@@ -87,10 +87,13 @@ class QEnsemble(nn.Module):
 
 
 @dataclass
-class SACConfig:
-    """Hyperparameters of the SAC core (defaults: ADMPO official code, REFERENCE.md 2.2/2.4/3.2)."""
+class SACFields:
+    """The SAC hyper-parameters every SAC-based algorithm config declares: mixed into its config dataclass
+    (listed after the trainer config base), where a class re-declares only the defaults its source gives
+    differently. :func:`sub_config` turns such a config into the :class:`SACConfig` of the core.
+    Defaults: ADMPO official code (REFERENCE.md 2.2/2.4/3.2)."""
 
-    hidden: tuple[int, ...] = (256, 256)
+    hidden: tuple[int, ...] = (256, 256)  # actor and critic hidden layers
     actor_lr: float = 1e-4
     critic_lr: float = 3e-4
     alpha_lr: float = 1e-4
@@ -99,6 +102,12 @@ class SACConfig:
     alpha: float = 0.1  # initial (auto) or fixed value of the entropy temperature
     auto_alpha: bool = False
     target_entropy: float | None = None  # None -> -|A|
+
+
+@dataclass
+class SACConfig(SACFields):
+    """Hyperparameters of the SAC core: :class:`SACFields` plus the options only some algorithms set."""
+
     num_critics: int = 2
     actor_freq: int = 1
     deterministic_backup: bool = False
