@@ -27,7 +27,7 @@ from adm.model import ADMConfig
 from adm.rollout import RolloutConfig, rollout, sample_start_windows
 from adm.training import ADMTrainConfig, train_adm
 from benchmark.registry import AlgorithmSpec, register
-from benchmark.rl.algorithm import OfflineContext
+from benchmark.rl.algorithm import Context
 from benchmark.rl.buffers import Batch, WindowSampler
 from benchmark.rl.model_based import ModelBasedConfig, ModelBasedOffline
 from benchmark.rl.sac import SAC, SACConfig, SACFields, sub_config
@@ -78,7 +78,7 @@ class ADMPOOffConfig(SACFields, ModelBasedConfig):
 
 
 class ADMPOOff(ModelBasedOffline):
-    def __init__(self, cfg: ADMPOOffConfig, ctx: OfflineContext):
+    def __init__(self, cfg: ADMPOOffConfig, ctx: Context):
         super().__init__(cfg, ctx)
         sac_cfg = sub_config(cfg, SACConfig, lr_schedule_steps=cfg.epochs if cfg.lr_schedule else 0)
         torch.manual_seed(cfg.seed)  # network initialisation, policy sampling and model dropout in training

@@ -32,7 +32,7 @@ import torch
 from baselines.cql import CQLConfig, CQLLearner
 from baselines.mopo import ModelBasedSACConfig
 from benchmark.registry import AlgorithmSpec, register
-from benchmark.rl.algorithm import OfflineContext
+from benchmark.rl.algorithm import Context
 from benchmark.rl.buffers import Batch
 from benchmark.rl.dynamics import EnsembleDynamics, policy_rollout
 from benchmark.rl.model_based import ModelBasedOffline
@@ -76,7 +76,7 @@ class COMBOLearner(CQLLearner):
 
 
 class COMBO(ModelBasedOffline):
-    def __init__(self, cfg: COMBOConfig, ctx: OfflineContext):
+    def __init__(self, cfg: COMBOConfig, ctx: Context):
         if cfg.rho_s not in RHO_S_CHOICES:
             raise ValueError(f"COMBOConfig.rho_s must be one of {RHO_S_CHOICES}, got {cfg.rho_s!r}")
         if not 0.0 < cfg.real_ratio <= 1.0:

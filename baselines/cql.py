@@ -41,7 +41,7 @@ from torch import nn
 
 from benchmark.config import OfflineConfig
 from benchmark.registry import AlgorithmSpec, register
-from benchmark.rl.algorithm import OfflineAlgorithm, OfflineContext
+from benchmark.rl.algorithm import Context, OfflineAlgorithm
 from benchmark.rl.buffers import Batch
 from benchmark.rl.sac import SAC, SACConfig, SACFields, TanhGaussianActor, sub_config
 
@@ -231,7 +231,7 @@ class CQLLearner(SAC):
 class CQL(OfflineAlgorithm):
     """Registered wrapper: real-data batches into :class:`CQLLearner`."""
 
-    def __init__(self, cfg: CQLConfig, ctx: OfflineContext):
+    def __init__(self, cfg: CQLConfig, ctx: Context):
         super().__init__(cfg, ctx)
         torch.manual_seed(int(cfg.seed))  # network initialisation and policy noise
         self.agent = CQLLearner(ctx.obs_dim, ctx.act_dim, cfg, ctx.act_scale, ctx.device)

@@ -25,7 +25,7 @@ import torch
 
 from benchmark.config import OfflineConfig
 from benchmark.registry import AlgorithmSpec, register
-from benchmark.rl.algorithm import OfflineAlgorithm, OfflineContext
+from benchmark.rl.algorithm import Context, OfflineAlgorithm
 from benchmark.rl.buffers import Batch
 from benchmark.rl.sac import SAC, QEnsemble, SACConfig, SACFields, sub_config
 
@@ -123,7 +123,7 @@ class EDACLearner(SAC):
 class EDAC(OfflineAlgorithm):
     """Registered wrapper: real-data batches into :class:`EDACLearner`."""
 
-    def __init__(self, cfg: EDACConfig, ctx: OfflineContext):
+    def __init__(self, cfg: EDACConfig, ctx: Context):
         super().__init__(cfg, ctx)
         torch.manual_seed(int(cfg.seed))  # network initialisation and policy noise
         self.agent = EDACLearner(ctx.obs_dim, ctx.act_dim, cfg, ctx.act_scale, ctx.device)

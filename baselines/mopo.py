@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from benchmark.registry import AlgorithmSpec, register
-from benchmark.rl.algorithm import OfflineContext
+from benchmark.rl.algorithm import Context
 from benchmark.rl.buffers import Batch
 from benchmark.rl.dynamics import (
     EnsembleDynamics,
@@ -68,7 +68,7 @@ class MOPOConfig(ModelBasedSACConfig):
 class MOPO(ModelBasedOffline):
     """SAC on real + penalised model data; subclasses override :meth:`reward_fn` or :meth:`learn`."""
 
-    def __init__(self, cfg: ModelBasedSACConfig, ctx: OfflineContext):
+    def __init__(self, cfg: ModelBasedSACConfig, ctx: Context):
         super().__init__(cfg, ctx)
         self.sac = SAC(ctx.obs_dim, ctx.act_dim, cfg.sac_config(), act_scale=ctx.act_scale, device=ctx.device)
         self.dynamics = EnsembleDynamics(

@@ -14,7 +14,7 @@ from benchmark.config import resolve_config
 from benchmark.data.local import load_local_dataset
 from benchmark.registry import get
 from benchmark.reporting.output import ReportSettings
-from benchmark.rl.algorithm import OfflineContext
+from benchmark.rl.algorithm import Context
 from benchmark.rl.trainers import evaluate, train_offline
 from benchmark.seeding import seed_everything
 from benchmark.tasks import resolve_task
@@ -30,7 +30,7 @@ def build_model_based(
     cfg, _ = resolve_config(spec.config_cls, spec.config_dir, task.config_keys, budget, over, seed=seed)
     ds = load_local_dataset("hopper", level, size=size)
     env = task.make_env()
-    ctx = OfflineContext(
+    ctx = Context(
         ds, task.env_key, ds.obs_dim, ds.act_dim, float(env.action_space.high[0]), torch.device("cpu"), seed
     )
     return spec.factory(cfg, ctx), cfg, task

@@ -14,7 +14,7 @@ from baselines.combo import COMBO, COMBOConfig, COMBOLearner
 from benchmark import registry
 from benchmark.config import load_yaml, resolve_config
 from benchmark.data.local import build_local_dataset
-from benchmark.rl.algorithm import OfflineContext
+from benchmark.rl.algorithm import Context
 from benchmark.rl.termination import get_termination_fn
 from benchmark.rl.trainers import train_offline
 from benchmark.tasks import resolve_task
@@ -30,7 +30,7 @@ SMALL = dict(
 @pytest.fixture(scope="module")
 def ctx():
     ds = build_local_dataset("hopper", "random", size=1500, seed=0)
-    return OfflineContext(ds, "hopper", ds.obs_dim, ds.act_dim, 1.0, torch.device("cpu"), seed=0)
+    return Context(ds, "hopper", ds.obs_dim, ds.act_dim, 1.0, torch.device("cpu"), seed=0)
 
 
 @pytest.mark.parametrize("rho_s", ["model", "mix"])
@@ -136,7 +136,7 @@ def test_combo_beats_random_policy_on_local_hopper_random():
     torch.manual_seed(0)
     task = resolve_task("local/hopper-random")
     ds = build_local_dataset("hopper", "random", size=3000)
-    ctx = OfflineContext(ds, "hopper", ds.obs_dim, ds.act_dim, 1.0, torch.device("cpu"), seed=0)
+    ctx = Context(ds, "hopper", ds.obs_dim, ds.act_dim, 1.0, torch.device("cpu"), seed=0)
     cfg = COMBOConfig(
         hidden=(64, 64), num_sampled_actions=4, batch_size=128, epochs=6, steps_per_epoch=250,
         rollout_batch_size=500, rollout_freq=250, dynamics_hidden=(64, 64),

@@ -37,16 +37,16 @@ def _first_step(algo_name: str, tiny_data) -> tuple[dict, np.ndarray, float, int
     common, dataset = _inputs(spec, task, cfg, progress=False)
     seed_everything(cfg.seed)
     if spec.kind == "offline":
-        from benchmark.rl.algorithm import OfflineContext
+        from benchmark.rl.algorithm import Context
 
-        algo = spec.factory(cfg, OfflineContext(dataset=dataset, **common))
+        algo = spec.factory(cfg, Context(dataset=dataset, **common))
         algo.setup()
         obs = dataset.observations[:7]
         info = algo.learn(algo.next_batch(0))
     else:
-        from benchmark.rl.online import OnlineContext, Transition
+        from benchmark.rl.online import Context, Transition
 
-        algo = spec.factory(cfg, OnlineContext(**common))
+        algo = spec.factory(cfg, Context(None, **common))
         algo.setup()
         env = task.make_env()
         o, _ = env.reset(seed=0)

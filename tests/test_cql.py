@@ -10,7 +10,7 @@ from helpers import random_batch, random_policy_score
 
 from baselines.cql import CQL, CQLConfig, CQLLearner, conservative_gap, sample_repeated
 from benchmark.data.local import build_local_dataset
-from benchmark.rl.algorithm import OfflineContext
+from benchmark.rl.algorithm import Context
 from benchmark.rl.trainers import train_offline
 from benchmark.tasks import resolve_task
 
@@ -147,7 +147,7 @@ def test_cql_beats_random_policy_on_local_hopper_random():
     torch.manual_seed(0)
     task = resolve_task("local/hopper-random")
     ds = build_local_dataset("hopper", "random", size=3000)
-    ctx = OfflineContext(ds, "hopper", ds.obs_dim, ds.act_dim, 1.0, torch.device("cpu"), seed=0)
+    ctx = Context(ds, "hopper", ds.obs_dim, ds.act_dim, 1.0, torch.device("cpu"), seed=0)
     cfg = CQLConfig(
         epochs=4, steps_per_epoch=250, eval_episodes=5, batch_size=128, hidden=(64, 64),
         num_sampled_actions=4, actor_lr=3e-4, seed=0,

@@ -9,7 +9,7 @@ from helpers import random_batch, random_policy_score
 
 from baselines.edac import EDAC, EDACConfig, EDACLearner, diversity_loss
 from benchmark.data.local import build_local_dataset
-from benchmark.rl.algorithm import OfflineContext
+from benchmark.rl.algorithm import Context
 from benchmark.rl.trainers import train_offline
 from benchmark.tasks import resolve_task
 
@@ -91,7 +91,7 @@ def test_edac_beats_random_policy_on_local_hopper_random():
     torch.manual_seed(0)
     task = resolve_task("local/hopper-random")
     ds = build_local_dataset("hopper", "random", size=3000)
-    ctx = OfflineContext(ds, "hopper", ds.obs_dim, ds.act_dim, 1.0, torch.device("cpu"), seed=0)
+    ctx = Context(ds, "hopper", ds.obs_dim, ds.act_dim, 1.0, torch.device("cpu"), seed=0)
     cfg = EDACConfig(
         epochs=4, steps_per_epoch=250, eval_episodes=5, batch_size=128, hidden=(64, 64),
         num_critics=10, eta=1.0, actor_lr=3e-4, seed=0,

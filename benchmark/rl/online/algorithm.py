@@ -1,5 +1,6 @@
-"""The online contract: the context, a real transition, the real env buffer and :class:`OnlineAlgorithm`
-(what :func:`benchmark.rl.online.trainers.train_online` calls)."""
+"""The online contract: a real transition, the real env buffer and :class:`OnlineAlgorithm` (what
+:func:`benchmark.rl.online.trainers.train_online` calls), built from the one
+:class:`benchmark.rl.algorithm.Context` (its ``dataset`` is None online)."""
 
 from __future__ import annotations
 
@@ -9,23 +10,13 @@ import numpy as np
 import torch
 
 from benchmark.data.dataset import OfflineDataset
+from benchmark.rl.algorithm import Context
 from benchmark.rl.buffers import Batch, TransitionBuffer
 from benchmark.rl.online.configs import OnlineTrainConfig
 from benchmark.rl.sac import SAC
 
 
-# ----- context, transitions, real buffer ----------------------------------------------------------
-@dataclass
-class OnlineContext:
-    env_key: str  # termination functions / scores
-    obs_dim: int
-    act_dim: int
-    act_scale: float  # symmetric action box [-act_scale, act_scale]
-    device: torch.device
-    seed: int = 0
-    progress: bool = False
-
-
+# ----- transitions, real buffer ---------------------------------------------------------------------
 @dataclass
 class Transition:
     obs: np.ndarray
@@ -103,7 +94,7 @@ class OnlineAlgorithm:
     * ``next_batch(it) -> batch`` and ``learn(batch) -> dict``: one gradient step.
     """
 
-    def __init__(self, cfg: OnlineTrainConfig, ctx: OnlineContext):
+    def __init__(self, cfg: OnlineTrainConfig, ctx: Context):
         self.cfg = cfg
         self.ctx = ctx
         self.device = ctx.device

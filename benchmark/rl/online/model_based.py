@@ -6,8 +6,9 @@ from __future__ import annotations
 import time
 from typing import ClassVar
 
+from benchmark.rl.algorithm import Context
 from benchmark.rl.buffers import Batch, MixedBatch, TransitionBuffer, mix
-from benchmark.rl.online.algorithm import OnlineAlgorithm, OnlineContext
+from benchmark.rl.online.algorithm import OnlineAlgorithm
 from benchmark.rl.online.configs import OnlineModelBasedConfig, rollout_length
 
 
@@ -28,7 +29,7 @@ class OnlineModelBased(OnlineAlgorithm):
     # (MBPO's and BMPO's ``_reallocate_model_pool`` copies ``return_all_samples()``, i.e. rows 0..size-1)
     resize_in_storage_order: ClassVar[bool] = False
 
-    def __init__(self, cfg: OnlineModelBasedConfig, ctx: OnlineContext):
+    def __init__(self, cfg: OnlineModelBasedConfig, ctx: Context):
         super().__init__(cfg, ctx)
         # created at the first rollout with the capacity of the schedule's rollout length then
         self.fake: TransitionBuffer | None = None
