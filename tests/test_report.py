@@ -272,3 +272,28 @@ def test_tasks_sort_in_the_papers_order():
         "neorl/Walker2d-v3-low",
         "neorl/Hopper-v3-high",
     ]
+
+
+def test_reporting_rooms_import_only_rooms_below_them():
+    """The reporting package reads as rliable does: each room imports only rooms listed before it, and
+    none is over 450 lines."""
+    import ast
+    from pathlib import Path
+
+    order = ["records", "stats", "frames", "tables", "figures", "output", "paper", "sections", "analyses",
+             "readme"]
+    folder = Path(__file__).resolve().parent.parent / "benchmark" / "reporting"
+    assert sorted(p.stem for p in folder.glob("*.py") if p.stem != "__init__") == sorted(order)
+    for i, room in enumerate(order):
+        source = (folder / f"{room}.py").read_text()
+        assert len(source.splitlines()) <= 450, room
+        for node in ast.walk(ast.parse(source)):
+            names = []
+            if isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+            elif isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            for name in names:
+                parts = name.split(".")
+                if parts[:2] == ["benchmark", "reporting"] and len(parts) > 2 and parts[2] in order:
+                    assert order.index(parts[2]) < i, f"{room} imports {parts[2]}, which is not below it"
