@@ -5,7 +5,8 @@ side's :class:`benchmark.rl.algorithm.Context`), the Dyna-style base
 Every name is re-exported here, so algorithms import from ``benchmark.rl.online``."""
 
 from benchmark.rl.algorithm import Context
-from benchmark.rl.online.algorithm import EnvReplay, OnlineAlgorithm, SACAgent, Transition
+from benchmark.rl.buffers import EnvReplay, Transition
+from benchmark.rl.online.algorithm import OnlineAlgorithm, SACAgent
 from benchmark.rl.online.configs import (
     OnlineModelBasedConfig,
     OnlineSACConfig,

@@ -30,8 +30,9 @@ from collections.abc import Callable
 import numpy as np
 from tqdm.auto import tqdm
 
+from benchmark.rl.buffers import Transition
 from benchmark.rl.checkpoint import env_state, restore_env_state
-from benchmark.rl.online.algorithm import OnlineAlgorithm, Transition
+from benchmark.rl.online.algorithm import OnlineAlgorithm
 from benchmark.rl.online.configs import OnlineTrainConfig
 from benchmark.rl.trainers import check_finite, evaluate, finite_mean
 
