@@ -27,15 +27,6 @@ from benchmark.reporting.tables import MISSING, fmt
 # A plain table under ``rows``/``points``/``data`` (list of row dicts or dict of columns) with the
 # columns of ANALYSIS_COLUMNS (aliases accepted) works for both. Scalar string/number entries and
 # dicts of strings (metric, protocol, uncertainty definitions ...) are shown in the report as stated.
-# What the report reads from analysis records' ``result`` (``adm.analysis.run_analysis``):
-# - compounding-error: ``{"horizons": [1..H], "models": {name: {"mean": [H], "std": [H], "overflow": [H]}}}``
-#   (mean/std over held-out starts per rollout length; overflow = fraction of starts that overflowed);
-# - uncertainty: ``{"points": [{"model", "source", "uncertainty", "error"}, ...], "correlations":
-#   [{"model", "source", "pearson", "spearman", "n"}, ...]}`` (correlations over all points, the stored
-#   points being a subsample).
-# A plain table under ``rows``/``points``/``data`` (list of row dicts or dict of columns) with the
-# columns of ANALYSIS_COLUMNS (aliases accepted) works for both. Scalar string/number entries and
-# dicts of strings (metric, protocol, uncertainty definitions ...) are shown in the report as stated.
 ANALYSIS_COLUMNS: dict[str, tuple[str, ...]] = {
     "compounding-error": ("model", "rollout_length", "error"),
     "uncertainty": ("model", "source", "uncertainty", "error"),
