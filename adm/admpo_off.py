@@ -27,15 +27,15 @@ from adm.model import ADMConfig
 from adm.rollout import RolloutConfig, rollout, sample_start_windows
 from adm.training import ADMTrainConfig, train_adm
 from benchmark.registry import AlgorithmSpec, register
-from benchmark.rl.algorithm import OfflineContext
+from benchmark.rl.algorithm import Context
 from benchmark.rl.buffers import Batch, WindowSampler
 from benchmark.rl.model_based import ModelBasedConfig, ModelBasedOffline
-from benchmark.rl.sac import SAC, SACConfig
+from benchmark.rl.sac import SAC, SACConfig, SACFields, sub_config
 from benchmark.rl.termination import get_termination_fn
 
 
 @dataclass
-class ADMPOOffConfig(ModelBasedConfig):
+class ADMPOOffConfig(SACFields, ModelBasedConfig):
     # ----- schedule (main4offline.py) -----
     epochs: int = 5000  # n_epochs; 3000 in the *-random configs
     steps_per_epoch: int = 1000
@@ -45,16 +45,8 @@ class ADMPOOffConfig(ModelBasedConfig):
     rollout_length: int = 1  # H (argparse default; every config sets it)
     model_retain_epochs: int = 5
     real_ratio: float = 0.05
-    # ----- SAC -----
-    hidden: tuple[int, ...] = (256, 256)
-    actor_lr: float = 1e-4
-    critic_lr: float = 3e-4
-    alpha_lr: float = 1e-4
-    gamma: float = 0.99
-    tau: float = 0.005
-    alpha: float = 0.1  # fixed entropy temperature (per-dataset in the YAMLs)
-    auto_alpha: bool = False  # argparse default True, but every D4RL/NeoRL config sets False
-    target_entropy: float | None = None  # None -> -|A| (only used with auto_alpha)
+    # ----- SAC (SACFields, whose defaults are this code's): alpha is fixed, per dataset in the YAMLs;
+    # auto_alpha is false (argparse default True, but every D4RL/NeoRL config sets False) -----
     actor_freq: int = 1
     deterministic_backup: bool = False
     q_clip: float | None = None
@@ -86,15 +78,9 @@ class ADMPOOffConfig(ModelBasedConfig):
 
 
 class ADMPOOff(ModelBasedOffline):
-    def __init__(self, cfg: ADMPOOffConfig, ctx: OfflineContext):
+    def __init__(self, cfg: ADMPOOffConfig, ctx: Context):
         super().__init__(cfg, ctx)
-        sac_cfg = SACConfig(
-            hidden=tuple(cfg.hidden), actor_lr=cfg.actor_lr, critic_lr=cfg.critic_lr, alpha_lr=cfg.alpha_lr,
-            gamma=cfg.gamma, tau=cfg.tau, alpha=cfg.alpha, auto_alpha=cfg.auto_alpha,
-            target_entropy=cfg.target_entropy, actor_freq=cfg.actor_freq,
-            deterministic_backup=cfg.deterministic_backup, q_clip=cfg.q_clip,
-            lr_schedule_steps=cfg.epochs if cfg.lr_schedule else 0,
-        )
+        sac_cfg = sub_config(cfg, SACConfig, lr_schedule_steps=cfg.epochs if cfg.lr_schedule else 0)
         torch.manual_seed(cfg.seed)  # network initialisation, policy sampling and model dropout in training
         self.sac = SAC(ctx.obs_dim, ctx.act_dim, sac_cfg, ctx.act_scale, str(ctx.device))
         self.model_cfg = ADMConfig(hidden_dim=cfg.arm_hidden_dim, rnn_layers=cfg.arm_rnn_layers,

@@ -37,7 +37,7 @@ from benchmark.registry import AlgorithmSpec, register
 from benchmark.rl.buffers import Batch, WindowSampler
 from benchmark.rl.dataset import OfflineDataset
 from benchmark.rl.online import (
-    OnlineContext,
+    Context,
     OnlineModelBased,
     OnlineModelBasedConfig,
     OnlineSACConfig,
@@ -98,7 +98,7 @@ class ADMPOOnConfig(OnlineModelBasedConfig, OnlineSACConfig):
 class ADMPOOn(SACAgent, OnlineModelBased):  # SACAgent: act, learn, the rollout policy
     cfg: ADMPOOnConfig
 
-    def __init__(self, cfg: ADMPOOnConfig, ctx: OnlineContext):
+    def __init__(self, cfg: ADMPOOnConfig, ctx: Context):
         super().__init__(cfg, ctx)
         self.resize_in_storage_order = cfg.model_buffer_storage_order
         actor_lr = PAPER_ACTOR_LR if cfg.paper_actor_lr else cfg.actor_lr

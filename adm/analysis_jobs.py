@@ -21,7 +21,7 @@ from adm.uncertainty_error import uncertainty_vs_error
 from baselines.bc import BC, BCConfig
 from benchmark.envs import make_env
 from benchmark.registry import AnalysisSpec, register_analysis
-from benchmark.rl.algorithm import OfflineContext
+from benchmark.rl.algorithm import Context
 from benchmark.rl.dataset import OfflineDataset, truncate
 
 Tensor = torch.Tensor
@@ -64,7 +64,7 @@ def train_bc_policy(dataset: OfflineDataset, env_key: str, steps: int, seed: int
     """A BC policy (:mod:`baselines.bc`, default config) trained for ``steps`` updates, as a torch
     callable."""
     env = make_env(env_key)
-    ctx = OfflineContext(dataset, env_key, dataset.obs_dim, dataset.act_dim,
+    ctx = Context(dataset, env_key, dataset.obs_dim, dataset.act_dim,
                          float(env.action_space.high[0]), torch.device("cpu"), seed)
     torch.manual_seed(seed)
     bc = BC(BCConfig(seed=seed), ctx)

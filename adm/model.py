@@ -21,18 +21,12 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from benchmark.rl.dynamics import soft_clamp
 from benchmark.rl.nets import Swish
 
 STD_FLOOR = 1e-12  # official cal_mu_std: a std below this is replaced by 1
-
-
-def soft_clamp(x: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:
-    """The code's order: first ``hi - softplus(hi - x)``, then ``lo + softplus(x - lo)``."""
-    x = hi - F.softplus(hi - x)
-    return lo + F.softplus(x - lo)
 
 
 class ResBlock(nn.Module):

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from benchmark.registry import AlgorithmSpec, register
-from benchmark.rl.algorithm import OfflineAlgorithm, OfflineContext
+from benchmark.rl.algorithm import Context, OfflineAlgorithm
 from benchmark.rl.buffers import Batch
 from benchmark.rl.configs import OfflineConfig
 from benchmark.rl.nets import mlp
@@ -50,7 +50,7 @@ class StateNormalizer(nn.Module):
 
 
 class BC(OfflineAlgorithm):
-    def __init__(self, cfg: BCConfig, ctx: OfflineContext):
+    def __init__(self, cfg: BCConfig, ctx: Context):
         super().__init__(cfg, ctx)
         self.norm = StateNormalizer(ctx.dataset.observations, cfg.normalize_states).to(self.device)
         self.policy = mlp(ctx.obs_dim, ctx.act_dim, cfg.hidden, output_activation=nn.Tanh).to(self.device)

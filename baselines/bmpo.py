@@ -48,7 +48,7 @@ from benchmark.registry import AlgorithmSpec, register
 from benchmark.rl.buffers import Batch
 from benchmark.rl.dynamics import EnsembleDynamics, policy_rollout, soft_clamp
 from benchmark.rl.nets import mlp
-from benchmark.rl.online import OnlineContext
+from benchmark.rl.online import Context
 
 Tensor = torch.Tensor
 
@@ -147,7 +147,7 @@ class BackwardPolicy(nn.Module):
 class BMPO(MBPO):
     cfg: BMPOConfig
 
-    def __init__(self, cfg: BMPOConfig, ctx: OnlineContext):
+    def __init__(self, cfg: BMPOConfig, ctx: Context):
         super().__init__(cfg, ctx)
         self.backward = EnsembleDynamics(ctx.obs_dim, ctx.act_dim, cfg.dynamics_config(), env_key=ctx.env_key,
                                          device=ctx.device, seed=int(cfg.seed) + 3)

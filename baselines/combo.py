@@ -32,7 +32,7 @@ import torch
 from baselines.cql import CQLConfig, CQLLearner
 from baselines.mopo import ModelBasedSACConfig
 from benchmark.registry import AlgorithmSpec, register
-from benchmark.rl.algorithm import OfflineContext
+from benchmark.rl.algorithm import Context
 from benchmark.rl.buffers import Batch
 from benchmark.rl.dynamics import EnsembleDynamics, policy_rollout
 from benchmark.rl.model_based import ModelBasedOffline
@@ -59,8 +59,8 @@ class COMBOConfig(ModelBasedSACConfig, CQLConfig):
 class COMBOLearner(CQLLearner):
     """CQL learner whose push-down states / push-up pairs follow the real/model layout of a batch.
 
-    A batch holds ``n_real`` real rows first, then model rows (the layout of
-    :meth:`ModelBasedOffline.next_batch`); the owner sets ``n_real`` before each update.
+    A batch holds ``n_real`` real rows first, then model rows (a :class:`benchmark.rl.buffers.MixedBatch`
+    from :meth:`ModelBasedOffline.next_batch`); the owner sets ``n_real`` from it before each update.
     """
 
     n_real: int | None = None  # None: the whole batch is real
@@ -76,7 +76,7 @@ class COMBOLearner(CQLLearner):
 
 
 class COMBO(ModelBasedOffline):
-    def __init__(self, cfg: COMBOConfig, ctx: OfflineContext):
+    def __init__(self, cfg: COMBOConfig, ctx: Context):
         if cfg.rho_s not in RHO_S_CHOICES:
             raise ValueError(f"COMBOConfig.rho_s must be one of {RHO_S_CHOICES}, got {cfg.rho_s!r}")
         if not 0.0 < cfg.real_ratio <= 1.0:
@@ -111,8 +111,7 @@ class COMBO(ModelBasedOffline):
     # ----- policy ---------------------------------------------------------------------------------
     def next_batch(self, step: int) -> Batch:
         batch = super().next_batch(step)
-        # the base class returns real data only while the model buffer is empty
-        self.agent.n_real = int(self.cfg.batch_size * self.cfg.real_ratio) if len(self.fake) > 0 else None
+        self.agent.n_real = batch.n_real if batch.n_model else None  # None: the whole batch is real
         return batch
 
     def learn(self, batch: Batch) -> dict:

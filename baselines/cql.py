@@ -40,28 +40,23 @@ import torch
 from torch import nn
 
 from benchmark.registry import AlgorithmSpec, register
-from benchmark.rl.algorithm import OfflineAlgorithm, OfflineContext
+from benchmark.rl.algorithm import Context, OfflineAlgorithm
 from benchmark.rl.buffers import Batch
 from benchmark.rl.configs import OfflineConfig
-from benchmark.rl.sac import SAC, SACConfig, TanhGaussianActor
+from benchmark.rl.sac import SAC, SACConfig, SACFields, TanhGaussianActor, sub_config
 
 CQL_ALPHA_MAX = 1e6  # clamp of the Lagrange multiplier, as in the reference implementations
 LSE_GROUPINGS = ("state", "state_sample")
 
 
 @dataclass
-class CQLConfig(OfflineConfig):
-    """Defaults: OfflineRL-Kit ``run_example/run_cql.py`` (the implementation the ADMPO paper used)."""
+class CQLConfig(SACFields, OfflineConfig):
+    """Defaults: OfflineRL-Kit ``run_example/run_cql.py`` (the implementation the ADMPO paper used); the
+    SAC fields (:class:`SACFields`) it sets otherwise are re-declared here."""
 
     hidden: tuple[int, ...] = field(default=(256, 256, 256))  # actor and critic hidden layers
-    actor_lr: float = 1e-4
-    critic_lr: float = 3e-4
-    alpha_lr: float = 1e-4
-    gamma: float = 0.99
-    tau: float = 0.005
     alpha: float = 0.2  # entropy temperature when auto_alpha is false
     auto_alpha: bool = True
-    target_entropy: float | None = None  # None -> -|A|
     alpha_max: float | None = None  # OfflineRL-Kit's CQLPolicy does not clamp alpha (cql.py:106)
     deterministic_backup: bool = True  # drop the entropy term from the Bellman target
     max_q_backup: bool = False  # target = max over num_sampled_actions policy actions at s'
@@ -74,24 +69,6 @@ class CQLConfig(OfflineConfig):
     with_lagrange: bool = False  # learn the weight multiplier alpha' against lagrange_threshold
     lagrange_threshold: float = 10.0  # target action gap tau
     cql_alpha_lr: float = 3e-4
-
-
-def sac_config_from(cfg) -> SACConfig:
-    """The SAC core's config from any config carrying the SAC fields (CQL, COMBO, EDAC)."""
-    return SACConfig(
-        hidden=tuple(cfg.hidden),
-        actor_lr=cfg.actor_lr,
-        critic_lr=cfg.critic_lr,
-        alpha_lr=cfg.alpha_lr,
-        gamma=cfg.gamma,
-        tau=cfg.tau,
-        alpha=cfg.alpha,
-        auto_alpha=cfg.auto_alpha,
-        target_entropy=cfg.target_entropy,
-        num_critics=cfg.num_critics,
-        deterministic_backup=cfg.deterministic_backup,
-        alpha_max=cfg.alpha_max,
-    )
 
 
 def check_cql_config(cfg) -> None:
@@ -164,7 +141,7 @@ class CQLLearner(SAC):
         """``cfg`` carries the SAC and CQL fields; ``sac_cfg`` overrides the SAC core's config (COMBO
         adds the actor's lr schedule)."""
         check_cql_config(cfg)
-        super().__init__(obs_dim, act_dim, sac_cfg or sac_config_from(cfg), act_scale, device)
+        super().__init__(obs_dim, act_dim, sac_cfg or sub_config(cfg, SACConfig), act_scale, device)
         self.cql = cfg
         self.act_dim = act_dim
         self.act_scale = float(act_scale)
@@ -254,7 +231,7 @@ class CQLLearner(SAC):
 class CQL(OfflineAlgorithm):
     """Registered wrapper: real-data batches into :class:`CQLLearner`."""
 
-    def __init__(self, cfg: CQLConfig, ctx: OfflineContext):
+    def __init__(self, cfg: CQLConfig, ctx: Context):
         super().__init__(cfg, ctx)
         torch.manual_seed(int(cfg.seed))  # network initialisation and policy noise
         self.agent = CQLLearner(ctx.obs_dim, ctx.act_dim, cfg, ctx.act_scale, ctx.device)

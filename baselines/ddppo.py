@@ -53,7 +53,7 @@ from benchmark.registry import AlgorithmSpec, register
 from benchmark.rl.buffers import Batch
 from benchmark.rl.dynamics import EnsembleDynamics, EnsembleDynamicsConfig, policy_rollout
 from benchmark.rl.nets import soft_update
-from benchmark.rl.online import OnlineContext, OnlineModelBased, OnlineModelBasedConfig, OnlineSACConfig
+from benchmark.rl.online import Context, OnlineModelBased, OnlineModelBasedConfig, OnlineSACConfig
 from benchmark.rl.sac import SAC
 from benchmark.rl.termination import TerminationFn
 
@@ -263,7 +263,7 @@ def ddp_actor_loss(policy: Callable[[Tensor], tuple[Tensor, Tensor]],
 class DDPPO(OnlineModelBased):
     cfg: DDPPOConfig
 
-    def __init__(self, cfg: DDPPOConfig, ctx: OnlineContext):
+    def __init__(self, cfg: DDPPOConfig, ctx: Context):
         super().__init__(cfg, ctx)
         self.sac = SAC(ctx.obs_dim, ctx.act_dim, cfg.sac_config(), act_scale=ctx.act_scale, device=ctx.device)
         model_cfg = EnsembleDynamicsConfig(

@@ -23,12 +23,11 @@ from pathlib import Path
 
 import torch
 
-from baselines.cql import sac_config_from
 from benchmark.registry import AlgorithmSpec, register
-from benchmark.rl.algorithm import OfflineAlgorithm, OfflineContext
+from benchmark.rl.algorithm import Context, OfflineAlgorithm
 from benchmark.rl.buffers import Batch
 from benchmark.rl.configs import OfflineConfig
-from benchmark.rl.sac import SAC, QEnsemble, SACConfig
+from benchmark.rl.sac import SAC, QEnsemble, SACConfig, SACFields, sub_config
 
 EDAC_HIDDEN_BIAS = 0.1
 EDAC_LAST_LAYER_BOUND = 3e-3
@@ -36,19 +35,14 @@ GRAD_NORM_EPS = 1e-10
 
 
 @dataclass
-class EDACConfig(OfflineConfig):
-    """Defaults: OfflineRL-Kit ``run_example/run_edac.py`` (which the ADMPO paper used for NeoRL)."""
+class EDACConfig(SACFields, OfflineConfig):
+    """Defaults: OfflineRL-Kit ``run_example/run_edac.py`` (which the ADMPO paper used for NeoRL); the
+    SAC fields (:class:`SACFields`) it sets otherwise are re-declared here."""
 
     epochs: int = 3000
     hidden: tuple[int, ...] = field(default=(256, 256, 256))
-    actor_lr: float = 1e-4
-    critic_lr: float = 3e-4
-    alpha_lr: float = 1e-4
-    gamma: float = 0.99
-    tau: float = 0.005
     alpha: float = 0.2  # entropy temperature when auto_alpha is false
     auto_alpha: bool = True
-    target_entropy: float | None = None  # None -> -|A|
     alpha_max: float | None = 1.0  # OfflineRL-Kit edac.py:110 clamps alpha at 1 after each update
     deterministic_backup: bool = False
     num_critics: int = 50  # N
@@ -101,7 +95,7 @@ class EDACLearner(SAC):
             raise ValueError(f"EDACConfig.eta must be >= 0, got {cfg.eta}")
         if cfg.eta > 0 and cfg.num_critics < 2:
             raise ValueError("EDACConfig: eta > 0 needs num_critics >= 2 (the term compares critics)")
-        super().__init__(obs_dim, act_dim, sac_cfg or sac_config_from(cfg), act_scale, device)
+        super().__init__(obs_dim, act_dim, sac_cfg or sub_config(cfg, SACConfig), act_scale, device)
         self.eta = cfg.eta
         if cfg.edac_init:
             edac_init_(self.critic)
@@ -129,7 +123,7 @@ class EDACLearner(SAC):
 class EDAC(OfflineAlgorithm):
     """Registered wrapper: real-data batches into :class:`EDACLearner`."""
 
-    def __init__(self, cfg: EDACConfig, ctx: OfflineContext):
+    def __init__(self, cfg: EDACConfig, ctx: Context):
         super().__init__(cfg, ctx)
         torch.manual_seed(int(cfg.seed))  # network initialisation and policy noise
         self.agent = EDACLearner(ctx.obs_dim, ctx.act_dim, cfg, ctx.act_scale, ctx.device)

@@ -43,7 +43,7 @@ from benchmark.rl.buffers import Batch
 from benchmark.rl.configs import ConfigError
 from benchmark.rl.dynamics import EnsembleDynamics, EnsembleDynamicsFields, policy_rollout
 from benchmark.rl.online import (
-    OnlineContext,
+    Context,
     OnlineModelBased,
     OnlineModelBasedConfig,
     OnlineSACConfig,
@@ -97,7 +97,7 @@ class MBPO(SACAgent, OnlineModelBased):
     cfg: MBPOConfig
     resize_in_storage_order = True
 
-    def __init__(self, cfg: MBPOConfig, ctx: OnlineContext):
+    def __init__(self, cfg: MBPOConfig, ctx: Context):
         super().__init__(cfg, ctx)
         self.sac = SAC(ctx.obs_dim, ctx.act_dim, cfg.sac_config(), act_scale=ctx.act_scale, device=ctx.device)
         # one ensemble for the whole run: trained again, never re-created

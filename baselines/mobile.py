@@ -34,7 +34,7 @@ import torch
 
 from baselines.mopo import MOPO, ModelBasedSACConfig
 from benchmark.registry import AlgorithmSpec, register
-from benchmark.rl.buffers import Batch
+from benchmark.rl.buffers import MixedBatch
 from benchmark.rl.sac import SAC
 
 
@@ -97,18 +97,16 @@ class MOBILE(MOPO):
     def reward_fn(self, reward: torch.Tensor, info: dict[str, torch.Tensor]) -> torch.Tensor:
         return reward  # the penalty goes into the critic target, not into the stored reward
 
-    def learn(self, batch: Batch) -> dict:
-        cfg = self.cfg
-        n = len(batch["obs"])
-        # the base loop puts the real rows first (all rows are real while the model buffer is empty)
-        n_real = int(cfg.batch_size * cfg.real_ratio) if len(self.fake) > 0 else n
-        penalty = torch.zeros(n, 1, device=self.device)
-        if n_real < n:
-            penalty[n_real:] = self.sac.model_uncertainty(
-                self.dynamics, batch["obs"][n_real:], batch["act"][n_real:], cfg.num_samples
+    def learn(self, batch: MixedBatch) -> dict:
+        """Only the model rows of the mixed batch (``batch.model_rows``) are penalised."""
+        penalty = torch.zeros(len(batch["obs"]), 1, device=self.device)
+        rows = batch.model_rows
+        if batch.n_model:
+            penalty[rows] = self.sac.model_uncertainty(
+                self.dynamics, batch["obs"][rows], batch["act"][rows], self.cfg.num_samples
             )
         info = self.sac.update(dict(batch, penalty=penalty))
-        info["penalty"] = penalty[n_real:].mean().item() if n_real < n else 0.0
+        info["penalty"] = penalty[rows].mean().item() if batch.n_model else 0.0
         return info
 
 

@@ -22,16 +22,14 @@ RAMBO (they change the penalty / the model training, not the loop).
 
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from baselines.cql import sac_config_from
 from benchmark.registry import AlgorithmSpec, register
-from benchmark.rl.algorithm import OfflineContext
+from benchmark.rl.algorithm import Context
 from benchmark.rl.buffers import Batch
 from benchmark.rl.dynamics import (
     EnsembleDynamics,
@@ -40,23 +38,17 @@ from benchmark.rl.dynamics import (
     policy_rollout,
 )
 from benchmark.rl.model_based import ModelBasedOffline
-from benchmark.rl.sac import SAC
+from benchmark.rl.sac import SAC, SACConfig, SACFields, sub_config
 
 
 @dataclass
-class ModelBasedSACConfig(EnsembleModelBasedConfig):
-    """SAC fields shared by MOPO, MOBILE and RAMBO (OfflineRL-Kit ``run_example`` defaults)."""
+class ModelBasedSACConfig(SACFields, EnsembleModelBasedConfig):
+    """SAC fields shared by MOPO, MOBILE and RAMBO (OfflineRL-Kit ``run_example`` defaults; those of
+    :class:`SACFields` it sets otherwise are re-declared here)."""
 
     epochs: int = 3000
-    hidden: tuple[int, ...] = field(default=(256, 256))  # actor and critic hidden layers
-    actor_lr: float = 1e-4
-    critic_lr: float = 3e-4
-    alpha_lr: float = 1e-4
-    gamma: float = 0.99
-    tau: float = 0.005
     alpha: float = 0.2  # entropy temperature when auto_alpha is false
     auto_alpha: bool = True  # log(alpha) starts at 0, target entropy -|A|
-    target_entropy: float | None = None
     # OfflineRL-Kit's SACPolicy (MOPO, RAMBO) and MOBILE clamp the auto temperature at 1 (sac.py:126)
     alpha_max: float | None = 1.0
     deterministic_backup: bool = False  # drop -alpha log pi from the Bellman target
@@ -64,9 +56,7 @@ class ModelBasedSACConfig(EnsembleModelBasedConfig):
     lr_schedule: bool = True  # cosine-anneal the actor lr over `epochs` (stepped once per epoch)
 
     def sac_config(self):
-        return dataclasses.replace(
-            sac_config_from(self), lr_schedule_steps=self.epochs if self.lr_schedule else 0
-        )
+        return sub_config(self, SACConfig, lr_schedule_steps=self.epochs if self.lr_schedule else 0)
 
 
 @dataclass
@@ -78,7 +68,7 @@ class MOPOConfig(ModelBasedSACConfig):
 class MOPO(ModelBasedOffline):
     """SAC on real + penalised model data; subclasses override :meth:`reward_fn` or :meth:`learn`."""
 
-    def __init__(self, cfg: ModelBasedSACConfig, ctx: OfflineContext):
+    def __init__(self, cfg: ModelBasedSACConfig, ctx: Context):
         super().__init__(cfg, ctx)
         self.sac = SAC(ctx.obs_dim, ctx.act_dim, cfg.sac_config(), act_scale=ctx.act_scale, device=ctx.device)
         self.dynamics = EnsembleDynamics(

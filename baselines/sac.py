@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from benchmark.registry import AlgorithmSpec, register
-from benchmark.rl.online import OnlineAlgorithm, OnlineContext, OnlineSACConfig, SACAgent
+from benchmark.rl.online import Context, OnlineAlgorithm, OnlineSACConfig, SACAgent
 from benchmark.rl.sac import SAC
 
 
@@ -34,7 +34,7 @@ class SACOnlineConfig(OnlineSACConfig):
 
 
 class OnlineSAC(SACAgent, OnlineAlgorithm):
-    def __init__(self, cfg: SACOnlineConfig, ctx: OnlineContext):
+    def __init__(self, cfg: SACOnlineConfig, ctx: Context):
         super().__init__(cfg, ctx)
         self.sac = SAC(ctx.obs_dim, ctx.act_dim, cfg.sac_config(), act_scale=ctx.act_scale, device=ctx.device)
 

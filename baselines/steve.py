@@ -55,7 +55,7 @@ from benchmark.config import UNIT_INTERVAL, Range
 from benchmark.registry import AlgorithmSpec, register
 from benchmark.rl.buffers import Batch
 from benchmark.rl.nets import EnsembleMLP
-from benchmark.rl.online import OnlineAlgorithm, OnlineContext, OnlineTrainConfig
+from benchmark.rl.online import Context, OnlineAlgorithm, OnlineTrainConfig
 
 Tensor = torch.Tensor
 
@@ -184,7 +184,7 @@ class WorldModel(nn.Module):
 class STEVE(OnlineAlgorithm):
     cfg: STEVEConfig
 
-    def __init__(self, cfg: STEVEConfig, ctx: OnlineContext):
+    def __init__(self, cfg: STEVEConfig, ctx: Context):
         super().__init__(cfg, ctx)
         if cfg.layers < 2 or cfg.transition_layers < 2 or cfg.aux_layers < 2:
             raise ValueError("steve: every network needs at least 2 layers")

@@ -17,7 +17,7 @@ from torch import nn
 
 from baselines.bc import StateNormalizer
 from benchmark.registry import AlgorithmSpec, register
-from benchmark.rl.algorithm import OfflineAlgorithm, OfflineContext
+from benchmark.rl.algorithm import Context, OfflineAlgorithm
 from benchmark.rl.buffers import Batch
 from benchmark.rl.configs import OfflineConfig
 from benchmark.rl.nets import mlp, soft_update
@@ -45,7 +45,7 @@ def td3bc_actor_loss(q: torch.Tensor, pi: torch.Tensor, data_action: torch.Tenso
 
 
 class TD3BC(OfflineAlgorithm):
-    def __init__(self, cfg: TD3BCConfig, ctx: OfflineContext):
+    def __init__(self, cfg: TD3BCConfig, ctx: Context):
         super().__init__(cfg, ctx)
         self.norm = StateNormalizer(ctx.dataset.observations, cfg.normalize_states).to(self.device)
         self.act_scale = ctx.act_scale

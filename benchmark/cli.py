@@ -219,7 +219,7 @@ def cmd_reproduce(args) -> int:
         print(f"  BUSY {s['algo']} {s['task']} seed={s['seed']}: {s.get('reason')}")
     Path(args.results).mkdir(parents=True, exist_ok=True)  # the report works with whatever exists
     if not args.no_report:
-        from benchmark.report import write_report
+        from benchmark.reporting.readme import write_report
 
         for name in suite.report_suites:
             seeds = args.seeds or suite.seeds
@@ -252,7 +252,7 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from benchmark.report import write_report
+    from benchmark.reporting.readme import write_report
     from benchmark.suites import available_suites
 
     if args.suite not in available_suites() and not (Path(args.results) / args.suite).is_dir():

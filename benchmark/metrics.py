@@ -123,7 +123,7 @@ def read_metrics(path: Path) -> list[dict]:
 def plot_metrics(path: Path, out: Path | None = None, keys: Iterable[str] | None = None) -> Path:
     """One panel per metric against ``step`` (the metrics that change over the run, or ``keys``);
     returns the PNG path (default: the metrics file with ``.png``)."""
-    from benchmark import plots
+    from benchmark.reporting.figures import metrics_figure, save_figure
 
     path = Path(path)
     rows = read_metrics(path)
@@ -140,8 +140,8 @@ def plot_metrics(path: Path, out: Path | None = None, keys: Iterable[str] | None
         names = [k for k in names if len({r[k] for r in rows if k in r}) > 1]
     if not names:
         raise ValueError(f"{path}: no metric changes over the run (pass the names to plot)")
-    fig = plots.metrics_figure(rows, names, title=path.name)
+    fig = metrics_figure(rows, names, title=path.name)
     target = Path(out) if out else path.with_name(path.name.removesuffix(".partial").removesuffix(".jsonl")
                                                   + ".png")
-    plots.save_figure(fig, target)
+    save_figure(fig, target)
     return target

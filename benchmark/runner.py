@@ -209,10 +209,10 @@ def _train(spec, task, cfg, common: dict, dataset, progress: bool, checkpointer=
 
 def _train_run(spec, task, cfg, common: dict, dataset, progress: bool, checkpointer, logger) -> dict:
     if spec.kind == "offline":
-        from benchmark.rl.algorithm import OfflineContext
+        from benchmark.rl.algorithm import Context
         from benchmark.rl.trainers import train_offline
 
-        algo = spec.factory(cfg, OfflineContext(dataset=dataset, **common))
+        algo = spec.factory(cfg, Context(dataset=dataset, **common))
         out = train_offline(algo, cfg, task.make_env, task.normalize, progress=progress, logger=logger,
                             checkpointer=checkpointer)
         out["dataset"] = {
@@ -220,9 +220,9 @@ def _train_run(spec, task, cfg, common: dict, dataset, progress: bool, checkpoin
             **{k: v for k, v in dataset.meta.items() if k in ("sha256", "size", "seed")},
         }
         return out
-    from benchmark.rl.online import OnlineContext, train_online
+    from benchmark.rl.online import Context, train_online
 
-    algo = spec.factory(cfg, OnlineContext(**common))
+    algo = spec.factory(cfg, Context(None, **common))
     return train_online(algo, cfg, task.make_env, task.normalize, progress=progress, logger=logger,
                         checkpointer=checkpointer)
 

@@ -13,6 +13,11 @@ Format::
     analyses:                # optional analysis jobs (registered analyses), one record per task x seed
       - name: compounding-error
         tasks: [local/hopper-medium-replay]
+    report:                  # optional: how the report presents the suite
+      highlight: [admpo-off]         # drawn with a thicker line (the paper's method)
+      improvement_of: [admpo-off]    # probability of improvement of these over every other algorithm
+      asymptote: sac                 # online curves: this algorithm's mean final return, dashed
+      return_thresholds: {mujoco/Hopper: [1000, 2000]}  # steps-to-return table
 """
 
 from __future__ import annotations
@@ -30,6 +35,11 @@ SUITE_KEYS = {"description", "budget", "seeds", "runs", "analyses", "note", "rep
 META_SUITE_KEYS = {"description", "include"}
 RUN_ENTRY_KEYS = {"algos", "tasks", "set", "variant"}
 ANALYSIS_ENTRY_KEYS = {"name", "tasks"}
+# how the report presents the suite (benchmark.reporting.output.ReportSettings): the paper's method is
+# drawn thicker (highlight) and compared with every other algorithm (improvement_of); the asymptote
+# algorithm's mean final return is the dashed line of the online curves; return_thresholds feed the
+# steps-to-return table
+REPORT_KEYS = {"highlight", "improvement_of", "asymptote", "return_thresholds"}
 
 
 class SuiteError(ValueError):
@@ -46,7 +56,7 @@ class Suite:
     path: Path
     analyses: list[dict] = field(default_factory=list)
     includes: list[Suite] = field(default_factory=list)  # a meta-suite runs its members under their names
-    # how the report reads this suite: {"return_thresholds": {task: [returns]}} for the steps-to-return table
+    # how the report presents this suite: the keys of REPORT_KEYS
     report: dict = field(default_factory=dict)
 
     @property
@@ -135,14 +145,27 @@ def load_suite(name_or_path: str) -> Suite:
             allowed = sorted(ANALYSIS_ENTRY_KEYS)
             raise SuiteError(f"{where}: analyses[{i}] has unknown keys {sorted(extra)}; allowed: {allowed}")
     report = data.get("report") or {}
-    unknown = set(report) - {"return_thresholds"} if isinstance(report, dict) else None
+    unknown = set(report) - REPORT_KEYS if isinstance(report, dict) else None
     if unknown is None or unknown:
         raise SuiteError(
-            f"{where}: 'report' must be a mapping with the key 'return_thresholds', got {report!r}"
+            f"{where}: 'report' must be a mapping with the key 'return_thresholds', 'highlight', "
+            f"'improvement_of' or 'asymptote', got {report!r}"
         )
     thresholds = report.get("return_thresholds") or {}
     if not isinstance(thresholds, dict) or not all(
         isinstance(v, list) and all(isinstance(x, int | float) for x in v) for v in thresholds.values()
     ):
         raise SuiteError(f"{where}: report.return_thresholds must map task ids to lists of returns")
+    algos = {str(a) for e in entries for a in e["algos"]}
+    for key in ("highlight", "improvement_of"):
+        names = report.get(key, [])
+        if not isinstance(names, list) or not all(isinstance(n, str) and n in algos for n in names):
+            allowed = sorted(algos)
+            raise SuiteError(
+                f"{where}: report.{key} must be a list of the suite's algorithms {allowed}, got {names!r}"
+            )
+    if "asymptote" in report and report["asymptote"] not in algos:
+        allowed = sorted(algos)
+        raise SuiteError(f"{where}: report.asymptote must be one of the suite's algorithms {allowed}, "
+                         f"got {report['asymptote']!r}")
     return Suite(path.stem, description, budget, seeds, entries, path, analyses, report=report)

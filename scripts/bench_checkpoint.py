@@ -31,12 +31,11 @@ DEFAULT = ["admpo-off:local/hopper-medium-replay", "mopo:local/hopper-medium-rep
 
 
 def measure(algo_name: str, task_id: str) -> dict:
-    from benchmark.rl.algorithm import OfflineContext
-    from benchmark.rl.online import OnlineContext
+    from benchmark.rl.algorithm import Context
 
     spec, task, cfg, *_ = prepare(RunSpec(algo_name, task_id, 0, "paper"))
     common, dataset = _inputs(spec, task, cfg, False)
-    ctx = OfflineContext(dataset=dataset, **common) if dataset is not None else OnlineContext(**common)
+    ctx = Context(dataset, **common)
     algo = spec.factory(cfg, ctx)
     skip = {id(getattr(algo, "real", None))} if dataset is not None else set()
     if getattr(algo, "fake", None) is None and hasattr(algo, "model_buffer_capacity"):  # online: 1st rollout

@@ -42,7 +42,7 @@ import torch  # noqa: E402
 
 from benchmark import registry  # noqa: E402
 from benchmark.atomic import atomic_write_text  # noqa: E402
-from benchmark.rl.algorithm import OfflineContext  # noqa: E402
+from benchmark.rl.algorithm import Context  # noqa: E402
 from benchmark.runner import RunSpec, prepare  # noqa: E402
 from benchmark.seeding import seed_everything  # noqa: E402
 
@@ -50,10 +50,10 @@ MODEL_EPOCH_CAPS = ("model_max_epochs", "dynamics_max_epochs")  # the setup's mo
 EVAL_STEPS_TIMED = 1000
 
 
-def context(task, cfg, dataset) -> OfflineContext:
+def context(task, cfg, dataset) -> Context:
     env = task.make_env()
     high = float(np.max(env.action_space.high))
-    ctx = OfflineContext(dataset, task.env_key, env.observation_space.shape[0], env.action_space.shape[0],
+    ctx = Context(dataset, task.env_key, env.observation_space.shape[0], env.action_space.shape[0],
                          high, torch.device(cfg.device), seed=0)
     env.close()
     return ctx

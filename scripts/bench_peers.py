@@ -110,7 +110,7 @@ def our_ops(data) -> dict[str, object]:
     from baselines.mobile import MOBILE, MOBILEConfig
     from baselines.mopo import MOPO, MOPOConfig
     from baselines.td3bc import TD3BC, TD3BCConfig
-    from benchmark.rl.algorithm import OfflineContext
+    from benchmark.rl.algorithm import Context
     from benchmark.rl.buffers import TransitionBuffer, WindowSampler
     from benchmark.rl.dataset import OfflineDataset
     from benchmark.rl.dynamics import EnsembleDynamics, EnsembleDynamicsConfig
@@ -119,7 +119,7 @@ def our_ops(data) -> dict[str, object]:
     ds = OfflineDataset(observations=data["observations"], actions=data["actions"], rewards=data["rewards"],
                         next_observations=data["next_observations"], terminals=data["terminals"] > 0,
                         timeouts=data["timeouts"] > 0, env_key="hopper")
-    ctx = OfflineContext(ds, "hopper", OBS, ACT, 1.0, torch.device("cpu"), seed=0)
+    ctx = Context(ds, "hopper", OBS, ACT, 1.0, torch.device("cpu"), seed=0)
     gen = torch.Generator().manual_seed(0)
     torch.manual_seed(0)
     ops = {}

@@ -22,7 +22,7 @@ from adm.training import adm_nll_loss
 from benchmark.config import resolve_config
 from benchmark.data.local import build_local_dataset
 from benchmark.envs import make_env
-from benchmark.rl.algorithm import OfflineContext
+from benchmark.rl.algorithm import Context
 from benchmark.rl.trainers import train_offline
 from benchmark.scores import normalize_return
 
@@ -107,7 +107,7 @@ def test_rollout_fast_vs_per_k_loop(benchmark, impl):
 def test_admpo_off_epoch_smoke(benchmark):
     ds = build_local_dataset("hopper", "random", size=3000)
     cfg, _ = resolve_config(ADMPOOffConfig, None, (), "smoke", {"epochs": 1})
-    ctx = OfflineContext(ds, "hopper", OBS, ACT, 1.0, torch.device("cpu"), 0)
+    ctx = Context(ds, "hopper", OBS, ACT, 1.0, torch.device("cpu"), 0)
     algo = ADMPOOff(cfg, ctx)
     algo.setup = lambda: {}  # time the epoch, not model training
     algo.dynamics = hopper_model()

@@ -9,14 +9,14 @@ import torch
 from baselines.bc import BC, BCConfig
 from baselines.td3bc import TD3BC, TD3BCConfig
 from benchmark.data.local import build_local_dataset
-from benchmark.rl.algorithm import OfflineContext
+from benchmark.rl.algorithm import Context
 from benchmark.rl.sac import SAC, SACConfig
 
 
 @pytest.fixture(scope="module")
 def ctx():
     ds = build_local_dataset("walker2d", "random", size=5000, seed=0)
-    return OfflineContext(ds, "walker2d", ds.obs_dim, ds.act_dim, 1.0, torch.device("cpu"), seed=0)
+    return Context(ds, "walker2d", ds.obs_dim, ds.act_dim, 1.0, torch.device("cpu"), seed=0)
 
 
 def test_sac_update(benchmark, ctx):

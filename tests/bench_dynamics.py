@@ -15,7 +15,7 @@ import torch
 
 from baselines.mobile import MOBILE, MOBILEConfig
 from baselines.mopo import MOPO, MOPOConfig
-from benchmark.rl.algorithm import OfflineContext
+from benchmark.rl.algorithm import Context
 from benchmark.rl.dataset import OfflineDataset
 from benchmark.rl.dynamics import EnsembleDynamics, EnsembleDynamicsConfig
 
@@ -40,7 +40,7 @@ def ctx():
         timeouts=np.arange(n) % 1000 == 999,
         env_key="hopper",
     )
-    return OfflineContext(ds, "hopper", ds.obs_dim, ds.act_dim, 1.0, DEVICE, seed=0)
+    return Context(ds, "hopper", ds.obs_dim, ds.act_dim, 1.0, DEVICE, seed=0)
 
 
 def _sync():

@@ -12,7 +12,7 @@ import torch
 
 from benchmark import registry
 from benchmark.config import resolve_config
-from benchmark.rl.online import OnlineContext, Transition
+from benchmark.rl.online import Context, Transition
 from benchmark.seeding import seed_everything
 from benchmark.tasks import resolve_task
 
@@ -25,7 +25,7 @@ def prepared(algo_name: str):
     # sizes of the setup only; the per-step work is the paper's (G = 20, batch 256, MPC 1000 x 6)
     cfg, _ = resolve_config(spec.config_cls, spec.config_dir, task.config_keys, "paper",
                             {"dynamics_max_epochs": 1, "rollout_batch_size": 5000, "buffer_size": 100_000})
-    algo = spec.factory(cfg, OnlineContext("hopper", 11, 3, 1.0, torch.device("cpu"), 0))
+    algo = spec.factory(cfg, Context(None, "hopper", 11, 3, 1.0, torch.device("cpu"), 0))
     env = task.make_env()
     obs, _ = env.reset(seed=0)
     env.action_space.seed(0)

@@ -343,7 +343,7 @@ def mobile_termination() -> list[Check]:
 # ----- TD3+BC (official) -----------------------------------------------------------------------
 def td3bc_update() -> list[Check]:
     from baselines.td3bc import TD3BC, TD3BCConfig
-    from benchmark.rl.algorithm import OfflineContext
+    from benchmark.rl.algorithm import Context
     from benchmark.rl.dataset import OfflineDataset
 
     fx = Fixture("td3bc_update")
@@ -358,7 +358,7 @@ def td3bc_update() -> list[Check]:
         np.zeros(n, bool),
         env_key="hopper",
     )
-    algo = TD3BC(TD3BCConfig(hidden=HID), OfflineContext(ds, "hopper", OBS, ACT, 1.0, torch.device("cpu")))
+    algo = TD3BC(TD3BCConfig(hidden=HID), Context(ds, "hopper", OBS, ACT, 1.0, torch.device("cpu")))
     fx.load(algo.actor, "init")
     fx.load(algo.critic, "init_critic")
     algo.actor_target.load_state_dict(algo.actor.state_dict())

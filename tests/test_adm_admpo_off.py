@@ -12,7 +12,7 @@ from benchmark import registry
 from benchmark.config import load_yaml, resolve_config
 from benchmark.data.local import build_local_dataset
 from benchmark.envs import make_env
-from benchmark.rl.algorithm import OfflineContext
+from benchmark.rl.algorithm import Context
 from benchmark.rl.trainers import evaluate, train_offline
 from benchmark.scores import normalize_return
 
@@ -63,7 +63,7 @@ def test_config_values_match_reference_tables():
 
 
 def make_ctx(ds, seed=0):
-    return OfflineContext(ds, "hopper", ds.obs_dim, ds.act_dim, 1.0, torch.device("cpu"), seed)
+    return Context(ds, "hopper", ds.obs_dim, ds.act_dim, 1.0, torch.device("cpu"), seed)
 
 
 def test_smoke_run_mixes_real_and_model_data_and_anneals_actor_lr():

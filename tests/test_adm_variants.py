@@ -18,7 +18,7 @@ from adm.variants import (
     zero_variant_inputs,
 )
 from benchmark.data.local import build_local_dataset
-from benchmark.rl.algorithm import OfflineContext
+from benchmark.rl.algorithm import Context
 
 SMALL = ADMConfig(hidden_dim=16)
 
@@ -165,7 +165,7 @@ def test_admpo_off_ablation_trains_and_rolls_out(hopper_random, variant, fixed_k
         model_batch_size=64, max_holdout=200, rollout_batch_size=40, rollout_length=2, rollout_freq=4,
         hidden=(32, 32), batch_size=32, seed=0,
     )
-    ctx = OfflineContext(hopper_random, "hopper", 11, 3, 1.0, torch.device("cpu"), 0)
+    ctx = Context(hopper_random, "hopper", 11, 3, 1.0, torch.device("cpu"), 0)
     algo = ADMPOOffAblation(cfg, ctx)
     info = algo.setup()
     assert info["model_epochs"] == 1

@@ -10,7 +10,7 @@ import torch
 
 from benchmark import registry
 from benchmark.config import resolve_config
-from benchmark.rl.online import OnlineContext, rollout_length, train_online
+from benchmark.rl.online import Context, rollout_length, train_online
 from benchmark.seeding import seed_everything
 from benchmark.tasks import resolve_task
 
@@ -58,7 +58,7 @@ def test_halfcheetah_config_names_its_source():
 
 def test_paper_actor_lr_switch():
     spec = registry.get("admpo-on")
-    ctx = OnlineContext("hopper", 11, 3, 1.0, torch.device("cpu"), 0)
+    ctx = Context(None, "hopper", 11, 3, 1.0, torch.device("cpu"), 0)
     for switch, lr in ((False, 3e-4), (True, 1e-4)):
         cfg, _ = paper_config("Hopper", {"paper_actor_lr": switch, "buffer_size": 100})
         algo = spec.factory(cfg, ctx)
@@ -76,7 +76,7 @@ def test_admpo_on_smoke_run_retrains_rolls_out_and_resizes():
     assert sizes == (4, 400, 128, 20)
     seed_everything(0)
     task = resolve_task("mujoco/Hopper")
-    algo = registry.get("admpo-on").factory(cfg, OnlineContext("hopper", 11, 3, 1.0, torch.device("cpu"), 0))
+    algo = registry.get("admpo-on").factory(cfg, Context(None, "hopper", 11, 3, 1.0, torch.device("cpu"), 0))
     out = train_online(algo, cfg, task.make_env, task.normalize, progress=False)
 
     # retrained from scratch at it = 0 and 2 on the whole env buffer (warm-up + steps so far)
@@ -126,9 +126,9 @@ def test_model_buffer_resize_order_switch(storage_order, kept, tmp_path):
 
     spec, task, cfg, *_ = prepare(RunSpec("admpo-on", "mujoco/Hopper", 0, "smoke",
                                           {"model_buffer_storage_order": storage_order}))
-    from benchmark.rl.online import OnlineContext
+    from benchmark.rl.online import Context
 
-    algo = spec.factory(cfg, OnlineContext(env_key="hopper", obs_dim=11, act_dim=3, act_scale=1.0,
+    algo = spec.factory(cfg, Context(None, env_key="hopper", obs_dim=11, act_dim=3, act_scale=1.0,
                                            device=torch.device("cpu"), seed=0))
     algo.fake = TransitionBuffer(4, 11, 3)
     for i in range(6):

@@ -9,11 +9,28 @@ import numpy as np
 import pandas as pd
 import pytest
 import scipy.stats
+from helpers import KNOWN_TASKS, known_records, known_scores, make_record, write_records
 from rliable import library as rly
 from rliable import metrics
-from test_report_fixtures import KNOWN_TASKS, known_records, known_scores, make_record, write_records
 
-from benchmark import aggregate as agg
+from benchmark.reporting.frames import (
+    aggregate_metrics,
+    curves_frame,
+    iqm_curve,
+    per_task_stats,
+    performance_profiles,
+    probability_of_improvement,
+    score_matrices,
+    score_matrix,
+)
+from benchmark.reporting.records import RECORD_COLUMNS, load_records
+from benchmark.reporting.stats import (
+    METRICS,
+    batched_probability_of_improvement,
+    bootstrap_resamples,
+    optimality_gap,
+    percentile_interval,
+)
 
 REPS = 50
 
@@ -25,9 +42,9 @@ def results(tmp_path):
 
 
 def test_load_records_one_row_per_file_sorted(results):
-    frame = agg.load_records(results, "synth")
+    frame = load_records(results, "synth")
     assert len(frame) == 27
-    assert list(frame.columns) == list(agg.RECORD_COLUMNS)
+    assert list(frame.columns) == list(RECORD_COLUMNS)
     assert (frame["status"] == "ok").all()
     keys = list(zip(frame["algo"], frame["task"], frame["seed"]))
     assert keys == sorted(keys)
@@ -41,10 +58,10 @@ def test_load_records_suite_filter_when_reading_the_root(tmp_path):
             make_record("bc", "local/hopper-medium", 0, 20.0, suite="b"),
         ],
     )
-    assert agg.load_records(tmp_path, "a")["final_score"].tolist() == [10.0]
-    assert len(agg.load_records(tmp_path)) == 2
+    assert load_records(tmp_path, "a")["final_score"].tolist() == [10.0]
+    assert len(load_records(tmp_path)) == 2
     # reading a suite folder directly keeps its records
-    assert agg.load_records(tmp_path / "b", "b")["final_score"].tolist() == [20.0]
+    assert load_records(tmp_path / "b", "b")["final_score"].tolist() == [20.0]
 
 
 def test_malformed_and_failed_records_are_rows_not_crashes(results):
@@ -57,7 +74,7 @@ def test_malformed_and_failed_records_are_rows_not_crashes(results):
     write_records(
         results, [make_record("bc", "local/hopper-medium", 9, None, suite="synth", status="failed")]
     )
-    frame = agg.load_records(results, "synth")
+    frame = load_records(results, "synth")
     rows = frame[frame["seed"].isin([7, 8, 9])].set_index("seed")
     assert (rows["status"] == "failed").all()
     assert rows.loc[7, "malformed"] and "seed-7.json" in rows.loc[7, "reason"]
@@ -65,19 +82,19 @@ def test_malformed_and_failed_records_are_rows_not_crashes(results):
     assert not rows.loc[9, "malformed"] and rows.loc[9, "reason"] == "RuntimeError: boom"
     assert rows.loc[7, "algo"] == "bc" and rows.loc[7, "task"] == "local/hopper-medium"
     # failed runs never enter the score matrix
-    m = agg.score_matrix(frame, "bc")
+    m = score_matrix(frame, "bc")
     assert m.n_runs == 3
 
 
 def test_missing_results_dir_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="does not exist"):
-        agg.load_records(tmp_path / "nope")
+        load_records(tmp_path / "nope")
 
 
 def test_score_matrix_matches_the_known_scores(results):
-    frame = agg.load_records(results, "synth")
+    frame = load_records(results, "synth")
     for algo, expected in known_scores().items():
-        m = agg.score_matrix(frame, algo)
+        m = score_matrix(frame, algo)
         assert m.tasks == tuple(sorted(KNOWN_TASKS))
         order = [KNOWN_TASKS.index(t) for t in m.tasks]
         np.testing.assert_allclose(m.scores, expected[:, order])
@@ -88,11 +105,11 @@ def test_uneven_seeds_keep_the_lowest_seeds_and_count_the_dropped(tmp_path):
     recs = [make_record("bc", "local/hopper-medium", s, float(s)) for s in range(3)]
     recs += [make_record("bc", "local/walker2d-medium", s, 10.0 + s) for s in (4, 5)]
     write_records(tmp_path, recs)
-    m = agg.score_matrix(agg.load_records(tmp_path), "bc")
+    m = score_matrix(load_records(tmp_path), "bc")
     np.testing.assert_allclose(m.scores, [[0.0, 14.0], [1.0, 15.0]])
     assert m.seeds == ((0, 1), (4, 5)) and m.dropped == 1
     assert (
-        agg.score_matrix(agg.load_records(tmp_path), "bc", ["local/hopper-medium", "local/hopper-expert"])
+        score_matrix(load_records(tmp_path), "bc", ["local/hopper-medium", "local/hopper-expert"])
         is None
     )
 
@@ -111,15 +128,15 @@ def _hand_metrics(scores: np.ndarray) -> dict[str, float]:
 
 
 def test_aggregates_equal_direct_rliable_and_hand_computation(results):
-    frame = agg.load_records(results, "synth")
-    matrices = agg.score_matrices(frame)
-    table = agg.aggregate_metrics(matrices, reps=REPS, seed=3)
+    frame = load_records(results, "synth")
+    matrices = score_matrices(frame)
+    table = aggregate_metrics(matrices, reps=REPS, seed=3)
     assert list(table.columns) == ["algo", "metric", "estimate", "ci_low", "ci_high"]
     assert sorted(set(table["algo"])) == sorted(known_scores())
     for algo, scores in known_scores().items():
         sub = table[table["algo"] == algo].set_index("metric")
         hand = _hand_metrics(scores)
-        for metric in agg.METRICS:
+        for metric in METRICS:
             assert sub.loc[metric, "estimate"] == pytest.approx(hand[metric], abs=1e-9)
         # the same bootstrap run directly through rliable, global generator seeded the same way
         np.random.seed(3)
@@ -132,39 +149,39 @@ def test_aggregates_equal_direct_rliable_and_hand_computation(results):
             ]
         )
         point, interval = rly.get_interval_estimates({algo: matrices[algo].scores}, func, reps=REPS)
-        np.testing.assert_allclose(sub.loc[list(agg.METRICS), "estimate"], point[algo])
-        np.testing.assert_allclose(sub.loc[list(agg.METRICS), "ci_low"], interval[algo][0])
-        np.testing.assert_allclose(sub.loc[list(agg.METRICS), "ci_high"], interval[algo][1])
+        np.testing.assert_allclose(sub.loc[list(METRICS), "estimate"], point[algo])
+        np.testing.assert_allclose(sub.loc[list(METRICS), "ci_low"], interval[algo][0])
+        np.testing.assert_allclose(sub.loc[list(METRICS), "ci_high"], interval[algo][1])
         assert (sub["ci_low"] <= sub["estimate"] + 1e-9).all() and (
             sub["estimate"] <= sub["ci_high"] + 1e-9
         ).all()
 
 
 def test_aggregates_repeat_exactly_and_do_not_depend_on_other_algorithms(results):
-    frame = agg.load_records(results, "synth")
-    matrices = agg.score_matrices(frame)
-    a = agg.aggregate_metrics(matrices, reps=REPS, seed=0)
+    frame = load_records(results, "synth")
+    matrices = score_matrices(frame)
+    a = aggregate_metrics(matrices, reps=REPS, seed=0)
     np.random.seed(12345)  # global state before the call must not matter
-    b = agg.aggregate_metrics(matrices, reps=REPS, seed=0)
+    b = aggregate_metrics(matrices, reps=REPS, seed=0)
     assert a.equals(b)
-    alone = agg.aggregate_metrics({"bc": matrices["bc"]}, reps=REPS, seed=0)
+    alone = aggregate_metrics({"bc": matrices["bc"]}, reps=REPS, seed=0)
     assert alone.reset_index(drop=True).equals(a[a["algo"] == "bc"].reset_index(drop=True))
-    other_seed = agg.aggregate_metrics(matrices, reps=REPS, seed=1)
+    other_seed = aggregate_metrics(matrices, reps=REPS, seed=1)
     assert not a["ci_low"].equals(other_seed["ci_low"])
 
 
 def test_optimality_gap_uses_gamma_100():
     scores = np.array([[120.0, 50.0], [100.0, 30.0]])
     # clip at 100: mean(100, 50, 100, 30) = 70 -> gap 30
-    assert agg.optimality_gap(scores) == pytest.approx(30.0)
+    assert optimality_gap(scores) == pytest.approx(30.0)
 
 
 def test_probability_of_improvement_against_rliable_and_hand(results):
-    frame = agg.load_records(results, "synth")
-    poi = agg.probability_of_improvement(frame, reps=REPS, seed=0)
+    frame = load_records(results, "synth")
+    poi = probability_of_improvement(frame, ("admpo-off", "admpo-on"), reps=REPS, seed=0)
     assert list(zip(poi["algo_x"], poi["algo_y"])) == [("admpo-off", "bc"), ("admpo-off", "td3bc")]
-    x = agg.score_matrix(frame, "admpo-off").scores
-    y = agg.score_matrix(frame, "bc").scores
+    x = score_matrix(frame, "admpo-off").scores
+    y = score_matrix(frame, "bc").scores
     # hand: per task, fraction of (i, j) pairs with x_i > y_j (+0.5 ties), averaged over tasks
     hand = np.mean(
         [
@@ -181,9 +198,9 @@ def test_probability_of_improvement_against_rliable_and_hand(results):
 
 
 def test_performance_profile_point_values_are_run_fractions(results):
-    matrices = agg.score_matrices(agg.load_records(results, "synth"))
+    matrices = score_matrices(load_records(results, "synth"))
     taus = np.array([0.0, 55.0, 75.0, 200.0])
-    prof = agg.performance_profiles(matrices, taus=taus, reps=REPS, seed=0)
+    prof = performance_profiles(matrices, taus=taus, reps=REPS, seed=0)
     for algo, scores in known_scores().items():
         got = prof[prof["algo"] == algo]["fraction"].to_numpy()
         np.testing.assert_allclose(got, [(scores > t).mean() for t in taus])
@@ -197,7 +214,7 @@ def test_per_task_stats_mean_std_and_missing_cells(tmp_path):
     recs += [make_record("td3bc", "local/hopper-medium", 0, None, status="failed")]
     recs += [make_record("td3bc", "local/walker2d-medium", 0, 5.0)]
     write_records(tmp_path, recs)
-    stats = agg.per_task_stats(agg.load_records(tmp_path)).set_index(["algo", "task"])
+    stats = per_task_stats(load_records(tmp_path)).set_index(["algo", "task"])
     bc = stats.loc[("bc", "local/hopper-medium")]
     assert bc["n_seeds"] == 3 and bc["mean"] == pytest.approx(20.0) and bc["std"] == pytest.approx(10.0)
     td = stats.loc[("td3bc", "local/hopper-medium")]
@@ -216,15 +233,15 @@ def test_per_task_stats_use_returns_where_there_is_no_score(tmp_path):
             for s in range(2)
         ],
     )
-    stats = agg.per_task_stats(agg.load_records(tmp_path))
+    stats = per_task_stats(load_records(tmp_path))
     assert stats["unit"].tolist() == ["return"] and stats["mean"].tolist() == [150.0]
 
 
 def test_iqm_curve_point_matches_rliable_and_ci_brackets_it(results):
-    frame = agg.load_records(results, "synth")
-    curves = agg.curves_frame(frame)
+    frame = load_records(results, "synth")
+    curves = curves_frame(frame)
     assert set(curves.columns) == {"algo", "task", "seed", "step", "score", "return"}
-    iqm = agg.iqm_curve(curves, reps=REPS, seed=0)
+    iqm = iqm_curve(curves, reps=REPS, seed=0)
     assert sorted(set(iqm["step"])) == [100, 200, 300, 400]
     for algo, scores in known_scores().items():
         last = iqm[(iqm["algo"] == algo) & (iqm["step"] == 400)].iloc[0]
@@ -232,7 +249,7 @@ def test_iqm_curve_point_matches_rliable_and_ci_brackets_it(results):
         half = iqm[(iqm["algo"] == algo) & (iqm["step"] == 200)].iloc[0]
         assert half["iqm"] == pytest.approx(scipy.stats.trim_mean(scores.ravel() / 2, 0.25))
         assert (iqm["ci_low"] <= iqm["iqm"] + 1e-9).all() and (iqm["iqm"] <= iqm["ci_high"] + 1e-9).all()
-    again = agg.iqm_curve(curves, reps=REPS, seed=0)
+    again = iqm_curve(curves, reps=REPS, seed=0)
     assert iqm.equals(again)
 
 
@@ -254,7 +271,7 @@ def test_iqm_curve_intervals_equal_rliable_at_every_step():
             for j in range(4)
         ]
     )
-    ours = agg.iqm_curve(curves, reps=REPS, seed=4)
+    ours = iqm_curve(curves, reps=REPS, seed=4)
     for k in range(2):
         np.random.seed(4)
         point, ci = rly.get_interval_estimates({"a": scores[k]}, metrics.aggregate_iqm, reps=REPS)
@@ -264,23 +281,23 @@ def test_iqm_curve_intervals_equal_rliable_at_every_step():
 
 
 def test_bootstrap_leaves_the_global_generator_alone(results):
-    matrices = agg.score_matrices(agg.load_records(results, "synth"))
+    matrices = score_matrices(load_records(results, "synth"))
     np.random.seed(99)
     expected = np.random.random()
     np.random.seed(99)
-    agg.aggregate_metrics(matrices, reps=REPS, seed=0)
+    aggregate_metrics(matrices, reps=REPS, seed=0)
     assert np.random.random() == expected
 
 
 def test_probability_of_improvement_bootstrap_with_unequal_runs_and_ties_equals_rliable():
     x = np.array([[1.0, 5.0], [2.0, 5.0], [3.0, 7.0]])
     y = np.array([[2.0, 5.0], [0.0, 6.0]])
-    rx, ry = agg.bootstrap_resamples([x, y], REPS, seed=2)
-    low, high = agg.percentile_interval(agg.batched_probability_of_improvement(rx, ry))
+    rx, ry = bootstrap_resamples([x, y], REPS, seed=2)
+    low, high = percentile_interval(batched_probability_of_improvement(rx, ry))
     np.random.seed(2)
     point, ci = rly.get_interval_estimates({"k": [x, y]}, metrics.probability_of_improvement, reps=REPS)
     assert (low[0], high[0]) == pytest.approx(tuple(np.ravel(ci["k"])))
-    single = agg.batched_probability_of_improvement(x[None], y[None])[0]
+    single = batched_probability_of_improvement(x[None], y[None])[0]
     assert single == pytest.approx(point["k"])
     # by hand: per task, P(x > y) + P(x = y) / 2 over all run pairs, then the mean over tasks
     t0 = np.mean([(a > b) + 0.5 * (a == b) for a in x[:, 0] for b in y[:, 0]])

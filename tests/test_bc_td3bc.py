@@ -7,7 +7,7 @@ import torch
 from baselines.bc import BC, BCConfig, bc_loss
 from baselines.td3bc import TD3BC, TD3BCConfig, td3bc_actor_loss
 from benchmark.data.local import build_local_dataset
-from benchmark.rl.algorithm import OfflineContext
+from benchmark.rl.algorithm import Context
 
 
 def test_bc_loss_hand_case():
@@ -30,7 +30,7 @@ def test_td3bc_actor_loss_hand_case():
 @pytest.fixture(scope="module")
 def ctx():
     ds = build_local_dataset("hopper", "random", size=1500, seed=0)
-    return OfflineContext(ds, "hopper", ds.obs_dim, ds.act_dim, 1.0, torch.device("cpu"), seed=0)
+    return Context(ds, "hopper", ds.obs_dim, ds.act_dim, 1.0, torch.device("cpu"), seed=0)
 
 
 def test_bc_fits_dataset_actions(ctx):
@@ -73,7 +73,7 @@ def _train_and_score(algo, steps: int, episodes: int = 3) -> float:
 @pytest.fixture(scope="module")
 def medium_ctx():
     ds = build_local_dataset("hopper", "medium", size=5000, seed=0)
-    return OfflineContext(ds, "hopper", ds.obs_dim, ds.act_dim, 1.0, torch.device("cpu"), seed=0)
+    return Context(ds, "hopper", ds.obs_dim, ds.act_dim, 1.0, torch.device("cpu"), seed=0)
 
 
 def test_bc_learns_on_local_medium(medium_ctx):

@@ -12,7 +12,7 @@ import torch
 from baselines.bmpo import BackwardPolicy, boltzmann_start_probs, linear_schedule, mpc_scores
 from benchmark import registry
 from benchmark.envs.factory import env_dims
-from benchmark.rl.online import EnvReplay, OnlineContext, Transition
+from benchmark.rl.online import Context, EnvReplay, Transition
 from benchmark.runner import RunSpec, run_one
 from benchmark.tasks import ONLINE_ENVS, resolve_task
 from tests.test_mbpo import build, config, fill_real
@@ -226,7 +226,7 @@ def test_every_online_task_and_budget_resolves_and_builds(algo):
         paper, _ = config(algo, env, "paper")
         for budget in ("smoke", "short", "paper"):
             cfg, _ = config(algo, env, budget, {"buffer_size": 1000})
-            built = registry.get(algo).factory(cfg, OnlineContext(task.env_key, obs_dim, act_dim, 1.0,
+            built = registry.get(algo).factory(cfg, Context(None, task.env_key, obs_dim, act_dim, 1.0,
                                                                   torch.device("cpu"), 0))
             assert built.rollout_length_at(0) == 1 and built.model_buffer_capacity(0) > 0
             kept = ("updates_per_step", "rollout_schedule", "target_entropy", "dynamics_hidden")

@@ -8,14 +8,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import random_policy_score
 
 from baselines.combo import COMBO, COMBOConfig, COMBOLearner
 from benchmark import registry
 from benchmark.config import load_yaml, resolve_config
 from benchmark.data.local import build_local_dataset
-from benchmark.rl.algorithm import OfflineContext
+from benchmark.rl.algorithm import Context
 from benchmark.rl.termination import get_termination_fn
-from benchmark.rl.trainers import evaluate, train_offline
+from benchmark.rl.trainers import train_offline
 from benchmark.tasks import resolve_task
 
 OBS, ACT = 3, 2
@@ -26,18 +27,10 @@ SMALL = dict(
 )
 
 
-def random_policy_score(task, episodes=10, seed=0) -> float:
-    env = task.make_env()
-    rng = np.random.default_rng(seed)
-    low, high = env.action_space.low, env.action_space.high
-    mean, _, _ = evaluate(lambda o: rng.uniform(low, high).astype(np.float32), task.make_env, episodes, seed)
-    return task.normalize(mean)
-
-
 @pytest.fixture(scope="module")
 def ctx():
     ds = build_local_dataset("hopper", "random", size=1500, seed=0)
-    return OfflineContext(ds, "hopper", ds.obs_dim, ds.act_dim, 1.0, torch.device("cpu"), seed=0)
+    return Context(ds, "hopper", ds.obs_dim, ds.act_dim, 1.0, torch.device("cpu"), seed=0)
 
 
 @pytest.mark.parametrize("rho_s", ["model", "mix"])
@@ -143,7 +136,7 @@ def test_combo_beats_random_policy_on_local_hopper_random():
     torch.manual_seed(0)
     task = resolve_task("local/hopper-random")
     ds = build_local_dataset("hopper", "random", size=3000)
-    ctx = OfflineContext(ds, "hopper", ds.obs_dim, ds.act_dim, 1.0, torch.device("cpu"), seed=0)
+    ctx = Context(ds, "hopper", ds.obs_dim, ds.act_dim, 1.0, torch.device("cpu"), seed=0)
     cfg = COMBOConfig(
         hidden=(64, 64), num_sampled_actions=4, batch_size=128, epochs=6, steps_per_epoch=250,
         rollout_batch_size=500, rollout_freq=250, dynamics_hidden=(64, 64),

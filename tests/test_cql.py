@@ -6,25 +6,15 @@ import math
 import numpy as np
 import pytest
 import torch
+from helpers import random_batch, random_policy_score
 
 from baselines.cql import CQL, CQLConfig, CQLLearner, conservative_gap, sample_repeated
 from benchmark.data.local import build_local_dataset
-from benchmark.rl.algorithm import OfflineContext
-from benchmark.rl.trainers import evaluate, train_offline
+from benchmark.rl.algorithm import Context
+from benchmark.rl.trainers import train_offline
 from benchmark.tasks import resolve_task
 
 OBS, ACT = 3, 2
-
-
-def _batch(b=4, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    return {
-        "obs": torch.randn(b, OBS, generator=g),
-        "act": torch.rand(b, ACT, generator=g) * 2 - 1,
-        "rew": torch.randn(b, 1, generator=g),
-        "next_obs": torch.randn(b, OBS, generator=g),
-        "done": torch.zeros(b, 1),
-    }
 
 
 def _linear_learner(**kw) -> CQLLearner:
@@ -62,7 +52,7 @@ def test_critic_loss_hand_computed(monkeypatch):
     per critic, summed; sampled actions and targets fixed so every number is known."""
     m, b, w_cql, temp = 2, 3, 3.0, 1.5
     learner = _linear_learner(num_sampled_actions=m, cql_weight=w_cql, temperature=temp)
-    batch = _batch(b)
+    batch = random_batch(OBS, ACT, b)
     g = torch.Generator().manual_seed(1)
     actions = torch.rand(3, b * m, ACT, generator=g) * 2 - 1  # proposal, state-major, sample-minor
     log_density = torch.randn(3, b, m, generator=g)
@@ -94,7 +84,7 @@ def test_sampled_actions_layout_and_densities(monkeypatch):
     learner = CQLLearner(OBS, ACT, CQLConfig(hidden=(8,), num_sampled_actions=3), act_scale=2.0)
     near_deterministic = lambda x: (x[:, :ACT], torch.full_like(x[:, :ACT], -20.0))
     monkeypatch.setattr(learner.actor, "dist_params", near_deterministic)
-    batch = _batch(4)
+    batch = random_batch(OBS, ACT, 4)
     actions, logd = learner.sampled_actions(batch["obs"], batch["next_obs"])
     assert actions.shape == (3, 12, ACT) and logd.shape == (3, 4, 3)
     assert actions[0].abs().max() <= 2.0
@@ -121,7 +111,7 @@ def test_one_batched_critic_call_per_critic_loss():
     learner = CQLLearner(OBS, ACT, CQLConfig(hidden=(16,), num_sampled_actions=5), act_scale=1.0)
     calls = []
     learner.critic.register_forward_hook(lambda mod, inp, out: calls.append(out.shape))
-    learner.critic_loss(_batch(6))
+    learner.critic_loss(random_batch(OBS, ACT, 6))
     # data actions (6) + 3 proposals x 5 actions x 6 states, all critics at once
     assert calls == [torch.Size([2, 6 + 3 * 5 * 6, 1])]
 
@@ -130,7 +120,7 @@ def test_one_batched_critic_call_per_critic_loss():
 def test_lagrange_multiplier_moves_against_the_gap(threshold, direction):
     learner = _linear_learner(with_lagrange=True, lagrange_threshold=threshold, cql_alpha_lr=0.1)
     before = learner.log_cql_alpha.item()
-    info = learner.update(_batch(8))
+    info = learner.update(random_batch(OBS, ACT, 8))
     assert "cql_alpha" in info
     assert np.sign(learner.log_cql_alpha.item() - before) == direction
 
@@ -141,21 +131,13 @@ def test_importance_sample_switch_changes_the_term(monkeypatch):
         learner = _linear_learner(importance_sample=flag)
         monkeypatch.setattr(learner, "critic_target_value", lambda bt: torch.zeros(4, 1))
         torch.manual_seed(0)
-        losses.append(learner.critic_loss(_batch(4))[0].item())
+        losses.append(learner.critic_loss(random_batch(OBS, ACT, 4))[0].item())
     assert losses[0] != pytest.approx(losses[1])
 
 
 def test_bad_config_is_rejected():
     with pytest.raises(ValueError, match="num_sampled_actions"):
         CQLLearner(OBS, ACT, CQLConfig(num_sampled_actions=0))
-
-
-def random_policy_score(task, episodes=10, seed=0) -> float:
-    env = task.make_env()
-    rng = np.random.default_rng(seed)
-    low, high = env.action_space.low, env.action_space.high
-    mean, _, _ = evaluate(lambda o: rng.uniform(low, high).astype(np.float32), task.make_env, episodes, seed)
-    return task.normalize(mean)
 
 
 @pytest.mark.slow
@@ -165,7 +147,7 @@ def test_cql_beats_random_policy_on_local_hopper_random():
     torch.manual_seed(0)
     task = resolve_task("local/hopper-random")
     ds = build_local_dataset("hopper", "random", size=3000)
-    ctx = OfflineContext(ds, "hopper", ds.obs_dim, ds.act_dim, 1.0, torch.device("cpu"), seed=0)
+    ctx = Context(ds, "hopper", ds.obs_dim, ds.act_dim, 1.0, torch.device("cpu"), seed=0)
     cfg = CQLConfig(
         epochs=4, steps_per_epoch=250, eval_episodes=5, batch_size=128, hidden=(64, 64),
         num_sampled_actions=4, actor_lr=3e-4, seed=0,

@@ -5,33 +5,15 @@ import itertools
 import numpy as np
 import pytest
 import torch
+from helpers import random_batch, random_policy_score
 
 from baselines.edac import EDAC, EDACConfig, EDACLearner, diversity_loss
 from benchmark.data.local import build_local_dataset
-from benchmark.rl.algorithm import OfflineContext
-from benchmark.rl.trainers import evaluate, train_offline
+from benchmark.rl.algorithm import Context
+from benchmark.rl.trainers import train_offline
 from benchmark.tasks import resolve_task
 
 OBS, ACT = 3, 2
-
-
-def _batch(b=5, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    return {
-        "obs": torch.randn(b, OBS, generator=g),
-        "act": torch.rand(b, ACT, generator=g) * 2 - 1,
-        "rew": torch.randn(b, 1, generator=g),
-        "next_obs": torch.randn(b, OBS, generator=g),
-        "done": torch.zeros(b, 1),
-    }
-
-
-def random_policy_score(task, episodes=10, seed=0) -> float:
-    env = task.make_env()
-    rng = np.random.default_rng(seed)
-    low, high = env.action_space.low, env.action_space.high
-    mean, _, _ = evaluate(lambda o: rng.uniform(low, high).astype(np.float32), task.make_env, episodes, seed)
-    return task.normalize(mean)
 
 
 def test_diversity_loss_matches_pairwise_cosines():
@@ -61,7 +43,7 @@ def test_critic_loss_with_linear_critics_hand_computed(monkeypatch):
     learner = EDACLearner(OBS, ACT, EDACConfig(hidden=(), num_critics=n, eta=eta, edac_init=False))
     w = learner.critic.net.layers[0].weight.detach()[:, :, 0].numpy()  # [N, OBS + ACT]
     c = learner.critic.net.layers[0].bias.detach().view(-1).numpy()
-    batch = _batch(5)
+    batch = random_batch(OBS, ACT, 5)
     target = torch.linspace(-1, 1, 5).view(5, 1)
     monkeypatch.setattr(learner, "critic_target_value", lambda bt: target)
     loss, info = learner.critic_loss(batch)
@@ -78,7 +60,7 @@ def test_critic_loss_with_linear_critics_hand_computed(monkeypatch):
 
 def test_diversity_gradient_reaches_every_critic():
     learner = EDACLearner(OBS, ACT, EDACConfig(hidden=(8,), num_critics=4, eta=1.0))
-    loss, _ = learner.critic_loss(_batch(6))
+    loss, _ = learner.critic_loss(random_batch(OBS, ACT, 6))
     loss.backward()
     grad = learner.critic.net.layers[0].weight.grad
     assert grad is not None and (grad.abs().sum(dim=(1, 2)) > 0).all()
@@ -86,7 +68,7 @@ def test_diversity_gradient_reaches_every_critic():
 
 def test_sac_n_has_no_diversity_term():
     learner = EDACLearner(OBS, ACT, EDACConfig(hidden=(8,), num_critics=5, eta=0.0))
-    info = learner.update(_batch(6))
+    info = learner.update(random_batch(OBS, ACT, 6))
     assert "diversity_loss" not in info and learner.critic.n == 5
 
 
@@ -109,7 +91,7 @@ def test_edac_beats_random_policy_on_local_hopper_random():
     torch.manual_seed(0)
     task = resolve_task("local/hopper-random")
     ds = build_local_dataset("hopper", "random", size=3000)
-    ctx = OfflineContext(ds, "hopper", ds.obs_dim, ds.act_dim, 1.0, torch.device("cpu"), seed=0)
+    ctx = Context(ds, "hopper", ds.obs_dim, ds.act_dim, 1.0, torch.device("cpu"), seed=0)
     cfg = EDACConfig(
         epochs=4, steps_per_epoch=250, eval_episodes=5, batch_size=128, hidden=(64, 64),
         num_critics=10, eta=1.0, actor_lr=3e-4, seed=0,

@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from test_mopo import build_model_based
+from helpers import build_model_based
 
 from baselines.cql import CQLConfig, CQLLearner, conservative_gap
 from benchmark.config import resolve_config

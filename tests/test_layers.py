@@ -26,17 +26,18 @@ FLOORS: tuple[tuple[tuple[str, ...], ...], ...] = (
     # the shared RL blocks: dataset format, buffers, nets, SAC, dynamics, trainer configs and loops
     (("benchmark.rl.",),),
     # harness leaves
-    (("benchmark.registry",), ("benchmark.envs.",), ("benchmark.scores",), ("benchmark.plots",),
+    (("benchmark.registry",), ("benchmark.envs.",), ("benchmark.scores",), ("benchmark.reporting.figures",),
      ("benchmark.results",), ("benchmark.config",)),
-    # data readers and builders; the baselines; run metrics; record aggregation
-    (("benchmark.data.",), ("baselines.",), ("benchmark.metrics",), ("benchmark.aggregate",)),
+    # data readers and builders; the baselines; run metrics; the reporting rooms (records -> stats -> frames
+    # -> tables -> paper -> sections; they import each other only downwards, see tests/test_report.py)
+    (("benchmark.data.",), ("baselines.",), ("benchmark.metrics",), ("benchmark.reporting.",)),
     # the paper's method (beside the tasks, not between the runner and the tasks); the task layer
     (("adm.",), ("benchmark.tasks",)),
     # one run or one analysis job; the data commands
     (("benchmark.runner",), ("benchmark.data_cli",)),
     # many runs
     (("benchmark.suites",), ("benchmark.executor",), ("benchmark.ray_executor",), ("benchmark.plan",)),
-    (("benchmark.report",), ("benchmark.regress",)),
+    (("benchmark.reporting.readme",), ("benchmark.regress",)),
     (("benchmark.cli",),),
     (("benchmark.__main__",),),
 )

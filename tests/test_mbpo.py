@@ -14,7 +14,7 @@ from benchmark import registry
 from benchmark.config import resolve_config
 from benchmark.rl.buffers import TransitionBuffer
 from benchmark.rl.dynamics import EnsembleDynamics, EnsembleDynamicsConfig
-from benchmark.rl.online import OnlineContext, Transition
+from benchmark.rl.online import Context, Transition
 from benchmark.runner import RunSpec, run_one
 from benchmark.tasks import ONLINE_ENVS, resolve_task
 
@@ -27,7 +27,7 @@ OFFICIAL = {
     "AntTruncatedObs": (20, (20, 100, 1, 25), 250, 1, 200, -4),
     "HumanoidTruncatedObs": (20, (20, 300, 1, 25), 1000, 5, 400, -2),
 }
-HOPPER = OnlineContext("hopper", 11, 3, 1.0, torch.device("cpu"), 0)
+HOPPER = Context(None, "hopper", 11, 3, 1.0, torch.device("cpu"), 0)
 
 
 def config(algo, env, budget="paper", overrides=None):
@@ -83,7 +83,7 @@ def test_rollout_length_follows_the_epoch_schedule():
     # model buffer: rollout_batch_size * k * (1000 / 250) * 1 epoch retained
     assert algo.model_buffer_capacity(0) == 400_000 and algo.model_buffer_capacity(150_000) == 6_000_000
     humanoid, _ = config("mbpo", "HumanoidTruncatedObs")
-    human = registry.get("mbpo").factory(humanoid, OnlineContext("humanoidtruncatedobs", 45, 17, 0.4,
+    human = registry.get("mbpo").factory(humanoid, Context(None, "humanoidtruncatedobs", 45, 17, 0.4,
                                                                  torch.device("cpu"), 0))
     # 100k * 25 * (1000 / 1000) * 5 epochs retained
     assert human.model_buffer_capacity(300_000) == 12_500_000 and human.rollout_length_at(160_000) == 13

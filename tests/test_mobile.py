@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from test_mopo import build_model_based, learning_run
+from helpers import build_model_based, learning_run
 
 from baselines.mobile import bellman_inconsistency
 

@@ -1,52 +1,10 @@
-"""MOPO (baselines/mopo.py): penalty, rollouts, configs, and a seeded learning test.
+"""MOPO (baselines/mopo.py): penalty, rollouts, configs, and a seeded learning test."""
 
-``build_model_based`` is shared with the MOBILE and RAMBO tests.
-"""
-
-import numpy as np
 import pytest
 import torch
+from helpers import build_model_based, learning_run
 
-from benchmark.config import resolve_config
-from benchmark.data.local import load_local_dataset
-from benchmark.registry import get
-from benchmark.rl.algorithm import OfflineContext
 from benchmark.rl.termination import get_termination_fn
-from benchmark.rl.trainers import evaluate, train_offline
-from benchmark.seeding import seed_everything
-from benchmark.tasks import resolve_task
-
-
-def build_model_based(
-    algo: str, level: str = "random", size: int = 2000, budget: str = "smoke", seed: int = 0, **over
-):
-    """The algorithm object, its config and the task for ``local/hopper-<level>`` (cached dataset)."""
-    seed_everything(seed)
-    task = resolve_task(f"local/hopper-{level}")
-    spec = get(algo)
-    cfg, _ = resolve_config(spec.config_cls, spec.config_dir, task.config_keys, budget, over, seed=seed)
-    ds = load_local_dataset("hopper", level, size=size)
-    env = task.make_env()
-    ctx = OfflineContext(
-        ds, task.env_key, ds.obs_dim, ds.act_dim, float(env.action_space.high[0]), torch.device("cpu"), seed
-    )
-    return spec.factory(cfg, ctx), cfg, task
-
-
-def random_policy_score(task, episodes: int, seed: int = 0) -> float:
-    rng = np.random.default_rng(seed)
-    mean, _, _ = evaluate(
-        lambda o: rng.uniform(-1.0, 1.0, 3).astype(np.float32), task.make_env, episodes, seed
-    )
-    return task.normalize(mean)
-
-
-def learning_run(algo: str, level: str, size: int, seed: int = 0, **over) -> tuple[float, float, dict]:
-    """Train, then return (final score = mean of the last 2 evaluations, random-policy score, result)."""
-    algo_obj, cfg, task = build_model_based(algo, level, size, "smoke", seed, **over)
-    out = train_offline(algo_obj, cfg, task.make_env, task.normalize, progress=False)
-    final = float(np.mean([p["score"] for p in out["curve"][-2:]]))
-    return final, random_policy_score(task, cfg.eval_episodes, seed), out
 
 
 def test_reward_penalty_is_lambda_times_max_std_norm():

@@ -9,9 +9,9 @@ import torch
 
 from benchmark.rl.configs import ConfigError
 from benchmark.rl.online import (
+    Context,
     EnvReplay,
     OnlineAlgorithm,
-    OnlineContext,
     OnlineModelBased,
     OnlineModelBasedConfig,
     OnlineTrainConfig,
@@ -51,7 +51,7 @@ class ScriptedEnv(gym.Env):
 
 
 def ctx(obs_dim=3, act_dim=2):
-    return OnlineContext(env_key="scripted", obs_dim=obs_dim, act_dim=act_dim, act_scale=1.0,
+    return Context(None, env_key="scripted", obs_dim=obs_dim, act_dim=act_dim, act_scale=1.0,
                          device=torch.device("cpu"), seed=0)
 
 

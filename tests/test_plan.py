@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from test_report_fixtures import make_record, write_records
+from helpers import make_record, write_records
 
 from benchmark import plan
 from benchmark.cli import main

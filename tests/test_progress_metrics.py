@@ -79,7 +79,7 @@ def test_metrics_file_is_written_beside_the_record_and_not_read_as_one(tiny_data
         assert key in last, (key, sorted(last))
     assert last["score"] == pytest.approx(rec["curve"][-1]["score"])
 
-    from benchmark.aggregate import load_records
+    from benchmark.reporting.records import load_records
 
     assert len(load_records(tmp_path)) == 1  # the metrics file is not taken for a record
 

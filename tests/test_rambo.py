@@ -4,7 +4,7 @@ import math
 
 import pytest
 import torch
-from test_mopo import build_model_based, learning_run
+from helpers import build_model_based, learning_run
 
 from baselines.rambo import mixture_log_prob, normalised_advantage
 

@@ -5,10 +5,20 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from test_report_fixtures import KNOWN_TASKS, known_records, known_scores, make_record, write_records
+from helpers import (
+    KNOWN_TASKS,
+    PAPER_PRESENTATION,
+    known_records,
+    known_scores,
+    make_record,
+    write_records,
+)
 
-from benchmark import report
-from benchmark.aggregate import METRICS
+from benchmark.reporting.output import SMOKE_WARNING
+from benchmark.reporting.paper import load_paper_table, paper_comparison_rows, paper_row
+from benchmark.reporting.readme import write_report
+from benchmark.reporting.stats import METRICS
+from benchmark.reporting.tables import latex_escape, latex_table, md_to_latex_cell, task_order
 
 REPS = 20
 
@@ -27,8 +37,14 @@ def full_report(tmp_path_factory):
     write_records(root / "results", _suite_records())
     # a broken file among good ones: reported as a failed run, never a crash
     (root / "results" / "synth" / "bc" / "local__hopper-medium" / "seed-9.json").write_text("{")
-    readme = report.write_report(
-        "synth", root / "results", root / "out", seeds_requested=3, bootstrap_reps=REPS, seed=0
+    readme = write_report(
+        "synth",
+        root / "results",
+        root / "out",
+        seeds_requested=3,
+        bootstrap_reps=REPS,
+        seed=0,
+        settings=PAPER_PRESENTATION,
     )
     return readme.parent
 
@@ -122,7 +138,7 @@ def test_every_table_and_figure_names_its_budget(full_report):
         assert "Budget `smoke` (" in (full_report / f"{name}.md").read_text(), name
         assert "Budget smoke (" in (full_report / f"{name}.tex").read_text().replace("`", ""), name
     readme = (full_report / "README.md").read_text()
-    assert f"**Smoke budget: {report.SMOKE_WARNING}.**" in readme
+    assert f"**Smoke budget: {SMOKE_WARNING}.**" in readme
     assert readme.count("Smoke runs are untrained plumbing checks") >= 3  # the caption under each table
 
 
@@ -130,7 +146,7 @@ def test_local_and_d4rl_rows_are_separate_tables(tmp_path):
     recs = [make_record("bc", task, s, 50.0 + s, suite="mix") for s in range(2)
             for task in ("d4rl/hopper-medium-v2", "local/hopper-medium")]
     write_records(tmp_path / "results", recs)
-    out = report.write_report(
+    out = write_report(
         "mix", tmp_path / "results", tmp_path / "out", bootstrap_reps=REPS, figures=False
     )
     d4rl = (out.parent / "d4rl_table1.md").read_text()
@@ -142,7 +158,7 @@ def test_local_and_d4rl_rows_are_separate_tables(tmp_path):
 def test_same_records_give_byte_identical_tables(full_report):
     # the figures' bytes are checked in test_report_figures.py; here the second report skips drawing them
     root = full_report.parent
-    again = report.write_report(
+    again = write_report(
         "synth",
         root / "results",
         root / "again",
@@ -150,6 +166,7 @@ def test_same_records_give_byte_identical_tables(full_report):
         bootstrap_reps=REPS,
         seed=0,
         figures=False,
+        settings=PAPER_PRESENTATION,
     ).parent
     files = sorted(p.name for p in again.iterdir())
     assert {p.name for p in full_report.iterdir() if p.suffix != ".png"} == set(files)
@@ -160,7 +177,7 @@ def test_same_records_give_byte_identical_tables(full_report):
 
 def test_empty_suite_writes_a_readme_saying_so(tmp_path):
     (tmp_path / "results").mkdir()
-    readme = report.write_report("none", tmp_path / "results", tmp_path / "out")
+    readme = write_report("none", tmp_path / "results", tmp_path / "out")
     assert "No run records" in readme.read_text()
 
 
@@ -170,10 +187,10 @@ def test_malformed_record_does_not_stop_the_report(full_report):
 
 
 def test_paper_row_mapping():
-    assert report.paper_row("d4rl/hopper-medium-v2") == ("d4rl_table1", "hopper-medium", False)
-    assert report.paper_row("local/walker2d-medium-replay") == ("d4rl_table1", "walker2d-medium-replay", True)
-    assert report.paper_row("neorl/HalfCheetah-v3-high") == ("neorl_table2", "neorl-halfcheetah-high", False)
-    assert report.paper_row("mujoco/Hopper") is None
+    assert paper_row("d4rl/hopper-medium-v2") == ("d4rl_table1", "hopper-medium", False)
+    assert paper_row("local/walker2d-medium-replay") == ("d4rl_table1", "walker2d-medium-replay", True)
+    assert paper_row("neorl/HalfCheetah-v3-high") == ("neorl_table2", "neorl-halfcheetah-high", False)
+    assert paper_row("mujoco/Hopper") is None
 
 
 @pytest.mark.parametrize(
@@ -184,7 +201,7 @@ def test_paper_row_mapping():
     ],
 )
 def test_paper_data_is_complete_and_its_averages_match(name, n_rows, n_algos, spot):
-    table = report.load_paper_table(name)
+    table = load_paper_table(name)
     assert len(table.row_order) == n_rows and len(table.algo_order) == n_algos
     assert len(table.values) == n_rows * n_algos
     means = table.values.groupby("algo")["score"].mean().round(1)
@@ -212,7 +229,7 @@ def test_neorl_table2_rows_follow_the_paper_order_and_use_official_labels():
             ("mopo", "neorl/Walker2d-v3-high", 0, float("nan"), float("nan")),
         ]
     )
-    header, rows = report.paper_comparison_rows(stats, report.load_paper_table("neorl_table2"), requested=5)
+    header, rows = paper_comparison_rows(stats, load_paper_table("neorl_table2"), requested=5)
     assert header[1:4] == ["mopo ours", "mopo paper", "mopo Δ"]  # the paper's column order: MOPO before ADMPO
     assert [r[0] for r in rows] == [
         "neorl-hopper-low",
@@ -228,14 +245,14 @@ def test_neorl_table2_rows_follow_the_paper_order_and_use_official_labels():
 
 def test_d4rl_rows_are_not_labelled_local_and_seed_shortfall_is_shown():
     stats = _stats([("bc", "d4rl/hopper-medium-v2", 2, 50.0, 1.0)])
-    _, rows = report.paper_comparison_rows(stats, report.load_paper_table("d4rl_table1"), requested=5)
+    _, rows = paper_comparison_rows(stats, load_paper_table("d4rl_table1"), requested=5)
     assert rows[0][:4] == ["hopper-medium", "50.0 ± 1.0 (2/5 seeds)", "54.1", "-4.1"]
 
 
 def test_latex_cells_escape_and_bold():
-    assert report.md_to_latex_cell("**5.0 ± 1.0**") == r"\textbf{5.0 $\pm$ 1.0}"
-    assert report.latex_escape("a_b — Δ γ ρ 5%") == r"a\_b --- $\Delta$ $\gamma$ $\rho$ 5\%"
-    tex = report.latex_table(["Task", "x"], [["t_1", "1.0"], ["**Average (1 row)**", "1.0"]], "cap", "tab:x")
+    assert md_to_latex_cell("**5.0 ± 1.0**") == r"\textbf{5.0 $\pm$ 1.0}"
+    assert latex_escape("a_b — Δ γ ρ 5%") == r"a\_b --- $\Delta$ $\gamma$ $\rho$ 5\%"
+    tex = latex_table(["Task", "x"], [["t_1", "1.0"], ["**Average (1 row)**", "1.0"]], "cap", "tab:x")
     assert r"\midrule" in tex.split("t\\_1")[1]  # a rule above the average row
     assert tex.count(r"\\") == 3 and r"\begin{tabular}{lr}" in tex
 
@@ -248,10 +265,35 @@ def test_tasks_sort_in_the_papers_order():
         "neorl/Hopper-v3-high",
     ]
     tasks += ["neorl/Walker2d-v3-low"]
-    assert sorted(tasks, key=report.task_order) == [
+    assert sorted(tasks, key=task_order) == [
         "d4rl/hopper-random-v2",
         "d4rl/walker2d-random-v2",
         "d4rl/hopper-medium-v2",
         "neorl/Walker2d-v3-low",
         "neorl/Hopper-v3-high",
     ]
+
+
+def test_reporting_rooms_import_only_rooms_below_them():
+    """The reporting package reads as rliable does: each room imports only rooms listed before it, and
+    none is over 450 lines."""
+    import ast
+    from pathlib import Path
+
+    order = ["records", "stats", "frames", "tables", "figures", "output", "paper", "sections", "analyses",
+             "readme"]
+    folder = Path(__file__).resolve().parent.parent / "benchmark" / "reporting"
+    assert sorted(p.stem for p in folder.glob("*.py") if p.stem != "__init__") == sorted(order)
+    for i, room in enumerate(order):
+        source = (folder / f"{room}.py").read_text()
+        assert len(source.splitlines()) <= 450, room
+        for node in ast.walk(ast.parse(source)):
+            names = []
+            if isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+            elif isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            for name in names:
+                parts = name.split(".")
+                if parts[:2] == ["benchmark", "reporting"] and len(parts) > 2 and parts[2] in order:
+                    assert order.index(parts[2]) < i, f"{room} imports {parts[2]}, which is not below it"

@@ -6,10 +6,25 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from test_report_fixtures import make_record, write_records
+from helpers import PAPER_PRESENTATION, make_record, write_records
 
-from benchmark import aggregate as agg
-from benchmark import plots, report
+from benchmark.reporting.figures import (
+    compounding_error_figure,
+    correlations,
+    interval_estimates_figure,
+    learning_curves_figure,
+    m_ablation_figure,
+    mean_and_standard_error,
+    online_curves_figure,
+    performance_profile_figure,
+    probability_of_improvement_figure,
+    save_figure,
+    uncertainty_error_figure,
+)
+from benchmark.reporting.frames import m_ablation_frame
+from benchmark.reporting.readme import write_report
+from benchmark.reporting.records import analyses_only, load_records, runs_only
+from benchmark.reporting.stats import METRICS
 
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 
@@ -48,10 +63,10 @@ def test_interval_estimates_figure_has_one_panel_per_metric():
         [
             {"algo": a, "metric": m, "estimate": 50.0 + i, "ci_low": 45.0 + i, "ci_high": 55.0 + i}
             for i, a in enumerate(["bc", "admpo-off"])
-            for m in agg.METRICS
+            for m in METRICS
         ]
     )
-    fig = plots.interval_estimates_figure(table)
+    fig = interval_estimates_figure(table)
     visible = [ax for ax in fig.axes if ax.get_visible()]
     assert [ax.get_title() for ax in visible] == ["Mean", "Median", "IQM", "Optimality gap"]
     assert [t.get_text() for t in visible[0].get_yticklabels()] == ["admpo-off", "bc"]
@@ -59,7 +74,7 @@ def test_interval_estimates_figure_has_one_panel_per_metric():
 
 
 def test_learning_curves_figure_panels_legend_and_asymptote():
-    fig = plots.learning_curves_figure(_curves(), value="score", asymptotes={"local/hopper-medium": 70.0})
+    fig = learning_curves_figure(_curves(), value="score", asymptotes={"local/hopper-medium": 70.0})
     visible = [ax for ax in fig.axes if ax.get_visible()]
     assert [ax.get_title() for ax in visible] == ["local/hopper-medium", "local/walker2d-medium"]
     assert _legend_labels(fig) == ["admpo-off", "bc", "SAC asymptote"]
@@ -72,7 +87,7 @@ def test_learning_curves_figure_panels_legend_and_asymptote():
 
 def test_online_curves_figure_draws_the_sac_line_on_returns():
     curves = _curves().assign(task=lambda d: d["task"].str.replace("local/hopper-medium", "mujoco/Hopper"))
-    fig = plots.online_curves_figure(curves, sac_asymptote={"mujoco/Hopper": 3000.0})
+    fig = online_curves_figure(curves, sac_asymptote={"mujoco/Hopper": 3000.0})
     ax = next(ax for ax in fig.axes if ax.get_title() == "mujoco/Hopper")
     assert ax.get_ylabel() == "average return"
     assert any(ln.get_linestyle() == "--" and ln.get_ydata()[0] == 3000.0 for ln in ax.get_lines())
@@ -105,7 +120,7 @@ def test_compounding_error_figure_is_log_scale_and_shows_overflow_at_float32_max
     rows.append(
         {"model": "ensemble", "task": "local/hopper-medium", "seed": 1, "rollout_length": 40, "error": None}
     )
-    fig = plots.compounding_error_figure(pd.DataFrame(rows))
+    fig = compounding_error_figure(pd.DataFrame(rows))
     ax = next(ax for ax in fig.axes if ax.get_visible())
     assert ax.get_yscale() == "log" and ax.get_xlabel() == "rollout length"
     assert sorted(_legend_labels(fig)) == ["adm", "bootrnn", "ensemble"]
@@ -138,19 +153,19 @@ def test_uncertainty_error_figure_titles_carry_the_correlations():
             ),
         ]
     )
-    fig = plots.uncertainty_error_figure(points)
+    fig = uncertainty_error_figure(points)
     titles = [ax.get_title() for ax in fig.axes]
     assert "hopper / adm\nPearson r=1.000, Spearman ρ=1.000" in titles
     ens = points[points["model"] == "ensemble"]
-    pearson, spearman = plots.correlations(ens)
+    pearson, spearman = correlations(ens)
     assert f"hopper / ensemble\nPearson r={pearson:.3f}, Spearman ρ={spearman:.3f}" in titles
     assert pearson < 0.99
     assert sorted(_legend_labels(fig)) == ["behavior", "learned", "random"]
 
 
 def test_same_data_gives_the_same_png_bytes(tmp_path):
-    a = plots.save_figure(plots.learning_curves_figure(_curves()), tmp_path / "a.png")
-    b = plots.save_figure(plots.learning_curves_figure(_curves()), tmp_path / "b.png")
+    a = save_figure(learning_curves_figure(_curves()), tmp_path / "a.png")
+    b = save_figure(learning_curves_figure(_curves()), tmp_path / "b.png")
     assert a.read_bytes() == b.read_bytes()
     assert a.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -165,19 +180,19 @@ def test_uncertainty_error_figure_prefers_given_correlations():
             "task": "t",
         }
     )
-    fig = plots.uncertainty_error_figure(points, annotations={("t", "adm"): (0.5, 0.25)})
+    fig = uncertainty_error_figure(points, annotations={("t", "adm"): (0.5, 0.25)})
     assert fig.axes[0].get_title() == "t / adm\nPearson r=0.500, Spearman ρ=0.250 (all points)"
 
 
 def test_correlations_are_nan_when_undefined():
-    assert all(np.isnan(plots.correlations(pd.DataFrame({"uncertainty": [1.0, 1.0], "error": [1.0, 2.0]}))))
+    assert all(np.isnan(correlations(pd.DataFrame({"uncertainty": [1.0, 1.0], "error": [1.0, 2.0]}))))
 
 
 def test_m_ablation_figure_ticks_are_the_m_values():
     frame = pd.DataFrame(
         [{"task": "t", "m": m, "seed": s, "score": 50 + m + s} for m in (1, 2, 5, 10) for s in range(2)]
     )
-    fig = plots.m_ablation_figure(frame)
+    fig = m_ablation_figure(frame)
     ax = fig.axes[0]
     assert list(ax.get_xticks()) == [1, 2, 5, 10]
     np.testing.assert_allclose(ax.get_lines()[0].get_ydata(), [51.5, 52.5, 55.5, 60.5])
@@ -191,11 +206,11 @@ def test_rliable_figures_have_legends():
             for t, f in ((0.0, 1.0), (50.0, 0.5), (100.0, 0.0))
         ]
     )
-    assert _legend_labels(plots.performance_profile_figure(prof)) == ["bc", "td3bc"]
+    assert _legend_labels(performance_profile_figure(prof)) == ["bc", "td3bc"]
     poi = pd.DataFrame(
         [{"algo_x": "admpo-off", "algo_y": "bc", "estimate": 0.8, "ci_low": 0.7, "ci_high": 0.9}]
     )
-    fig = plots.probability_of_improvement_figure(poi)
+    fig = probability_of_improvement_figure(poi)
     assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == ["P(admpo-off > bc)"]
 
 
@@ -279,15 +294,17 @@ def _extras_records() -> list[dict]:
 def extras_report(tmp_path_factory):
     root = tmp_path_factory.mktemp("extras")
     write_records(root / "results", _extras_records())
-    return report.write_report("extras", root / "results", root / "out", bootstrap_reps=10).parent
+    return write_report(
+        "extras", root / "results", root / "out", bootstrap_reps=10, settings=PAPER_PRESENTATION
+    ).parent
 
 
 def test_analysis_records_are_not_scored_runs(tmp_path):
     write_records(tmp_path, _extras_records())
-    frame = agg.load_records(tmp_path, "extras")
-    assert set(agg.runs_only(frame)["algo"]) == {"admpo-off@m=1", "admpo-off@m=5", "admpo-on", "sac"}
-    assert set(agg.analyses_only(frame)["algo"]) == {"analysis-compounding-error", "analysis-uncertainty"}
-    ab = agg.m_ablation_frame(frame)
+    frame = load_records(tmp_path, "extras")
+    assert set(runs_only(frame)["algo"]) == {"admpo-off@m=1", "admpo-off@m=5", "admpo-on", "sac"}
+    assert set(analyses_only(frame)["algo"]) == {"analysis-compounding-error", "analysis-uncertainty"}
+    ab = m_ablation_frame(frame)
     assert ab["m"].tolist() == [1, 1, 5, 5] and ab["score"].tolist() == [40.0, 41.0, 60.0, 61.0]
 
 
@@ -340,7 +357,7 @@ def test_report_m_ablation_and_online_sections(extras_report):
 
 def test_mean_and_standard_error_by_hand():
     data = pd.DataFrame({"algo": ["a"] * 3 + ["b"], "step": [1, 1, 1, 1], "score": [1.0, 2.0, 6.0, 4.0]})
-    out = plots.mean_and_standard_error(data, ["algo", "step"], "score").set_index("algo")
+    out = mean_and_standard_error(data, ["algo", "step"], "score").set_index("algo")
     assert out.loc["a", "mean"] == pytest.approx(3.0) and out.loc["a", "n"] == 3
     assert out.loc["a", "se"] == pytest.approx(np.std([1.0, 2.0, 6.0], ddof=1) / np.sqrt(3))
     assert out.loc["b", "se"] == 0.0

@@ -8,12 +8,12 @@ import torch
 
 import baselines.mobile as mobile_module
 from baselines.mobile import MOBILE, MOBILEConfig
-from benchmark.rl.algorithm import OfflineContext
+from benchmark.rl.algorithm import Context
 from benchmark.rl.dataset import OfflineDataset
 from benchmark.rl.nets import EnsembleMLP
 
 
-def _hopper_like_context(n: int = 2000) -> OfflineContext:
+def _hopper_like_context(n: int = 2000) -> Context:
     rng = np.random.default_rng(0)
     obs = rng.normal(0.0, 0.05, (n, 11)).astype(np.float32)
     obs[:, 0] += 1.25  # a standing hopper: rollouts rarely terminate
@@ -26,7 +26,7 @@ def _hopper_like_context(n: int = 2000) -> OfflineContext:
         timeouts=np.arange(n) % 1000 == 999,
         env_key="hopper",
     )
-    return OfflineContext(ds, "hopper", ds.obs_dim, ds.act_dim, 1.0, torch.device("cpu"), seed=0)
+    return Context(ds, "hopper", ds.obs_dim, ds.act_dim, 1.0, torch.device("cpu"), seed=0)
 
 
 def test_ensemble_member_slice_equals_the_full_pass():

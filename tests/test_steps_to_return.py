@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from benchmark import aggregate as agg
+from benchmark.reporting.frames import steps_to_return
 from benchmark.suites import SuiteError, load_suite
 
 
@@ -15,7 +15,7 @@ def test_first_step_reaching_each_return_averaged_over_the_seeds_that_did():
         + [("b", "mujoco/Hopper", 0, s, r) for s, r in [(0, 10), (1000, 400), (2000, 800), (3000, 1000)]],
         columns=["algo", "task", "seed", "step", "return"],
     )
-    table = agg.steps_to_return(curves, {"mujoco/Hopper": [1000, 2000]}).set_index(["algo", "threshold"])
+    table = steps_to_return(curves, {"mujoco/Hopper": [1000, 2000]}).set_index(["algo", "threshold"])
     assert table.loc[("a", 1000.0), "steps_mean"] == 1500.0  # seed 0 at 2000, seed 1 at 1000
     assert table.loc[("a", 1000.0), "reached"] == 2
     assert table.loc[("a", 2000.0), "steps_mean"] == 3000.0 and table.loc[("a", 2000.0), "reached"] == 1
@@ -31,4 +31,23 @@ def test_online_suite_declares_its_thresholds_and_bad_ones_are_refused(tmp_path)
     bad = tmp_path / "S.yaml"
     bad.write_text("runs:\n  - algos: [sac]\n    tasks: [mujoco/Hopper]\nreport: {thresholds: [1]}\n")
     with pytest.raises(SuiteError, match="'report' must be a mapping with the key 'return_thresholds'"):
+        load_suite(str(bad))
+
+
+def test_presentation_choices_come_from_the_suite_yaml(tmp_path):
+    from benchmark.reporting.output import ReportSettings
+    from benchmark.reporting.readme import suite_settings
+
+    online = suite_settings("online")
+    assert online.highlight == ("admpo-on",) and online.improvement_of == ("admpo-on",)
+    assert online.asymptote == "sac" and online.return_thresholds["mujoco/Hopper"] == [1000, 2000, 3000]
+    assert suite_settings("ci").improvement_of == ("admpo-off",) and suite_settings("ci").asymptote is None
+    assert suite_settings("no-such-suite") == ReportSettings()  # records of no defined suite: nothing named
+    bad = tmp_path / "bad.yaml"
+    runs = "runs:\n  - {algos: [bc], tasks: [local/hopper-medium]}\n"
+    bad.write_text(runs + "report: {highlight: [admpo-off]}\n")
+    with pytest.raises(SuiteError, match=r"report.highlight must be a list of the suite's algorithms \['bc"):
+        load_suite(str(bad))
+    bad.write_text(runs + "report: {asymptote: sac}\n")
+    with pytest.raises(SuiteError, match="report.asymptote must be one of the suite's algorithms"):
         load_suite(str(bad))

@@ -12,7 +12,7 @@ import torch
 from baselines.steve import STEVE, STEVEConfig, steve_candidates, steve_combine
 from benchmark import registry
 from benchmark.config import resolve_config
-from benchmark.rl.online import OnlineContext
+from benchmark.rl.online import Context
 from benchmark.runner import RunSpec, run_one
 from benchmark.tasks import ONLINE_ENVS, resolve_task
 
@@ -47,7 +47,7 @@ def constant_steve(seed: int = 0) -> STEVE:
     torch.manual_seed(seed)
     cfg = STEVEConfig(rollout_horizon=2, num_models=2, num_q=2, gamma=0.5, buffer_size=10,
                       transition_hidden=8, aux_hidden=8, hidden=8)
-    algo = STEVE(cfg, OnlineContext("hopper", 3, 1, 1.0, torch.device("cpu"), seed))
+    algo = STEVE(cfg, Context(None, "hopper", 3, 1, 1.0, torch.device("cpu"), seed))
     with torch.no_grad():
         for net, bias in ((algo.policy, [[0.0]]), (algo.model.reward, [[1.0], [3.0]]),
                           (algo.model.done, [[50.0], [-50.0]]), (algo.q_target, [[10.0], [12.0]])):
@@ -141,7 +141,7 @@ def learner_on_every_env(algo_name: str, env: str) -> dict:
     scale = float(probe.action_space.high[0])
     probe.close()
     torch.manual_seed(0)
-    algo = spec.factory(cfg, OnlineContext(task.env_key, obs_dim, act_dim, scale, torch.device("cpu"), 0))
+    algo = spec.factory(cfg, Context(None, task.env_key, obs_dim, act_dim, scale, torch.device("cpu"), 0))
     rng = np.random.default_rng(0)
     for i in range(cfg.start_learning):
         obs = rng.normal(size=obs_dim)

@@ -126,21 +126,21 @@ def _sweep(runs, results_dir):
 
 
 def test_report_is_swapped_in_whole_or_not_at_all(tiny_data, tmp_path, monkeypatch):
-    import benchmark.report as report
+    from benchmark.reporting import readme, sections
 
     run = RunSpec("bc", "local/hopper-medium-replay", 0, "smoke", suite="s")
     run_one(run, tmp_path / "r", progress=False)
     out = tmp_path / "reports" / "s"
-    report.write_report("s", tmp_path / "r", out, figures=False)
+    readme.write_report("s", tmp_path / "r", out, figures=False)
     before = {p.name: p.read_bytes() for p in out.iterdir()}
     assert "README.md" in before
 
     def disk_full(*a, **k):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(report, "_per_task_section", disk_full)
+    monkeypatch.setattr(sections, "per_task_section", disk_full)
     with pytest.raises(OSError):
-        report.write_report("s", tmp_path / "r", out, figures=False)
+        readme.write_report("s", tmp_path / "r", out, figures=False)
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # the previous report, untouched
     assert sorted(p.name for p in out.parent.iterdir()) == ["s"]  # no staging or old folders left
     assert oct(out.stat().st_mode & 0o777) in ("0o755", "0o775", "0o777")

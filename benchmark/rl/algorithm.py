@@ -1,4 +1,5 @@
-"""The contract every offline algorithm fulfils, and the context it is built from.
+"""The context every algorithm is built from, and the contract every offline algorithm fulfils (the online
+one is :class:`benchmark.rl.online.OnlineAlgorithm`, built from the same context).
 
 * ``setup() -> dict``: one-off work before policy learning (e.g. train a dynamics model).
 * ``next_batch(step) -> batch``: the batch for gradient step ``step`` (real data by default; model-based
@@ -21,8 +22,12 @@ from benchmark.rl.dataset import OfflineDataset
 
 
 @dataclass
-class OfflineContext:
-    dataset: OfflineDataset
+class Context:
+    """What an algorithm is built from besides its config: offline the dataset it learns from (None for
+    online algorithms, which collect their own data), the task's env key, dims and action box, the device
+    and the seed."""
+
+    dataset: OfflineDataset | None
     env_key: str  # termination functions / scores
     obs_dim: int
     act_dim: int
@@ -40,7 +45,7 @@ class OfflineAlgorithm:
 
     DATA_ATTRIBUTES: ClassVar[tuple[str, ...]] = ("ctx", "real")
 
-    def __init__(self, cfg, ctx: OfflineContext):
+    def __init__(self, cfg, ctx: Context):
         self.cfg = cfg
         self.ctx = ctx
         self.device = ctx.device
@@ -53,7 +58,7 @@ class OfflineAlgorithm:
             state.pop(name, None)
         return state
 
-    def attach_data(self, ctx: OfflineContext) -> None:
+    def attach_data(self, ctx: Context) -> None:
         """Give a resumed algorithm its dataset back (what ``__init__`` derived from it, exactly)."""
         self.ctx = ctx
         self.real = TransitionBuffer.from_dataset(ctx.dataset, ctx.device)

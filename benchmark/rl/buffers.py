@@ -6,6 +6,9 @@
   per-index distance to the episode end is computed once; valid start indices per (k, end) are
   cached, so a call costs O(batch) whatever the dataset size.
 * :func:`tail_holdout_split`: the holdout rule the dynamics trainers share.
+* :class:`EnvReplay` of :class:`Transition`: the online real env buffer, with the timeout flags k-step
+  windows need.
+* :func:`mix`: the real/model batch of the model-based loops (offline and online), labelled by source.
 
 Batches are dicts ``obs, act, rew, next_obs, done`` with ``rew``/``done`` shaped ``[B, 1]``;
 ``done`` is the true termination (no bootstrap), never a timeout.
@@ -14,6 +17,7 @@ Batches are dicts ``obs, act, rew, next_obs, done`` with ``rew``/``done`` shaped
 from __future__ import annotations
 
 import contextlib
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -35,6 +39,42 @@ def contents_left_out():
         yield
     finally:
         _LEAVE_CONTENTS_OUT = False
+
+
+class MixedBatch(dict):
+    """A batch of ``n_real`` real rows followed by model rows. It is the concatenated batch (a dict of
+    tensors, as every learner reads it) and says which rows came from where, so a learner that treats
+    model rows differently (MOBILE's penalty, COMBO's push-down states) reads the split instead of
+    re-deriving it."""
+
+    def __init__(self, data: Batch, n_real: int):
+        super().__init__(data)
+        self.n_real = int(n_real)
+
+    @property
+    def real_rows(self) -> slice:
+        return slice(0, self.n_real)
+
+    @property
+    def model_rows(self) -> slice:
+        return slice(self.n_real, None)
+
+    @property
+    def n_model(self) -> int:
+        return len(self["obs"]) - self.n_real
+
+
+def mix(real, model, batch_size: int, real_ratio: float, generator: torch.Generator) -> MixedBatch:
+    """``int(batch_size * real_ratio)`` uniform draws from ``real`` and the rest from ``model`` (drawn in
+    that order from ``generator``; OfflineRL-Kit's and the ADMPO code's layout); all ``batch_size`` from
+    ``real`` while ``model`` is missing or empty. ``real`` and ``model`` are anything with
+    ``sample(n, generator)`` and ``len``."""
+    if model is None or len(model) == 0:
+        return MixedBatch(real.sample(batch_size, generator), batch_size)
+    n_real = int(batch_size * real_ratio)
+    real_part = real.sample(n_real, generator)
+    model_part = model.sample(batch_size - n_real, generator)
+    return MixedBatch({k: torch.cat([real_part[k], model_part[k]], dim=0) for k in real_part}, n_real)
 
 
 class TransitionBuffer:
@@ -131,6 +171,72 @@ class TransitionBuffer:
             raise RuntimeError("cannot sample from an empty buffer")
         idx = torch.randint(0, self.size, (batch_size,), generator=generator, device="cpu").to(self.device)
         return {k: v[idx] for k, v in self.data.items()}
+
+
+@dataclass
+class Transition:
+    obs: np.ndarray
+    act: np.ndarray
+    rew: float
+    next_obs: np.ndarray
+    terminated: bool  # true termination: no bootstrap
+    truncated: bool  # time limit: the episode ends but s' is not terminal
+
+
+class EnvReplay:
+    """The real env buffer: a device :class:`TransitionBuffer` plus the timeout flags that
+    k-step-window models need to keep windows inside one episode (the official ``seq-sample`` buffer)."""
+
+    def __init__(self, capacity: int, obs_dim: int, act_dim: int, device: str | torch.device = "cpu"):
+        self.buffer = TransitionBuffer(capacity, obs_dim, act_dim, device)
+        self.timeouts = np.zeros(capacity, dtype=bool)
+        self.total_added = 0
+
+    def __len__(self) -> int:
+        return len(self.buffer)
+
+    def add(self, t: Transition) -> None:
+        slot = self.buffer.ptr
+        self.buffer.add(
+            obs=np.asarray(t.obs, dtype=np.float32)[None],
+            act=np.asarray(t.act, dtype=np.float32)[None],
+            rew=np.array([[t.rew]], dtype=np.float32),
+            next_obs=np.asarray(t.next_obs, dtype=np.float32)[None],
+            done=np.array([[float(t.terminated)]], dtype=np.float32),
+        )
+        self.timeouts[slot] = bool(t.truncated) and not bool(t.terminated)
+        self.total_added += 1
+
+    def sample(self, batch_size: int, generator: torch.Generator | None = None) -> Batch:
+        return self.buffer.sample(batch_size, generator)
+
+    def sample_recent(self, batch_size: int, last_n: int, generator: torch.Generator | None = None) -> Batch:
+        """Uniform draws from the newest ``last_n`` transitions (softlearning's ``last_n_random_batch``:
+        indices ``randint(ptr - min(size, last_n), ptr) % capacity``)."""
+        b = self.buffer
+        if b.size == 0:
+            raise RuntimeError("cannot sample from an empty buffer")
+        window = min(b.size, last_n)
+        offsets = torch.randint(0, window, (batch_size,), generator=generator, device="cpu")
+        idx = ((b.ptr - window + offsets) % b.capacity).to(b.device)
+        return {k: v[idx] for k, v in b.data.items()}
+
+    def to_dataset(self, name: str = "online-replay", env_key: str = "") -> OfflineDataset:
+        """Every stored transition, oldest first, as an :class:`OfflineDataset` (the episode in
+        progress ends at the last row; ``OfflineDataset.episode_ends`` marks it)."""
+        data = self.buffer.all()
+        b = self.buffer
+        order = np.arange(b.size) if b.size < b.capacity else (np.arange(b.capacity) + b.ptr) % b.capacity
+        return OfflineDataset(
+            observations=data["obs"].cpu().numpy(),
+            actions=data["act"].cpu().numpy(),
+            rewards=data["rew"].reshape(-1).cpu().numpy(),
+            next_observations=data["next_obs"].cpu().numpy(),
+            terminals=data["done"].reshape(-1).cpu().numpy() > 0.5,
+            timeouts=self.timeouts[order],
+            name=name,
+            env_key=env_key,
+        )
 
 
 class WindowSampler:

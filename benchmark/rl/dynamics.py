@@ -128,7 +128,9 @@ class EnsembleModelBasedConfig(ModelBasedConfig, EnsembleDynamicsFields):
 
 
 def soft_clamp(x: Tensor, low: Tensor, high: Tensor) -> Tensor:
-    """Differentiable clamp of ``x`` into ``(low, high)`` with softplus (MBPO/PETS)."""
+    """Differentiable clamp of ``x`` into ``(low, high)`` with softplus (MBPO/PETS; the ensemble's and the
+    any-step model's log-variance): first ``high - softplus(high - x)``, then ``low + softplus(x - low)``,
+    the ADMPO code's order."""
     x = high - F.softplus(high - x)
     return low + F.softplus(x - low)
 

@@ -12,10 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-import torch
-
 from benchmark.rl.algorithm import OfflineAlgorithm
-from benchmark.rl.buffers import Batch, TransitionBuffer
+from benchmark.rl.buffers import Batch, MixedBatch, TransitionBuffer, mix
 from benchmark.rl.configs import OfflineConfig
 
 
@@ -52,18 +50,14 @@ class ModelBasedOffline(OfflineAlgorithm):
     def setup(self) -> dict:
         return self.train_dynamics() or {}
 
-    def next_batch(self, step: int) -> Batch:
+    def next_batch(self, step: int) -> MixedBatch:
         cfg = self.cfg
         if step % cfg.rollout_freq == 0:
             transitions, info = self.rollout()
             self.fake.add(**transitions)
             self.rollout_info = info
-        n_real = int(cfg.batch_size * cfg.real_ratio)
-        if len(self.fake) == 0:  # every rollout terminated at once: learn from real data only
-            return self.real.sample(cfg.batch_size, self.generator)
-        real = self.real.sample(n_real, self.generator)
-        fake = self.fake.sample(cfg.batch_size - n_real, self.generator)
-        return {k: torch.cat([real[k], fake[k]], dim=0) for k in real}
+        # real data only while the model buffer is empty (every rollout terminated at once)
+        return mix(self.real, self.fake, cfg.batch_size, cfg.real_ratio, self.generator)
 
     def end_epoch(self, epoch: int) -> dict:
         return {f"rollout/{k}": v for k, v in self.rollout_info.items()}

@@ -13,7 +13,7 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import torch
 from torch import nn
@@ -88,10 +88,13 @@ class QEnsemble(nn.Module):
 
 
 @dataclass
-class SACConfig:
-    """Hyperparameters of the SAC core (defaults: ADMPO official code, REFERENCE.md 2.2/2.4/3.2)."""
+class SACFields:
+    """The SAC hyper-parameters every SAC-based algorithm config declares: mixed into its config dataclass
+    (listed after the trainer config base), where a class re-declares only the defaults its source gives
+    differently. :func:`sub_config` turns such a config into the :class:`SACConfig` of the core.
+    Defaults: ADMPO official code (REFERENCE.md 2.2/2.4/3.2)."""
 
-    hidden: tuple[int, ...] = (256, 256)
+    hidden: tuple[int, ...] = (256, 256)  # actor and critic hidden layers
     actor_lr: float = 1e-4
     critic_lr: float = 3e-4
     alpha_lr: float = 1e-4
@@ -100,6 +103,12 @@ class SACConfig:
     alpha: float = 0.1  # initial (auto) or fixed value of the entropy temperature
     auto_alpha: bool = False
     target_entropy: float | None = None  # None -> -|A|
+
+
+@dataclass
+class SACConfig(SACFields):
+    """Hyperparameters of the SAC core: :class:`SACFields` plus the options only some algorithms set."""
+
     num_critics: int = 2
     actor_freq: int = 1
     deterministic_backup: bool = False
@@ -107,6 +116,20 @@ class SACConfig:
     lr_schedule_steps: int = 0  # >0: cosine-anneal the actor lr over this many scheduler steps
     alpha_max: float | None = None  # auto_alpha: use min(exp(log_alpha), alpha_max); None: no clamp
     logp_eps: float = DEFAULT_LOGP_EPS  # epsilon of the tanh log-det (ADMPO_LOGP_EPS: ADMPO official)
+
+
+def sub_config(cfg, target_cls, prefix: str = "", **overrides):
+    """``target_cls`` (a config dataclass) made of the fields of ``cfg`` named ``prefix + field`` (lists
+    become tuples, as the YAML gives them); ``overrides`` win. The one converter from an algorithm's flat
+    config to a building block's config, e.g. ``sub_config(cfg, SACConfig)``: the SAC core takes exactly
+    the SAC fields the algorithm declares, and its own defaults for the rest."""
+    values = {}
+    for f in fields(target_cls):
+        if hasattr(cfg, prefix + f.name):
+            value = getattr(cfg, prefix + f.name)
+            values[f.name] = tuple(value) if isinstance(value, list) else value
+    values.update(overrides)
+    return target_cls(**values)
 
 
 class SAC(nn.Module):

@@ -63,8 +63,9 @@ def evaluate(
     return float(np.mean(returns)), float(np.std(returns)), returns
 
 
-def _finite_mean(values: list[float]) -> float:
-    vals = [v for v in values if isinstance(v, int | float) and math.isfinite(v)]
+def finite_mean(values: list[float]) -> float:
+    """Mean of the finite numbers among ``values`` (a window's diagnostics); NaN when there are none."""
+    vals = [float(v) for v in values if isinstance(v, int | float) and math.isfinite(v)]
     return float(np.mean(vals)) if vals else float("nan")
 
 
@@ -128,7 +129,7 @@ def train_offline(
             "score": normalize(mean),
             "score_std": None,
         }
-        last = {k: _finite_mean(v) for k, v in diag.items()}
+        last = {k: finite_mean(v) for k, v in diag.items()}
         point.update({f"train/{k}": v for k, v in last.items()})
         curve.append(point)
         if logger is not None:

@@ -21,7 +21,7 @@ import TD3_BC as official  # noqa: E402
 import utils as official_utils  # noqa: E402
 
 from baselines.td3bc import TD3BC, TD3BCConfig  # noqa: E402
-from benchmark.rl.algorithm import OfflineContext  # noqa: E402
+from benchmark.rl.algorithm import Context  # noqa: E402
 from benchmark.rl.dataset import OfflineDataset  # noqa: E402
 
 torch.set_num_threads(1)
@@ -83,7 +83,7 @@ def main():
         env_key="hopper",
     )
     torch.manual_seed(0)
-    ours = TD3BC(TD3BCConfig(hidden=HID), OfflineContext(ds, "hopper", OBS, ACT, 1.0, torch.device("cpu")))
+    ours = TD3BC(TD3BCConfig(hidden=HID), Context(ds, "hopper", OBS, ACT, 1.0, torch.device("cpu")))
     init = state("init", ours.actor) | state("init_critic", ours.critic)
     ref = official.TD3_BC(OBS, ACT, 1.0)
     to_official(ours, ref)

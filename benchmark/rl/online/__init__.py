@@ -1,9 +1,12 @@
 """The online side, laid out as the offline one: configs (:mod:`.configs`), the contract
-(:mod:`.algorithm`: context, real transitions and buffer, :class:`OnlineAlgorithm`), the Dyna-style base
+(:mod:`.algorithm`: real transitions and buffer, :class:`OnlineAlgorithm`; the context is the offline
+side's :class:`benchmark.rl.algorithm.Context`), the Dyna-style base
 (:mod:`.model_based`: :class:`OnlineModelBased`) and the loop (:mod:`.trainers`: :func:`train_online`).
 Every name is re-exported here, so algorithms import from ``benchmark.rl.online``."""
 
-from benchmark.rl.online.algorithm import EnvReplay, OnlineAlgorithm, OnlineContext, SACAgent, Transition
+from benchmark.rl.algorithm import Context
+from benchmark.rl.buffers import EnvReplay, Transition
+from benchmark.rl.online.algorithm import OnlineAlgorithm, SACAgent
 from benchmark.rl.online.configs import (
     OnlineModelBasedConfig,
     OnlineSACConfig,
@@ -14,9 +17,9 @@ from benchmark.rl.online.model_based import OnlineModelBased
 from benchmark.rl.online.trainers import train_online
 
 __all__ = [
+    "Context",
     "EnvReplay",
     "OnlineAlgorithm",
-    "OnlineContext",
     "OnlineModelBased",
     "OnlineModelBasedConfig",
     "OnlineSACConfig",

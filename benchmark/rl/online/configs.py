@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from benchmark.rl.configs import ConfigError, OnlineConfig
-from benchmark.rl.sac import SACConfig
+from benchmark.rl.sac import SACConfig, SACFields, sub_config
 
 
 @dataclass
@@ -26,30 +26,22 @@ class OnlineTrainConfig(OnlineConfig):
 
 
 @dataclass
-class OnlineSACConfig(OnlineTrainConfig):
+class OnlineSACConfig(SACFields, OnlineTrainConfig):
     """SAC hyperparameters for online learners. Defaults are the SAC paper's (Haarnoja et al. 2018,
     "Soft Actor-Critic Algorithms and Applications", Table 1), which are also the ADMPO online code's
     argparse defaults (REFERENCE.md 2.2): Adam 3e-4 everywhere, 2x256 ReLU, gamma 0.99, tau 0.005,
     automatic entropy tuning with log(alpha) starting at 0 and target entropy -|A|."""
 
-    hidden: tuple[int, ...] = (256, 256)
     actor_lr: float = 3e-4
-    critic_lr: float = 3e-4
     alpha_lr: float = 3e-4
-    gamma: float = 0.99
-    tau: float = 0.005
     alpha: float = 0.2  # fixed temperature when auto_alpha is false (auto: log alpha starts at 0)
     auto_alpha: bool = True
-    target_entropy: float | None = None  # None -> -|A|
     num_critics: int = 2
     actor_freq: int = 1  # actor and alpha updated once every actor_freq critic updates
 
     def sac_config(self, **overrides) -> SACConfig:
         """The :class:`SACConfig` made of this config's SAC fields (``overrides`` win)."""
-        names = {f.name for f in fields(SACConfig)}
-        values = {name: getattr(self, name) for name in names if hasattr(self, name)}
-        values.update(overrides)
-        return SACConfig(**values)
+        return sub_config(self, SACConfig, **overrides)
 
 
 @dataclass

@@ -6,10 +6,9 @@ from __future__ import annotations
 import time
 from typing import ClassVar
 
-import torch
-
-from benchmark.rl.buffers import Batch, TransitionBuffer
-from benchmark.rl.online.algorithm import OnlineAlgorithm, OnlineContext
+from benchmark.rl.algorithm import Context
+from benchmark.rl.buffers import Batch, MixedBatch, TransitionBuffer, mix
+from benchmark.rl.online.algorithm import OnlineAlgorithm
 from benchmark.rl.online.configs import OnlineModelBasedConfig, rollout_length
 
 
@@ -30,7 +29,7 @@ class OnlineModelBased(OnlineAlgorithm):
     # (MBPO's and BMPO's ``_reallocate_model_pool`` copies ``return_all_samples()``, i.e. rows 0..size-1)
     resize_in_storage_order: ClassVar[bool] = False
 
-    def __init__(self, cfg: OnlineModelBasedConfig, ctx: OnlineContext):
+    def __init__(self, cfg: OnlineModelBasedConfig, ctx: Context):
         super().__init__(cfg, ctx)
         # created at the first rollout with the capacity of the schedule's rollout length then
         self.fake: TransitionBuffer | None = None
@@ -96,13 +95,9 @@ class OnlineModelBased(OnlineAlgorithm):
             info.update({f"rollout/{k}": v for k, v in self.rollout_info.items()})
         return info
 
-    def next_batch(self, it: int) -> Batch:
+    def next_batch(self, it: int) -> MixedBatch:
         cfg = self.cfg
-        if self.fake is None or len(self.fake) == 0:  # no model data yet: real data only
-            return self.real.sample(cfg.batch_size, self.generator)
-        n_real = int(cfg.batch_size * cfg.real_ratio)
-        real = self.real.sample(n_real, self.generator)
-        fake = self.fake.sample(cfg.batch_size - n_real, self.generator)
-        return {k: torch.cat([real[k], fake[k]], dim=0) for k in real}
+        # real data only while there is no model data yet
+        return mix(self.real, self.fake, cfg.batch_size, cfg.real_ratio, self.generator)
 
 

@@ -23,7 +23,6 @@ warm-up is unknown (REFERENCE.md 8).
 
 from __future__ import annotations
 
-import math
 import time
 from collections import defaultdict
 from collections.abc import Callable
@@ -31,18 +30,14 @@ from collections.abc import Callable
 import numpy as np
 from tqdm.auto import tqdm
 
+from benchmark.rl.buffers import Transition
 from benchmark.rl.checkpoint import env_state, restore_env_state
-from benchmark.rl.online.algorithm import OnlineAlgorithm, Transition
+from benchmark.rl.online.algorithm import OnlineAlgorithm
 from benchmark.rl.online.configs import OnlineTrainConfig
-from benchmark.rl.trainers import check_finite, evaluate
+from benchmark.rl.trainers import check_finite, evaluate, finite_mean
 
 
 # ----- the loop -----------------------------------------------------------------------------------
-def _finite_mean(values: list[float]) -> float:
-    vals = [float(v) for v in values if isinstance(v, int | float) and math.isfinite(v)]
-    return float(np.mean(vals)) if vals else float("nan")
-
-
 def _env_step(env, action):
     next_obs, rew, terminated, truncated, _ = env.step(action)
     return next_obs, float(rew), bool(terminated), bool(truncated)
@@ -144,7 +139,7 @@ def train_online(algo: OnlineAlgorithm, cfg: OnlineTrainConfig, make_env: Callab
                 "train_return_mean": float(np.mean(train_returns)) if train_returns else None,
                 "train_episodes": len(train_returns),
             }
-            last = {k: _finite_mean(v) for k, v in diag.items()}
+            last = {k: finite_mean(v) for k, v in diag.items()}
             point.update({f"train/{k}": v for k, v in last.items()})
             point.update({k: v for k, v in hooks.items() if isinstance(v, int | float)})
             curve.append(point)

@@ -3,12 +3,14 @@
 Each function documents the columns it reads, so the analysis code (compounding error, uncertainty,
 ablations, online curves) can call them directly. :func:`save_figure` writes a PNG; figures are drawn
 on ``matplotlib.figure.Figure`` objects, so nothing leaks between calls and no display is needed.
+Algorithms named in ``highlight`` (the suite's ``report.highlight``: the paper's method) are drawn with a
+thicker line; no algorithm is named here.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +21,6 @@ from matplotlib.figure import Figure
 
 STYLE = "whitegrid"
 METRIC_TITLES = {"mean": "Mean", "median": "Median", "iqm": "IQM", "optimality_gap": "Optimality gap"}
-HIGHLIGHT = ("admpo-off", "admpo-on")  # the paper's method, drawn with a thicker line
 
 
 def algo_palette(algos: Sequence[str]) -> dict[str, tuple]:
@@ -48,6 +49,16 @@ def _grid(n_panels: int, ncols: int = 4, size: tuple[float, float] = (4.0, 3.0))
     for ax in axes[n_panels:]:
         ax.set_visible(False)
     return fig, axes[:n_panels]
+
+
+def _move_legend_entries(ax, handles: list, labels: list) -> None:
+    """Take the panel's legend entries into the figure's shared ones (each label once); drop its legend."""
+    for h, lab in zip(*ax.get_legend_handles_labels()):
+        if lab not in labels:
+            handles.append(h)
+            labels.append(lab)
+    if ax.get_legend() is not None:
+        ax.get_legend().remove()
 
 
 def _legend_below(fig: Figure, handles, labels) -> float:
@@ -101,29 +112,57 @@ def interval_estimates_figure(
     return fig
 
 
-def performance_profile_figure(profiles: pd.DataFrame, xlabel: str = "Normalized score (tau)") -> Figure:
-    """Reads ``algo, tau, fraction, ci_low, ci_high``: fraction of runs scoring above tau, CI band."""
-    palette = algo_palette(profiles["algo"])
+def _band(ax, x, y, low, high, colour, label: str, linewidth: float, edge: float | None = None) -> None:
+    """One algorithm's line with its shaded band (a CI or ±1 standard error)."""
+    ax.plot(x, y, color=colour, label=label, linewidth=linewidth)
+    ax.fill_between(x, low, high, color=colour, alpha=0.2, **({} if edge is None else {"linewidth": edge}))
+
+
+def _band_figure(
+    frame: pd.DataFrame,
+    x: str,
+    y: str,
+    xlabel: str,
+    ylabel: str,
+    title: str,
+    highlight: Collection[str],
+    legend_loc: str,
+    ylim: tuple[float, float] | None = None,
+) -> Figure:
+    """One panel, one banded line per algorithm: reads ``algo, <x>, <y>, ci_low, ci_high``."""
+    palette = algo_palette(frame["algo"])
     with sns.axes_style(STYLE):
         fig = Figure(figsize=(6.0, 4.0))
         ax = fig.subplots()
-    for algo in sorted(set(profiles["algo"])):
-        sub = profiles[profiles["algo"] == algo]
-        ax.plot(
-            sub["tau"],
-            sub["fraction"],
-            color=palette[algo],
-            label=algo,
-            linewidth=2.5 if algo in HIGHLIGHT else 1.5,
-        )
-        ax.fill_between(sub["tau"], sub["ci_low"], sub["ci_high"], color=palette[algo], alpha=0.2)
+    for algo in sorted(set(frame["algo"])):
+        sub = frame[frame["algo"] == algo]
+        width = 2.5 if algo in highlight else 1.5
+        _band(ax, sub[x], sub[y], sub["ci_low"], sub["ci_high"], palette[algo], algo, width)
     ax.set_xlabel(xlabel)
-    ax.set_ylabel("Fraction of runs with score > tau")
-    ax.set_ylim(-0.02, 1.02)
-    ax.set_title("Performance profiles (score distributions)")
-    ax.legend(loc="upper right", fontsize="small")
+    ax.set_ylabel(ylabel)
+    if ylim is not None:
+        ax.set_ylim(*ylim)
+    ax.set_title(title)
+    ax.legend(loc=legend_loc, fontsize="small")
     fig.tight_layout()
     return fig
+
+
+def performance_profile_figure(
+    profiles: pd.DataFrame, xlabel: str = "Normalized score (tau)", highlight: Collection[str] = ()
+) -> Figure:
+    """Reads ``algo, tau, fraction, ci_low, ci_high``: fraction of runs scoring above tau, CI band."""
+    return _band_figure(
+        profiles,
+        "tau",
+        "fraction",
+        xlabel,
+        "Fraction of runs with score > tau",
+        "Performance profiles (score distributions)",
+        highlight,
+        legend_loc="upper right",
+        ylim=(-0.02, 1.02),
+    )
 
 
 def probability_of_improvement_figure(poi: pd.DataFrame) -> Figure:
@@ -167,6 +206,7 @@ def learning_curves_figure(
     ylabel: str | None = None,
     asymptotes: Mapping[str, float] | None = None,
     asymptote_label: str = "SAC asymptote",
+    highlight: Collection[str] = (),
 ) -> Figure:
     """One panel per task. Reads ``algo, task, seed, step, <value>``; draws the mean over seeds with a
     ±1 standard-error band (sample std / sqrt(n), as seaborn's ``errorbar="se"``; computed with one
@@ -182,21 +222,9 @@ def learning_curves_figure(
         sub = stats[stats["task"] == task]
         for algo in sorted(set(sub["algo"])):
             line = sub[sub["algo"] == algo]
-            ax.plot(
-                line["step"],
-                line["mean"],
-                color=palette[algo],
-                label=algo,
-                linewidth=2.0 if algo in HIGHLIGHT else 1.5,
-            )
-            ax.fill_between(
-                line["step"],
-                line["mean"] - line["se"],
-                line["mean"] + line["se"],
-                color=palette[algo],
-                alpha=0.2,
-                linewidth=0,
-            )
+            low, high = line["mean"] - line["se"], line["mean"] + line["se"]
+            width = 2.0 if algo in highlight else 1.5
+            _band(ax, line["step"], line["mean"], low, high, palette[algo], algo, width, edge=0)
         if asymptotes and task in asymptotes:
             ax.axhline(
                 asymptotes[task], color="dimgray", linestyle="--", linewidth=1.2, label=asymptote_label
@@ -204,44 +232,35 @@ def learning_curves_figure(
         ax.set_title(task)
         ax.set_xlabel("step")
         ax.set_ylabel(ylabel or value)
-        for h, lab in zip(*ax.get_legend_handles_labels()):
-            if lab not in labels:
-                handles.append(h)
-                labels.append(lab)
-        if ax.get_legend() is not None:
-            ax.get_legend().remove()
+        _move_legend_entries(ax, handles, labels)
     bottom = _legend_below(fig, handles, labels)
     fig.suptitle("Learning curves (mean ± standard error over seeds)")
     fig.tight_layout(rect=(0, bottom, 1, 1))
     return fig
 
 
-def iqm_curve_figure(iqm: pd.DataFrame, ylabel: str = "IQM normalized score") -> Figure:
-    """Reads ``algo, step, iqm, ci_low, ci_high`` (from :func:`benchmark.aggregate.iqm_curve`)."""
-    palette = algo_palette(iqm["algo"])
-    with sns.axes_style(STYLE):
-        fig = Figure(figsize=(6.0, 4.0))
-        ax = fig.subplots()
-    for algo in sorted(set(iqm["algo"])):
-        sub = iqm[iqm["algo"] == algo]
-        ax.plot(
-            sub["step"],
-            sub["iqm"],
-            color=palette[algo],
-            label=algo,
-            linewidth=2.5 if algo in HIGHLIGHT else 1.5,
-        )
-        ax.fill_between(sub["step"], sub["ci_low"], sub["ci_high"], color=palette[algo], alpha=0.2)
-    ax.set_xlabel("step")
-    ax.set_ylabel(ylabel)
-    ax.set_title("IQM over runs and tasks (95% stratified-bootstrap CIs)")
-    ax.legend(loc="best", fontsize="small")
-    fig.tight_layout()
-    return fig
+def iqm_curve_figure(
+    iqm: pd.DataFrame, ylabel: str = "IQM normalized score", highlight: Collection[str] = ()
+) -> Figure:
+    """Reads ``algo, step, iqm, ci_low, ci_high`` (from :func:`benchmark.reporting.frames.iqm_curve`)."""
+    return _band_figure(
+        iqm,
+        "step",
+        "iqm",
+        "step",
+        ylabel,
+        "IQM over runs and tasks (95% stratified-bootstrap CIs)",
+        highlight,
+        legend_loc="best",
+    )
 
 
 def online_curves_figure(
-    curves: pd.DataFrame, sac_asymptote: Mapping[str, float] | None = None, value: str = "return"
+    curves: pd.DataFrame,
+    sac_asymptote: Mapping[str, float] | None = None,
+    value: str = "return",
+    highlight: Collection[str] = (),
+    asymptote_label: str = "SAC asymptote",
 ) -> Figure:
     """The paper's Figure 3: online return vs environment steps per task, mean ± standard error over
     seeds, SAC's asymptotic performance as a dashed line. Reads ``algo, task, seed, step, <value>``."""
@@ -250,7 +269,8 @@ def online_curves_figure(
         value=value,
         ylabel="average return",
         asymptotes=sac_asymptote,
-        asymptote_label="SAC asymptote",
+        asymptote_label=asymptote_label,
+        highlight=highlight,
     )
 
 
@@ -289,12 +309,7 @@ def compounding_error_figure(
         ax.set_title(str(panel) if panel is not None else "")
         ax.set_xlabel("rollout length")
         ax.set_ylabel("compounding error (log scale)")
-        for h, lab in zip(*ax.get_legend_handles_labels()):
-            if lab not in labels:
-                handles.append(h)
-                labels.append(lab)
-        if ax.get_legend() is not None:
-            ax.get_legend().remove()
+        _move_legend_entries(ax, handles, labels)
     bottom = _legend_below(fig, handles, labels)
     fig.tight_layout(rect=(0, bottom, 1, 1))
     return fig
@@ -366,12 +381,7 @@ def uncertainty_error_figure(
             )
             ax.set_xlabel("model uncertainty")
             ax.set_ylabel("model error")
-            for h, lab in zip(*ax.get_legend_handles_labels()):
-                if lab not in labels:
-                    handles.append(h)
-                    labels.append(lab)
-            if ax.get_legend() is not None:
-                ax.get_legend().remove()
+            _move_legend_entries(ax, handles, labels)
     bottom = _legend_below(fig, handles, labels)
     fig.tight_layout(rect=(0, bottom, 1, 1))
     return fig
