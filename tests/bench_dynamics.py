@@ -9,14 +9,12 @@ ensemble train step 28 ms, MOBILE policy update 124 ms, MOPO rollout of 50k star
 
 import os
 
-import numpy as np
 import pytest
 import torch
+from helpers import standing_hopper_context
 
 from baselines.mobile import MOBILE, MOBILEConfig
 from baselines.mopo import MOPO, MOPOConfig
-from benchmark.rl.algorithm import Context
-from benchmark.rl.dataset import OfflineDataset
 from benchmark.rl.dynamics import EnsembleDynamics, EnsembleDynamicsConfig
 
 pytestmark = pytest.mark.benchmark
@@ -27,20 +25,7 @@ DEVICE = torch.device(os.environ.get("ADMBENCH_BENCH_DEVICE", "cpu"))
 
 @pytest.fixture(scope="module")
 def ctx():
-    rng = np.random.default_rng(0)
-    n = 5000
-    obs = rng.normal(0.0, 0.05, (n, 11)).astype(np.float32)
-    obs[:, 0] += 1.25  # torso height of a standing hopper
-    ds = OfflineDataset(
-        observations=obs,
-        actions=rng.uniform(-1, 1, (n, 3)).astype(np.float32),
-        rewards=rng.normal(1.0, 0.1, n).astype(np.float32),
-        next_observations=obs + rng.normal(0.0, 0.01, (n, 11)).astype(np.float32),
-        terminals=np.zeros(n, bool),
-        timeouts=np.arange(n) % 1000 == 999,
-        env_key="hopper",
-    )
-    return Context(ds, "hopper", ds.obs_dim, ds.act_dim, 1.0, DEVICE, seed=0)
+    return standing_hopper_context(5000, DEVICE)
 
 
 def _sync():

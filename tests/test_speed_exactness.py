@@ -2,31 +2,13 @@
 
 import copy
 
-import numpy as np
 import pytest
 import torch
+from helpers import standing_hopper_context
 
 import baselines.mobile as mobile_module
 from baselines.mobile import MOBILE, MOBILEConfig
-from benchmark.rl.algorithm import Context
-from benchmark.rl.dataset import OfflineDataset
 from benchmark.rl.nets import EnsembleMLP
-
-
-def _hopper_like_context(n: int = 2000) -> Context:
-    rng = np.random.default_rng(0)
-    obs = rng.normal(0.0, 0.05, (n, 11)).astype(np.float32)
-    obs[:, 0] += 1.25  # a standing hopper: rollouts rarely terminate
-    ds = OfflineDataset(
-        observations=obs,
-        actions=rng.uniform(-1, 1, (n, 3)).astype(np.float32),
-        rewards=rng.normal(1.0, 0.1, n).astype(np.float32),
-        next_observations=obs + rng.normal(0.0, 0.01, (n, 11)).astype(np.float32),
-        terminals=np.zeros(n, bool),
-        timeouts=np.arange(n) % 1000 == 999,
-        env_key="hopper",
-    )
-    return Context(ds, "hopper", ds.obs_dim, ds.act_dim, 1.0, torch.device("cpu"), seed=0)
 
 
 def test_ensemble_member_slice_equals_the_full_pass():
@@ -46,7 +28,7 @@ def test_ensemble_member_slice_equals_the_full_pass():
 def test_mobile_penalty_in_row_blocks_equals_one_pass(monkeypatch, rows):
     """The cache-sized row blocks of MOBILE's penalty reproduce the one-pass penalty exactly, with the
     same global random stream (the actor's draws)."""
-    ctx = _hopper_like_context()
+    ctx = standing_hopper_context(2000)
     torch.manual_seed(0)
     algo = MOBILE(MOBILEConfig(rollout_batch_size=200, rollout_length=1), ctx)
     obs = torch.as_tensor(ctx.dataset.observations[:244])
