@@ -141,23 +141,26 @@ def main() -> None:
     out_path = Path(args.out)
     previous = json.loads(out_path.read_text()) if out_path.exists() else {}
     rows = dict(previous.get("algorithms", {})) if previous.get("meta", {}).get("task") == args.task else {}
-    for name in names:
+
+    def meta() -> dict:
+        return {"task": args.task, "budget": "paper", "threads": args.threads, "set": args.set,
+                "torch": torch.__version__, "python": platform.python_version(),
+                "cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
+                "load_avg_1m": round(os.getloadavg()[0], 2), "command": " ".join(["python", *sys.argv]),
+                "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+
+    for name in names:  # the file is rewritten after every algorithm: an interrupted run keeps what it did
         t0 = time.perf_counter()
         rows[name] = bench_algo(name, args.task, args.updates, dict(kv.split("=", 1) for kv in args.set))
         row = rows[name]
+        row["load_avg_1m"] = round(os.getloadavg()[0], 2)  # this host is shared: how busy it was
         rollout = f" + {row.get('rollouts_per_epoch', 0):g} x rollout {row.get('rollout_s', 0):.1f} s"
         print(f"{name:10s} epoch {row['epoch_s']:8.1f} s = {row['steps_per_epoch']} x "
               f"{row['update_ms']:.1f} ms" + rollout
               + f" + eval {row['eval_s']:.1f} s; model epoch {row.get('model_epoch_s', '-')} s "
               f"(bench {time.perf_counter() - t0:.0f} s)", flush=True)
-    meta = {"task": args.task, "budget": "paper", "threads": args.threads, "set": args.set,
-            "torch": torch.__version__,
-            "python": platform.python_version(), "cpu": platform.processor() or platform.machine(),
-            "cores": os.cpu_count(), "load_avg_1m_at_end": round(os.getloadavg()[0], 2),
-            "command": " ".join(["python", *sys.argv]),
-            "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-    text = json.dumps({"meta": meta, "algorithms": rows}, indent=1, sort_keys=True) + "\n"
-    atomic_write_text(out_path, text)
+        text = json.dumps({"meta": meta(), "algorithms": rows}, indent=1, sort_keys=True) + "\n"
+        atomic_write_text(out_path, text)
     print(f"wrote {out_path}")
 
 
