@@ -267,7 +267,7 @@ def cmd_report(args) -> int:
 
 
 def cmd_plot_metrics(args) -> int:
-    from benchmark.metrics import plot_metrics
+    from benchmark.reporting.figures import plot_metrics
 
     keys = [k for k in (args.keys or "").split(",") if k]
     print(f"figure: {plot_metrics(Path(args.file), Path(args.out) if args.out else None, keys or None)}")

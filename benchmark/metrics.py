@@ -12,7 +12,8 @@ alpha, model errors, rollout statistics, evaluation returns and scores.
   The name does not match the record glob ``seed-*.json``.
 * :class:`TensorBoardMetrics` (optional extra ``pip install 'admbench[tensorboard]'``, switched on with
   ``ADMBENCH_TENSORBOARD=<log dir>``): the same stream as TensorBoard scalars, live.
-* :func:`plot_metrics` draws a metrics file to PNG (``admbench plot-metrics FILE``).
+* :func:`benchmark.reporting.figures.plot_metrics` draws a metrics file to PNG (``admbench plot-metrics
+  FILE``); this module only writes and reads them, so the runner's loggers stand below the reporting rooms.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 from benchmark.rl.trainers import MetricsLogger
@@ -118,30 +119,3 @@ def read_metrics(path: Path) -> list[dict]:
         except json.JSONDecodeError:
             continue
     return rows
-
-
-def plot_metrics(path: Path, out: Path | None = None, keys: Iterable[str] | None = None) -> Path:
-    """One panel per metric against ``step`` (the metrics that change over the run, or ``keys``);
-    returns the PNG path (default: the metrics file with ``.png``)."""
-    from benchmark.reporting.figures import metrics_figure, save_figure
-
-    path = Path(path)
-    rows = read_metrics(path)
-    if not rows:
-        raise ValueError(f"{path}: no metrics lines")
-    names = sorted({k for r in rows for k in r} - {"step"})
-    if keys:
-        wanted = list(keys)
-        unknown = [k for k in wanted if k not in names]
-        if unknown:
-            raise ValueError(f"{path}: no metric {unknown[0]!r}; available: {', '.join(names)}")
-        names = wanted
-    else:  # constants (setup-only values, fixed config numbers) would be flat panels
-        names = [k for k in names if len({r[k] for r in rows if k in r}) > 1]
-    if not names:
-        raise ValueError(f"{path}: no metric changes over the run (pass the names to plot)")
-    fig = metrics_figure(rows, names, title=path.name)
-    target = Path(out) if out else path.with_name(path.name.removesuffix(".partial").removesuffix(".jsonl")
-                                                  + ".png")
-    save_figure(fig, target)
-    return target

@@ -26,11 +26,11 @@ FLOORS: tuple[tuple[tuple[str, ...], ...], ...] = (
     # the shared RL blocks: dataset format, buffers, nets, SAC, dynamics, trainer configs and loops
     (("benchmark.rl.",),),
     # harness leaves
-    (("benchmark.registry",), ("benchmark.envs.",), ("benchmark.scores",), ("benchmark.reporting.figures",),
+    (("benchmark.registry",), ("benchmark.envs.",), ("benchmark.scores",), ("benchmark.metrics",),
      ("benchmark.results",), ("benchmark.config",)),
-    # data readers and builders; the baselines; run metrics; the reporting rooms (records -> stats -> frames
+    # data readers and builders; the baselines; the reporting rooms (records -> stats -> frames
     # -> tables -> paper -> sections; they import each other only downwards, see tests/test_report.py)
-    (("benchmark.data.",), ("baselines.",), ("benchmark.metrics",), ("benchmark.reporting.",)),
+    (("benchmark.data.",), ("baselines.",), ("benchmark.reporting.",)),
     # the paper's method (beside the tasks, not between the runner and the tasks); the task layer
     (("adm.",), ("benchmark.tasks",)),
     # one run or one analysis job; the data commands

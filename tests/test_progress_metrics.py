@@ -83,10 +83,12 @@ def test_metrics_file_is_written_beside_the_record_and_not_read_as_one(tiny_data
 
     assert len(load_records(tmp_path)) == 1  # the metrics file is not taken for a record
 
-    png = metrics.plot_metrics(path)
+    from benchmark.reporting.figures import plot_metrics
+
+    png = plot_metrics(path)
     assert png.name == "seed-0.metrics.png" and png.stat().st_size > 1000
     with pytest.raises(ValueError, match="no metric 'nope'; available: .*score"):
-        metrics.plot_metrics(path, keys=["nope"])
+        plot_metrics(path, keys=["nope"])
 
 
 def test_online_runs_keep_metrics_too(tmp_path):

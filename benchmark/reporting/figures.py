@@ -10,7 +10,7 @@ thicker line; no algorithm is named here.
 from __future__ import annotations
 
 import math
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +18,8 @@ import pandas as pd
 import scipy.stats
 import seaborn as sns
 from matplotlib.figure import Figure
+
+from benchmark.metrics import read_metrics
 
 STYLE = "whitegrid"
 METRIC_TITLES = {"mean": "Mean", "median": "Median", "iqm": "IQM", "optimality_gap": "Optimality gap"}
@@ -417,3 +419,28 @@ def metrics_figure(rows: Sequence[dict], names: Sequence[str], title: str = "") 
         fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+def plot_metrics(path: Path, out: Path | None = None, keys: Iterable[str] | None = None) -> Path:
+    """One panel per metric of a run's metrics file against ``step`` (the metrics that change over the
+    run, or ``keys``); returns the PNG path (default: the metrics file with ``.png``)."""
+    path = Path(path)
+    rows = read_metrics(path)
+    if not rows:
+        raise ValueError(f"{path}: no metrics lines")
+    names = sorted({k for r in rows for k in r} - {"step"})
+    if keys:
+        wanted = list(keys)
+        unknown = [k for k in wanted if k not in names]
+        if unknown:
+            raise ValueError(f"{path}: no metric {unknown[0]!r}; available: {', '.join(names)}")
+        names = wanted
+    else:  # constants (setup-only values, fixed config numbers) would be flat panels
+        names = [k for k in names if len({r[k] for r in rows if k in r}) > 1]
+    if not names:
+        raise ValueError(f"{path}: no metric changes over the run (pass the names to plot)")
+    fig = metrics_figure(rows, names, title=path.name)
+    target = Path(out) if out else path.with_name(path.name.removesuffix(".partial").removesuffix(".jsonl")
+                                                  + ".png")
+    save_figure(fig, target)
+    return target
