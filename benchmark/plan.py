@@ -5,7 +5,9 @@ first step (model training, online warm-up), ``steps`` the planned gradient step
 environment steps (online), and ``seconds_per_step`` the rest of the wall time (updates, rollouts,
 evaluations) per step. Both parts are measured from finished ``ok`` records (``wall_time_s`` and
 ``setup_info.setup_time_s``), because a smoke run's time is mostly setup and its per-step cost alone would
-inflate every longer run. Where the numbers come from, best first:
+inflate every longer run. A record's CPU time (``cpu_time_s``, ``setup_info.setup_cpu_time_s``) is used where
+it has one, wall time otherwise: the estimate is in CPU-hours, and a loaded host stretches wall time
+by whatever else runs. Where the numbers come from, best first:
 
 1. records of the same algorithm and budget;
 2. records of the same algorithm at another budget: the same per-step cost, and the setup scaled by
@@ -120,7 +122,10 @@ def read_samples(roots: list[Path]) -> list[Sample]:
 
 def sample_from_record(rec: dict) -> Sample | None:
     steps = planned_steps(rec.get("config") or {})
-    wall = rec.get("wall_time_s")
+    setup_info = rec.get("setup_info") or {}
+    # CPU time where the record has it (a loaded host stretches wall time, not CPU time), else wall time
+    cpu = rec.get("cpu_time_s") is not None and setup_info.get("setup_cpu_time_s") is not None
+    wall = rec.get("cpu_time_s") if cpu else rec.get("wall_time_s")
     if rec.get("status") != "ok" or steps <= 0 or not wall or rec.get("schema") != "admbench.record/1":
         return None
     algo = rec.get("algo_id") or str(rec["algo"]).partition("@")[0]
@@ -128,8 +133,7 @@ def sample_from_record(rec: dict) -> Sample | None:
         fam = family(algo)
     except Exception:  # an algorithm this install does not have (a plugin's record)
         return None
-    setup_info = rec.get("setup_info") or {}
-    setup = float(setup_info.get("setup_time_s") or 0.0)
+    setup = float(setup_info.get("setup_cpu_time_s" if cpu else "setup_time_s") or 0.0)
     setup = min(setup, float(wall))
     model_epochs = next((setup_info[k] for _, k in SETUP_SCALE_KEYS if setup_info.get(k)), None)
     per_step = (float(wall) - setup) / steps / step_work(rec.get("config") or {})

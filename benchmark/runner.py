@@ -303,7 +303,7 @@ def run_one(
         checkpointer = Checkpointer(checkpoint_dir(path), chash, getattr(cfg, "checkpoint_every", 0))
         if force:
             checkpointer.clear()
-        t0 = time.time()
+        t0, cpu0 = time.time(), time.process_time()
         try:
             with contextlib.nullcontext() if progress else progress_lines.disabled():
                 common, dataset = _inputs(spec, task, cfg, progress)
@@ -321,6 +321,9 @@ def run_one(
             _fail(record, e)
             trained = None
         record["wall_time_s"] = round(time.time() - t0, 3)
+        # CPU-seconds of this process (all its threads): what --plan's CPU-hours count; a loaded host
+        # stretches wall time, hardly this
+        record["cpu_time_s"] = round(time.process_time() - cpu0, 3)
         record["final_score"] = final_value(record["curve"], "score", cfg.final_k)
         record["final_return"] = final_value(record["curve"], "return_mean", cfg.final_k)
         if record["status"] == "ok" and not is_finished(record):

@@ -41,3 +41,17 @@ def test_model_free_and_other_budgets(bench_file):
     # a `short` run never reads the paper-size benchmark
     _, _, source = plan.estimate("mopo", "short", {"steps_per_epoch": 500}, [])
     assert "epochs-cpu.json" not in source
+
+
+def test_records_cpu_time_wins_over_wall_time():
+    """A record measured on a loaded host: 100 s of wall time but 40 s of CPU (10 s of it setup) over 50
+    steps. The estimate counts CPU: 10 s setup + 0.6 s per step; a record without CPU time keeps wall."""
+    rec = {"status": "ok", "schema": "admbench.record/1", "algo": "bc", "algo_id": "bc", "budget": "smoke",
+           "config": {"epochs": 2, "steps_per_epoch": 25}, "wall_time_s": 100.0, "cpu_time_s": 40.0,
+           "setup_info": {"setup_time_s": 30.0, "setup_cpu_time_s": 10.0}}
+    sample = plan.sample_from_record(rec)
+    assert (sample.setup_s, sample.per_step_s) == (pytest.approx(10.0), pytest.approx(0.6))
+    old = {**rec, "setup_info": {"setup_time_s": 30.0}}
+    old.pop("cpu_time_s")
+    sample = plan.sample_from_record(old)
+    assert (sample.setup_s, sample.per_step_s) == (pytest.approx(30.0), pytest.approx(1.4))

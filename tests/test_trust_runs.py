@@ -16,7 +16,7 @@ from benchmark.runner import RunSpec, existing_record, prepare, run_one
 
 
 def _comparable(record: dict) -> str:
-    record = {k: v for k, v in record.items() if k not in ("wall_time_s", "commit", "_skipped")}
+    record = {k: v for k, v in record.items() if k not in ("wall_time_s", "cpu_time_s", "commit", "_skipped")}
     record["setup_info"] = {k: v for k, v in record.get("setup_info", {}).items() if not k.endswith("time_s")}
     record["train_info"] = {k: v for k, v in record.get("train_info", {}).items() if not k.endswith("time_s")}
     return json.dumps(record, sort_keys=True)

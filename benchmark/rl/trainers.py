@@ -90,9 +90,10 @@ def train_offline(
         setup_info, curve, last = state["setup"], state["curve"], state["last"]
         step, first_epoch = state["step"], state["epoch"]
     else:
-        t0 = time.time()
+        t0, cpu0 = time.time(), time.process_time()
         setup_info = algo.setup() or {}
         setup_info["setup_time_s"] = round(time.time() - t0, 3)
+        setup_info["setup_cpu_time_s"] = round(time.process_time() - cpu0, 3)
         curve, step, first_epoch, last = [], 0, 0, {}
     if logger is not None:  # a resumed run's log is written afresh: what it had logged is in the checkpoint
         logger.log(0, {f"setup/{k}": v for k, v in setup_info.items()})

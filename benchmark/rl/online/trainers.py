@@ -59,7 +59,7 @@ def train_online(algo: OnlineAlgorithm, cfg: OnlineTrainConfig, make_env: Callab
             f"online config: eval_interval ({cfg.eval_interval}) and update_interval ({cfg.update_interval}) "
             f"must be positive and updates_per_step ({cfg.updates_per_step}) non-negative"
         )
-    t0 = time.time()
+    t0, cpu0 = time.time(), time.process_time()
     state = checkpointer.load() if checkpointer is not None else None
     env = make_env()
     if state is not None:
@@ -88,6 +88,7 @@ def train_online(algo: OnlineAlgorithm, cfg: OnlineTrainConfig, make_env: Callab
             "warmup_episodes": len(warmup_returns),
             "warmup_return_mean": float(np.mean(warmup_returns)) if warmup_returns else None,
             "setup_time_s": round(time.time() - t0, 3),
+            "setup_cpu_time_s": round(time.process_time() - cpu0, 3),
         })
         loop = {"it": 0, "obs": obs, "episode_return": episode_return, "curve": [], "diag": defaultdict(list),
                 "hooks": {}, "last": {}, "updates": 0, "episodes": 0, "train_returns": []}
