@@ -84,6 +84,19 @@ def learning_run(algo: str, level: str, size: int, seed: int = 0, **over) -> tup
     return final, random_policy_score(task, cfg.eval_episodes, seed), out
 
 
+# sizes of the model-based learning tests on local/hopper-medium-replay (10k transitions): 6 epochs of 500
+# steps, 5 evaluation episodes, an ensemble capped at 20 epochs / 400 steps, 1000 rollout starts every 250
+MODEL_BASED_LEARNING = dict(epochs=6, steps_per_epoch=500, eval_episodes=5, rollout_batch_size=1000,
+                            rollout_freq=250, dynamics_max_steps=400, dynamics_max_epochs=20)
+
+
+def assert_learned(out: dict, final: float, random_score: float, margin: float = 2.0) -> None:
+    """A model-based learning test's verdict: the ensemble more than halved its first holdout error, and
+    the policy beat the random policy by ``margin`` normalized points."""
+    assert out["setup"]["dynamics/holdout_mse"] < 0.5 * out["setup"]["dynamics/holdout_mse_first_epoch"]
+    assert final > random_score + margin, (final, random_score)
+
+
 # how the paper's suites present the method (their YAML ``report:``), for synthetic suites without a file
 PAPER_PRESENTATION = ReportSettings(
     highlight=("admpo-off", "admpo-on"), improvement_of=("admpo-off", "admpo-on"), asymptote="sac"

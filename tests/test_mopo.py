@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from helpers import build_model_based, learning_run
+from helpers import MODEL_BASED_LEARNING, assert_learned, build_model_based, learning_run
 
 from benchmark.rl.termination import get_termination_fn
 
@@ -51,17 +51,7 @@ def test_mopo_learns_on_hopper_medium_replay():
     # local/hopper-medium, whose behaviour policy stands for all 1000 steps so the data holds no
     # falls, the same budget gave 2.1 vs 1.7.)
     final, random_score, out = learning_run(
-        "mopo",
-        "medium-replay",
-        10_000,
-        epochs=6,
-        steps_per_epoch=500,
-        eval_episodes=5,
+        "mopo", "medium-replay", 10_000, **MODEL_BASED_LEARNING,
         auto_alpha=False,
-        rollout_batch_size=1000,
-        rollout_freq=250,
-        dynamics_max_steps=400,
-        dynamics_max_epochs=20,
     )
-    assert out["setup"]["dynamics/holdout_mse"] < 0.5 * out["setup"]["dynamics/holdout_mse_first_epoch"]
-    assert final > random_score + 2.0, (final, random_score)
+    assert_learned(out, final, random_score)

@@ -4,7 +4,7 @@ import math
 
 import pytest
 import torch
-from helpers import build_model_based, learning_run
+from helpers import MODEL_BASED_LEARNING, assert_learned, build_model_based, learning_run
 
 from baselines.rambo import mixture_log_prob, normalised_advantage
 
@@ -76,20 +76,10 @@ def test_rambo_learns_on_hopper_medium_replay():
     # 2-core machine, 2026-11-24); on local/hopper-medium, whose behaviour policy stands for all 1000
     # steps so the data holds no falls, the same budget gave 2.13 vs 1.66.
     final, random_score, out = learning_run(
-        "rambo",
-        "medium-replay",
-        10_000,
-        epochs=6,
-        steps_per_epoch=500,
-        eval_episodes=5,
+        "rambo", "medium-replay", 10_000, **MODEL_BASED_LEARNING,
         auto_alpha=False,
-        rollout_batch_size=1000,
-        rollout_freq=250,
-        dynamics_max_steps=400,
-        dynamics_max_epochs=20,
         bc_epochs=5,
         adv_update_freq=500,
         adv_train_steps=250,
     )
-    assert out["setup"]["dynamics/holdout_mse"] < 0.5 * out["setup"]["dynamics/holdout_mse_first_epoch"]
-    assert final > random_score + 2.0, (final, random_score)
+    assert_learned(out, final, random_score)

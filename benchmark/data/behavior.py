@@ -29,6 +29,7 @@ import torch
 from benchmark.data import policies
 from benchmark.data.files import atomic_write, atomic_write_text
 from benchmark.envs import make_env
+from benchmark.rl.dataset import store_transition
 from benchmark.rl.sac import SAC, SACConfig
 from benchmark.rl.trainers import evaluate
 
@@ -159,12 +160,7 @@ def train_behavior(
             action = agent.act(obs, deterministic=False)
         next_obs, rew, term, trunc, _ = env.step(action)
         ep_len += 1
-        replay["observations"][step] = obs
-        replay["actions"][step] = action
-        replay["rewards"][step] = rew
-        replay["next_observations"][step] = next_obs
-        replay["terminals"][step] = term
-        replay["timeouts"][step] = trunc
+        store_transition(replay, step, obs, action, rew, next_obs, term, trunc)
         step += 1
         obs = next_obs
         if term or trunc:

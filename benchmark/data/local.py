@@ -39,7 +39,7 @@ from benchmark.data.files import (
 )
 from benchmark.envs import make_env
 from benchmark.progress import track
-from benchmark.rl.dataset import ARRAY_FIELDS, DatasetError, OfflineDataset
+from benchmark.rl.dataset import ARRAY_FIELDS, DatasetError, OfflineDataset, store_transition
 from benchmark.seeding import preserved_rng
 
 DEFAULT_SIZES = {
@@ -80,12 +80,7 @@ def rollout_dataset(env_key: str, policy, size: int, seed: int, name: str) -> Of
     for i in track(range(size), f"building {name}", unit="transition"):
         action = np.asarray(policy(obs, rng), dtype=np.float32)
         next_obs, rew, term, trunc, _ = env.step(action)
-        data["observations"][i] = obs
-        data["actions"][i] = action
-        data["rewards"][i] = rew
-        data["next_observations"][i] = next_obs
-        data["terminals"][i] = term
-        data["timeouts"][i] = trunc
+        store_transition(data, i, obs, action, rew, next_obs, term, trunc)
         obs = next_obs
         if term or trunc:
             episode += 1

@@ -10,6 +10,13 @@ import numpy as np
 ARRAY_FIELDS = ("observations", "actions", "rewards", "next_observations", "terminals", "timeouts")
 
 
+def store_transition(arrays: dict, i: int, obs, action, reward, next_obs, terminal, timeout) -> None:
+    """Write one transition into row ``i`` of preallocated :data:`ARRAY_FIELDS` arrays (the dataset
+    builders and the behaviour-policy replay fill them step by step)."""
+    for key, value in zip(ARRAY_FIELDS, (obs, action, reward, next_obs, terminal, timeout)):
+        arrays[key][i] = value
+
+
 class DatasetError(ValueError):
     """A dataset file or array is malformed; the message names the source and the problem."""
 

@@ -38,9 +38,16 @@ from benchmark.rl.trainers import check_finite, evaluate, finite_mean
 
 
 # ----- the loop -----------------------------------------------------------------------------------
-def _env_step(env, action):
+def _step_and_store(env, algo, obs, action, episode_return: float):
+    """One env step, handed to ``algo.observe``; a finished episode resets the env. Returns the next
+    observation, the running episode return and the finished episode's return (None while it runs)."""
     next_obs, rew, terminated, truncated, _ = env.step(action)
-    return next_obs, float(rew), bool(terminated), bool(truncated)
+    rew, terminated, truncated = float(rew), bool(terminated), bool(truncated)
+    algo.observe(Transition(obs, action, rew, next_obs, terminated, truncated))
+    episode_return += rew
+    if terminated or truncated:
+        return env.reset()[0], 0.0, episode_return
+    return next_obs, episode_return, None
 
 
 def train_online(algo: OnlineAlgorithm, cfg: OnlineTrainConfig, make_env: Callable, normalize: Callable,
@@ -74,15 +81,10 @@ def train_online(algo: OnlineAlgorithm, cfg: OnlineTrainConfig, make_env: Callab
         # 0. warm-up with uniformly random actions (not counted in env_steps)
         episode_return, warmup_returns = 0.0, []
         for _ in range(cfg.start_learning):
-            action = env.action_space.sample()
-            next_obs, rew, term, trunc = _env_step(env, action)
-            algo.observe(Transition(obs, action, rew, next_obs, term, trunc))
-            episode_return += rew
-            obs = next_obs
-            if term or trunc:
-                warmup_returns.append(episode_return)
-                episode_return = 0.0
-                obs, _ = env.reset()
+            obs, episode_return, finished = _step_and_store(env, algo, obs, env.action_space.sample(),
+                                                            episode_return)
+            if finished is not None:
+                warmup_returns.append(finished)
         setup_info.update({
             "warmup_steps": cfg.start_learning,
             "warmup_episodes": len(warmup_returns),
@@ -105,16 +107,11 @@ def train_online(algo: OnlineAlgorithm, cfg: OnlineTrainConfig, make_env: Callab
     for it in bar:
         for k, v in (algo.before_step(it) or {}).items():
             hooks[k] = v
-        action = algo.act(obs, deterministic=False)
-        next_obs, rew, term, trunc = _env_step(env, action)
-        algo.observe(Transition(obs, action, rew, next_obs, term, trunc))
-        episode_return += rew
-        obs = next_obs
-        if term or trunc:
-            train_returns.append(episode_return)
+        obs, episode_return, finished = _step_and_store(env, algo, obs, algo.act(obs, deterministic=False),
+                                                        episode_return)
+        if finished is not None:
+            train_returns.append(finished)
             episodes += 1
-            episode_return = 0.0
-            obs, _ = env.reset()
 
         if it % cfg.update_interval == 0:
             for _ in range(cfg.update_interval * cfg.updates_per_step):
