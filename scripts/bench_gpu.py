@@ -39,14 +39,10 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
 import torch  # noqa: E402
+from bench_epochs import bench_algo, sync  # noqa: E402  (scripts/ is on the path above)
 
 OBS, ACT, M, H = 11, 3, 5, 5
 EPOCH_ALGOS = ("admpo-off", "mopo", "mobile", "cql", "td3bc")
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def clock_ms(fn, device: torch.device, calls: int, warmup: int = 3) -> float:
@@ -194,8 +190,6 @@ def main() -> None:
 
     def time_left() -> bool:
         return time.perf_counter() - t0 < args.budget_s
-
-    from bench_epochs import bench_algo
 
     algos = ("td3bc",) if args.quick else EPOCH_ALGOS
     for algo in algos:
