@@ -55,3 +55,18 @@ def test_records_cpu_time_wins_over_wall_time():
     old.pop("cpu_time_s")
     sample = plan.sample_from_record(old)
     assert (sample.setup_s, sample.per_step_s) == (pytest.approx(30.0), pytest.approx(1.4))
+
+
+def test_pretraining_steps_join_the_setup(tmp_path, monkeypatch):
+    """CBOP pre-trains for a fixed number of steps inside setup(): the benchmark times a few and --plan counts
+    the config's: 1 model epoch (30 s) + (20000 + 10000) steps x 4 ms = 150 s."""
+    path = tmp_path / "epochs-cpu.json"
+    row = {"epoch_s": 80.0, "steps_per_epoch": 1000, "model_epoch_s": 30.0, "pretrain_step_ms": 4.0}
+    path.write_text(json.dumps({"meta": {"task": "local/hopper-medium-replay"}, "algorithms": {"cbop": row}}))
+    monkeypatch.setattr(plan, "EPOCH_BENCH", path)
+    monkeypatch.setattr(plan, "REPO_ROOT", tmp_path)
+    cfg = {"steps_per_epoch": 1000, "dynamics_max_epochs": 1, "bc_steps": 20000, "pe_steps": 10000}
+    setup, per_step, source = plan.estimate("cbop", "paper", cfg, [])
+    assert setup == pytest.approx(30.0 + 120.0)
+    assert per_step == pytest.approx(0.08)
+    assert "30000 pre-training steps" in source
