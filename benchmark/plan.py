@@ -32,7 +32,7 @@ import statistics
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchmark.results import REPO_ROOT
+from benchmark.results import REPO_ROOT, WHOLE_RUN
 
 # seconds per step and setup seconds when nothing is measured (ours: one CPU core of the README's
 # "Performance" table: SAC update 20.8 ms, TD3+BC 17.5 ms, BC 4.0 ms, CQL ~0.4 s, ADMPO-OFF ~105 s per
@@ -128,6 +128,8 @@ def sample_from_record(rec: dict) -> Sample | None:
     wall = rec.get("cpu_time_s") if cpu else rec.get("wall_time_s")
     if rec.get("status") != "ok" or steps <= 0 or not wall or rec.get("schema") != "admbench.record/1":
         return None
+    if rec.get("resumed_from") is not None and rec.get("time_covers") != WHOLE_RUN:
+        return None  # resumed before checkpoints kept their cost: its times miss the earlier segments
     algo = rec.get("algo_id") or str(rec["algo"]).partition("@")[0]
     try:
         fam = family(algo)

@@ -24,6 +24,7 @@ from benchmark.config import config_hash, config_to_dict, resolve_config
 from benchmark.metrics import run_loggers
 from benchmark.results import (
     SCHEMA,
+    WHOLE_RUN,
     RunBusy,
     claim_run,
     final_value,
@@ -324,6 +325,14 @@ def run_one(
         # CPU-seconds of this process (all its threads): what --plan's CPU-hours count; a loaded host
         # stretches wall time, hardly this
         record["cpu_time_s"] = round(time.process_time() - cpu0, 3)
+        if checkpointer.resumed_from is not None:  # a resumed run costs its earlier segments too
+            spent = checkpointer.spent()
+            if spent is None:
+                record["time_covers"] = (f"the segment since the resume at {checkpointer.resumed_from} only "
+                                         "(its checkpoint predates kept costs)")
+            else:
+                record["wall_time_s"], record["cpu_time_s"] = spent["wall_s"], spent["cpu_s"]
+                record["time_covers"] = WHOLE_RUN
         record["final_score"] = final_value(record["curve"], "score", cfg.final_k)
         record["final_return"] = final_value(record["curve"], "return_mean", cfg.final_k)
         if record["status"] == "ok" and not is_finished(record):
