@@ -177,8 +177,10 @@ def test_compiled_td3bc_run_checkpoints_and_resumes_to_the_same_record(aot_eager
 # ----- inductor against eager at paper sizes, slow ------------------------------------------------------
 N_UPDATES = 10
 # after 10 Adam steps the compiled and eager weights differ by float rounding amplified by Adam's
-# normalised steps (a gradient near 0 may change sign): measured up to ~3e-6 relative; the bound leaves 30x
-STATE_TOL = 1e-4
+# normalised steps (a gradient near 0 may change sign). Measured (relative norm of the difference, largest
+# tensor; diagnostics relative): SAC 7.3e-6 / 5.7e-6, CQL 2.1e-5 / 2.4e-6, TD3+BC 3.1e-5 / 7.9e-6; the
+# bounds leave ~10x. One missed Adam step moves a 2x256 layer by ~5e-3 relative, well outside them.
+STATE_TOL = 3e-4
 INFO_TOL = 1e-4
 
 
