@@ -126,11 +126,12 @@ def aot_eager(monkeypatch):
     torch._dynamo.reset()
 
 
-def test_sac_steps_compile_once_and_match_eager(aot_eager):
+@pytest.mark.parametrize("mode", ["default", "reduce-overhead"])  # the latter: the CUDA-graph step wrapper
+def test_sac_steps_compile_once_and_match_eager(mode, aot_eager):
     torch.manual_seed(0)
     eager = SAC(OBS, ACT, SACConfig(auto_alpha=True, hidden=(32, 32)))
     compiled = copy.deepcopy(eager)
-    compiled.compiled_steps = CompiledSteps("default")
+    compiled.compiled_steps = CompiledSteps(mode)
     batches = [random_batch(OBS, ACT, 64, seed=i) for i in range(6)]
     torch.manual_seed(1)
     infos_eager = [eager.update(b) for b in batches]

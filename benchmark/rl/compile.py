@@ -56,10 +56,24 @@ class CompiledSteps:
 
             inductor_config.fallback_random = True
             if BACKEND == "inductor":
-                self.built[name] = torch.compile(method, mode=None if self.mode == "default" else self.mode)
+                compiled = torch.compile(method, mode=None if self.mode == "default" else self.mode)
             else:
-                self.built[name] = torch.compile(method, backend=BACKEND)
+                compiled = torch.compile(method, backend=BACKEND)
+            self.built[name] = _cuda_graph_step(compiled) if self.mode == "reduce-overhead" else compiled
         return self.built[name]
+
+
+def _cuda_graph_step(compiled: Callable) -> Callable:
+    """A CUDA-graph step as a caller may use it: each call starts a new graph iteration, and its tensor
+    outputs are copied out, because the next replay overwrites the graph's output memory (diagnostics kept
+    past the next step, e.g. logged once per epoch, would otherwise change under the caller)."""
+
+    def run(*args, **kwargs):
+        torch.compiler.cudagraph_mark_step_begin()
+        out = compiled(*args, **kwargs)
+        return {k: v.clone() if isinstance(v, torch.Tensor) else v for k, v in out.items()}
+
+    return run
 
 
 def step(owner, method: Callable) -> Callable:
