@@ -198,7 +198,9 @@ def compile_learners(device: torch.device, n: int = 100_000):
 def compile_figures(device: torch.device, modes: list[str], algos: list[str], calls: int,
                     rounds: int) -> dict:
     """Update ms of eager ("off") and each compile mode, ``rounds`` interleaved blocks of ``calls`` updates
-    (median over rounds: a shared host's speed drifts), and each mode's first 3 calls (the compile)."""
+    (median over rounds: a shared host's speed drifts), and each mode's first 3 calls (the compile). On a
+    CPU also the calling thread's CPU time per update (``update_cpu_ms``; with one torch thread, inductor's
+    kernels run on it too), which a loaded host does not inflate."""
     makers = compile_learners(device)
     out = {}
     for algo in algos:
@@ -213,14 +215,19 @@ def compile_figures(device: torch.device, modes: list[str], algos: list[str], ca
                 steps[mode]()
             sync(device)
             row[mode] = {"first_3_calls_s": round(time.perf_counter() - t, 2)}
-        per_round = {mode: [] for mode in steps}
+        wall = {mode: [] for mode in steps}
+        cpu = {mode: [] for mode in steps}
         for _ in range(rounds):
             for mode, step in steps.items():
-                per_round[mode].append(clock_ms(step, device, calls, warmup=1))
-        for mode, times in per_round.items():
-            row[mode]["update_ms"] = round(statistics.median(times), 3)
-            row[mode]["speedup_vs_eager"] = round(statistics.median(
-                a / b for a, b in zip(per_round["off"], times)), 3)
+                c = time.thread_time()
+                wall[mode].append(clock_ms(step, device, calls, warmup=1))
+                cpu[mode].append(1e3 * (time.thread_time() - c) / (calls + 1))  # the warm-up call included
+        timings = {"": wall, "_cpu": cpu} if device.type == "cpu" else {"": wall}
+        for suffix, per_round in timings.items():
+            for mode, times in per_round.items():
+                row[mode][f"update{suffix}_ms"] = round(statistics.median(times), 3)
+                row[mode][f"speedup{suffix}_vs_eager"] = round(statistics.median(
+                    a / b for a, b in zip(per_round["off"], times)), 3)
         out[algo] = row
         print("compile", algo, row, flush=True)
     return out

@@ -5,7 +5,9 @@ autograd, no code generation); the inductor tests are slow (a cold compile takes
 """
 
 import copy
+import json
 import pickle
+from pathlib import Path
 
 import pytest
 import torch
@@ -26,6 +28,7 @@ from benchmark.rl.sac import SAC, SACConfig
 from benchmark.runner import RunSpec, prepare, run_one
 from benchmark.tasks import TaskSpec
 
+ROOT = Path(__file__).resolve().parent.parent
 OBS, ACT = 11, 3
 # the algorithms whose updates go through a compiled step: the SAC core's SAC.update (update_critic,
 # update_actor) and TD3+BC's critic_step / actor_step; every other one allows only "off"
@@ -60,6 +63,15 @@ def test_every_algorithm_states_whether_its_updates_compile():
                for name, spec in registry.algorithms().items()}
     assert {name for name, modes in allowed.items() if modes == COMPILE_MODES} == COMPILING
     assert all(modes == ("off",) for name, modes in allowed.items() if name not in COMPILING)
+
+
+def test_readme_quotes_the_committed_cpu_compile_timings():
+    bench = json.loads((ROOT / "results" / "bench" / "compile-cpu.json").read_text())["compile"]
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    for algo, name in (("sac", "SAC"), ("td3bc", "TD3+BC"), ("cql", "CQL")):
+        off, on = bench[algo]["off"], bench[algo]["default"]
+        assert (f"{name} {off['update_cpu_ms']:.1f} -> {on['update_cpu_ms']:.1f} ms "
+                f"({on['speedup_cpu_vs_eager']:.2f}x)") in readme
 
 
 def test_compile_joins_the_config_hash_only_when_set(monkeypatch):
@@ -145,8 +157,11 @@ def test_sac_steps_compile_once_and_match_eager(mode, aot_eager):
     assert _state_gap(eager, compiled) < 1e-5
 
 
-def test_compiled_td3bc_run_checkpoints_and_resumes_to_the_same_record(aot_eager, tiny_data, tmp_path,
+@pytest.mark.parametrize("backend", ["aot_eager", pytest.param("inductor", marks=pytest.mark.slow)])
+def test_compiled_td3bc_run_checkpoints_and_resumes_to_the_same_record(backend, tiny_data, tmp_path,
                                                                        monkeypatch):
+    torch._dynamo.reset()
+    monkeypatch.setattr(compile_module, "BACKEND", backend)
     sizes = {"compile": "default", "epochs": 3, "steps_per_epoch": 10, "eval_episodes": 1,
              "checkpoint_every": 1}
     run = RunSpec("td3bc", "local/hopper-medium-replay", 0, "smoke", sizes)
@@ -173,6 +188,7 @@ def test_compiled_td3bc_run_checkpoints_and_resumes_to_the_same_record(aot_eager
     resumed = run_one(run, tmp_path / "b", progress=False)
     assert resumed["status"] == "ok" and resumed["resumed_from"] == saves[-1]
     assert resumed["curve"] == reference["curve"] and resumed["final_score"] == reference["final_score"]
+    torch._dynamo.reset()
 
 
 # ----- inductor against eager at paper sizes, slow ------------------------------------------------------
