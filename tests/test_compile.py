@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import random_batch
+from helpers import random_batch, resume_after_second_checkpoint
 
 from baselines.cql import CQLConfig, CQLLearner
 from baselines.td3bc import TD3BC, TD3BCConfig
@@ -21,7 +21,6 @@ from benchmark.config import field_choices
 from benchmark.data.local import build_local_dataset
 from benchmark.rl import compile as compile_module
 from benchmark.rl.algorithm import Context
-from benchmark.rl.checkpoint import Checkpointer
 from benchmark.rl.compile import CompiledSteps
 from benchmark.rl.configs import COMPILE_MODES
 from benchmark.rl.sac import SAC, SACConfig
@@ -169,24 +168,8 @@ def test_compiled_td3bc_run_checkpoints_and_resumes_to_the_same_record(backend, 
     assert reference["status"] == "ok", reference.get("traceback")
     assert reference["config"]["compile"] == "default"
 
-    class Interrupted(BaseException):
-        pass
-
-    real_save, saves = Checkpointer.save, []
-
-    def save_then_die(self, position, state):
-        path = real_save(self, position, state)  # the pickled algorithm holds its steps' mode only
-        saves.append(position)
-        if len(saves) == 2:
-            raise Interrupted
-        return path
-
-    monkeypatch.setattr(Checkpointer, "save", save_then_die)
-    with pytest.raises(Interrupted):
-        run_one(run, tmp_path / "b", progress=False)
-    monkeypatch.setattr(Checkpointer, "save", real_save)
-    resumed = run_one(run, tmp_path / "b", progress=False)
-    assert resumed["status"] == "ok" and resumed["resumed_from"] == saves[-1]
+    resumed, last_save = resume_after_second_checkpoint(run, tmp_path / "b", monkeypatch)
+    assert resumed["status"] == "ok" and resumed["resumed_from"] == last_save  # the algorithm pickled whole
     assert resumed["curve"] == reference["curve"] and resumed["final_score"] == reference["final_score"]
     torch._dynamo.reset()
 
