@@ -51,6 +51,7 @@ from scipy.spatial import cKDTree
 from benchmark.config import POSITIVE, Range
 from benchmark.registry import AlgorithmSpec, register
 from benchmark.rl.buffers import Batch
+from benchmark.rl.compile import host_floats
 from benchmark.rl.dynamics import EnsembleDynamics, EnsembleDynamicsConfig, policy_rollout
 from benchmark.rl.nets import soft_update
 from benchmark.rl.online import Context, OnlineModelBased, OnlineModelBasedConfig, OnlineSACConfig
@@ -93,6 +94,7 @@ class DDPPOConfig(OnlineModelBasedConfig, OnlineSACConfig):
     model_retain_steps: int = 1000  # model_retain_epochs 1 x epoch_length 1000
 
     RANGES: ClassVar[dict[str, Range]] = {"critic_grad_clip": POSITIVE, "actor_grad_clip": POSITIVE}
+    CHOICES: ClassVar[dict[str, tuple[str, ...]]] = {"compile": ("off",)}  # own update loop, not compiled
     BUDGETS: ClassVar[dict[str, dict[str, Any]]] = {
         "smoke": {"env_steps": 6, "eval_interval": 3, "start_learning": 300, "model_max_epochs": 2,
                   "model_max_steps": 4, "rollout_batch_size": 64, "policy_batch_size": 16,
@@ -346,7 +348,7 @@ class DDPPO(OnlineModelBased):
         for _ in range(due):
             info.update(self.update_actor())
         self.critic_updates += 1
-        return info
+        return host_floats(info)  # sac.critic_loss's diagnostics are tensors
 
 
 register(

@@ -218,6 +218,7 @@ def resolve_config(
         values = apply_values(config_cls, values, {key: value}, where)
         sources[key] = where
     check_ranges(config_cls, values, sources)
+    check_choices(config_cls, values, sources)
     cfg = config_cls(**values)
     provenance = {
         "config_file": _repo_relative(path) if path else None,
@@ -333,6 +334,28 @@ def check_ranges(config_cls: type, values: dict[str, Any], sources: dict[str, st
             raise ConfigError(
                 f"{sources.get(name, 'config')}: field {name!r} = {shown} is out of range; "
                 f"allowed: {allowed.describe(integer)}"
+            )
+
+
+def field_choices(config_cls: type, name: str) -> tuple[str, ...] | None:
+    """The allowed values of a string field: the nearest ``CHOICES: ClassVar[dict[str, tuple]]`` along the
+    class's MRO that names it (e.g. ``compile``: "off" on the floor, every mode where the updates compile)."""
+    for klass in config_cls.__mro__:
+        choices = vars(klass).get("CHOICES", {})
+        if name in choices:
+            return tuple(choices[name])
+    return None
+
+
+def check_choices(config_cls: type, values: dict[str, Any], sources: dict[str, str]) -> None:
+    """Refuse a value outside its field's :func:`field_choices`, naming the field, the layer that set it and
+    the allowed values."""
+    for name, value in values.items():
+        allowed = field_choices(config_cls, name)
+        if allowed is not None and value not in allowed:
+            raise ConfigError(
+                f"{sources.get(name, 'config')}: field {name!r} = {value!r} is not allowed for "
+                f"{config_cls.__name__}; allowed: {', '.join(allowed)}"
             )
 
 

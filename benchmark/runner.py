@@ -44,6 +44,17 @@ DEFAULT_RESULTS = Path("results")
 
 # config fields that cannot change a result (tested: a resumed run equals an uninterrupted one)
 NOT_HASHED = frozenset({"checkpoint_every"})
+# performance switches that can change numbers (a compiled update is not bit-exact): they join the hash only
+# when set away from their default, so every record made before such a switch existed keeps its hash
+HASHED_WHEN_SET = frozenset({"compile"})
+
+
+def hashed_config(config_cls: type, cfg_dict: dict[str, Any]) -> dict[str, Any]:
+    """The part of a resolved config the hash covers: all but :data:`NOT_HASHED`, and the
+    :data:`HASHED_WHEN_SET` fields only where they differ from the class default."""
+    defaults = config_to_dict(config_cls())
+    return {k: v for k, v in cfg_dict.items()
+            if k not in NOT_HASHED and not (k in HASHED_WHEN_SET and v == defaults.get(k))}
 
 
 class KindMismatchError(ValueError):
@@ -120,7 +131,7 @@ def prepare(run: RunSpec, threads: int = 1):
         override_sources=run.override_sources,
     )
     cfg_dict = config_to_dict(cfg)
-    hashed = {k: v for k, v in cfg_dict.items() if k not in NOT_HASHED}
+    hashed = hashed_config(spec.config_cls, cfg_dict)
     payload = {"algo": run.name, "task": run.task, "seed": run.seed, "budget": run.budget, "config": hashed}
     data = task.data_fingerprint()
     if data is not None:  # a rebuilt or replaced dataset makes old records stale

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers import resume_after_second_checkpoint
 
 from benchmark.results import WHOLE_RUN
 from benchmark.rl.checkpoint import Checkpointer
@@ -173,10 +174,6 @@ SHRINK = {"rollout_batch_size": 200, "model_max_epochs": 1, "dynamics_max_epochs
           "pe_steps": 20, "bc_epochs": 1, "adv_train_steps": 5, "num_critics": 5}
 
 
-class _Interrupted(BaseException):
-    """Stands for a SIGKILL inside the process: not an Exception, so the runner records nothing."""
-
-
 def _smoke_sizes(spec) -> dict:
     defaults = spec.config_cls()
     sizes = {k: v for k, v in SHRINK.items()  # only ever smaller than the algorithm's own value
@@ -207,21 +204,7 @@ def test_every_algorithm_checkpoints_and_resumes_to_the_same_record(algo, tiny_d
     reference = run_one(run, tmp_path / "a", progress=False)
     assert reference["status"] == "ok", reference.get("traceback")
 
-    real_save = Checkpointer.save
-    saves = []
-
-    def save_then_die(self, position, state):
-        path = real_save(self, position, state)
-        saves.append(position)
-        if len(saves) == 2:
-            raise _Interrupted
-        return path
-
-    monkeypatch.setattr(Checkpointer, "save", save_then_die)
-    with pytest.raises(_Interrupted):
-        run_one(run, tmp_path / "b", progress=False)
-    monkeypatch.setattr(Checkpointer, "save", real_save)
-    resumed = run_one(run, tmp_path / "b", progress=False)
+    resumed, last_save = resume_after_second_checkpoint(run, tmp_path / "b", monkeypatch)
     assert resumed["status"] == "ok", resumed.get("traceback")
-    assert resumed["resumed_from"] == saves[-1]
+    assert resumed["resumed_from"] == last_save
     assert _curve_and_score(resumed) == _curve_and_score(reference)
