@@ -216,7 +216,7 @@ def _finish(records: list[dict[str, torch.Tensor]], penalty_sum: float, raw_sum:
 
 def _step_outputs(obs, act, next_obs, raw_rew, penalty, cfg, termination_fn):
     rew = raw_rew - cfg.penalty_coef * penalty if penalty is not None else raw_rew
-    done = termination_fn(obs, act, next_obs).reshape(-1, 1).to(obs.device)
+    done = termination_fn(obs, act, next_obs).reshape(-1, 1)  # torch in, torch out: on the obs' device
     record = {"obs": obs, "act": act, "rew": rew, "next_obs": next_obs, "done": done.float()}
     return record, done.squeeze(1)
 

@@ -105,7 +105,8 @@ class WindowBatcher:
 
 
 def _to(device, *tensors):
-    return [None if t is None else t.to(device) for t in tensors]
+    """The tensors on ``device`` (those already there as they are: no call in the training loop)."""
+    return [t if t is None or t.device == device else t.to(device) for t in tensors]
 
 
 def fit_with_snapshot_rule(model: torch.nn.Module, cfg: ADMTrainConfig, steps_per_epoch: int,

@@ -203,7 +203,7 @@ def ablation_rollout(model: AnyStepDynamics, policy: Callable[[Tensor], Tensor],
                 rew = raw_rew - cfg.penalty_coef * penalty
                 pen_sum += penalty.sum().item()
             raw_sum += raw_rew.sum().item()
-            done = termination_fn(obs, act, next_obs).reshape(-1, 1).to(device)
+            done = termination_fn(obs, act, next_obs).reshape(-1, 1)
             records.append({"obs": obs, "act": act, "rew": rew, "next_obs": next_obs, "done": done.float()})
             alive = ~done.squeeze(1)
             if not alive.any():

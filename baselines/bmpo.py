@@ -194,8 +194,7 @@ class BMPO(MBPO):
             return obs, 0.0
         values = sum(self.state_values(obs))
         probs, used = boltzmann_start_probs(values, beta, self.cfg.beta_value_range)
-        idx = torch.multinomial(probs.to(self.start_generator.device), num_starts, replacement=True,
-                                generator=self.start_generator)
+        idx = torch.multinomial(probs, num_starts, replacement=True, generator=self.start_generator)
         return obs[idx], used
 
     @torch.no_grad()

@@ -298,8 +298,9 @@ class WindowSampler:
 
     def gather(self, starts: torch.Tensor, k: int) -> Batch:
         """Windows ``starts[b] .. starts[b]+k-1``: obs/act/next_obs ``[B, k, d]``, rew/done ``[B, k]``."""
-        offsets = torch.arange(k, device=starts.device)
-        idx = (starts.unsqueeze(1) + offsets.unsqueeze(0)).to(self.device)
+        idx = starts.unsqueeze(1) + torch.arange(k, device=starts.device).unsqueeze(0)
+        if idx.device != self.device:  # starts drawn elsewhere (a CPU generator for device data)
+            idx = idx.to(self.device)
         return {
             "obs": self.obs[idx],
             "act": self.act[idx],
