@@ -204,8 +204,8 @@ def train_adm(dataset: OfflineDataset, cfg: ADMTrainConfig, model_cfg: ADMConfig
     def train_loss() -> torch.Tensor:
         if cfg.per_sample_k:
             batch = batcher.train_batch_per_sample_k(cfg.batch_size, m, windows_g)
-        else:  # the code's rule: one k ~ U{1..m} for the whole minibatch
-            k = int(torch.randint(1, m + 1, (1,), generator=g))
+        else:  # the code's rule: one k ~ U{1..m} for the whole minibatch (drawn on the host: it is a shape)
+            k = int(torch.randint(1, m + 1, (1,), generator=g, device="cpu"))
             batch = batcher.train_batch(cfg.batch_size, k, windows_g)
         s0, acts, lengths, target = _to(device, *batch)
         mean, logvar = model(s0, acts, lengths)

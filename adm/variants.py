@@ -133,7 +133,7 @@ def train_adm_variant(dataset: OfflineDataset, cfg: ADMTrainConfig, model_cfg: A
         if cfg.per_sample_k:
             batch = batcher.train_batch_per_sample_k(cfg.batch_size, m, windows_g)
         else:
-            k = int(torch.randint(1, m + 1, (1,), generator=g))
+            k = int(torch.randint(1, m + 1, (1,), generator=g, device="cpu"))
             batch = batcher.train_batch(cfg.batch_size, k, windows_g)
         s0, acts, lengths, target = [None if t is None else t.to(device) for t in batch]
         mean, logvar = model(s0, acts, lengths)

@@ -80,6 +80,35 @@ def test_hot_loops_make_no_host_tensors_and_no_host_device_copies(algo_name, tin
     assert hot_loop_traffic(algo_name) == []
 
 
+@pytest.mark.parametrize("algo_name", ["admpo-off", "mopo", "admpo-on"])  # ADM, ensemble (MBPO's too)
+def test_model_training_moves_data_once_per_training_not_per_step(algo_name, tiny_data, monkeypatch):
+    """The model-training loops (ADM windows, ensemble minibatches): what crosses between host and device is
+    set-up work (normalisers, the window-start tables per k, ADMPO-ON's view of its replay), a handful of
+    times per training whatever its length, never once per gradient step."""
+    spec = registry.get(algo_name)
+    recorder, infos = HostTraffic(allowed=CPU_ONLY), []
+    if spec.kind == "offline":
+        real_setup = spec.factory.setup
+
+        def recorded_setup(self):
+            with recorder:
+                infos.append(real_setup(self))
+            return infos[-1]
+
+        monkeypatch.setattr(spec.factory, "setup", recorded_setup)
+        _build(algo_name)
+    else:
+        _, _, algo = _build(algo_name)
+        with recorder:
+            infos.append(algo.before_step(0))
+    steps = [v for k, v in infos[0].items() if k.endswith("steps")]  # the model's gradient steps
+    per_site: dict[str, int] = {}
+    for _, where, _ in recorder.events:
+        per_site[where] = per_site.get(where, 0) + 1
+    assert steps and min(steps) >= 30, infos
+    assert max(per_site.values(), default=0) <= 10, per_site
+
+
 def test_the_recorder_catches_indices_drawn_on_the_host(tiny_data, monkeypatch):
     """The draw this issue replaced (CPU indices copied to the data's device every step) is caught."""
 
