@@ -16,10 +16,9 @@ from benchmark import registry
 from benchmark.config import resolve_config
 from benchmark.rl.buffers import TransitionBuffer, WindowSampler, index_generator
 from benchmark.rl.configs import ConfigError
-from benchmark.runner import RunSpec, _inputs, prepare
-from benchmark.seeding import seed_everything
+from benchmark.runner import RunSpec, prepare
 from tests.device_traffic import HostTraffic
-from tests.test_contract import _sizes
+from tests.test_contract import smoke_algorithm
 
 # CPU-only branches: the rollout's dropout keep flags are drawn with numpy into CPU tensors only when the
 # model is on the CPU (adm/rollout.py ``_Randomness._fill``; torch generators on other devices)
@@ -27,21 +26,12 @@ CPU_ONLY = (" _fill",)
 
 
 def _build(name: str):
-    spec = registry.get(name)
-    task_id = "local/hopper-medium-replay" if spec.kind == "offline" else "mujoco/Hopper"
-    spec, task, cfg, *_ = prepare(RunSpec(name, task_id, 0, "smoke", _sizes(spec)))
-    common, dataset = _inputs(spec, task, cfg, progress=False)
-    seed_everything(cfg.seed)
+    """``smoke_algorithm`` and, online, a uniform warm-up that fills the replay to ``start_learning``."""
+    from benchmark.rl.online import Transition
+
+    spec, task, cfg, common, _, algo = smoke_algorithm(name)
     if spec.kind == "offline":
-        from benchmark.rl.algorithm import Context
-
-        algo = spec.factory(cfg, Context(dataset=dataset, **common))
-        algo.setup()
         return spec, cfg, algo
-    from benchmark.rl.online import Context, Transition
-
-    algo = spec.factory(cfg, Context(None, **common))
-    algo.setup()
     env = task.make_env()
     obs, _ = env.reset(seed=0)
     rng = np.random.default_rng(0)
