@@ -64,6 +64,21 @@ class RolloutConfig:
         get_quantifier(self.uncertainty)
 
 
+# Rollouts processed together on a device other than the CPU: every start of a rollout in one chunk up to
+# this many (ours: 50k starts x m=10 keep about 3 GB of masks and carried GRU states at hidden 200, which
+# fits any current GPU; ADMPO-ON's 100k online starts go in two chunks)
+DEVICE_ROLLOUT_CHUNK = 50_000
+
+
+def rollout_chunk_for(device: str, starts: int, cpu_chunk: int) -> int:
+    """The rollout chunk size a config leaves to the device (``rollout_chunk_size: null``): ``cpu_chunk`` on
+    the CPU, where chunks are sized for its cache; on any other device all ``starts`` in one chunk (at most
+    :data:`DEVICE_ROLLOUT_CHUNK`), since smaller chunks only cut a GPU's work into serial pieces. The chunk
+    size orders the policy's noise draws, so it is part of the resolved config (and its hash)."""
+    on_cpu = str(device).split(":")[0] == "cpu"
+    return int(cpu_chunk) if on_cpu else max(1, min(int(starts), DEVICE_ROLLOUT_CHUNK))
+
+
 def sample_start_windows(sampler: WindowSampler, batch: int, m: int, generator: torch.Generator | None = None
                          ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Rollout starts: m-1 real transitions of one episode and the state after them.
@@ -201,7 +216,7 @@ def _finish(records: list[dict[str, torch.Tensor]], penalty_sum: float, raw_sum:
 
 def _step_outputs(obs, act, next_obs, raw_rew, penalty, cfg, termination_fn):
     rew = raw_rew - cfg.penalty_coef * penalty if penalty is not None else raw_rew
-    done = termination_fn(obs, act, next_obs).reshape(-1, 1).to(obs.device)
+    done = termination_fn(obs, act, next_obs).reshape(-1, 1)  # torch in, torch out: on the obs' device
     record = {"obs": obs, "act": act, "rew": rew, "next_obs": next_obs, "done": done.float()}
     return record, done.squeeze(1)
 

@@ -295,7 +295,7 @@ class DDPPO(OnlineModelBased):
                 **{f"gradient_{k}": v for k, v in grad.items()}}
 
     def rollout(self, num_starts: int, length: int) -> tuple[Batch, dict]:
-        start = self.real.sample(num_starts, self.generator)["obs"]
+        start = self.real.sample(num_starts, self.batch_generator)["obs"]
         return policy_rollout(self.predictor, lambda o: self.sac.actor.sample(o)[0], start, length,
                               generator=self.rollout_generator)
 
@@ -324,7 +324,7 @@ class DDPPO(OnlineModelBased):
 
     def update_actor(self) -> dict:
         cfg, sac = self.cfg, self.sac
-        start = self.real.sample(cfg.policy_batch_size, self.generator)["obs"]
+        start = self.real.sample(cfg.policy_batch_size, self.batch_generator)["obs"]
         loss, info = ddp_actor_loss(
             sac.actor.sample, lambda s, a: sac.critic(s, a).min(0).values,
             lambda s, a: self.predictor.sample_step(s, a, self.rollout_generator),

@@ -174,6 +174,10 @@ def find_config_file(config_dir: Path | None, config_keys: tuple[str, ...]) -> P
     return None
 
 
+def _declared_default(f: dataclasses.Field) -> Any:
+    return f.default_factory() if f.default is dataclasses.MISSING else f.default
+
+
 def resolve_config(
     config_cls: type,
     config_dir: Path | None,
@@ -193,7 +197,9 @@ def resolve_config(
     Every numeric value is range-checked (:func:`check_ranges`); an error names the layer it came from
     (``override_sources`` maps an override key to where it was written, e.g. a suite file's entry; ``--set``
     otherwise)."""
-    values = {f.name: getattr(config_cls(), f.name) for f in fields(config_cls)}
+    # the declared defaults, before __post_init__ (which fills device-dependent fields left at None, e.g. a
+    # rollout chunk size, from the values resolved here)
+    values = {f.name: _declared_default(f) for f in fields(config_cls)}
     sources = dict.fromkeys(values, f"the {config_cls.__name__} default")
     if inherited:
         values = apply_values(config_cls, values, inherited, inherited_from)

@@ -29,25 +29,30 @@ def _sizes(spec) -> dict:
             and not isinstance(getattr(defaults, k), bool) and v < getattr(defaults, k)}
 
 
-def _first_step(algo_name: str, tiny_data) -> tuple[dict, np.ndarray, float, int]:
-    """Build, set up, take one gradient step and act: (learn info, actions, act_scale, act_dim)."""
+def smoke_algorithm(algo_name: str):
+    """A registered algorithm built and set up at smoke size on hopper (offline: the local medium-replay
+    dataset; online: the env): ``(spec, task, cfg, common context fields, dataset or None, algorithm)``."""
+    from benchmark.rl.algorithm import Context
+
     spec = registry.get(algo_name)
     task_id = "local/hopper-medium-replay" if spec.kind == "offline" else "mujoco/Hopper"
     spec, task, cfg, *_ = prepare(RunSpec(algo_name, task_id, 0, "smoke", _sizes(spec)))
     common, dataset = _inputs(spec, task, cfg, progress=False)
     seed_everything(cfg.seed)
-    if spec.kind == "offline":
-        from benchmark.rl.algorithm import Context
+    algo = spec.factory(cfg, Context(dataset=dataset, **common))
+    algo.setup()
+    return spec, task, cfg, common, dataset, algo
 
-        algo = spec.factory(cfg, Context(dataset=dataset, **common))
-        algo.setup()
+
+def _first_step(algo_name: str, tiny_data) -> tuple[dict, np.ndarray, float, int]:
+    """Build, set up, take one gradient step and act: (learn info, actions, act_scale, act_dim)."""
+    spec, task, cfg, common, dataset, algo = smoke_algorithm(algo_name)
+    if spec.kind == "offline":
         obs = dataset.observations[:7]
         info = algo.learn(algo.next_batch(0))
     else:
-        from benchmark.rl.online import Context, Transition
+        from benchmark.rl.online import Transition
 
-        algo = spec.factory(cfg, Context(None, **common))
-        algo.setup()
         env = task.make_env()
         o, _ = env.reset(seed=0)
         rng = np.random.default_rng(0)
