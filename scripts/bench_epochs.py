@@ -151,6 +151,23 @@ def bench_algo(name: str, task_id: str, updates: int, overrides: dict | None = N
     return out
 
 
+def markdown_rows(rows: dict) -> list[str]:
+    """README "Performance" table rows of an epochs file's ``algorithms`` (tests/test_readme_facts.py checks
+    that README shows exactly these)."""
+    out = []
+    for name, row in sorted(rows.items()):
+        rollout = (f"{row['rollout_s']:.1f} s x {row['rollouts_per_epoch']:g}"
+                   if row.get("rollout_length", 0) > 1 else "-")
+        setup = f"{row['model_epoch_s']:.1f} s" if "model_epoch_s" in row else "-"
+        if "pretrain_step_ms" in row:
+            setup += f" + {row['pretrain_steps']} pre-training steps x {row['pretrain_step_ms']:.0f} ms"
+        hours = row["run_h_without_model"]
+        update = f"{row['update_ms'] / 1e3:.1f} s" if row["update_ms"] >= 1e4 else f"{row['update_ms']:.1f} ms"
+        out.append(f"| {name} | {update} | {rollout} | {row['eval_s']:.1f} s | "
+                   f"**{row['epoch_s']:.0f} s** | {setup} | {row['epochs']} | {hours:,.0f} h |")
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--task", default="local/hopper-medium-replay")
@@ -160,7 +177,11 @@ def main() -> None:
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="config override for every algorithm, e.g. device=cuda")
     ap.add_argument("--out", default=str(ROOT / "results" / "bench" / "epochs-cpu.json"))
+    ap.add_argument("--table", action="store_true", help="print --out's rows as README's markdown table")
     args = ap.parse_args()
+    if args.table:
+        print("\n".join(markdown_rows(json.loads(Path(args.out).read_text())["algorithms"])))
+        return
     torch.set_num_threads(args.threads)
     names = sorted(n for n, s in registry.algorithms().items() if s.kind == "offline")
     if args.algos:
@@ -174,13 +195,17 @@ def main() -> None:
     # rows of another task or clock are not comparable (files before the clock was stated used wall time)
     kept = old.get("task") == args.task and old.get("clock", "wall time") == clock_name
     rows = dict(previous.get("algorithms", {})) if kept else {}
+    command = " ".join(["python", *sys.argv])
+    # every invocation whose rows the file holds (a row's own load and time are in the row)
+    commands = [c for c in old.get("commands", [old.get("command")]) if c] if kept else []
+    commands = [c for c in commands if c != command] + [command]
 
     def meta() -> dict:
         return {"task": args.task, "budget": "paper", "threads": args.threads, "set": args.set,
                 "clock": clock_name,
                 "torch": torch.__version__, "python": platform.python_version(),
                 "cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
-                "load_avg_1m": round(os.getloadavg()[0], 2), "command": " ".join(["python", *sys.argv]),
+                "load_avg_1m": round(os.getloadavg()[0], 2), "commands": commands,
                 "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
 
     for name in names:  # the file is rewritten after every algorithm: an interrupted run keeps what it did
@@ -188,6 +213,7 @@ def main() -> None:
         rows[name] = bench_algo(name, args.task, args.updates, overrides)
         row = rows[name]
         row["load_avg_1m"] = round(os.getloadavg()[0], 2)  # this host is shared: how busy it was
+        row["time"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         rollout = f" + {row.get('rollouts_per_epoch', 0):g} x rollout {row.get('rollout_s', 0):.1f} s"
         print(f"{name:10s} epoch {row['epoch_s']:8.1f} s = {row['steps_per_epoch']} x "
               f"{row['update_ms']:.1f} ms" + rollout

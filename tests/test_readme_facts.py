@@ -97,3 +97,22 @@ def test_tests_never_use_the_real_data_cache():
 
     assert cache_dir() != Path.home() / ".cache" / "admbench"
     assert cache_dir().name == "admbench-cache"
+
+
+def test_readme_epoch_table_is_the_committed_benchmark():
+    """README "Performance" shows the per-epoch table exactly as `scripts/bench_epochs.py --table` prints it
+    from results/bench/epochs-cpu.json, every algorithm included."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_epochs", ROOT / "scripts" / "bench_epochs.py")
+    bench_epochs = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench_epochs)
+    data = json.loads((ROOT / "results" / "bench" / "epochs-cpu.json").read_text())
+    from benchmark import registry
+
+    offline = {n for n, s in registry.algorithms().items() if s.kind == "offline"}
+    assert set(data["algorithms"]) == offline
+    assert data["meta"]["clock"] == "thread CPU time"
+    readme = (ROOT / "README.md").read_text()
+    for row in bench_epochs.markdown_rows(data["algorithms"]):
+        assert row in readme, row
