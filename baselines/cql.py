@@ -212,9 +212,9 @@ class CQLLearner(SAC):
         )
         conservative = cfg.cql_weight * gap  # [n]
         info = {
-            "q_mean": q_data.mean().item(),
-            "cql_gap": gap.mean().item(),
-            "bellman_loss": bellman.sum().item(),
+            "q_mean": q_data.mean().detach(),
+            "cql_gap": gap.mean().detach(),
+            "bellman_loss": bellman.sum().detach(),
         }
         if cfg.with_lagrange:
             cql_alpha = self.log_cql_alpha.exp().clamp(0.0, CQL_ALPHA_MAX)
@@ -224,7 +224,7 @@ class CQLLearner(SAC):
             self.cql_alpha_optim.zero_grad(set_to_none=True)
             alpha_loss.backward()
             self.cql_alpha_optim.step()
-            info["cql_alpha"] = cql_alpha.item()
+            info["cql_alpha"] = cql_alpha.detach()
         return (bellman + conservative).sum(), info
 
 

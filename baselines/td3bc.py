@@ -75,7 +75,7 @@ class TD3BC(OfflineAlgorithm):
         self.critic_optim.zero_grad(set_to_none=True)
         critic_loss.backward()
         self.critic_optim.step()
-        info = {"critic_loss": critic_loss.item(), "q_mean": q.mean().item()}
+        info = {"critic_loss": critic_loss.detach(), "q_mean": q.mean().detach()}
         self.updates += 1
         if self.updates % cfg.policy_freq == 0:
             pi = self.pi(self.actor, obs)
@@ -86,7 +86,7 @@ class TD3BC(OfflineAlgorithm):
             self.actor_optim.step()
             soft_update(self.critic_target, self.critic, cfg.tau)
             soft_update(self.actor_target, self.actor, cfg.tau)
-            info.update(actor_loss=actor_loss.item(), lmbda=lmbda.item())
+            info.update(actor_loss=actor_loss.detach(), lmbda=lmbda.detach())
         return info
 
     @torch.no_grad()

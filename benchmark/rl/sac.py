@@ -191,7 +191,7 @@ class SAC(nn.Module):
         q = self.critic(batch["obs"], batch["act"])  # [n, B, 1]
         target = self.critic_target_value(batch)
         loss = ((q - target.unsqueeze(0)) ** 2).mean(dim=(1, 2)).sum()
-        return loss, {"q_mean": q.mean().item()}
+        return loss, {"q_mean": q.mean().detach()}
 
     def actor_loss(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         action, logp = self.actor.sample(obs)
@@ -204,7 +204,7 @@ class SAC(nn.Module):
         loss.backward()
         self.critic_optim.step()
         soft_update(self.critic_target, self.critic, self.cfg.tau)
-        info["critic_loss"] = loss.item()
+        info["critic_loss"] = loss.detach()
         return info
 
     def update_actor(self, obs: torch.Tensor) -> dict[str, float]:
@@ -212,13 +212,13 @@ class SAC(nn.Module):
         self.actor_optim.zero_grad(set_to_none=True)
         loss.backward()
         self.actor_optim.step()
-        info = {"actor_loss": loss.item(), "entropy": -logp.mean().item()}
+        info = {"actor_loss": loss.detach(), "entropy": -logp.mean().detach()}
         if self.alpha_optim is not None:
             alpha_loss = -(self.log_alpha * (logp.detach() + self.target_entropy)).mean()
             self.alpha_optim.zero_grad(set_to_none=True)
             alpha_loss.backward()
             self.alpha_optim.step()
-        info["alpha"] = self.alpha.item()
+        info["alpha"] = self.alpha.detach()
         return info
 
     def update(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
