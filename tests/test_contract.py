@@ -11,59 +11,19 @@ import math
 import numpy as np
 import pytest
 import torch
+from helpers import smoke_algorithm, smoke_sizes
 
 from benchmark import registry
 from benchmark.config import budget_overrides
 from benchmark.rl.buffers import MixedBatch, TransitionBuffer, mix
-from benchmark.runner import RunSpec, _inputs, prepare
-from benchmark.seeding import seed_everything
-
-# smaller than any algorithm's smoke value where the algorithm has the field (as the checkpoint tests)
-SHRINK = {"rollout_batch_size": 200, "model_max_epochs": 1, "dynamics_max_epochs": 1, "bc_steps": 20,
-          "pe_steps": 20, "bc_epochs": 1, "adv_train_steps": 5, "num_critics": 5, "batch_size": 32}
-
-
-def _sizes(spec) -> dict:
-    defaults = spec.config_cls()
-    return {k: v for k, v in SHRINK.items() if isinstance(getattr(defaults, k, None), int)
-            and not isinstance(getattr(defaults, k), bool) and v < getattr(defaults, k)}
 
 
 def _first_step(algo_name: str, tiny_data) -> tuple[dict, np.ndarray, float, int]:
     """Build, set up, take one gradient step and act: (learn info, actions, act_scale, act_dim)."""
-    spec = registry.get(algo_name)
-    task_id = "local/hopper-medium-replay" if spec.kind == "offline" else "mujoco/Hopper"
-    spec, task, cfg, *_ = prepare(RunSpec(algo_name, task_id, 0, "smoke", _sizes(spec)))
-    common, dataset = _inputs(spec, task, cfg, progress=False)
-    seed_everything(cfg.seed)
-    if spec.kind == "offline":
-        from benchmark.rl.algorithm import Context
-
-        algo = spec.factory(cfg, Context(dataset=dataset, **common))
-        algo.setup()
-        obs = dataset.observations[:7]
-        info = algo.learn(algo.next_batch(0))
-    else:
-        from benchmark.rl.online import Context, Transition
-
-        algo = spec.factory(cfg, Context(None, **common))
-        algo.setup()
-        env = task.make_env()
-        o, _ = env.reset(seed=0)
-        rng = np.random.default_rng(0)
-        first = []
-        for _ in range(max(cfg.batch_size, 64)):  # a warm-up of uniform actions, as train_online's
-            a = rng.uniform(-common["act_scale"], common["act_scale"], common["act_dim"]).astype(np.float32)
-            o2, r, term, trunc, _ = env.step(a)
-            algo.observe(Transition(o, a, float(r), o2, bool(term), bool(trunc)))
-            first.append(o)
-            o = env.reset()[0] if term or trunc else o2
-        env.close()
-        algo.before_step(0)
-        obs = np.stack(first[:7])
-        info = algo.learn(algo.next_batch(0))
+    algo, obs, act_scale, act_dim = smoke_algorithm(algo_name, smoke_sizes(algo_name))
+    info = algo.learn(algo.next_batch(0))
     actions = np.stack([algo.act(x, deterministic=d) for x in obs for d in (True, False)])
-    return info, actions, common["act_scale"], common["act_dim"]
+    return info, actions, act_scale, act_dim
 
 
 @pytest.mark.parametrize("algo_name", sorted(registry.algorithms()))
@@ -71,13 +31,17 @@ def test_every_algorithm_fulfils_the_contract(algo_name, tiny_data):
     info, actions, scale, act_dim = _first_step(algo_name, tiny_data)
     assert isinstance(info, dict) and info, "learn returns its diagnostics"
     for key, value in info.items():
+        # numbers, or scalar tensors left on the device (the loops read a window of them at once)
+        if isinstance(value, torch.Tensor):
+            assert value.numel() == 1 and not value.requires_grad, (key, value)
+            value = float(value)
         assert isinstance(value, int | float) and not isinstance(value, bool), (key, value)
         assert math.isfinite(value), (key, value)
     assert actions.shape == (14, act_dim) and np.isfinite(actions).all()
     assert (np.abs(actions) <= scale + 1e-6).all()
     again, _, _, _ = _first_step(algo_name, tiny_data)
     loss = sorted(k for k in info if "loss" in k) or sorted(info)
-    assert again[loss[0]] == info[loss[0]], "the same seed gives the same first loss"
+    assert float(again[loss[0]]) == float(info[loss[0]]), "the same seed gives the same first loss"
 
 
 @pytest.mark.parametrize("algo_name", sorted(registry.algorithms()))
