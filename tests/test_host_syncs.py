@@ -99,8 +99,8 @@ def test_ensemble_training_reads_a_constant_per_epoch():
     ctx = standing_hopper_context(n=2000)
     counts = []
     for epochs in (1, 3):
-        cfg = EnsembleDynamicsConfig(members=3, elites=2, hidden=(16,), weight_decays=(0.0, 0.0), batch_size=64,
-                                     max_epochs=epochs, max_epochs_since_update=100)
+        cfg = EnsembleDynamicsConfig(members=3, elites=2, hidden=(16,), weight_decays=(0.0, 0.0),
+                                     batch_size=64, max_epochs=epochs, max_epochs_since_update=100)
         model = EnsembleDynamics(ctx.obs_dim, ctx.act_dim, cfg, "hopper")
         count, info = reads(model.fit, ctx.dataset)
         assert info["dynamics/epochs"] == epochs
