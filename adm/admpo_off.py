@@ -24,7 +24,7 @@ from typing import Any, ClassVar
 import torch
 
 from adm.model import ADMConfig
-from adm.rollout import RolloutConfig, rollout, sample_start_windows
+from adm.rollout import RolloutConfig, rollout, rollout_chunk_for, sample_start_windows
 from adm.training import ADMTrainConfig, train_adm
 from benchmark.registry import AlgorithmSpec, register
 from benchmark.rl.algorithm import Context
@@ -69,12 +69,21 @@ class ADMPOOffConfig(SACFields, ModelBasedConfig):
     rollout_k_mode: str = "batch"  # code: one k per model step shared by the batch; "sample": per rollout
     rollout_dropout: bool = True  # code: dropout active at rollout time
     rollout_impl: str = "auto"  # carry (fast, exact) | loop (per-k reference) | auto
-    rollout_chunk_size: int = 1000  # rollouts processed together (memory/cache only; larger on a GPU)
+    # rollouts processed together; None (default): chosen for the device when the config is built
+    # (CPU_ROLLOUT_CHUNK on the CPU, all starts on a GPU: adm.rollout.rollout_chunk_for)
+    rollout_chunk_size: int | None = None
+
+    CPU_ROLLOUT_CHUNK: ClassVar[int] = 1000  # ours: 1000 starts keep the rollout's matmuls in a CPU cache
 
     BUDGETS: ClassVar[dict[str, dict[str, Any]]] = {
         "smoke": {"model_max_epochs": 2, "rollout_batch_size": 200, "rollout_freq": 25},
         "short": {"model_max_epochs": 20, "rollout_batch_size": 2000, "rollout_freq": 500},
     }
+
+    def __post_init__(self):
+        if self.rollout_chunk_size is None:
+            self.rollout_chunk_size = rollout_chunk_for(self.device, self.rollout_batch_size,
+                                                        self.CPU_ROLLOUT_CHUNK)
 
 
 class ADMPOOff(ModelBasedOffline):
@@ -108,7 +117,8 @@ class ADMPOOff(ModelBasedOffline):
 
     def train_dynamics(self) -> dict:
         self.dynamics, info = train_adm(self.ctx.dataset, self.train_cfg, self.model_cfg, self.device,
-                                        self.generator, sampler=self.windows)
+                                        self.generator, sampler=self.windows,
+                                        batch_generator=self.batch_generator)
         return {
             "model_holdout_mse": info["holdout_mse"],
             **{f"model_holdout_mse_k{k + 1}": v for k, v in enumerate(info["holdout_mse_k"])},
@@ -124,7 +134,7 @@ class ADMPOOff(ModelBasedOffline):
     def rollout(self) -> tuple[Batch, dict]:
         cfg = self.cfg
         hist_obs, hist_act, start = sample_start_windows(self.windows, cfg.rollout_batch_size,
-                                                         cfg.max_arm_step, self.generator)
+                                                         cfg.max_arm_step, self.batch_generator)
         return rollout(self.dynamics, self._policy, hist_obs, hist_act, start, self.rollout_cfg,
                        self.termination_fn, self.rollout_generator)
 

@@ -31,10 +31,10 @@ from typing import Any, ClassVar
 import torch
 
 from adm.model import ADMConfig, AnyStepDynamics
-from adm.rollout import RolloutConfig, rollout, sample_start_windows
+from adm.rollout import RolloutConfig, rollout, rollout_chunk_for, sample_start_windows
 from adm.training import ADMTrainConfig, train_adm
 from benchmark.registry import AlgorithmSpec, register
-from benchmark.rl.buffers import Batch, WindowSampler
+from benchmark.rl.buffers import Batch, WindowSampler, index_generator
 from benchmark.rl.dataset import OfflineDataset
 from benchmark.rl.online import (
     Context,
@@ -80,7 +80,11 @@ class ADMPOOnConfig(OnlineModelBasedConfig, OnlineSACConfig):
     uncertainty: str = "mean_std"  # quantifier if penalty_coef != 0 (adm.uncertainty)
     rollout_k_mode: str = "batch"  # one k per model step for the whole batch (code) | "sample"
     rollout_dropout: bool = True  # head dropout active during rollouts (code never calls eval())
-    rollout_chunk_size: int = 10_000  # rollouts processed together (memory bound only)
+    # rollouts processed together; None (default): chosen for the device when the config is built
+    # (CPU_ROLLOUT_CHUNK on the CPU, all starts up to 50k on a GPU: adm.rollout.rollout_chunk_for)
+    rollout_chunk_size: int | None = None
+
+    CPU_ROLLOUT_CHUNK: ClassVar[int] = 10_000  # ours: a memory bound for the CPU
 
     BUDGETS: ClassVar[dict[str, dict[str, Any]]] = {
         # 400 warm-up transitions leave 320 training transitions after the 20% holdout (>= one batch)
@@ -93,6 +97,12 @@ class ADMPOOnConfig(OnlineModelBasedConfig, OnlineSACConfig):
         "short": {"env_steps": 1000, "eval_interval": 250, "start_learning": 5000, "rollout_batch_size": 5000,
                   "model_max_epochs": 20, "checkpoint_every": 250},
     }
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.rollout_chunk_size is None:
+            self.rollout_chunk_size = rollout_chunk_for(self.device, self.rollout_batch_size,
+                                                        self.CPU_ROLLOUT_CHUNK)
 
 
 class ADMPOOn(SACAgent, OnlineModelBased):  # SACAgent: act, learn, the rollout policy
@@ -116,9 +126,11 @@ class ADMPOOn(SACAgent, OnlineModelBased):  # SACAgent: act, learn, the rollout 
             k_mode=cfg.rollout_k_mode, dropout=cfg.rollout_dropout, chunk_size=cfg.rollout_chunk_size,
         )
         RolloutConfig(length=1, **self.rollout_cfg)  # fail on bad rollout settings before any env step
-        # ADM randomness has its own streams: training and start windows (CPU), and k, dropout masks and
-        # noise of the rollouts (drawn on the model's device)
+        # ADM randomness has its own streams: training (each minibatch's k on the host, its windows and the
+        # rollout start windows on the data's device: the same CPU generator on the CPU), and k, dropout
+        # masks and noise of the rollouts (drawn on the model's device)
         self.model_generator = torch.Generator().manual_seed(int(cfg.seed) + 1)
+        self.window_generator = index_generator(self.model_generator, ctx.device)
         self.rollout_generator = torch.Generator(device=ctx.device).manual_seed(int(cfg.seed) + 2)
         self.model: AnyStepDynamics | None = None
         self._dataset: OfflineDataset | None = None
@@ -140,7 +152,8 @@ class ADMPOOn(SACAgent, OnlineModelBased):  # SACAgent: act, learn, the rollout 
     def train_model(self, it: int) -> dict:
         dataset, sampler = self.replay_view()
         self.model, info = train_adm(dataset, self.train_cfg, self.model_cfg, device=self.device,
-                                     generator=self.model_generator, sampler=sampler)
+                                     generator=self.model_generator, sampler=sampler,
+                                     batch_generator=self.window_generator)
         self.model_history.append({"it": it, "buffer": len(dataset), "holdout_mse": info["holdout_mse"],
                                    "epochs": info["epochs"], "steps": info["steps"]})
         return {k: info[k] for k in ("holdout_mse", "epochs", "steps", "train_size")}
@@ -149,8 +162,7 @@ class ADMPOOn(SACAgent, OnlineModelBased):  # SACAgent: act, learn, the rollout 
         if self.model is None:
             raise RuntimeError("ADMPO-ON: rollout before the first model training (model_update_interval=0?)")
         hist_obs, hist_act, start_obs = sample_start_windows(self.replay_view()[1], num_starts,
-                                                             self.cfg.max_arm_step, self.model_generator)
-        hist_obs, hist_act, start_obs = (t.to(self.device) for t in (hist_obs, hist_act, start_obs))
+                                                             self.cfg.max_arm_step, self.window_generator)
         cfg = RolloutConfig(length=length, **self.rollout_cfg)
         return rollout(self.model, self.policy, hist_obs, hist_act, start_obs, cfg, self.termination_fn,
                        self.rollout_generator)

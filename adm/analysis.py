@@ -78,10 +78,18 @@ def _ensemble(train, env_key, sizes, device, seed, generator) -> DynamicsModel:
 MODELS: dict[str, ModelBuilder] = {"adm": _adm, "ensemble": _ensemble, "bootrnn": _bootrnn}
 
 
+def holdout_curve(info: dict, model: DynamicsModel) -> list[float]:
+    """The holdout MSE after each training epoch (ADM and BootRNN return their ``history``; the ensemble keeps
+    it as ``model.history``), so a report can show where each model's curve flattens: the analyses' epoch
+    caps are chosen past that knee. Each model's own holdout metric (ADM: mean over k = 1..m)."""
+    rows = info["history"] if "history" in info else model.history
+    return [float(row["holdout_mse"]) for row in rows]
+
+
 def train_models(train: OfflineDataset, env_key: str, names, sizes: AnalysisSizes, seed: int,
                  device: str | torch.device = "cpu") -> tuple[dict[str, DynamicsModel], dict]:
     """Build and fit each named model (:data:`MODELS`) on ``train``; returns the models (eval mode) and their
-    scalar diagnostics."""
+    scalar diagnostics plus ``holdout_curve`` (:func:`holdout_curve`)."""
     device = torch.device(device)
     unknown = [n for n in names if n not in MODELS]
     if unknown:
@@ -94,5 +102,6 @@ def train_models(train: OfflineDataset, env_key: str, names, sizes: AnalysisSize
         info = model.fit(train)
         model.eval()
         infos[name] = {k: v for k, v in info.items() if k != "history" and not isinstance(v, list | dict)}
+        infos[name]["holdout_curve"] = holdout_curve(info, model)
         models[name] = model
     return models, infos

@@ -26,7 +26,7 @@ import torch
 
 from adm.model import ADMConfig, AnyStepDynamics
 from adm.training import ADMTrainConfig, adm_nll_loss, checked_train_size, fit_with_snapshot_rule
-from benchmark.rl.buffers import WindowSampler, tail_holdout_split
+from benchmark.rl.buffers import WindowSampler, draw_indices, index_generator, tail_holdout_split
 from benchmark.rl.dataset import OfflineDataset
 
 Tensor = torch.Tensor
@@ -99,8 +99,8 @@ class HistoryBatcher:
         return self.windows(self.sampler.sample_starts(batch, self.length, self.train_size, g))
 
     def holdout_batch(self, batch: int, g: torch.Generator):
-        pick = torch.randint(0, len(self.holdout_starts), (batch,), generator=g)
-        return self.windows(self.holdout_starts[pick])
+        starts = self.holdout_starts.to(g.device)  # drawn on the generator's device, as training windows
+        return self.windows(starts[draw_indices(len(starts), batch, g, g.device)])
 
 
 def train_bootrnn(dataset: OfflineDataset, cfg: ADMTrainConfig, model_cfg: ADMConfig | None = None,
@@ -111,7 +111,7 @@ def train_bootrnn(dataset: OfflineDataset, cfg: ADMTrainConfig, model_cfg: ADMCo
     Returns the restored best snapshot and diagnostics (``holdout_mse``: MSE of the mean over the obs_dim+1
     outputs on one holdout batch, as ADM's validation; ``history`` per epoch)."""
     device = torch.device(device)
-    g = generator if generator is not None else torch.Generator().manual_seed(0)
+    g = index_generator(generator if generator is not None else torch.Generator().manual_seed(0), device)
     train_size = checked_train_size(dataset, cfg, "BootRNN")
     batcher = HistoryBatcher(WindowSampler(dataset, device), train_size, cfg.max_step, device)
     model = BootRNN(dataset.obs_dim, dataset.act_dim, model_cfg, history=cfg.max_step).to(device)

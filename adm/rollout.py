@@ -37,6 +37,7 @@ from adm.model import AnyStepDynamics
 from adm.uncertainty import get_quantifier
 from benchmark.progress import Progress
 from benchmark.rl.buffers import Batch, WindowSampler
+from benchmark.rl.trainers import read_once
 
 K_MODES = ("batch", "sample")
 IMPLS = ("auto", "carry", "loop")
@@ -62,6 +63,21 @@ class RolloutConfig:
             raise ValueError(f"rollout needs max_step >= 1 and length >= 1, got {self.max_step}, "
                              f"{self.length}")
         get_quantifier(self.uncertainty)
+
+
+# Rollouts processed together on a device other than the CPU: every start of a rollout in one chunk up to
+# this many (ours: 50k starts x m=10 keep about 3 GB of masks and carried GRU states at hidden 200, which
+# fits any current GPU; ADMPO-ON's 100k online starts go in two chunks)
+DEVICE_ROLLOUT_CHUNK = 50_000
+
+
+def rollout_chunk_for(device: str, starts: int, cpu_chunk: int) -> int:
+    """The rollout chunk size a config leaves to the device (``rollout_chunk_size: null``): ``cpu_chunk`` on
+    the CPU, where chunks are sized for its cache; on any other device all ``starts`` in one chunk (at most
+    :data:`DEVICE_ROLLOUT_CHUNK`), since smaller chunks only cut a GPU's work into serial pieces. The chunk
+    size orders the policy's noise draws, so it is part of the resolved config (and its hash)."""
+    on_cpu = str(device).split(":")[0] == "cpu"
+    return int(cpu_chunk) if on_cpu else max(1, min(int(starts), DEVICE_ROLLOUT_CHUNK))
 
 
 def sample_start_windows(sampler: WindowSampler, batch: int, m: int, generator: torch.Generator | None = None
@@ -103,7 +119,7 @@ class _Randomness:
             self.batch_ks = torch.randint(1, cfg.max_step + 1, (cfg.length,), generator=generator,
                                           device=self.device)
         # the loop impl slices histories by k: read on the host once, not at every model step
-        self.batch_ks_host = self.batch_ks.tolist() if self.batch_ks is not None else None
+        self.batch_ks_host = read_once(self.batch_ks) if self.batch_ks is not None else None
         seeds = torch.randint(0, 2**62, (self.MASK_STREAMS,), generator=generator, device=self.device)
         if self.device.type == "cpu":
             self.mask_gens = [np.random.SFC64(int(s)) for s in seeds]
@@ -188,8 +204,8 @@ def rollout(model: AnyStepDynamics, policy: Callable[[torch.Tensor], torch.Tenso
     nan = torch.full((), float("nan"), dtype=torch.float64, device=start_obs.device)
     means = [transitions[key].mean().double() if len(transitions[key]) else nan for key in ("rew", "done")]
     # every chunk's sums and the means in one read (float64 sums: as Python floats added them)
-    sums = torch.stack([torch.stack([i["penalty_sum"], i["raw_reward_sum"]]) for i in infos]).tolist()
-    reward, done_frac = torch.stack(means).tolist()
+    sums = read_once(torch.stack([torch.stack([i["penalty_sum"], i["raw_reward_sum"]]) for i in infos]))
+    reward, done_frac = read_once(torch.stack(means))
     info = {
         "transitions": float(len(transitions["obs"])),
         "penalty": sum(s[0] for s in sums) / n,
@@ -209,7 +225,7 @@ def _finish(records: list[dict[str, torch.Tensor]], penalty_sum: torch.Tensor, r
 
 def _step_outputs(obs, act, next_obs, raw_rew, penalty, cfg, termination_fn):
     rew = raw_rew - cfg.penalty_coef * penalty if penalty is not None else raw_rew
-    done = termination_fn(obs, act, next_obs).reshape(-1, 1).to(obs.device)
+    done = termination_fn(obs, act, next_obs).reshape(-1, 1)  # torch in, torch out: on the obs' device
     record = {"obs": obs, "act": act, "rew": rew, "next_obs": next_obs, "done": done.float()}
     return record, done.squeeze(1)
 

@@ -27,8 +27,9 @@ import torch
 
 from adm.model import ADMConfig, AnyStepDynamics
 from benchmark.progress import Progress
-from benchmark.rl.buffers import WindowSampler, tail_holdout_split
+from benchmark.rl.buffers import WindowSampler, draw_indices, index_generator, tail_holdout_split
 from benchmark.rl.dataset import OfflineDataset
+from benchmark.rl.trainers import read_once
 
 
 @dataclass
@@ -58,18 +59,19 @@ class WindowBatcher:
 
     def __init__(self, sampler: WindowSampler, train_size: int, device: torch.device):
         self.sampler, self.train_size, self.device = sampler, int(train_size), device
-        self._holdout_starts: dict[int, torch.Tensor] = {}
+        self._holdout_starts: dict[tuple[int, torch.device], torch.Tensor] = {}
 
-    def holdout_starts(self, k: int) -> torch.Tensor:
-        if k not in self._holdout_starts:
+    def holdout_starts(self, k: int, device: str | torch.device = "cpu") -> torch.Tensor:
+        key = (k, torch.device(device))
+        if key not in self._holdout_starts:
             idx = np.arange(self.train_size, self.sampler.n)
             ok = idx[self.sampler.dist_to_end[self.train_size:] >= k - 1]
             if len(ok) == 0:
                 raise ValueError(f"ADM training: no holdout window of length {k} (holdout holds "
                                  f"{self.sampler.n - self.train_size} transitions); use more data or a "
                                  "smaller m")
-            self._holdout_starts[k] = torch.as_tensor(ok, dtype=torch.long)
-        return self._holdout_starts[k]
+            self._holdout_starts[key] = torch.as_tensor(ok, dtype=torch.long, device=device)
+        return self._holdout_starts[key]
 
     def fixed_k(self, starts: torch.Tensor, k: int):
         w = self.sampler.gather(starts, k)
@@ -81,19 +83,20 @@ class WindowBatcher:
         return self.fixed_k(self.sampler.sample_starts(batch, k, self.train_size, g), k)
 
     def holdout_batch(self, batch: int, k: int, g: torch.Generator):
-        starts = self.holdout_starts(k)
-        return self.fixed_k(starts[torch.randint(0, len(starts), (batch,), generator=g)], k)
+        starts = self.holdout_starts(k, g.device)  # drawn on the generator's device, as training windows
+        return self.fixed_k(starts[draw_indices(len(starts), batch, g, g.device)], k)
 
     def train_batch_per_sample_k(self, batch: int, m: int, g: torch.Generator):
-        """Each window its own k; actions right-padded to m, ``lengths`` for the packed GRU."""
-        ks = torch.randint(1, m + 1, (batch,), generator=g)
-        starts = torch.empty(batch, dtype=torch.long)
+        """Each window its own k; actions right-padded to m, ``lengths`` for the packed GRU. (Drawn on the
+        generator's device; the per-k counts are read on the host, one wait per k on a GPU.)"""
+        ks = torch.randint(1, m + 1, (batch,), generator=g, device=g.device)
+        starts = torch.empty(batch, dtype=torch.long, device=g.device)
         for k in range(1, m + 1):
             sel = ks == k
             if sel.any():
                 starts[sel] = self.sampler.sample_starts(int(sel.sum()), k, self.train_size, g)
         dev = self.sampler.device
-        idx = (starts.unsqueeze(1) + torch.arange(m)).clamp(max=self.sampler.n - 1).to(dev)
+        idx = (starts.unsqueeze(1) + torch.arange(m, device=g.device)).clamp(max=self.sampler.n - 1).to(dev)
         last = (starts + ks - 1).to(dev)
         starts = starts.to(dev)
         s0 = self.sampler.obs[starts]
@@ -103,7 +106,8 @@ class WindowBatcher:
 
 
 def _to(device, *tensors):
-    return [None if t is None else t.to(device) for t in tensors]
+    """The tensors on ``device`` (those already there as they are: no call in the training loop)."""
+    return [t if t is None or t.device == device else t.to(device) for t in tensors]
 
 
 def fit_with_snapshot_rule(model: torch.nn.Module, cfg: ADMTrainConfig, steps_per_epoch: int,
@@ -134,7 +138,7 @@ def fit_with_snapshot_rule(model: torch.nn.Module, cfg: ADMTrainConfig, steps_pe
             losses.append(loss.detach())  # read once per epoch, below
             steps += 1
             bar.update(1)
-        losses = torch.stack(losses).tolist() if losses else []
+        losses = read_once(torch.stack(losses)) if losses else []
         val = [float(v) for v in validate()]
         if best is None:
             best = [1e10] * len(val)
@@ -176,17 +180,23 @@ def checked_train_size(dataset: OfflineDataset, cfg: ADMTrainConfig, model_name:
 
 def train_adm(dataset: OfflineDataset, cfg: ADMTrainConfig, model_cfg: ADMConfig | None = None,
               device: str | torch.device = "cpu", generator: torch.Generator | None = None,
-              sampler: WindowSampler | None = None, progress=None) -> tuple[AnyStepDynamics, dict]:
+              sampler: WindowSampler | None = None, progress=None,
+              batch_generator: torch.Generator | None = None) -> tuple[AnyStepDynamics, dict]:
     """Train a fresh ADM on ``dataset``; returns the best snapshot and diagnostics.
+
+    ``generator`` draws each minibatch's k (on the host: it picks the window length); ``batch_generator``
+    draws the windows on the data's device (default: :func:`benchmark.rl.buffers.index_generator` of
+    ``generator``, which on the CPU is ``generator`` itself).
 
     ``info``: ``holdout_mse`` (mean over k of the restored snapshot's per-k losses, the code's returned
     "model loss"), ``holdout_mse_k`` (list, k = 1..m), ``history`` (per epoch: train loss and per-k
     holdout MSE), ``epochs``, ``steps``, ``stopped`` (``patience`` | ``max_epochs`` | ``max_time``)."""
     device = torch.device(device)
     g = generator if generator is not None else torch.Generator().manual_seed(0)
+    windows_g = batch_generator if batch_generator is not None else index_generator(g, device)
     m = cfg.max_step
     train_size = checked_train_size(dataset, cfg, "ADM")
-    sampler = sampler or WindowSampler(dataset, device)  # on the device: one index copy per batch
+    sampler = sampler or WindowSampler(dataset, device)
     batcher = WindowBatcher(sampler, train_size, device)
 
     model = AnyStepDynamics(dataset.obs_dim, dataset.act_dim, model_cfg).to(device)
@@ -195,17 +205,17 @@ def train_adm(dataset: OfflineDataset, cfg: ADMTrainConfig, model_cfg: ADMConfig
 
     def train_loss() -> torch.Tensor:
         if cfg.per_sample_k:
-            batch = batcher.train_batch_per_sample_k(cfg.batch_size, m, g)
-        else:  # the code's rule: one k ~ U{1..m} for the whole minibatch
-            k = int(torch.randint(1, m + 1, (1,), generator=g))
-            batch = batcher.train_batch(cfg.batch_size, k, g)
+            batch = batcher.train_batch_per_sample_k(cfg.batch_size, m, windows_g)
+        else:  # the code's rule: one k ~ U{1..m} for the whole minibatch (drawn on the host: it is a shape)
+            k = int(torch.randint(1, m + 1, (1,), generator=g, device="cpu"))
+            batch = batcher.train_batch(cfg.batch_size, k, windows_g)
         s0, acts, lengths, target = _to(device, *batch)
         mean, logvar = model(s0, acts, lengths)
         return adm_nll_loss(mean, logvar, target, model.max_logvar, model.min_logvar, cfg.logvar_reg)
 
     fit = fit_with_snapshot_rule(
         model, cfg, steps_per_epoch, train_loss,
-        lambda: validate_per_k(model, batcher, cfg.batch_size, m, g), progress,
+        lambda: validate_per_k(model, batcher, cfg.batch_size, m, windows_g), progress,
     )
     info = {
         "holdout_mse": fit["holdout_mse"],
@@ -231,7 +241,7 @@ def validate_per_k(model: AnyStepDynamics, batcher: WindowBatcher, batch: int, m
         s0, acts, _, target = _to(batcher.device, *batcher.holdout_batch(batch, k, g))
         mean, _ = model(s0, acts)
         out.append(((mean - target) ** 2).mean())
-    return torch.stack(out).tolist()  # one read per validation
+    return read_once(torch.stack(out))  # one read per validation
 
 
 @torch.no_grad()

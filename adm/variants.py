@@ -58,8 +58,9 @@ from adm.training import (
 )
 from adm.uncertainty import get_quantifier, max_aleatoric
 from benchmark.registry import AlgorithmSpec, register
-from benchmark.rl.buffers import Batch, WindowSampler
+from benchmark.rl.buffers import Batch, WindowSampler, index_generator
 from benchmark.rl.dataset import OfflineDataset
+from benchmark.rl.trainers import read_once
 
 Tensor = torch.Tensor
 
@@ -122,6 +123,7 @@ def train_adm_variant(dataset: OfflineDataset, cfg: ADMTrainConfig, model_cfg: A
         raise ValueError(f"unknown ADM model variant {variant!r}; expected one of {sorted(MODEL_VARIANTS)}")
     device = torch.device(device)
     g = generator if generator is not None else torch.Generator().manual_seed(0)
+    windows_g = index_generator(g, device)  # windows drawn on the data's device (g itself on the CPU)
     m = cfg.max_step
     train_size = checked_train_size(dataset, cfg, "ADM")
     batcher = WindowBatcher(WindowSampler(dataset, device), train_size, device)
@@ -130,16 +132,17 @@ def train_adm_variant(dataset: OfflineDataset, cfg: ADMTrainConfig, model_cfg: A
 
     def train_loss() -> Tensor:
         if cfg.per_sample_k:
-            batch = batcher.train_batch_per_sample_k(cfg.batch_size, m, g)
+            batch = batcher.train_batch_per_sample_k(cfg.batch_size, m, windows_g)
         else:
-            k = int(torch.randint(1, m + 1, (1,), generator=g))
-            batch = batcher.train_batch(cfg.batch_size, k, g)
+            k = int(torch.randint(1, m + 1, (1,), generator=g, device="cpu"))
+            batch = batcher.train_batch(cfg.batch_size, k, windows_g)
         s0, acts, lengths, target = [None if t is None else t.to(device) for t in batch]
         mean, logvar = model(s0, acts, lengths)
         return adm_nll_loss(mean, logvar, target, model.max_logvar, model.min_logvar, cfg.logvar_reg)
 
     info = fit_with_snapshot_rule(model, cfg, (train_size // cfg.batch_size) * m, train_loss,
-                                  lambda: validate_per_k(model, batcher, cfg.batch_size, m, g), progress)
+                                  lambda: validate_per_k(model, batcher, cfg.batch_size, m, windows_g),
+                                  progress)
     info.update(train_size=train_size, holdout_size=len(dataset) - train_size, variant=variant)
     return model, info
 
@@ -203,7 +206,7 @@ def ablation_rollout(model: AnyStepDynamics, policy: Callable[[Tensor], Tensor],
                 rew = raw_rew - cfg.penalty_coef * penalty
                 pen_sum += penalty.sum().double()
             raw_sum += raw_rew.sum().double()
-            done = termination_fn(obs, act, next_obs).reshape(-1, 1).to(device)
+            done = termination_fn(obs, act, next_obs).reshape(-1, 1)
             records.append({"obs": obs, "act": act, "rew": rew, "next_obs": next_obs, "done": done.float()})
             alive = ~done.squeeze(1)
             if not alive.any():
@@ -213,8 +216,8 @@ def ablation_rollout(model: AnyStepDynamics, policy: Callable[[Tensor], Tensor],
         model.train(was_training)
     out = {key: torch.cat([r[key] for r in records]) for key in records[0]}
     n = max(len(out["obs"]), 1)
-    pen_sum, raw_sum, reward, done_frac = torch.stack(
-        [pen_sum, raw_sum, out["rew"].mean().double(), out["done"].mean().double()]).tolist()
+    pen_sum, raw_sum, reward, done_frac = read_once(torch.stack(
+        [pen_sum, raw_sum, out["rew"].mean().double(), out["done"].mean().double()]))
     info = {"transitions": float(len(out["obs"])), "penalty": pen_sum / n, "raw_reward": raw_sum / n,
             "reward": reward, "done_frac": done_frac,
             "mean_length": len(out["obs"]) / start_obs.shape[0]}
@@ -233,6 +236,7 @@ class ADMPOOffAblationConfig(ADMPOOffConfig):
     rollout_fixed_k: int = 0  # 0: k ~ U{1..m} (code); k in 1..m: every prediction backtracks k steps
 
     def __post_init__(self):
+        super().__post_init__()
         if self.model_variant not in ABLATION_MODELS:
             raise ValueError(f"model_variant must be one of {ABLATION_MODELS}, got {self.model_variant!r}")
         if not 0 <= self.rollout_fixed_k <= self.max_arm_step:
@@ -265,7 +269,7 @@ class ADMPOOffAblation(ADMPOOff):
         if cfg.model_variant == "adm" and cfg.rollout_fixed_k == 0:
             return super().rollout()
         hist_obs, hist_act, start = sample_start_windows(self.windows, cfg.rollout_batch_size,
-                                                         cfg.max_arm_step, self.generator)
+                                                         cfg.max_arm_step, self.batch_generator)
         return ablation_rollout(self.dynamics, self._policy, hist_obs, hist_act, start, self.rollout_cfg,
                                 self.termination_fn, self.rollout_generator, cfg.rollout_fixed_k)
 

@@ -45,7 +45,7 @@ from torch import nn
 from baselines.mbpo import MBPO, MBPOConfig
 from benchmark.config import AT_LEAST_ONE, NON_NEGATIVE, POSITIVE, Range
 from benchmark.registry import AlgorithmSpec, register
-from benchmark.rl.buffers import Batch
+from benchmark.rl.buffers import Batch, index_generator
 from benchmark.rl.dynamics import EnsembleDynamics, policy_rollout, soft_clamp
 from benchmark.rl.nets import mlp
 from benchmark.rl.online import Context
@@ -154,7 +154,9 @@ class BMPO(MBPO):
         self.backward_policy = BackwardPolicy(ctx.obs_dim, ctx.act_dim, cfg.backward_policy_hidden)
         self.backward_policy.to(ctx.device)
         self.backward_optim = torch.optim.Adam(self.backward_policy.parameters(), lr=cfg.backward_policy_lr)
-        self.backward_generator = torch.Generator().manual_seed(int(cfg.seed) + 4)
+        # backward-policy batches and samples, drawn on the device (a CPU generator on the CPU)
+        backward_seeded = torch.Generator().manual_seed(int(cfg.seed) + 4)
+        self.backward_generator = index_generator(backward_seeded, ctx.device)
         self.sac_updates = 0
         self.backward_info: dict = {}
 
@@ -192,8 +194,8 @@ class BMPO(MBPO):
             return obs, 0.0
         values = sum(self.state_values(obs))
         probs, used = boltzmann_start_probs(values, beta, self.cfg.beta_value_range)
-        idx = torch.multinomial(probs.cpu(), num_starts, replacement=True, generator=self.start_generator)
-        return obs[idx.to(obs.device)], used
+        idx = torch.multinomial(probs, num_starts, replacement=True, generator=self.start_generator)
+        return obs[idx], used
 
     @torch.no_grad()
     def backward_step(self, obs: Tensor, act: Tensor) -> tuple[Tensor, Tensor, Tensor]:

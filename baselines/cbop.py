@@ -143,7 +143,7 @@ class CBOP(ModelBasedOffline):
         bc_optim = torch.optim.Adam(sac.actor.parameters(), lr=cfg.actor_lr)
         bc_losses, pe_losses = [], []
         for _ in range(cfg.bc_steps):
-            b = self.real.sample(cfg.batch_size, self.generator)
+            b = self.real.sample(cfg.batch_size, self.batch_generator)
             pred, _ = sac.actor.sample(b["obs"])
             loss = ((pred - b["act"]) ** 2).mean()
             bc_optim.zero_grad(set_to_none=True)
@@ -151,7 +151,7 @@ class CBOP(ModelBasedOffline):
             bc_optim.step()
             bc_losses.append(loss.detach())
         for _ in range(cfg.pe_steps):  # evaluate the BC policy: plain (min-free) SARSA-style targets
-            b = self.real.sample(cfg.batch_size, self.generator)
+            b = self.real.sample(cfg.batch_size, self.batch_generator)
             with torch.no_grad():
                 next_act, _ = sac.actor.sample(b["next_obs"])
                 next_q = sac.critic_target(b["next_obs"], next_act).mean(0)

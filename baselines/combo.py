@@ -105,7 +105,7 @@ class COMBO(ModelBasedOffline):
             return self.agent.actor.sample(obs)[0]
 
     def rollout(self) -> tuple[Batch, dict]:
-        init = self.real.sample(self.cfg.rollout_batch_size, self.generator)["obs"]
+        init = self.real.sample(self.cfg.rollout_batch_size, self.batch_generator)["obs"]
         return policy_rollout(self.dynamics, self.rollout_policy, init, self.cfg.rollout_length)
 
     # ----- policy ---------------------------------------------------------------------------------

@@ -56,6 +56,7 @@ from benchmark.rl.nets import soft_update
 from benchmark.rl.online import Context, OnlineModelBased, OnlineModelBasedConfig, OnlineSACConfig
 from benchmark.rl.sac import SAC
 from benchmark.rl.termination import TerminationFn
+from benchmark.rl.trainers import read_once
 
 Tensor = torch.Tensor
 
@@ -93,6 +94,7 @@ class DDPPOConfig(OnlineModelBasedConfig, OnlineSACConfig):
     model_retain_steps: int = 1000  # model_retain_epochs 1 x epoch_length 1000
 
     RANGES: ClassVar[dict[str, Range]] = {"critic_grad_clip": POSITIVE, "actor_grad_clip": POSITIVE}
+    CHOICES: ClassVar[dict[str, tuple[str, ...]]] = {"compile": ("off",)}  # own update loop, not compiled
     BUDGETS: ClassVar[dict[str, dict[str, Any]]] = {
         "smoke": {"env_steps": 6, "eval_interval": 3, "start_learning": 300, "model_max_epochs": 2,
                   "model_max_steps": 4, "rollout_batch_size": 64, "policy_batch_size": 16,
@@ -216,7 +218,7 @@ class DDPPOEnsemble(EnsembleDynamics):
         self.elites.copy_(mse.argsort()[: cfg.elites])  # the last epoch's ranking; no snapshot restored
         info = {"epochs": epoch, "steps": steps, "holdout_mse": mse[self.elites].mean().item()}
         if jac_losses:
-            recent = torch.stack(jac_losses[-10:]).cpu().numpy().astype(np.float64)  # read once per training
+            recent = read_once(torch.stack(jac_losses[-10:]))  # read once per training
             info["jacobian_loss"] = float(np.mean(recent))
         return info
 
@@ -295,7 +297,7 @@ class DDPPO(OnlineModelBased):
                 **{f"gradient_{k}": v for k, v in grad.items()}}
 
     def rollout(self, num_starts: int, length: int) -> tuple[Batch, dict]:
-        start = self.real.sample(num_starts, self.generator)["obs"]
+        start = self.real.sample(num_starts, self.batch_generator)["obs"]
         return policy_rollout(self.predictor, lambda o: self.sac.actor.sample(o)[0], start, length,
                               generator=self.rollout_generator)
 
@@ -324,7 +326,7 @@ class DDPPO(OnlineModelBased):
 
     def update_actor(self) -> dict:
         cfg, sac = self.cfg, self.sac
-        start = self.real.sample(cfg.policy_batch_size, self.generator)["obs"]
+        start = self.real.sample(cfg.policy_batch_size, self.batch_generator)["obs"]
         loss, info = ddp_actor_loss(
             sac.actor.sample, lambda s, a: sac.critic(s, a).min(0).values,
             lambda s, a: self.predictor.sample_step(s, a, self.rollout_generator),

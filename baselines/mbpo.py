@@ -39,7 +39,7 @@ import torch
 
 from benchmark.config import AT_LEAST_ONE, Range
 from benchmark.registry import AlgorithmSpec, register
-from benchmark.rl.buffers import Batch
+from benchmark.rl.buffers import Batch, index_generator
 from benchmark.rl.configs import ConfigError
 from benchmark.rl.dynamics import EnsembleDynamics, EnsembleDynamicsFields, policy_rollout
 from benchmark.rl.online import (
@@ -103,7 +103,8 @@ class MBPO(SACAgent, OnlineModelBased):
         # one ensemble for the whole run: trained again, never re-created
         self.dynamics = EnsembleDynamics(ctx.obs_dim, ctx.act_dim, cfg.dynamics_config(), env_key=ctx.env_key,
                                          device=ctx.device, seed=int(cfg.seed) + 1)
-        self.start_generator = torch.Generator().manual_seed(int(cfg.seed) + 2)  # rollout start states
+        # rollout start states, drawn on the replay's device (a CPU generator on the CPU)
+        self.start_generator = index_generator(torch.Generator().manual_seed(int(cfg.seed) + 2), ctx.device)
         self.model_history: list[dict] = []
 
     def rollout_length_at(self, it: int) -> int:

@@ -88,7 +88,7 @@ class MOPO(ModelBasedOffline):
             return self.sac.actor.sample(obs)[0]
 
     def rollout(self) -> tuple[Batch, dict]:
-        init = self.real.sample(self.cfg.rollout_batch_size, self.generator)["obs"]
+        init = self.real.sample(self.cfg.rollout_batch_size, self.batch_generator)["obs"]
         return policy_rollout(
             self.dynamics, self.rollout_policy, init, self.cfg.rollout_length, self.reward_fn
         )

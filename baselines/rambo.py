@@ -150,7 +150,7 @@ class RAMBO(MOPO):
         data = self.real.all()
         n, losses = len(data["obs"]), []
         for _ in range(cfg.bc_epochs):
-            order = torch.randperm(n, generator=self.generator).to(self.device)
+            order = torch.randperm(n, generator=self.batch_generator, device=self.batch_generator.device)
             for start in range(0, n - cfg.bc_batch_size + 1, cfg.bc_batch_size):
                 idx = order[start : start + cfg.bc_batch_size]
                 pred, _ = actor.sample(data["obs"][idx])
@@ -204,10 +204,10 @@ class RAMBO(MOPO):
         totals: dict[str, Tensor] = {}
         steps = 0
         while steps < cfg.adv_train_steps:
-            obs = self.real.sample(cfg.adv_batch_size, self.generator)["obs"]
+            obs = self.real.sample(cfg.adv_batch_size, self.batch_generator)["obs"]
             for _ in range(cfg.rollout_length):
                 loss, obs, info = self.adversarial_loss(
-                    obs, self.real.sample(cfg.adv_batch_size, self.generator)
+                    obs, self.real.sample(cfg.adv_batch_size, self.batch_generator)
                 )
                 self.adv_optim.zero_grad(set_to_none=True)
                 loss.backward()

@@ -229,7 +229,7 @@ class STEVE(OnlineAlgorithm):
         return torch.randint(n, (batch,), generator=self.member_generator, device=self.device)
 
     def model_update(self) -> dict[str, float]:
-        batch = self.real.sample(self.cfg.batch_size, self.generator)
+        batch = self.real.sample(self.cfg.batch_size, self.batch_generator)
         loss, info = self.model.loss(batch, self.members(self.cfg.num_models, len(batch["obs"])))
         self.model_optim.zero_grad(set_to_none=True)
         loss.backward()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -19,7 +20,8 @@ from baselines.bc import StateNormalizer
 from benchmark.registry import AlgorithmSpec, register
 from benchmark.rl.algorithm import Context, OfflineAlgorithm
 from benchmark.rl.buffers import Batch
-from benchmark.rl.configs import OfflineConfig
+from benchmark.rl.compile import CompiledSteps, step
+from benchmark.rl.configs import COMPILE_MODES, OfflineConfig
 from benchmark.rl.nets import mlp, soft_update
 from benchmark.rl.sac import QEnsemble
 
@@ -36,6 +38,8 @@ class TD3BCConfig(OfflineConfig):
     noise_clip: float = 0.5
     policy_freq: int = 2  # actor/target update every policy_freq critic updates
     normalize_states: bool = True
+
+    CHOICES: ClassVar[dict[str, tuple[str, ...]]] = {"compile": COMPILE_MODES}  # critic_step / actor_step
 
 
 def td3bc_actor_loss(q: torch.Tensor, pi: torch.Tensor, data_action: torch.Tensor, alpha: float):
@@ -56,13 +60,22 @@ class TD3BC(OfflineAlgorithm):
         self.actor_optim = torch.optim.Adam(self.actor.parameters(), lr=cfg.actor_lr)
         self.critic_optim = torch.optim.Adam(self.critic.parameters(), lr=cfg.critic_lr)
         self.updates = 0
+        self.compiled_steps = CompiledSteps(cfg.compile)
 
     def pi(self, net: nn.Module, obs_n: torch.Tensor) -> torch.Tensor:
         return self.act_scale * net(obs_n)
 
     def learn(self, batch: Batch) -> dict:
-        cfg = self.cfg
         obs, next_obs = self.norm(batch["obs"]), self.norm(batch["next_obs"])
+        info = step(self, self.critic_step)(obs, next_obs, batch)
+        self.updates += 1
+        if self.updates % self.cfg.policy_freq == 0:
+            info.update(step(self, self.actor_step)(obs, batch["act"]))
+        return info  # device tensors: the loops read a window of them at once (StepMetrics)
+
+    def critic_step(self, obs: torch.Tensor, next_obs: torch.Tensor, batch: Batch) -> dict:
+        """One critic update on normalised states (compiled with ``compile``); tensor diagnostics."""
+        cfg = self.cfg
         with torch.no_grad():
             noise = (torch.randn_like(batch["act"]) * cfg.policy_noise).clamp(-cfg.noise_clip, cfg.noise_clip)
             next_act = (self.pi(self.actor_target, next_obs) + noise * self.act_scale).clamp(
@@ -75,19 +88,20 @@ class TD3BC(OfflineAlgorithm):
         self.critic_optim.zero_grad(set_to_none=True)
         critic_loss.backward()
         self.critic_optim.step()
-        info = {"critic_loss": critic_loss.detach(), "q_mean": q.mean().detach()}
-        self.updates += 1
-        if self.updates % cfg.policy_freq == 0:
-            pi = self.pi(self.actor, obs)
-            q1 = self.critic(obs, pi, members=slice(0, 1))[0]  # the actor loss reads Q1 only: skip Q2
-            actor_loss, lmbda = td3bc_actor_loss(q1, pi, batch["act"], cfg.alpha)
-            self.actor_optim.zero_grad(set_to_none=True)
-            actor_loss.backward()
-            self.actor_optim.step()
-            soft_update(self.critic_target, self.critic, cfg.tau)
-            soft_update(self.actor_target, self.actor, cfg.tau)
-            info.update(actor_loss=actor_loss.detach(), lmbda=lmbda.detach())
-        return info
+        return {"critic_loss": critic_loss.detach(), "q_mean": q.mean().detach()}
+
+    def actor_step(self, obs: torch.Tensor, data_act: torch.Tensor) -> dict:
+        """The delayed actor update and both target updates (compiled with ``compile``)."""
+        cfg = self.cfg
+        pi = self.pi(self.actor, obs)
+        q1 = self.critic(obs, pi, members=slice(0, 1))[0]  # the actor loss reads Q1 only: skip Q2
+        actor_loss, lmbda = td3bc_actor_loss(q1, pi, data_act, cfg.alpha)
+        self.actor_optim.zero_grad(set_to_none=True)
+        actor_loss.backward()
+        self.actor_optim.step()
+        soft_update(self.critic_target, self.critic, cfg.tau)
+        soft_update(self.actor_target, self.actor, cfg.tau)
+        return {"actor_loss": actor_loss.detach(), "lmbda": lmbda.detach()}
 
     @torch.no_grad()
     def act(self, obs, deterministic: bool = True):

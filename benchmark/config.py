@@ -174,6 +174,10 @@ def find_config_file(config_dir: Path | None, config_keys: tuple[str, ...]) -> P
     return None
 
 
+def _declared_default(f: dataclasses.Field) -> Any:
+    return f.default_factory() if f.default is dataclasses.MISSING else f.default
+
+
 def resolve_config(
     config_cls: type,
     config_dir: Path | None,
@@ -193,7 +197,9 @@ def resolve_config(
     Every numeric value is range-checked (:func:`check_ranges`); an error names the layer it came from
     (``override_sources`` maps an override key to where it was written, e.g. a suite file's entry; ``--set``
     otherwise)."""
-    values = {f.name: getattr(config_cls(), f.name) for f in fields(config_cls)}
+    # the declared defaults, before __post_init__ (which fills device-dependent fields left at None, e.g. a
+    # rollout chunk size, from the values resolved here)
+    values = {f.name: _declared_default(f) for f in fields(config_cls)}
     sources = dict.fromkeys(values, f"the {config_cls.__name__} default")
     if inherited:
         values = apply_values(config_cls, values, inherited, inherited_from)
@@ -218,6 +224,7 @@ def resolve_config(
         values = apply_values(config_cls, values, {key: value}, where)
         sources[key] = where
     check_ranges(config_cls, values, sources)
+    check_choices(config_cls, values, sources)
     cfg = config_cls(**values)
     provenance = {
         "config_file": _repo_relative(path) if path else None,
@@ -333,6 +340,28 @@ def check_ranges(config_cls: type, values: dict[str, Any], sources: dict[str, st
             raise ConfigError(
                 f"{sources.get(name, 'config')}: field {name!r} = {shown} is out of range; "
                 f"allowed: {allowed.describe(integer)}"
+            )
+
+
+def field_choices(config_cls: type, name: str) -> tuple[str, ...] | None:
+    """The allowed values of a string field: the nearest ``CHOICES: ClassVar[dict[str, tuple]]`` along the
+    class's MRO that names it (e.g. ``compile``: "off" on the floor, every mode where the updates compile)."""
+    for klass in config_cls.__mro__:
+        choices = vars(klass).get("CHOICES", {})
+        if name in choices:
+            return tuple(choices[name])
+    return None
+
+
+def check_choices(config_cls: type, values: dict[str, Any], sources: dict[str, str]) -> None:
+    """Refuse a value outside its field's :func:`field_choices`, naming the field, the layer that set it and
+    the allowed values."""
+    for name, value in values.items():
+        allowed = field_choices(config_cls, name)
+        if allowed is not None and value not in allowed:
+            raise ConfigError(
+                f"{sources.get(name, 'config')}: field {name!r} = {value!r} is not allowed for "
+                f"{config_cls.__name__}; allowed: {', '.join(allowed)}"
             )
 
 

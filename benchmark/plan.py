@@ -32,7 +32,7 @@ import statistics
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchmark.results import REPO_ROOT
+from benchmark.results import REPO_ROOT, WHOLE_RUN
 
 # seconds per step and setup seconds when nothing is measured (ours: one CPU core of the README's
 # "Performance" table: SAC update 20.8 ms, TD3+BC 17.5 ms, BC 4.0 ms, CQL ~0.4 s, ADMPO-OFF ~105 s per
@@ -128,6 +128,8 @@ def sample_from_record(rec: dict) -> Sample | None:
     wall = rec.get("cpu_time_s") if cpu else rec.get("wall_time_s")
     if rec.get("status") != "ok" or steps <= 0 or not wall or rec.get("schema") != "admbench.record/1":
         return None
+    if rec.get("resumed_from") is not None and rec.get("time_covers") != WHOLE_RUN:
+        return None  # resumed before checkpoints kept their cost: its times miss the earlier segments
     algo = rec.get("algo_id") or str(rec["algo"]).partition("@")[0]
     try:
         fam = family(algo)
@@ -201,14 +203,24 @@ def epoch_bench(algo: str, budget: str, path: Path | None = None) -> dict | None
     return rows.get(algo)
 
 
+# fixed-length policy pre-training inside setup() (CBOP), timed per step by scripts/bench_epochs.py
+PRETRAIN_STEP_FIELDS = ("bc_steps", "pe_steps")
+
+
 def bench_estimate(row: dict, cfg_dict: dict, records: list[Sample]) -> tuple[float, float, str]:
     """``(setup_s, per_step_s, source)`` from the epoch benchmark: a gradient step costs the epoch (updates,
     rollouts, evaluation) over its steps; the setup is the one-model-epoch time times the model epochs of
-    the config's cap, else of this algorithm's finished records (early stopping: counted as measured)."""
+    the config's cap, else of this algorithm's finished records (early stopping: counted as measured), plus
+    the config's pre-training steps times the benchmark's time per pre-training step."""
     per_step = float(row["epoch_s"]) / max(1, int(cfg_dict.get("steps_per_epoch") or row["steps_per_epoch"]))
     source = f"bench {EPOCH_BENCH.relative_to(REPO_ROOT)}"
+    pretrain_s = 0.0
+    if "pretrain_step_ms" in row:  # fixed-length policy pre-training inside setup (CBOP's BC + evaluation)
+        steps = sum(int(cfg_dict[k]) for k in PRETRAIN_STEP_FIELDS if k in cfg_dict)
+        pretrain_s = steps * float(row["pretrain_step_ms"]) / 1e3
+        source += f"; setup includes {steps} pre-training steps"
     if "model_epoch_s" not in row:
-        return float(row.get("setup_s", 0.0)), per_step, source
+        return float(row.get("setup_s", 0.0)) + pretrain_s, per_step, source
     epochs = _planned_model_epochs(cfg_dict)
     if epochs is None:
         seen = [s.model_epochs for s in records if s.model_epochs]
@@ -217,7 +229,7 @@ def bench_estimate(row: dict, cfg_dict: dict, records: list[Sample]) -> tuple[fl
         else:
             epochs, how = 1.0, "model epochs unknown until a run stops early: ONE epoch, a lower bound"
         source += f"; setup = {epochs:g} model epochs ({how})"
-    return float(row["model_epoch_s"]) * epochs, per_step, source
+    return float(row["model_epoch_s"]) * epochs + pretrain_s, per_step, source
 
 
 def missing_data(tasks) -> list[tuple[str, Path, str]]:

@@ -34,6 +34,8 @@ REQUIRED_FIELDS = {
     "curve": list,
 }
 CURVE_FIELDS = ("step", "return_mean", "return_std", "score")
+# a resumed run's `time_covers` when its wall/CPU times include the segments before the resume
+WHOLE_RUN = "the whole run, across resumes"
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 

@@ -24,6 +24,7 @@ from benchmark.config import config_hash, config_to_dict, resolve_config
 from benchmark.metrics import run_loggers
 from benchmark.results import (
     SCHEMA,
+    WHOLE_RUN,
     RunBusy,
     claim_run,
     final_value,
@@ -43,6 +44,17 @@ DEFAULT_RESULTS = Path("results")
 
 # config fields that cannot change a result (tested: a resumed run equals an uninterrupted one)
 NOT_HASHED = frozenset({"checkpoint_every"})
+# performance switches that can change numbers (a compiled update is not bit-exact): they join the hash only
+# when set away from their default, so every record made before such a switch existed keeps its hash
+HASHED_WHEN_SET = frozenset({"compile"})
+
+
+def hashed_config(config_cls: type, cfg_dict: dict[str, Any]) -> dict[str, Any]:
+    """The part of a resolved config the hash covers: all but :data:`NOT_HASHED`, and the
+    :data:`HASHED_WHEN_SET` fields only where they differ from the class default."""
+    defaults = config_to_dict(config_cls())
+    return {k: v for k, v in cfg_dict.items()
+            if k not in NOT_HASHED and not (k in HASHED_WHEN_SET and v == defaults.get(k))}
 
 
 class KindMismatchError(ValueError):
@@ -119,7 +131,7 @@ def prepare(run: RunSpec, threads: int = 1):
         override_sources=run.override_sources,
     )
     cfg_dict = config_to_dict(cfg)
-    hashed = {k: v for k, v in cfg_dict.items() if k not in NOT_HASHED}
+    hashed = hashed_config(spec.config_cls, cfg_dict)
     payload = {"algo": run.name, "task": run.task, "seed": run.seed, "budget": run.budget, "config": hashed}
     data = task.data_fingerprint()
     if data is not None:  # a rebuilt or replaced dataset makes old records stale
@@ -324,6 +336,14 @@ def run_one(
         # CPU-seconds of this process (all its threads): what --plan's CPU-hours count; a loaded host
         # stretches wall time, hardly this
         record["cpu_time_s"] = round(time.process_time() - cpu0, 3)
+        if checkpointer.resumed_from is not None:  # a resumed run costs its earlier segments too
+            spent = checkpointer.spent()
+            if spent is None:
+                record["time_covers"] = (f"the segment since the resume at {checkpointer.resumed_from} only "
+                                         "(its checkpoint predates kept costs)")
+            else:
+                record["wall_time_s"], record["cpu_time_s"] = spent["wall_s"], spent["cpu_s"]
+                record["time_covers"] = WHOLE_RUN
         record["final_score"] = final_value(record["curve"], "score", cfg.final_k)
         record["final_return"] = final_value(record["curve"], "return_mean", cfg.final_k)
         if record["status"] == "ok" and not is_finished(record):

@@ -16,7 +16,12 @@ rollout sizes, evaluation episodes):
 * ``model_epoch_s``: the setup (model training and what else ``setup()`` does) capped at ONE model epoch
   (``model_max_epochs`` / ``dynamics_max_epochs`` = 1); a paper-size run trains to early stopping, whose
   epoch count is known only from a finished run, so ``--plan`` multiplies this by the model epochs of
-  finished records when there are some.
+  finished records when there are some;
+* ``pretrain_step_ms``: for an algorithm whose setup also pre-trains its policy for a fixed number of steps
+  (CBOP: ``bc_steps`` behaviour-cloning then ``pe_steps`` policy-evaluation steps, 20k each at `paper`,
+  about 40k steps that would dominate the benchmark), the setup above runs with those counts at 0 and
+  ``pretrain()`` is then timed over ``PRETRAIN_STEPS_TIMED`` steps of each kind; ``pretrain_steps`` is the
+  config's total, which ``--plan`` multiplies by ``pretrain_step_ms``.
 
 ``epoch_s`` = ``steps_per_epoch`` x update + rollouts + evaluation; ``run_h_without_model`` = ``epochs`` x
 ``epoch_s``. Writes one JSON file; ``admbench reproduce ... --plan`` reads it for `paper` runs that have no
@@ -26,6 +31,7 @@ record of their own (:mod:`benchmark.plan`).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
@@ -42,11 +48,13 @@ import torch  # noqa: E402
 
 from benchmark import registry  # noqa: E402
 from benchmark.atomic import atomic_write_text  # noqa: E402
+from benchmark.plan import PRETRAIN_STEP_FIELDS  # noqa: E402
 from benchmark.rl.algorithm import Context  # noqa: E402
 from benchmark.runner import RunSpec, prepare  # noqa: E402
 from benchmark.seeding import seed_everything  # noqa: E402
 
 MODEL_EPOCH_CAPS = ("model_max_epochs", "dynamics_max_epochs")  # the setup's model-epoch cap fields
+PRETRAIN_STEPS_TIMED = 100  # of each pre-training kind
 EVAL_STEPS_TIMED = 1000
 
 
@@ -65,25 +73,34 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def clock(device: torch.device):
+    """The clock to time ``device`` work with: on a CPU with one torch thread, this thread's CPU time (all of
+    the work runs in it, and it does not count the time other processes hold the core, so a shared host
+    gives the same figures as an idle one); otherwise wall time (a GPU's work is not this thread's)."""
+    return time.thread_time if device.type == "cpu" and torch.get_num_threads() == 1 else time.perf_counter
+
+
 def timed(fn, device: torch.device) -> float:
+    now = clock(device)
     sync(device)
-    t = time.perf_counter()
+    t = now()
     fn()
     sync(device)
-    return time.perf_counter() - t
+    return now() - t
 
 
 def eval_step_s(algo, task) -> float:
     """Seconds per evaluation env step (simulator step + deterministic action), resets included."""
     env = task.make_env()
     obs, _ = env.reset(seed=0)
-    t = time.perf_counter()
+    now = clock(torch.device(algo.device))
+    t = now()
     for _ in range(EVAL_STEPS_TIMED):
         obs, _, term, trunc, _ = env.step(algo.act(obs, deterministic=True))
         if term or trunc:
             obs, _ = env.reset()
     env.close()
-    return (time.perf_counter() - t) / EVAL_STEPS_TIMED
+    return (now() - t) / EVAL_STEPS_TIMED
 
 
 def bench_algo(name: str, task_id: str, updates: int, overrides: dict | None = None) -> dict:
@@ -92,6 +109,8 @@ def bench_algo(name: str, task_id: str, updates: int, overrides: dict | None = N
     overrides = dict(overrides or {})
     _, task, cfg, cfg_dict, _, _ = prepare(RunSpec(name, task_id, 0, "paper", overrides))
     caps = {k: 1 for k in MODEL_EPOCH_CAPS if k in cfg_dict}
+    pretrain = {k: int(cfg_dict[k]) for k in PRETRAIN_STEP_FIELDS if k in cfg_dict}
+    caps.update({k: 0 for k in pretrain})
     if caps:
         _, task, cfg, cfg_dict, _, _ = prepare(RunSpec(name, task_id, 0, "paper", {**overrides, **caps}))
     device = torch.device(cfg.device)
@@ -106,6 +125,14 @@ def bench_algo(name: str, task_id: str, updates: int, overrides: dict | None = N
         out["model_epoch_cap"] = caps
     else:
         out["setup_s"] = round(setup_s, 2)
+    if pretrain:  # time PRETRAIN_STEPS_TIMED steps of each kind, then restore the capped config
+        algo.cfg = dataclasses.replace(cfg, **{k: PRETRAIN_STEPS_TIMED for k in pretrain})
+        pretrain_s = timed(algo.pretrain, device)
+        algo.cfg = cfg
+        out["pretrain_step_ms"] = round(1e3 * pretrain_s / (PRETRAIN_STEPS_TIMED * len(pretrain)), 3)
+        out["pretrain_steps"] = sum(pretrain.values())
+        for k in pretrain:  # only the model-epoch caps stay listed
+            out["model_epoch_cap"].pop(k)
     model_based = hasattr(algo, "rollout") and "rollout_freq" in cfg_dict
     if model_based:
         out["rollout_batch_size"], out["rollout_length"] = cfg.rollout_batch_size, cfg.rollout_length
@@ -138,12 +165,19 @@ def main() -> None:
     names = sorted(n for n, s in registry.algorithms().items() if s.kind == "offline")
     if args.algos:
         names = [n for n in names if n in args.algos.split(",")]
+    overrides = dict(kv.split("=", 1) for kv in args.set)
+    device = torch.device(overrides.get("device", "cpu"))
     out_path = Path(args.out)
+    clock_name = "thread CPU time" if clock(device) is time.thread_time else "wall time"
     previous = json.loads(out_path.read_text()) if out_path.exists() else {}
-    rows = dict(previous.get("algorithms", {})) if previous.get("meta", {}).get("task") == args.task else {}
+    old = previous.get("meta", {})
+    # rows of another task or clock are not comparable (files before the clock was stated used wall time)
+    kept = old.get("task") == args.task and old.get("clock", "wall time") == clock_name
+    rows = dict(previous.get("algorithms", {})) if kept else {}
 
     def meta() -> dict:
         return {"task": args.task, "budget": "paper", "threads": args.threads, "set": args.set,
+                "clock": clock_name,
                 "torch": torch.__version__, "python": platform.python_version(),
                 "cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
                 "load_avg_1m": round(os.getloadavg()[0], 2), "command": " ".join(["python", *sys.argv]),
@@ -151,7 +185,7 @@ def main() -> None:
 
     for name in names:  # the file is rewritten after every algorithm: an interrupted run keeps what it did
         t0 = time.perf_counter()
-        rows[name] = bench_algo(name, args.task, args.updates, dict(kv.split("=", 1) for kv in args.set))
+        rows[name] = bench_algo(name, args.task, args.updates, overrides)
         row = rows[name]
         row["load_avg_1m"] = round(os.getloadavg()[0], 2)  # this host is shared: how busy it was
         rollout = f" + {row.get('rollouts_per_epoch', 0):g} x rollout {row.get('rollout_s', 0):.1f} s"

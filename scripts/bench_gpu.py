@@ -15,7 +15,10 @@ On one device it measures and writes as JSON:
 3. with ``OFFICIAL`` set, the official ADMPO code's train step, SAC update and rollout on the same device
    (``scripts/official_anchor.py --device``);
 4. runs per GPU: 1, 2, 4, 8 processes each doing the same number of SAC updates at once; throughput in
-   updates/s over all of them and each run's slowdown against running alone (``--pack``).
+   updates/s over all of them and each run's slowdown against running alone (``--pack``);
+5. the ``compile`` switch: SAC, TD3+BC and CQL update time at paper sizes, eager against each of
+   ``--compile-modes`` (default: default and reduce-overhead, which adds CUDA graphs), interleaved round
+   by round, with each mode's compile time (``--only compile`` runs this part alone, e.g. on a CPU).
 
 It stops itself at ``--budget-s`` (default 540 s), leaving out what did not fit (listed in the output).
 ``--quick --device cpu`` runs the same code at toy sizes on a CPU (tests/test_bench_gpu_script.py).
@@ -41,8 +44,11 @@ sys.path.insert(0, str(ROOT / "scripts"))
 import torch  # noqa: E402
 from bench_epochs import bench_algo, sync  # noqa: E402  (scripts/ is on the path above)
 
+from benchmark.rl import compile as compile_module  # noqa: E402
+
 OBS, ACT, M, H = 11, 3, 5, 5
 EPOCH_ALGOS = ("admpo-off", "mopo", "mobile", "cql", "td3bc")
+SECTIONS = ("epochs", "adm", "official", "compile", "packing")
 
 
 def clock_ms(fn, device: torch.device, calls: int, warmup: int = 3) -> float:
@@ -158,6 +164,75 @@ def packing(device: torch.device, counts: list[int], updates: int) -> dict:
     return rows
 
 
+def compile_learners(device: torch.device, n: int = 100_000):
+    """``{name: make(mode) -> one update}`` at paper sizes (batch 256; SAC and TD3+BC 2x256 nets, CQL its
+    config's 3x256, 10 sampled actions per proposal) on synthetic Hopper-shaped data on ``device``."""
+    import numpy as np
+
+    from baselines.cql import CQL, CQLConfig
+    from baselines.td3bc import TD3BC, TD3BCConfig
+    from benchmark.rl.algorithm import Context
+    from benchmark.rl.buffers import TransitionBuffer
+    from benchmark.rl.dataset import OfflineDataset
+    from benchmark.rl.sac import SAC, SACConfig
+
+    rng = np.random.default_rng(0)
+    data = OfflineDataset(rng.standard_normal((n, OBS)), rng.uniform(-1, 1, (n, ACT)), rng.standard_normal(n),
+                          rng.standard_normal((n, OBS)), np.zeros(n, bool), np.zeros(n, bool))
+    ctx = Context(data, "hopper", OBS, ACT, 1.0, device)
+    buf = TransitionBuffer.from_dataset(data, device)
+
+    def sac(mode):
+        learner, g = SAC(OBS, ACT, SACConfig(auto_alpha=True, compile=mode), device=device), torch.Generator()
+        return lambda: learner.update(buf.sample(256, g))
+
+    def offline(cls, cfg_cls):
+        def make(mode):
+            algo = cls(cfg_cls(compile=mode), ctx)
+            return lambda: algo.learn(algo.next_batch(0))
+        return make
+
+    return {"sac": sac, "td3bc": offline(TD3BC, TD3BCConfig), "cql": offline(CQL, CQLConfig)}
+
+
+def compile_figures(device: torch.device, modes: list[str], algos: list[str], calls: int,
+                    rounds: int) -> dict:
+    """Update ms of eager ("off") and each compile mode, ``rounds`` interleaved blocks of ``calls`` updates
+    (median over rounds: a shared host's speed drifts), and each mode's first 3 calls (the compile). On a
+    CPU also the calling thread's CPU time per update (``update_cpu_ms``; with one torch thread, inductor's
+    kernels run on it too), which a loaded host does not inflate."""
+    makers = compile_learners(device)
+    out = {}
+    for algo in algos:
+        torch._dynamo.reset()
+        steps, row = {}, {}
+        for mode in ["off", *modes]:
+            torch.manual_seed(0)
+            steps[mode] = makers[algo](mode)
+            sync(device)
+            t = time.perf_counter()
+            for _ in range(3):
+                steps[mode]()
+            sync(device)
+            row[mode] = {"first_3_calls_s": round(time.perf_counter() - t, 2)}
+        wall = {mode: [] for mode in steps}
+        cpu = {mode: [] for mode in steps}
+        for _ in range(rounds):
+            for mode, step in steps.items():
+                c = time.thread_time()
+                wall[mode].append(clock_ms(step, device, calls, warmup=1))
+                cpu[mode].append(1e3 * (time.thread_time() - c) / (calls + 1))  # the warm-up call included
+        timings = {"": wall, "_cpu": cpu} if device.type == "cpu" else {"": wall}
+        for suffix, per_round in timings.items():
+            for mode, times in per_round.items():
+                row[mode][f"update{suffix}_ms"] = round(statistics.median(times), 3)
+                row[mode][f"speedup{suffix}_vs_eager"] = round(statistics.median(
+                    a / b for a, b in zip(per_round["off"], times)), 3)
+        out[algo] = row
+        print("compile", algo, row, flush=True)
+    return out
+
+
 def device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
@@ -172,6 +247,11 @@ def main() -> None:
     ap.add_argument("--budget-s", type=float, default=540.0)
     ap.add_argument("--pack", default="1,2,4,8")
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (the CPU side of a GPU run)")
+    ap.add_argument("--only", default=",".join(SECTIONS), help=f"sections to run, of {','.join(SECTIONS)}")
+    ap.add_argument("--compile-modes", default="default,reduce-overhead",
+                    help="compile modes timed against off")
+    ap.add_argument("--compile-algos", default="sac,td3bc", help="updates timed by the compile section "
+                    "(of sac, td3bc, cql)")
     ap.add_argument("--pack-worker", type=int, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -187,11 +267,12 @@ def main() -> None:
                     "threads": args.threads, "quick": args.quick, "command": " ".join(["python", *sys.argv]),
                     "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())},
            "epochs": {}, "left_out": []}
+    sections = set(args.only.split(","))
 
     def time_left() -> bool:
         return time.perf_counter() - t0 < args.budget_s
 
-    algos = ("td3bc",) if args.quick else EPOCH_ALGOS
+    algos = (("td3bc",) if args.quick else EPOCH_ALGOS) if "epochs" in sections else ()
     for algo in algos:
         if not time_left():
             out["left_out"].append(f"epoch {algo}")
@@ -202,19 +283,28 @@ def main() -> None:
         out["epochs"][algo] = bench_algo(algo, "local/hopper-medium-replay", 5 if args.quick else 100,
                                          overrides)
         print(algo, out["epochs"][algo], flush=True)
-    if time_left():
-        out["adm"] = adm_figures(device, 500 if args.quick else 50_000, 5 if args.quick else 50)
-        print("adm", out["adm"], flush=True)
-    else:
-        out["left_out"].append("adm")
-    if time_left():
-        out["official"] = official_figures(device, args.quick)
-        print("official", out["official"], flush=True)
-    else:
-        out["left_out"].append("official")
+
+    def section(key: str, measure) -> None:
+        if key not in sections:
+            return
+        if not time_left():
+            out["left_out"].append(key)
+            return
+        out[key] = measure()
+        print(key, out[key], flush=True)
+
+    section("adm", lambda: adm_figures(device, 500 if args.quick else 50_000, 5 if args.quick else 50))
+    section("official", lambda: official_figures(device, args.quick))
+    if args.quick:  # the script's own test: dynamo + AOT autograd without code generation (seconds)
+        compile_module.BACKEND = "aot_eager"
+    section("compile", lambda: {
+        "backend": compile_module.BACKEND,
+        **compile_figures(device, args.compile_modes.split(","), args.compile_algos.split(","),
+                          calls=5 if args.quick else 50, rounds=2 if args.quick else 5)})
     counts = [int(n) for n in args.pack.split(",") if n]
-    out["packing"] = packing(device, counts, 50 if args.quick else 2000) if time_left() else {}
-    print("packing", out["packing"], flush=True)
+    if "packing" in sections:  # empty when out of time, as before
+        out["packing"] = packing(device, counts, 50 if args.quick else 2000) if time_left() else {}
+        print("packing", out["packing"], flush=True)
     out["meta"]["seconds"] = round(time.perf_counter() - t0, 1)
     safe = "".join(c if c.isalnum() else "-" for c in name.lower()).strip("-")
     path = Path(args.out or ROOT / "results" / "bench" / f"gpu-{safe}.json")

@@ -237,3 +237,31 @@ def known_records(suite: str = "synth") -> list[dict]:
             for j, task in enumerate(KNOWN_TASKS):
                 out.append(make_record(algo, task, run, float(scores[run, j]), suite=suite))
     return out
+
+
+class Interrupted(BaseException):
+    """Stands for a SIGKILL inside the process: not an Exception, so the runner records nothing."""
+
+
+def resume_after_second_checkpoint(run, results: Path, monkeypatch) -> tuple[dict, int]:
+    """Run ``run`` into ``results`` until its second checkpoint is written, stop it there, and run it again.
+    Returns the resumed record and the position of that checkpoint (where it should have resumed from)."""
+    import pytest
+
+    from benchmark.rl.checkpoint import Checkpointer
+    from benchmark.runner import run_one
+
+    real_save, saves = Checkpointer.save, []
+
+    def save_then_die(self, position, state):
+        path = real_save(self, position, state)
+        saves.append(position)
+        if len(saves) == 2:
+            raise Interrupted
+        return path
+
+    monkeypatch.setattr(Checkpointer, "save", save_then_die)
+    with pytest.raises(Interrupted):
+        run_one(run, results, progress=False)
+    monkeypatch.setattr(Checkpointer, "save", real_save)
+    return run_one(run, results, progress=False), saves[-1]

@@ -92,6 +92,10 @@ def test_compounding_error_smoke(hopper_random):
     for res in out["models"].values():
         assert len(res["mean"]) == len(res["std"]) == 6
         assert all(0 <= v <= FLOAT32_MAX for v in res["mean"])
+        # one holdout MSE per training epoch, for the report's knee curves
+        curve = res["train"]["holdout_curve"]
+        assert len(curve) >= 1 and all(np.isfinite(v) and v > 0 for v in curve)
+    assert len(out["models"]["ensemble"]["train"]["holdout_curve"]) == TINY.ensemble_max_epochs
 
 
 def test_uncertainty_vs_error_smoke(hopper_random):

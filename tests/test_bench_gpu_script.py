@@ -20,6 +20,11 @@ def test_bench_gpu_quick_on_cpu(tmp_path):
     epoch = result["epochs"]["td3bc"]
     assert epoch["update_ms"] > 0 and epoch["epoch_s"] > epoch["eval_s"] > 0
     assert result["adm"]["adm_train_step_ms"] > 0 and result["adm"]["adm_rollout_s"] > 0
+    compiled = result["compile"]  # eager against each compile mode (aot_eager backend under --quick)
+    assert compiled["backend"] == "aot_eager" and set(compiled) == {"backend", "sac", "td3bc"}
+    assert set(compiled["sac"]) == {"off", "default", "reduce-overhead"}
+    assert compiled["td3bc"]["default"]["update_ms"] > 0 and compiled["sac"]["off"]["speedup_vs_eager"] == 1.0
+    assert compiled["sac"]["default"]["update_cpu_ms"] > 0  # on a CPU: thread CPU time too
     assert set(result["packing"]) == {"1", "2"}
     assert result["packing"]["2"]["updates_per_s_total"] > 0
     assert result["packing"]["1"]["slowdown_vs_alone"] == 1.0

@@ -11,7 +11,9 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers import resume_after_second_checkpoint
 
+from benchmark.results import WHOLE_RUN
 from benchmark.rl.checkpoint import Checkpointer
 from benchmark.runner import RunSpec, checkpoint_dir, prepare, run_one
 
@@ -90,6 +92,7 @@ def test_run_killed_after_a_checkpoint_resumes_bit_identically(algo, tiny_data, 
     assert resumed["status"] == "ok", resumed.get("traceback")
     assert resumed["resumed_from"] >= 0
     assert _curve_and_score(resumed) == _curve_and_score(reference)
+    assert resumed["time_covers"] == WHOLE_RUN  # its times include the killed process's segment
     assert not checkpoint_dir(path).exists()  # deleted once the record is written
 
 
@@ -107,6 +110,33 @@ def test_corrupt_newest_checkpoint_falls_back_and_other_configs_are_never_used(t
     ckpt.save(3, {"x": 3})
     assert sorted(p.name for p in (tmp_path / "c").iterdir()) == ["ckpt-0000000002.pt", "ckpt-0000000003.pt"]
     assert Checkpointer(tmp_path / "c", "hash-a", every=0).load() is None  # disabled: never resumes
+
+
+def _burn_cpu(seconds: float) -> None:
+    end = time.process_time() + seconds
+    while time.process_time() < end:
+        pass
+
+
+def test_a_run_s_cost_adds_up_across_resumes(tmp_path):
+    """The checkpoint keeps what the run had cost; the resumed process adds its own. A checkpoint written
+    before costs were kept makes the total unknown (None), never a silent undercount."""
+    import torch
+
+    first = Checkpointer(tmp_path / "c", "h", every=1)
+    _burn_cpu(0.2)
+    first.save(1, {})
+    saved = torch.load(tmp_path / "c" / "ckpt-0000000001.pt", weights_only=False)["spent"]
+    assert saved["cpu_s"] >= 0.2 and saved["wall_s"] >= saved["cpu_s"] - 0.05
+    second = Checkpointer(tmp_path / "c", "h", every=1)
+    assert second.load() is not None and second.spent_before == saved
+    _burn_cpu(0.1)
+    assert second.spent()["cpu_s"] >= saved["cpu_s"] + 0.1
+    legacy = torch.load(tmp_path / "c" / "ckpt-0000000001.pt", weights_only=False)
+    legacy.pop("spent")
+    torch.save(legacy, tmp_path / "c" / "ckpt-0000000002.pt")
+    third = Checkpointer(tmp_path / "c", "h", every=1)
+    assert third.load() is not None and third.resumed_from == 1 and third.spent() is None
 
 
 def test_checkpoint_interval_is_not_part_of_the_config_hash(tiny_data):
@@ -144,10 +174,6 @@ SHRINK = {"rollout_batch_size": 200, "model_max_epochs": 1, "dynamics_max_epochs
           "pe_steps": 20, "bc_epochs": 1, "adv_train_steps": 5, "num_critics": 5}
 
 
-class _Interrupted(BaseException):
-    """Stands for a SIGKILL inside the process: not an Exception, so the runner records nothing."""
-
-
 def _smoke_sizes(spec) -> dict:
     defaults = spec.config_cls()
     sizes = {k: v for k, v in SHRINK.items()  # only ever smaller than the algorithm's own value
@@ -178,21 +204,7 @@ def test_every_algorithm_checkpoints_and_resumes_to_the_same_record(algo, tiny_d
     reference = run_one(run, tmp_path / "a", progress=False)
     assert reference["status"] == "ok", reference.get("traceback")
 
-    real_save = Checkpointer.save
-    saves = []
-
-    def save_then_die(self, position, state):
-        path = real_save(self, position, state)
-        saves.append(position)
-        if len(saves) == 2:
-            raise _Interrupted
-        return path
-
-    monkeypatch.setattr(Checkpointer, "save", save_then_die)
-    with pytest.raises(_Interrupted):
-        run_one(run, tmp_path / "b", progress=False)
-    monkeypatch.setattr(Checkpointer, "save", real_save)
-    resumed = run_one(run, tmp_path / "b", progress=False)
+    resumed, last_save = resume_after_second_checkpoint(run, tmp_path / "b", monkeypatch)
     assert resumed["status"] == "ok", resumed.get("traceback")
-    assert resumed["resumed_from"] == saves[-1]
+    assert resumed["resumed_from"] == last_save
     assert _curve_and_score(resumed) == _curve_and_score(reference)

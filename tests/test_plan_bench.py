@@ -5,6 +5,7 @@ import json
 import pytest
 
 from benchmark import plan
+from benchmark.results import WHOLE_RUN
 
 ROW = {"epoch_s": 50.0, "steps_per_epoch": 1000, "model_epoch_s": 12.0, "update_ms": 23.0}
 
@@ -55,3 +56,26 @@ def test_records_cpu_time_wins_over_wall_time():
     old.pop("cpu_time_s")
     sample = plan.sample_from_record(old)
     assert (sample.setup_s, sample.per_step_s) == (pytest.approx(30.0), pytest.approx(1.4))
+
+
+def test_pretraining_steps_join_the_setup(tmp_path, monkeypatch):
+    """CBOP pre-trains for a fixed number of steps inside setup(): the benchmark times a few and --plan counts
+    the config's: 1 model epoch (30 s) + (20000 + 10000) steps x 4 ms = 150 s."""
+    path = tmp_path / "epochs-cpu.json"
+    row = {"epoch_s": 80.0, "steps_per_epoch": 1000, "model_epoch_s": 30.0, "pretrain_step_ms": 4.0}
+    path.write_text(json.dumps({"meta": {"task": "local/hopper-medium-replay"}, "algorithms": {"cbop": row}}))
+    monkeypatch.setattr(plan, "EPOCH_BENCH", path)
+    monkeypatch.setattr(plan, "REPO_ROOT", tmp_path)
+    cfg = {"steps_per_epoch": 1000, "dynamics_max_epochs": 1, "bc_steps": 20000, "pe_steps": 10000}
+    setup, per_step, source = plan.estimate("cbop", "paper", cfg, [])
+    assert setup == pytest.approx(30.0 + 120.0)
+    assert per_step == pytest.approx(0.08)
+    assert "30000 pre-training steps" in source
+
+
+def test_a_record_resumed_without_its_earlier_cost_is_not_a_timing_sample():
+    rec = {"status": "ok", "schema": "admbench.record/1", "algo": "bc", "algo_id": "bc", "budget": "smoke",
+           "config": {"epochs": 2, "steps_per_epoch": 25}, "wall_time_s": 100.0, "cpu_time_s": 40.0,
+           "setup_info": {"setup_time_s": 30.0, "setup_cpu_time_s": 10.0}, "resumed_from": 1}
+    assert plan.sample_from_record(rec) is None  # a checkpoint from before costs were kept
+    assert plan.sample_from_record({**rec, "time_covers": WHOLE_RUN}) is not None

@@ -245,7 +245,8 @@ def _extras_records() -> list[dict]:
         # as adm/compounding_error.py writes it: per-model mean error per horizon (float32 max = overflow)
         horizons = [1, 5, 10, 100]
         models = {
-            "adm": {"mean": [0.01 * 1.05**h for h in horizons[:3]] + [0.5 + seed], "overflow": [0.0] * 4},
+            "adm": {"mean": [0.01 * 1.05**h for h in horizons[:3]] + [0.5 + seed], "overflow": [0.0] * 4,
+                    "train": {"holdout_curve": [[1.0, 0.5, 0.3, 0.29, 0.3], [2.0, 1.0]][seed]}},
             "ensemble": {
                 "mean": [0.01 * 2.5**h for h in horizons[:3]] + [FLOAT32_MAX],
                 "overflow": [0, 0, 0, 1],
@@ -322,6 +323,33 @@ def test_report_compounding_error_section(extras_report):
     csv = pd.read_csv(extras_report / "compounding_error.csv")
     assert set(csv["model"]) == {"adm", "ensemble"} and len(csv) == 2 * (8 + 2)
     assert (extras_report / "compounding_error.png").stat().st_size > 0
+
+
+def test_report_compounding_claim_with_bootstrap_intervals(extras_report):
+    """Growth = error at h=100 / error at h=1: ADM 0.5/0.0105 and 1.5/0.0105 (seeds 0, 1); the ensemble
+    overflows at h=100 (float32 max / 0.025). With 2 seeds the interval spans the two seeds' values."""
+    md = (extras_report / "compounding_claims.md").read_text()
+    row = next(line for line in md.splitlines() if "| adm vs ensemble |" in line)
+    assert "| 1 -> 100 | 95.2 [47.6, 143] |" in row
+    assert row.rstrip(" |").endswith("adm grows more slowly")
+
+
+def test_report_holdout_curves_and_knees(extras_report):
+    """Seed 0's ADM curve 1, .5, .3, .29, .3: 5 epochs, best at 4, knee (within 5% of .29) at 3; seed 1's
+    2, 1: 2 epochs, best and knee at 2."""
+    md = (extras_report / "holdout_curves.md").read_text()
+    assert "| compounding-error | local/hopper-medium-replay | adm | 2 | 5 / 2 | 4 / 2 | 3 / 2 |" in md
+    csv = pd.read_csv(extras_report / "holdout_curves.csv")
+    assert len(csv) == 7 and csv["holdout_mse"].min() == pytest.approx(0.29)
+    readme = (extras_report / "README.md").read_text()
+    assert "![holdout curves](holdout_curves.png)" in readme
+
+
+def test_report_uncertainty_claim(extras_report):
+    """Hopper: ADM's recorded r 0.90 and 0.92 vs the ensemble's 0.70: differences 0.20 and 0.22."""
+    md = (extras_report / "uncertainty_claims.md").read_text()
+    row = next(line for line in md.splitlines() if "| local/hopper-medium-replay | adm - ensemble |" in line)
+    assert "| 0.21 [0.2, 0.22] |" in row and row.rstrip(" |").endswith("adm higher")
 
 
 def test_report_uncertainty_section(extras_report):

@@ -290,6 +290,20 @@ def compounding_error_figure(
     data = errors.copy()
     overflow = np.finfo(np.float32).max
     data[y] = data[y].astype(float).where(np.isfinite(data[y].astype(float)), overflow).clip(upper=overflow)
+    return log_curves_figure(data, x, y, hue, col, "rollout length", "compounding error (log scale)")
+
+
+def holdout_curves_figure(curves: pd.DataFrame, hue: str = "model", col: str = "panel") -> Figure:
+    """Each model's holdout MSE after every training epoch (log y), one panel per ``col``; mean ± standard
+    error over seeds. Where a curve flattens is where an epoch cap stops costing accuracy."""
+    return log_curves_figure(curves, "epoch", "holdout_mse", hue, col, "training epoch",
+                             "holdout MSE (own metric, log scale)")
+
+
+def log_curves_figure(data: pd.DataFrame, x: str, y: str, hue: str, col: str, xlabel: str, ylabel: str
+                      ) -> Figure:
+    """Curves of ``y`` vs ``x`` on a log y axis, one panel per ``col`` value, one line per ``hue`` value:
+    mean ± standard error over the remaining rows (seeds)."""
     panels = sorted(set(data[col])) if col in data else [None]
     palette = algo_palette(data[hue])
     fig, axes = _grid(len(panels), ncols=4)
@@ -309,8 +323,8 @@ def compounding_error_figure(
         )
         ax.set_yscale("log")
         ax.set_title(str(panel) if panel is not None else "")
-        ax.set_xlabel("rollout length")
-        ax.set_ylabel("compounding error (log scale)")
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
         _move_legend_entries(ax, handles, labels)
     bottom = _legend_below(fig, handles, labels)
     fig.tight_layout(rect=(0, bottom, 1, 1))

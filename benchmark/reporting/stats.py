@@ -103,3 +103,17 @@ def batched_probability_of_improvement(x: np.ndarray, y: np.ndarray) -> np.ndarr
 def trimmed_iqm(values: np.ndarray) -> np.ndarray:
     """IQM over the last axis, exactly ``scipy.stats.trim_mean(..., 0.25)`` as rliable computes it."""
     return scipy.stats.trim_mean(values, proportiontocut=0.25, axis=-1)
+
+
+def mean_interval(values: np.ndarray, reps: int = 2000, seed: int = 0) -> tuple[float, float, float]:
+    """``(mean, low, high)``: the mean of ``values`` (one number per seed) with its 95% percentile-bootstrap
+    interval over seeds (the same resampling as the score intervals, one task). Non-finite values are
+    dropped; NaNs when none is left. With 3 seeds the interval is coarse: it can only span the seeds'
+    own means of 3 draws, so it says how far apart the seeds are, not much more."""
+    values = np.asarray(values, dtype=float)
+    values = values[np.isfinite(values)]
+    if len(values) == 0:
+        return float("nan"), float("nan"), float("nan")
+    (resampled,) = bootstrap_resamples([values.reshape(-1, 1)], reps, seed)
+    low, high = percentile_interval(resampled.mean(axis=1))
+    return float(values.mean()), float(low[0]), float(high[0])

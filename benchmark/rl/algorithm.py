@@ -17,7 +17,7 @@ from typing import ClassVar
 import numpy as np
 import torch
 
-from benchmark.rl.buffers import Batch, TransitionBuffer
+from benchmark.rl.buffers import Batch, TransitionBuffer, index_generator
 from benchmark.rl.dataset import OfflineDataset
 
 
@@ -50,6 +50,8 @@ class OfflineAlgorithm:
         self.ctx = ctx
         self.device = ctx.device
         self.generator = torch.Generator().manual_seed(int(cfg.seed))
+        # batch indices into the device data: self.generator itself on the CPU, a twin on another device
+        self.batch_generator = index_generator(self.generator, ctx.device)
         self.real = TransitionBuffer.from_dataset(ctx.dataset, ctx.device)
 
     def __getstate__(self) -> dict:
@@ -67,7 +69,7 @@ class OfflineAlgorithm:
         return {}
 
     def next_batch(self, step: int) -> Batch:
-        return self.real.sample(self.cfg.batch_size, self.generator)
+        return self.real.sample(self.cfg.batch_size, self.batch_generator)
 
     def learn(self, batch: Batch) -> dict:
         raise NotImplementedError

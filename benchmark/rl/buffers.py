@@ -9,6 +9,10 @@
 * :class:`EnvReplay` of :class:`Transition`: the online real env buffer, with the timeout flags k-step
   windows need.
 * :func:`mix`: the real/model batch of the model-based loops (offline and online), labelled by source.
+* :func:`index_generator`: the generator that draws batch indices on the data's device.
+
+Indices are drawn on the device of the generator passed in (:func:`draw_indices`), so a buffer on a GPU
+sampled with a generator on that GPU never waits for a host-to-device copy of its indices.
 
 Batches are dicts ``obs, act, rew, next_obs, done`` with ``rew``/``done`` shaped ``[B, 1]``;
 ``done`` is the true termination (no bootstrap), never a timeout.
@@ -39,6 +43,22 @@ def contents_left_out():
         yield
     finally:
         _LEAVE_CONTENTS_OUT = False
+
+
+def index_generator(generator: torch.Generator, device: str | torch.device) -> torch.Generator:
+    """The generator that draws indices into data on ``device``: on the CPU ``generator`` itself (the same
+    object, so CPU runs keep one random stream, exactly as before devices were considered), on any other
+    device a generator there seeded with ``generator``'s seed."""
+    device = torch.device(device)
+    if device.type == "cpu":
+        return generator
+    return torch.Generator(device=device).manual_seed(generator.initial_seed())
+
+
+def draw_indices(high: int, n: int, generator: torch.Generator | None, device: torch.device) -> torch.Tensor:
+    """``n`` uniform indices in ``[0, high)`` drawn on the generator's device (``device`` without one)."""
+    where = generator.device if generator is not None else device
+    return torch.randint(0, high, (n,), generator=generator, device=where)
 
 
 class MixedBatch(dict):
@@ -169,7 +189,7 @@ class TransitionBuffer:
     def sample(self, batch_size: int, generator: torch.Generator | None = None) -> Batch:
         if self.size == 0:
             raise RuntimeError("cannot sample from an empty buffer")
-        idx = torch.randint(0, self.size, (batch_size,), generator=generator, device="cpu").to(self.device)
+        idx = draw_indices(self.size, batch_size, generator, self.device)
         return {k: v[idx] for k, v in self.data.items()}
 
 
@@ -217,8 +237,8 @@ class EnvReplay:
         if b.size == 0:
             raise RuntimeError("cannot sample from an empty buffer")
         window = min(b.size, last_n)
-        offsets = torch.randint(0, window, (batch_size,), generator=generator, device="cpu")
-        idx = ((b.ptr - window + offsets) % b.capacity).to(b.device)
+        offsets = draw_indices(window, batch_size, generator, b.device)
+        idx = (b.ptr - window + offsets) % b.capacity
         return {k: v[idx] for k, v in b.data.items()}
 
     def to_dataset(self, name: str = "online-replay", env_key: str = "") -> OfflineDataset:
@@ -252,31 +272,35 @@ class WindowSampler:
         self.rew = torch.as_tensor(ds.rewards, **f)
         self.next_obs = torch.as_tensor(ds.next_observations, **f)
         self.done = torch.as_tensor(ds.terminals, **f)
-        self._starts: dict[tuple[int, int], torch.Tensor] = {}
+        self._starts: dict[tuple[int, int, torch.device], torch.Tensor] = {}
 
-    def valid_starts(self, k: int, end: int | None = None) -> torch.Tensor:
-        """Start indices i < end whose k-window stays inside one episode (cached per (k, end))."""
+    def valid_starts(self, k: int, end: int | None = None,
+                     device: str | torch.device = "cpu") -> torch.Tensor:
+        """Start indices i < end whose k-window stays inside one episode (cached per (k, end, device))."""
         end = self.n if end is None else int(end)
-        key = (int(k), end)
+        key = (int(k), end, torch.device(device))
         if key not in self._starts:
             if k < 1:
                 raise ValueError(f"window length must be >= 1, got {k}")
             ok = np.flatnonzero(self.dist_to_end[:end] >= k - 1)
             if len(ok) == 0:
                 raise ValueError(f"no episode of length >= {k} starts before index {end}")
-            self._starts[key] = torch.as_tensor(ok, dtype=torch.long)
+            self._starts[key] = torch.as_tensor(ok, dtype=torch.long, device=device)
         return self._starts[key]
 
     def sample_starts(
         self, batch_size: int, k: int, end: int | None = None, generator: torch.Generator | None = None
     ) -> torch.Tensor:
-        starts = self.valid_starts(k, end)
-        pick = torch.randint(0, len(starts), (batch_size,), generator=generator)
-        return starts[pick]
+        """Window starts drawn on the generator's device (the CPU without one), returned there."""
+        device = generator.device if generator is not None else torch.device("cpu")
+        starts = self.valid_starts(k, end, device)
+        return starts[draw_indices(len(starts), batch_size, generator, device)]
 
     def gather(self, starts: torch.Tensor, k: int) -> Batch:
         """Windows ``starts[b] .. starts[b]+k-1``: obs/act/next_obs ``[B, k, d]``, rew/done ``[B, k]``."""
-        idx = (starts.unsqueeze(1) + torch.arange(k).unsqueeze(0)).to(self.device)
+        idx = starts.unsqueeze(1) + torch.arange(k, device=starts.device).unsqueeze(0)
+        if idx.device != self.device:  # starts drawn elsewhere (a CPU generator for device data)
+            idx = idx.to(self.device)
         return {
             "obs": self.obs[idx],
             "act": self.act[idx],

@@ -20,6 +20,7 @@ import random
 import re
 import shutil
 import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -137,6 +138,18 @@ class Checkpointer:
         self.every = int(every)
         self.log = log or (lambda msg: print(f"admbench: {msg}", file=sys.stderr))
         self.resumed_from: int | None = None
+        # the run's cost so far: what the checkpoint it resumed from had spent (None: a checkpoint written
+        # before costs were kept, so the earlier segments' cost is unknown) plus this process's since here
+        self.spent_before: dict[str, float] | None = {"wall_s": 0.0, "cpu_s": 0.0}
+        self._wall0, self._cpu0 = time.time(), time.process_time()
+
+    def spent(self) -> dict[str, float] | None:
+        """Wall and CPU seconds (this process, all threads) the run has cost up to now, across resumes;
+        None when a resumed-from checkpoint did not know its own."""
+        if self.spent_before is None:
+            return None
+        return {"wall_s": round(self.spent_before["wall_s"] + time.time() - self._wall0, 3),
+                "cpu_s": round(self.spent_before["cpu_s"] + time.process_time() - self._cpu0, 3)}
 
     @property
     def enabled(self) -> bool:
@@ -149,7 +162,7 @@ class Checkpointer:
         """Write the checkpoint at ``position`` (with the global random states) atomically, then drop all
         but it and the one before it."""
         payload = {"format": FORMAT, "config_hash": self.config_hash, "position": position,
-                   "rng": global_rng_state(), **state}
+                   "rng": global_rng_state(), "spent": self.spent(), **state}
         target = atomic_write(self.directory / f"ckpt-{position:010d}.pt", lambda f: torch.save(payload, f))
         for old in self._files()[:-2]:
             old.unlink(missing_ok=True)
@@ -183,6 +196,7 @@ class Checkpointer:
             rewire_after_load(state)
             set_global_rng_state(state["rng"])
             self.resumed_from = int(state["position"])
+            self.spent_before = state.get("spent")
             self.log(f"resuming from checkpoint {path}")
             return state
         return None

@@ -15,14 +15,23 @@ class ConfigError(ValueError):
     """A config file, field or override is invalid; the message names it and what was expected."""
 
 
+# ``compile``: torch.compile of the update steps (benchmark/rl/compile.py); "reduce-overhead" adds CUDA graphs
+COMPILE_MODES = ("off", "default", "reduce-overhead", "max-autotune")
+
+
 @dataclass
 class BaseConfig:
     seed: int = 0
     device: str = "cpu"
     final_k: int = 10  # final_score = mean normalized score of the last final_k evaluations
     eval_episodes: int = 10  # deterministic evaluation episodes per evaluation
+    # torch.compile the fixed-shape update steps (one of COMPILE_MODES); only a config whose algorithm
+    # compiles its updates allows more than "off" (CHOICES). Not bit-exact, so hashed when set.
+    compile: str = "off"
 
     BUDGETS: ClassVar[dict[str, dict[str, Any]]] = {}
+    # allowed values of string fields, found along the class's MRO like ``RANGES`` (benchmark/config.py)
+    CHOICES: ClassVar[dict[str, tuple[str, ...]]] = {"compile": ("off",)}
 
 
 @dataclass

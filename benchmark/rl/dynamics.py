@@ -49,6 +49,7 @@ from benchmark.rl.dataset import OfflineDataset
 from benchmark.rl.model_based import ModelBasedConfig
 from benchmark.rl.nets import EnsembleMLP
 from benchmark.rl.termination import TERMINATION_SOURCES, get_termination_fn
+from benchmark.rl.trainers import read_once
 
 Tensor = torch.Tensor
 
@@ -286,7 +287,7 @@ class EnsembleDynamics(nn.Module):
             else:
                 since_update += 1
             elite_mse = mse.sort().values[: cfg.elites].mean().item()
-            losses = torch.stack(losses).cpu().numpy().astype(np.float64)  # the epoch's losses: one read
+            losses = read_once(torch.stack(losses))  # the epoch's losses: one read
             self.history.append(
                 {"epoch": epoch, "train_loss": float(np.mean(losses)), "holdout_mse": elite_mse}
             )
@@ -420,7 +421,7 @@ def policy_rollout(
     transitions = {k: torch.cat(v, dim=0) for k, v in out.items()}
     n = len(transitions["obs"])
     means = torch.stack([torch.cat(raw_rewards).mean(), torch.cat(penalised).mean()])
-    raw_reward_mean, reward_mean = means.tolist()  # one read per rollout
+    raw_reward_mean, reward_mean = read_once(means)  # one read per rollout
     info = {
         "num_transitions": float(n),
         "raw_reward_mean": raw_reward_mean,

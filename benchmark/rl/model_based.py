@@ -57,7 +57,7 @@ class ModelBasedOffline(OfflineAlgorithm):
             self.fake.add(**transitions)
             self.rollout_info = info
         # real data only while the model buffer is empty (every rollout terminated at once)
-        return mix(self.real, self.fake, cfg.batch_size, cfg.real_ratio, self.generator)
+        return mix(self.real, self.fake, cfg.batch_size, cfg.real_ratio, self.batch_generator)
 
     def end_epoch(self, epoch: int) -> dict:
         return {f"rollout/{k}": v for k, v in self.rollout_info.items()}

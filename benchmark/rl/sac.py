@@ -14,10 +14,13 @@ import copy
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
+from typing import ClassVar
 
 import torch
 from torch import nn
 
+from benchmark.rl.compile import CompiledSteps, step
+from benchmark.rl.configs import COMPILE_MODES
 from benchmark.rl.nets import EnsembleMLP, mlp, soft_update
 
 LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0
@@ -104,6 +107,9 @@ class SACFields:
     auto_alpha: bool = False
     target_entropy: float | None = None  # None -> -|A|
 
+    # every algorithm with these fields updates through SAC.update, which can compile its steps
+    CHOICES: ClassVar[dict[str, tuple[str, ...]]] = {"compile": COMPILE_MODES}
+
 
 @dataclass
 class SACConfig(SACFields):
@@ -116,6 +122,7 @@ class SACConfig(SACFields):
     lr_schedule_steps: int = 0  # >0: cosine-anneal the actor lr over this many scheduler steps
     alpha_max: float | None = None  # auto_alpha: use min(exp(log_alpha), alpha_max); None: no clamp
     logp_eps: float = DEFAULT_LOGP_EPS  # epsilon of the tanh log-det (ADMPO_LOGP_EPS: ADMPO official)
+    compile: str = "off"  # torch.compile of update_critic / update_actor (benchmark/rl/compile.py)
 
 
 def sub_config(cfg, target_cls, prefix: str = "", **overrides):
@@ -158,6 +165,7 @@ class SAC(nn.Module):
             else None
         )
         self.num_updates = 0
+        self.compiled_steps = CompiledSteps(cfg.compile)
 
     @property
     def alpha(self) -> torch.Tensor:
@@ -222,11 +230,11 @@ class SAC(nn.Module):
         return info
 
     def update(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
-        info = self.update_critic(batch)
+        info = step(self, self.update_critic)(batch)
         if self.num_updates % self.cfg.actor_freq == 0:
-            info.update(self.update_actor(batch["obs"]))
+            info.update(step(self, self.update_actor)(batch["obs"]))
         self.num_updates += 1
-        return info
+        return info  # device tensors: the loops read a window of them at once (StepMetrics)
 
     def step_lr_schedule(self) -> None:
         """Advance the actor's cosine schedule by one step (ADMPO-OFF calls it once per epoch)."""

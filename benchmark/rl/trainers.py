@@ -69,6 +69,13 @@ def finite_mean(values: list[float]) -> float:
     return float(np.mean(vals)) if vals else float("nan")
 
 
+def read_once(tensor: torch.Tensor) -> list:
+    """``tensor.tolist()``: THE read to the host of a whole rollout's, epoch's or training's summary numbers
+    (or a rollout's k draws), outside every per-step loop. One named place, so the device-traffic test
+    (tests/device_traffic.py) can tell these reads from per-step traffic."""
+    return tensor.tolist()
+
+
 def _as_number(value) -> float | None:
     """A non-tensor diagnostic as a float, or None for what is not a number (never checked, and left out
     of the means, as :func:`check_finite` and :func:`finite_mean` do)."""

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from benchmark.rl.algorithm import Context
-from benchmark.rl.buffers import Batch, EnvReplay, Transition
+from benchmark.rl.buffers import Batch, EnvReplay, Transition, index_generator
 from benchmark.rl.online.configs import OnlineTrainConfig
 from benchmark.rl.sac import SAC
 
@@ -29,6 +29,8 @@ class OnlineAlgorithm:
         self.ctx = ctx
         self.device = ctx.device
         self.generator = torch.Generator().manual_seed(int(cfg.seed))
+        # batch indices into the device replay: self.generator itself on the CPU, a twin on another device
+        self.batch_generator = index_generator(self.generator, ctx.device)
         self.real = EnvReplay(cfg.buffer_size, ctx.obs_dim, ctx.act_dim, ctx.device)
 
     def setup(self) -> dict:
@@ -44,7 +46,7 @@ class OnlineAlgorithm:
         self.real.add(transition)
 
     def next_batch(self, it: int) -> Batch:
-        return self.real.sample(self.cfg.batch_size, self.generator)
+        return self.real.sample(self.cfg.batch_size, self.batch_generator)
 
     def learn(self, batch: Batch) -> dict:
         raise NotImplementedError

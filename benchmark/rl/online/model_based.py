@@ -98,6 +98,6 @@ class OnlineModelBased(OnlineAlgorithm):
     def next_batch(self, it: int) -> MixedBatch:
         cfg = self.cfg
         # real data only while there is no model data yet
-        return mix(self.real, self.fake, cfg.batch_size, cfg.real_ratio, self.generator)
+        return mix(self.real, self.fake, cfg.batch_size, cfg.real_ratio, self.batch_generator)
 
 
