@@ -84,10 +84,17 @@ def smoke_algorithm(algo_name: str, sizes: dict | None = None, seed: int = 0):
         algo.setup()
         return algo, dataset.observations[:7], common["act_scale"], common["act_dim"]
     from benchmark.rl.online import Context as OnlineContext
-    from benchmark.rl.online import Transition
 
     algo = spec.factory(cfg, OnlineContext(None, **common))
     algo.setup()
+    return algo, uniform_warmup(algo, task, cfg, common, seed), common["act_scale"], common["act_dim"]
+
+
+def uniform_warmup(algo, task, cfg, common: dict, seed: int = 0) -> np.ndarray:
+    """An online algorithm's seeded warm-up of uniform actions (as ``train_online``'s) and its step-0
+    hooks; returns the first 7 observations."""
+    from benchmark.rl.online import Transition
+
     env = task.make_env()
     o, _ = env.reset(seed=seed)
     rng = np.random.default_rng(seed)
@@ -100,7 +107,7 @@ def smoke_algorithm(algo_name: str, sizes: dict | None = None, seed: int = 0):
         o = env.reset()[0] if term or trunc else o2
     env.close()
     algo.before_step(0)
-    return algo, np.stack(first[:7]), common["act_scale"], common["act_dim"]
+    return np.stack(first[:7])
 
 
 def random_policy_score(task, episodes: int = 10, seed: int = 0) -> float:

@@ -11,6 +11,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from helpers import uniform_warmup
 
 from benchmark import registry
 from benchmark.config import budget_overrides
@@ -51,21 +52,7 @@ def _first_step(algo_name: str, tiny_data) -> tuple[dict, np.ndarray, float, int
         obs = dataset.observations[:7]
         info = algo.learn(algo.next_batch(0))
     else:
-        from benchmark.rl.online import Transition
-
-        env = task.make_env()
-        o, _ = env.reset(seed=0)
-        rng = np.random.default_rng(0)
-        first = []
-        for _ in range(max(cfg.batch_size, 64)):  # a warm-up of uniform actions, as train_online's
-            a = rng.uniform(-common["act_scale"], common["act_scale"], common["act_dim"]).astype(np.float32)
-            o2, r, term, trunc, _ = env.step(a)
-            algo.observe(Transition(o, a, float(r), o2, bool(term), bool(trunc)))
-            first.append(o)
-            o = env.reset()[0] if term or trunc else o2
-        env.close()
-        algo.before_step(0)
-        obs = np.stack(first[:7])
+        obs = uniform_warmup(algo, task, cfg, common)
         info = algo.learn(algo.next_batch(0))
     actions = np.stack([algo.act(x, deterministic=d) for x in obs for d in (True, False)])
     return info, actions, common["act_scale"], common["act_dim"]
