@@ -37,6 +37,7 @@ from adm.model import AnyStepDynamics
 from adm.uncertainty import get_quantifier
 from benchmark.progress import Progress
 from benchmark.rl.buffers import Batch, WindowSampler
+from benchmark.rl.trainers import read_once
 
 K_MODES = ("batch", "sample")
 IMPLS = ("auto", "carry", "loop")
@@ -117,6 +118,8 @@ class _Randomness:
         if cfg.k_mode == "batch":
             self.batch_ks = torch.randint(1, cfg.max_step + 1, (cfg.length,), generator=generator,
                                           device=self.device)
+        # the loop impl slices histories by k: read on the host once, not at every model step
+        self.batch_ks_host = read_once(self.batch_ks) if self.batch_ks is not None else None
         seeds = torch.randint(0, 2**62, (self.MASK_STREAMS,), generator=generator, device=self.device)
         if self.device.type == "cpu":
             self.mask_gens = [np.random.SFC64(int(s)) for s in seeds]
@@ -198,18 +201,24 @@ def rollout(model: AnyStepDynamics, policy: Callable[[torch.Tensor], torch.Tenso
         model.train(was_training)
     transitions = {key: torch.cat([p[key] for p in parts]) for key in parts[0]}
     n = max(len(transitions["obs"]), 1)
+    nan = torch.full((), float("nan"), dtype=torch.float64, device=start_obs.device)
+    means = [transitions[key].mean().double() if len(transitions[key]) else nan for key in ("rew", "done")]
+    # every chunk's sums and the means in one read (float64 sums: as Python floats added them)
+    sums = read_once(torch.stack([torch.stack([i["penalty_sum"], i["raw_reward_sum"]]) for i in infos]))
+    reward, done_frac = read_once(torch.stack(means))
     info = {
         "transitions": float(len(transitions["obs"])),
-        "penalty": sum(i["penalty_sum"] for i in infos) / n,
-        "raw_reward": sum(i["raw_reward_sum"] for i in infos) / n,
-        "reward": transitions["rew"].mean().item() if len(transitions["rew"]) else float("nan"),
-        "done_frac": transitions["done"].mean().item() if len(transitions["done"]) else float("nan"),
+        "penalty": sum(s[0] for s in sums) / n,
+        "raw_reward": sum(s[1] for s in sums) / n,
+        "reward": reward,
+        "done_frac": done_frac,
         "mean_length": len(transitions["obs"]) / start_obs.shape[0],
     }
     return transitions, info
 
 
-def _finish(records: list[dict[str, torch.Tensor]], penalty_sum: float, raw_sum: float) -> tuple[Batch, dict]:
+def _finish(records: list[dict[str, torch.Tensor]], penalty_sum: torch.Tensor, raw_sum: torch.Tensor
+            ) -> tuple[Batch, dict]:
     out = {key: torch.cat([r[key] for r in records]) for key in records[0]}
     return out, {"penalty_sum": penalty_sum, "raw_reward_sum": raw_sum}
 
@@ -221,6 +230,18 @@ def _step_outputs(obs, act, next_obs, raw_rew, penalty, cfg, termination_fn):
     return record, done.squeeze(1)
 
 
+def _sums(device) -> tuple[torch.Tensor, torch.Tensor]:
+    """The chunk's penalty and raw-reward sums: float64 on the device, read once per rollout."""
+    return (torch.zeros((), dtype=torch.float64, device=device),
+            torch.zeros((), dtype=torch.float64, device=device))
+
+
+def _survivors(done: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """``(alive, how many)``: the one read of a model step (which rollouts go on sets the next shapes)."""
+    alive = ~done
+    return alive, int(alive.sum())
+
+
 def _rollout_chunk_carry(model, policy, hist_obs, hist_act, obs, cfg, termination_fn, rand):
     m = cfg.max_step
     need_all = cfg.penalty_coef != 0
@@ -228,7 +249,7 @@ def _rollout_chunk_carry(model, policy, hist_obs, hist_act, obs, cfg, terminatio
     carry = model.new_carry(m, obs.shape[0])
     for t in range(m - 1):  # warm up on the real history
         carry.push(hist_obs[:, t], hist_act[:, t])
-    records, pen_sum, raw_sum = [], 0.0, 0.0
+    records, (pen_sum, raw_sum) = [], _sums(obs.device)
     for step in range(cfg.length):
         b = obs.shape[0]
         act = policy(obs)
@@ -252,14 +273,14 @@ def _rollout_chunk_carry(model, policy, hist_obs, hist_act, obs, cfg, terminatio
             means, logvars = head_means[1:], head_logvars[1:]
             next_means = carry.starts + means[..., :-1]
             penalty = quantifier(next_means, logvars[..., :-1])
-            pen_sum += penalty.sum().item()
-        raw_sum += raw_rew.sum().item()
+            pen_sum += penalty.sum().double()
+        raw_sum += raw_rew.sum().double()
         record, done = _step_outputs(obs, act, next_obs, raw_rew, penalty, cfg, termination_fn)
         records.append(record)
-        alive = ~done
-        if not alive.any():
+        alive, n_alive = _survivors(done)
+        if n_alive == 0:
             break
-        if not alive.all():
+        if n_alive < b:
             carry.select(alive)
             next_obs = next_obs[alive]
         obs = next_obs
@@ -271,7 +292,7 @@ def _rollout_chunk_loop(model, policy, hist_obs, hist_act, obs, cfg, termination
     need_all = cfg.penalty_coef != 0
     quantifier = get_quantifier(cfg.uncertainty)
     s_hist, a_hist = hist_obs, hist_act
-    records, pen_sum, raw_sum = [], 0.0, 0.0
+    records, (pen_sum, raw_sum) = [], _sums(obs.device)
     for step in range(cfg.length):
         b = obs.shape[0]
         act = policy(obs)
@@ -282,7 +303,7 @@ def _rollout_chunk_loop(model, policy, hist_obs, hist_act, obs, cfg, termination
         s_masks = None if masks is None else masks[:, 0]
         noise = rand.noise(b)
         if cfg.k_mode == "batch":
-            kk = int(k[0])
+            kk = rand.batch_ks_host[step]
             mean, logvar = model(s_hist[:, -kk], a_hist[:, -kk:], masks=s_masks)
             start = s_hist[:, -kk]
         else:  # one GRU pass per k over the rows that drew it
@@ -307,14 +328,14 @@ def _rollout_chunk_loop(model, policy, hist_obs, hist_act, obs, cfg, termination
                 means.append(s_hist[:, -kk] + mu[:, :-1])
                 logvars.append(lv[:, :-1])
             penalty = quantifier(torch.stack(means), torch.stack(logvars))
-            pen_sum += penalty.sum().item()
-        raw_sum += raw_rew.sum().item()
+            pen_sum += penalty.sum().double()
+        raw_sum += raw_rew.sum().double()
         record, done = _step_outputs(obs, act, next_obs, raw_rew, penalty, cfg, termination_fn)
         records.append(record)
-        alive = ~done
-        if not alive.any():
+        alive, n_alive = _survivors(done)
+        if n_alive == 0:
             break
-        if not alive.all():
+        if n_alive < b:
             s_hist, a_hist, next_obs = s_hist[alive], a_hist[alive], next_obs[alive]
         obs = next_obs
     return _finish(records, pen_sum, raw_sum)

@@ -29,6 +29,7 @@ from adm.model import ADMConfig, AnyStepDynamics
 from benchmark.progress import Progress
 from benchmark.rl.buffers import WindowSampler, draw_indices, index_generator, tail_holdout_split
 from benchmark.rl.dataset import OfflineDataset
+from benchmark.rl.trainers import read_once
 
 
 @dataclass
@@ -134,9 +135,10 @@ def fit_with_snapshot_rule(model: torch.nn.Module, cfg: ADMTrainConfig, steps_pe
             optim.zero_grad(set_to_none=True)
             loss.backward()
             optim.step()
-            losses.append(loss.item())
+            losses.append(loss.detach())  # read once per epoch, below
             steps += 1
             bar.update(1)
+        losses = read_once(torch.stack(losses)) if losses else []
         val = [float(v) for v in validate()]
         if best is None:
             best = [1e10] * len(val)
@@ -238,8 +240,8 @@ def validate_per_k(model: AnyStepDynamics, batcher: WindowBatcher, batch: int, m
     for k in range(1, m + 1):
         s0, acts, _, target = _to(batcher.device, *batcher.holdout_batch(batch, k, g))
         mean, _ = model(s0, acts)
-        out.append(float(((mean - target) ** 2).mean()))
-    return out
+        out.append(((mean - target) ** 2).mean())
+    return read_once(torch.stack(out))  # one read per validation
 
 
 @torch.no_grad()

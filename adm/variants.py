@@ -60,6 +60,7 @@ from adm.uncertainty import get_quantifier, max_aleatoric
 from benchmark.registry import AlgorithmSpec, register
 from benchmark.rl.buffers import Batch, WindowSampler, index_generator
 from benchmark.rl.dataset import OfflineDataset
+from benchmark.rl.trainers import read_once
 
 Tensor = torch.Tensor
 
@@ -176,7 +177,9 @@ def ablation_rollout(model: AnyStepDynamics, policy: Callable[[Tensor], Tensor],
     was_training = model.training
     model.eval()  # dropout only through the explicit masks
     s_hist, a_hist, obs = hist_obs, hist_act, start_obs
-    records, pen_sum, raw_sum = [], 0.0, 0.0
+    # float64 sums on the device, as Python floats added them; read once at the end
+    pen_sum, raw_sum = (torch.zeros((), dtype=torch.float64, device=device) for _ in range(2))
+    records = []
     try:
         for _ in range(cfg.length):
             b = obs.shape[0]
@@ -201,8 +204,8 @@ def ablation_rollout(model: AnyStepDynamics, policy: Callable[[Tensor], Tensor],
                     _, logvars, next_means = model.predict_all_k(s_hist, a_hist, masks(m, b))
                     penalty = quantifier(next_means, logvars[..., :-1])
                 rew = raw_rew - cfg.penalty_coef * penalty
-                pen_sum += penalty.sum().item()
-            raw_sum += raw_rew.sum().item()
+                pen_sum += penalty.sum().double()
+            raw_sum += raw_rew.sum().double()
             done = termination_fn(obs, act, next_obs).reshape(-1, 1)
             records.append({"obs": obs, "act": act, "rew": rew, "next_obs": next_obs, "done": done.float()})
             alive = ~done.squeeze(1)
@@ -213,8 +216,10 @@ def ablation_rollout(model: AnyStepDynamics, policy: Callable[[Tensor], Tensor],
         model.train(was_training)
     out = {key: torch.cat([r[key] for r in records]) for key in records[0]}
     n = max(len(out["obs"]), 1)
+    pen_sum, raw_sum, reward, done_frac = read_once(torch.stack(
+        [pen_sum, raw_sum, out["rew"].mean().double(), out["done"].mean().double()]))
     info = {"transitions": float(len(out["obs"])), "penalty": pen_sum / n, "raw_reward": raw_sum / n,
-            "reward": out["rew"].mean().item(), "done_frac": out["done"].mean().item(),
+            "reward": reward, "done_frac": done_frac,
             "mean_length": len(out["obs"]) / start_obs.shape[0]}
     return out, info
 

@@ -65,7 +65,7 @@ class BC(OfflineAlgorithm):
         self.optim.zero_grad(set_to_none=True)
         loss.backward()
         self.optim.step()
-        return {"bc_loss": loss.item()}
+        return {"bc_loss": loss.detach()}
 
     @torch.no_grad()
     def act(self, obs, deterministic: bool = True):

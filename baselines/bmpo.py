@@ -263,7 +263,7 @@ class BMPO(MBPO):
             self.backward_info = {"backward_policy_nll": self.update_backward_policy()}
         return {**info, **self.backward_info}
 
-    def update_backward_policy(self) -> float:
+    def update_backward_policy(self) -> torch.Tensor:
         cfg = self.cfg
         batch = self.real.sample_recent(cfg.backward_policy_batch_size, cfg.last_n_epoch * cfg.epoch_length,
                                         self.backward_generator)
@@ -271,7 +271,7 @@ class BMPO(MBPO):
         self.backward_optim.zero_grad(set_to_none=True)
         loss.backward()
         self.backward_optim.step()
-        return loss.item()
+        return loss.detach()
 
 
 register(

@@ -149,7 +149,7 @@ class CBOP(ModelBasedOffline):
             bc_optim.zero_grad(set_to_none=True)
             loss.backward()
             bc_optim.step()
-            bc_losses.append(loss.item())
+            bc_losses.append(loss.detach())
         for _ in range(cfg.pe_steps):  # evaluate the BC policy: plain (min-free) SARSA-style targets
             b = self.real.sample(cfg.batch_size, self.batch_generator)
             with torch.no_grad():
@@ -163,11 +163,11 @@ class CBOP(ModelBasedOffline):
             with torch.no_grad():
                 for t, s in zip(sac.critic_target.parameters(), sac.critic.parameters()):
                     t.lerp_(s, cfg.tau)
-            pe_losses.append(loss.item())
+            pe_losses.append(loss.detach())
         nan = float("nan")
-        return {
-            "pretrain/bc_loss": bc_losses[-1] if bc_losses else nan,
-            "pretrain/pe_loss": pe_losses[-1] if pe_losses else nan,
+        return {  # read once, after the pre-training
+            "pretrain/bc_loss": bc_losses[-1].item() if bc_losses else nan,
+            "pretrain/pe_loss": pe_losses[-1].item() if pe_losses else nan,
         }
 
     # ----- the conservative MVE target ----------------------------------------------------------
@@ -214,7 +214,7 @@ class CBOP(ModelBasedOffline):
                 returns, cfg.min_return_var, dropped if cfg.mask_terminated_horizons else None
             )
             value = (mean - cfg.lcb_coeff * var.sqrt()).unsqueeze(-1) - sac.alpha * next_logp
-            self.last_target_info = {"mve_mean": mean.mean().item(), "mve_std": var.sqrt().mean().item()}
+            self.last_target_info = {"mve_mean": mean.mean().detach(), "mve_std": var.sqrt().mean().detach()}
             return batch["rew"] + cfg.gamma * (1.0 - batch["done"]) * value
 
     # ----- loop ---------------------------------------------------------------------------------

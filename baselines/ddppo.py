@@ -51,12 +51,12 @@ from scipy.spatial import cKDTree
 from benchmark.config import POSITIVE, Range
 from benchmark.registry import AlgorithmSpec, register
 from benchmark.rl.buffers import Batch
-from benchmark.rl.compile import host_floats
 from benchmark.rl.dynamics import EnsembleDynamics, EnsembleDynamicsConfig, policy_rollout
 from benchmark.rl.nets import soft_update
 from benchmark.rl.online import Context, OnlineModelBased, OnlineModelBasedConfig, OnlineSACConfig
 from benchmark.rl.sac import SAC
 from benchmark.rl.termination import TerminationFn
+from benchmark.rl.trainers import read_once
 
 Tensor = torch.Tensor
 
@@ -199,7 +199,7 @@ class DDPPOEnsemble(EnsembleDynamics):
                     jac = jacobian_consistency_loss(self, neighbours.inputs[j], neighbours.input_diffs[j],
                                                     neighbours.output_diffs[j])
                     loss = loss + jacobian_coef * jac
-                    jac_losses.append(jac.item())
+                    jac_losses.append(jac.detach())
                 self.optim.zero_grad(set_to_none=True)
                 loss.backward()
                 self.optim.step()
@@ -218,7 +218,8 @@ class DDPPOEnsemble(EnsembleDynamics):
         self.elites.copy_(mse.argsort()[: cfg.elites])  # the last epoch's ranking; no snapshot restored
         info = {"epochs": epoch, "steps": steps, "holdout_mse": mse[self.elites].mean().item()}
         if jac_losses:
-            info["jacobian_loss"] = float(np.mean(jac_losses[-10:]))
+            recent = read_once(torch.stack(jac_losses[-10:]))  # read once per training
+            info["jacobian_loss"] = float(np.mean(recent))
         return info
 
 
@@ -226,7 +227,8 @@ class DDPPOEnsemble(EnsembleDynamics):
 def ddp_actor_loss(policy: Callable[[Tensor], tuple[Tensor, Tensor]],
                    q_min: Callable[[Tensor, Tensor], Tensor],
                    predict_step: Callable, gradient_step: Callable, termination_fn: TerminationFn,
-                   start_obs: Tensor, horizon: int, gamma: float, alpha: float) -> tuple[Tensor, dict]:
+                   start_obs: Tensor, horizon: int, gamma: float, alpha: float | Tensor
+                   ) -> tuple[Tensor, dict]:
     """DDPPO's directional-derivative-projection loss (``update_parameters_policy``).
 
     ``policy(s) -> (a, log pi)`` (reparameterised), ``q_min(s, a) -> [B, 1]``, ``predict_step`` and
@@ -258,8 +260,8 @@ def ddp_actor_loss(policy: Callable[[Tensor], tuple[Tensor, Tensor]],
         costate = torch.autograd.grad(ham.sum(), states[j], retain_graph=True)[0].detach()
         terms.append(ham)
     loss = torch.stack(terms).sum() / batch
-    return loss, {"actor_loss": loss.item(), "costate_norm": costate.norm(dim=-1).mean().item(),
-                  "actor_horizon_alive": alive[:, last].mean().item()}
+    return loss, {"actor_loss": loss.detach(), "costate_norm": costate.norm(dim=-1).mean().detach(),
+                  "actor_horizon_alive": alive[:, last].mean().detach()}
 
 
 class DDPPO(OnlineModelBased):
@@ -311,7 +313,7 @@ class DDPPO(OnlineModelBased):
         torch.nn.utils.clip_grad_value_(sac.critic.parameters(), self.cfg.critic_grad_clip)
         sac.critic_optim.step()
         soft_update(sac.critic_target, sac.critic, sac.cfg.tau)
-        info["critic_loss"] = loss.item()
+        info["critic_loss"] = loss.detach()
         if sac.alpha_optim is not None:  # the temperature follows the critic batch (update_parameters_q)
             with torch.no_grad():
                 _, logp = sac.actor.sample(batch["obs"])
@@ -319,7 +321,7 @@ class DDPPO(OnlineModelBased):
             sac.alpha_optim.zero_grad(set_to_none=True)
             alpha_loss.backward()
             sac.alpha_optim.step()
-        info["alpha"] = sac.alpha.item()
+        info["alpha"] = sac.alpha.detach()
         return info
 
     def update_actor(self) -> dict:
@@ -329,7 +331,7 @@ class DDPPO(OnlineModelBased):
             sac.actor.sample, lambda s, a: sac.critic(s, a).min(0).values,
             lambda s, a: self.predictor.sample_step(s, a, self.rollout_generator),
             lambda s, a: self.gradient_model.sample_step(s, a, self.rollout_generator),
-            self.termination_fn, start, cfg.policy_horizon, cfg.gamma, sac.alpha.item())
+            self.termination_fn, start, cfg.policy_horizon, cfg.gamma, sac.alpha)
         params = list(sac.actor.parameters())
         sac.actor_optim.zero_grad(set_to_none=True)
         loss.backward(inputs=params)
@@ -348,7 +350,7 @@ class DDPPO(OnlineModelBased):
         for _ in range(due):
             info.update(self.update_actor())
         self.critic_updates += 1
-        return host_floats(info)  # sac.critic_loss's diagnostics are tensors
+        return info
 
 
 register(

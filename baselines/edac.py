@@ -111,12 +111,12 @@ class EDACLearner(SAC):
         q = self.critic(obs, act)  # [N, B, 1]
         target = self.critic_target_value(batch)
         loss = ((q - target.unsqueeze(0)) ** 2).mean(dim=(1, 2)).sum()
-        info = {"q_mean": q.mean().item(), "q_std": q.std(0).mean().item()}
+        info = {"q_mean": q.mean().detach(), "q_std": q.std(0).mean().detach()}
         if self.eta > 0:
             (grads,) = torch.autograd.grad(q.sum(), act, create_graph=True)
             div = diversity_loss(grads)
             loss = loss + self.eta * div
-            info["diversity_loss"] = div.item()
+            info["diversity_loss"] = div.detach()
         return loss, info
 
 

@@ -106,7 +106,7 @@ class MOBILE(MOPO):
                 self.dynamics, batch["obs"][rows], batch["act"][rows], self.cfg.num_samples
             )
         info = self.sac.update(dict(batch, penalty=penalty))
-        info["penalty"] = penalty[rows].mean().item() if batch.n_model else 0.0
+        info["penalty"] = penalty[rows].mean().detach() if batch.n_model else 0.0
         return info
 
 

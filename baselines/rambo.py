@@ -158,10 +158,10 @@ class RAMBO(MOPO):
                 optim.zero_grad(set_to_none=True)
                 loss.backward()
                 optim.step()
-                losses.append(loss.item())
-        return {
-            "bc/loss_first": losses[0] if losses else float("nan"),
-            "bc/loss": losses[-1] if losses else float("nan"),
+                losses.append(loss.detach())
+        return {  # read once, after the pre-training
+            "bc/loss_first": losses[0].item() if losses else float("nan"),
+            "bc/loss": losses[-1].item() if losses else float("nan"),
         }
 
     # ----- adversarial model training ----------------------------------------------------------
@@ -193,15 +193,15 @@ class RAMBO(MOPO):
         sl_target = torch.cat([sl["next_obs"] - sl["obs"], sl["rew"]], dim=-1)
         sl_loss = dyn.loss(sl["obs"], sl["act"], sl_target)
         info = {
-            "adv/adv_loss": adv_loss.item(),
-            "adv/sl_loss": sl_loss.item(),
-            "adv/log_prob": log_prob.mean().item(),
+            "adv/adv_loss": adv_loss.detach(),
+            "adv/sl_loss": sl_loss.detach(),
+            "adv/log_prob": log_prob.mean().detach(),
         }
         return cfg.adv_weight * adv_loss + sl_loss, next_obs, info
 
     def update_dynamics_adversarially(self) -> dict:
         cfg = self.cfg
-        totals: dict[str, float] = {}
+        totals: dict[str, Tensor] = {}
         steps = 0
         while steps < cfg.adv_train_steps:
             obs = self.real.sample(cfg.adv_batch_size, self.batch_generator)["obs"]
@@ -212,8 +212,8 @@ class RAMBO(MOPO):
                 self.adv_optim.zero_grad(set_to_none=True)
                 loss.backward()
                 self.adv_optim.step()
-                for k, v in info.items():
-                    totals[k] = totals.get(k, 0.0) + v
+                for k, v in info.items():  # float64 on the device: the sums of Python floats they were
+                    totals[k] = totals.get(k, 0.0) + v.double()
                 steps += 1
                 if steps >= cfg.adv_train_steps:
                     break

@@ -176,8 +176,8 @@ class WorldModel(nn.Module):
         done_loss = F.binary_cross_entropy_with_logits(done_logit, batch["done"])
         reward_loss = 0.5 * ((batch["rew"] - pred_rew) ** 2).mean()
         next_obs_loss = 0.5 * ((next_obs - pred_next) ** 2).sum(-1).mean()
-        info = {"model/done_loss": done_loss.item(), "model/reward_loss": reward_loss.item(),
-                "model/next_obs_loss": next_obs_loss.item()}
+        info = {"model/done_loss": done_loss.detach(), "model/reward_loss": reward_loss.detach(),
+                "model/next_obs_loss": next_obs_loss.detach()}
         return done_loss + reward_loss + next_obs_loss, info
 
 
@@ -244,7 +244,7 @@ class STEVE(OnlineAlgorithm):
         info: dict = {}
         for _ in range(self.cfg.model_pretrain_steps):
             info = self.model_update()
-        return {f"pretrain/{k}": v for k, v in info.items()}
+        return {f"pretrain/{k}": float(v) for k, v in info.items()}  # once, after the pre-training
 
     # ----- target -------------------------------------------------------------------------------
     @torch.no_grad()
@@ -295,9 +295,9 @@ class STEVE(OnlineAlgorithm):
         self.value_updates += 1
         if self.value_updates % cfg.target_update_interval == 0:
             self.q_target.load_state_dict(self.q.state_dict())
-        info.update({"q_loss": q_loss.item(), "policy_loss": policy_loss.item(),
-                     "q_mean": q_all.mean().item(), "target_mean": target.mean().item(),
-                     "model_use": 1.0 - weights[0].item()})
+        info.update({"q_loss": q_loss.detach(), "policy_loss": policy_loss.detach(),
+                     "q_mean": q_all.mean().detach(), "target_mean": target.mean().detach(),
+                     "model_use": 1.0 - weights[0].detach().double()})  # float64: as 1.0 - a float
         return info
 
 

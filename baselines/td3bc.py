@@ -20,7 +20,7 @@ from baselines.bc import StateNormalizer
 from benchmark.registry import AlgorithmSpec, register
 from benchmark.rl.algorithm import Context, OfflineAlgorithm
 from benchmark.rl.buffers import Batch
-from benchmark.rl.compile import CompiledSteps, host_floats, step
+from benchmark.rl.compile import CompiledSteps, step
 from benchmark.rl.configs import COMPILE_MODES, OfflineConfig
 from benchmark.rl.nets import mlp, soft_update
 from benchmark.rl.sac import QEnsemble
@@ -71,7 +71,7 @@ class TD3BC(OfflineAlgorithm):
         self.updates += 1
         if self.updates % self.cfg.policy_freq == 0:
             info.update(step(self, self.actor_step)(obs, batch["act"]))
-        return host_floats(info)
+        return info  # device tensors: the loops read a window of them at once (StepMetrics)
 
     def critic_step(self, obs: torch.Tensor, next_obs: torch.Tensor, batch: Batch) -> dict:
         """One critic update on normalised states (compiled with ``compile``); tensor diagnostics."""

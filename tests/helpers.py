@@ -55,6 +55,61 @@ def build_model_based(
     return spec.factory(cfg, ctx), cfg, task
 
 
+# smaller than any algorithm's smoke value where the algorithm has the field (as the checkpoint tests)
+SHRINK = {"rollout_batch_size": 200, "model_max_epochs": 1, "dynamics_max_epochs": 1, "bc_steps": 20,
+          "pe_steps": 20, "bc_epochs": 1, "adv_train_steps": 5, "num_critics": 5, "batch_size": 32}
+
+
+def smoke_sizes(algo_name: str) -> dict:
+    """The :data:`SHRINK` sizes the algorithm's config declares and that are below its defaults."""
+    defaults = get(algo_name).config_cls()
+    return {k: v for k, v in SHRINK.items() if isinstance(getattr(defaults, k, None), int)
+            and not isinstance(getattr(defaults, k), bool) and v < getattr(defaults, k)}
+
+
+def smoke_algorithm(algo_name: str, sizes: dict | None = None, seed: int = 0):
+    """Any registered algorithm at the smoke budget (``sizes`` overrides), set up and ready to learn:
+    offline ones on ``local/hopper-medium-replay``, online ones on ``mujoco/Hopper`` after a seeded warm-up
+    of uniform actions (as ``train_online``'s) and their step-0 hooks. Returns ``(algo, obs, act_scale,
+    act_dim)``, ``obs`` a few observations of the data to act on."""
+    from benchmark.runner import RunSpec, _inputs, prepare
+
+    spec = get(algo_name)
+    task_id = "local/hopper-medium-replay" if spec.kind == "offline" else "mujoco/Hopper"
+    spec, task, cfg, *_ = prepare(RunSpec(algo_name, task_id, seed, "smoke", sizes or {}))
+    common, dataset = _inputs(spec, task, cfg, progress=False)
+    seed_everything(cfg.seed)
+    if spec.kind == "offline":
+        algo = spec.factory(cfg, Context(dataset=dataset, **common))
+        algo.setup()
+        return algo, dataset.observations[:7], common["act_scale"], common["act_dim"]
+    from benchmark.rl.online import Context as OnlineContext
+
+    algo = spec.factory(cfg, OnlineContext(None, **common))
+    algo.setup()
+    return algo, uniform_warmup(algo, task, cfg, common, seed), common["act_scale"], common["act_dim"]
+
+
+def uniform_warmup(algo, task, cfg, common: dict, seed: int = 0) -> np.ndarray:
+    """An online algorithm's seeded warm-up of uniform actions (as ``train_online``'s) and its step-0
+    hooks; returns the first 7 observations."""
+    from benchmark.rl.online import Transition
+
+    env = task.make_env()
+    o, _ = env.reset(seed=seed)
+    rng = np.random.default_rng(seed)
+    first = []
+    for _ in range(max(cfg.batch_size, 64)):
+        a = rng.uniform(-common["act_scale"], common["act_scale"], common["act_dim"]).astype(np.float32)
+        o2, r, term, trunc, _ = env.step(a)
+        algo.observe(Transition(o, a, float(r), o2, bool(term), bool(trunc)))
+        first.append(o)
+        o = env.reset()[0] if term or trunc else o2
+    env.close()
+    algo.before_step(0)
+    return np.stack(first[:7])
+
+
 def random_policy_score(task, episodes: int = 10, seed: int = 0) -> float:
     """Normalized score of a uniformly random policy over the task's action box (seeded)."""
     env = task.make_env()

@@ -173,7 +173,7 @@ def test_admpo_off_ablation_trains_and_rolls_out(hopper_random, variant, fixed_k
     assert type(algo.dynamics) is expected
     for step in range(5):
         stats = algo.learn(algo.next_batch(step))
-    assert len(algo.fake) > 0 and all(torch.isfinite(torch.tensor(v)) for v in stats.values())
+    assert len(algo.fake) > 0 and all(torch.isfinite(torch.as_tensor(v)) for v in stats.values())
     assert algo.rollout_info["penalty"] > 0
     with pytest.raises(ValueError, match="model_variant"):
         ADMPOOffAblationConfig(model_variant="ensemble")

@@ -11,6 +11,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from helpers import uniform_warmup
 
 from benchmark import registry
 from benchmark.config import budget_overrides
@@ -51,21 +52,7 @@ def _first_step(algo_name: str, tiny_data) -> tuple[dict, np.ndarray, float, int
         obs = dataset.observations[:7]
         info = algo.learn(algo.next_batch(0))
     else:
-        from benchmark.rl.online import Transition
-
-        env = task.make_env()
-        o, _ = env.reset(seed=0)
-        rng = np.random.default_rng(0)
-        first = []
-        for _ in range(max(cfg.batch_size, 64)):  # a warm-up of uniform actions, as train_online's
-            a = rng.uniform(-common["act_scale"], common["act_scale"], common["act_dim"]).astype(np.float32)
-            o2, r, term, trunc, _ = env.step(a)
-            algo.observe(Transition(o, a, float(r), o2, bool(term), bool(trunc)))
-            first.append(o)
-            o = env.reset()[0] if term or trunc else o2
-        env.close()
-        algo.before_step(0)
-        obs = np.stack(first[:7])
+        obs = uniform_warmup(algo, task, cfg, common)
         info = algo.learn(algo.next_batch(0))
     actions = np.stack([algo.act(x, deterministic=d) for x in obs for d in (True, False)])
     return info, actions, common["act_scale"], common["act_dim"]
@@ -76,13 +63,17 @@ def test_every_algorithm_fulfils_the_contract(algo_name, tiny_data):
     info, actions, scale, act_dim = _first_step(algo_name, tiny_data)
     assert isinstance(info, dict) and info, "learn returns its diagnostics"
     for key, value in info.items():
+        # numbers, or scalar tensors left on the device (the loops read a window of them at once)
+        if isinstance(value, torch.Tensor):
+            assert value.numel() == 1 and not value.requires_grad, (key, value)
+            value = float(value)
         assert isinstance(value, int | float) and not isinstance(value, bool), (key, value)
         assert math.isfinite(value), (key, value)
     assert actions.shape == (14, act_dim) and np.isfinite(actions).all()
     assert (np.abs(actions) <= scale + 1e-6).all()
     again, _, _, _ = _first_step(algo_name, tiny_data)
     loss = sorted(k for k in info if "loss" in k) or sorted(info)
-    assert again[loss[0]] == info[loss[0]], "the same seed gives the same first loss"
+    assert float(again[loss[0]]) == float(info[loss[0]]), "the same seed gives the same first loss"
 
 
 @pytest.mark.parametrize("algo_name", sorted(registry.algorithms()))

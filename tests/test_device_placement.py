@@ -23,6 +23,9 @@ from tests.test_contract import smoke_algorithm
 # CPU-only branches: the rollout's dropout keep flags are drawn with numpy into CPU tensors only when the
 # model is on the CPU (adm/rollout.py ``_Randomness._fill``; torch generators on other devices)
 CPU_ONLY = (" _fill",)
+# plus the one read of a rollout's summary numbers (and k draws): once per rollout, outside its steps
+# (benchmark.rl.trainers.read_once; per-step reads are counted by tests/test_host_syncs.py)
+CPU_ONLY += (" read_once",)
 
 
 def _build(name: str):

@@ -104,6 +104,28 @@ def test_warmup_updates_and_evaluation_schedule():
     assert out["train"]["count/updates"] == 75 and out["train"]["count/evaluations"] == 3
 
 
+class DivergingAlgo(CountingAlgo):
+    """Its loss, a device-style scalar tensor, becomes non-finite at env step ``bad``."""
+
+    bad = 12
+
+    def learn(self, batch):
+        super().learn(batch)
+        return {"loss": torch.tensor(float("inf") if self.current_it == self.bad else 1.0)}
+
+
+@pytest.mark.parametrize("bad", [12, 23])  # between two evaluations; after the last one
+def test_a_diverged_update_fails_the_run_with_its_env_step(bad):
+    from benchmark.rl.trainers import DivergenceError
+
+    cfg = OnlineTrainConfig(env_steps=25, eval_interval=10, eval_episodes=1, start_learning=13,
+                            updates_per_step=2, batch_size=4, buffer_size=100)
+    algo = DivergingAlgo(cfg, ctx())
+    algo.bad = bad
+    with pytest.raises(DivergenceError, match=rf"^loss became inf at env step {bad}$"):
+        train_online(algo, cfg, ScriptedEnv, normalize=lambda r: None, progress=False)
+
+
 def test_update_interval_and_score_std():
     cfg = OnlineTrainConfig(env_steps=6, eval_interval=3, eval_episodes=1, start_learning=4,
                             updates_per_step=2, update_interval=3, batch_size=2, buffer_size=50)

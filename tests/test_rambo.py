@@ -32,6 +32,7 @@ def test_adversarial_loss_is_mle_plus_weighted_adversary():
     obs = algo.real.data["obs"][:64]
     sl = {k: v[:64] for k, v in algo.real.data.items()}
     loss, next_obs, info = algo.adversarial_loss(obs, sl)
+    info = {k: v.item() for k, v in info.items()}  # device tensors: read here
     assert next_obs.shape == obs.shape
     assert loss.item() == pytest.approx(info["adv/sl_loss"] + cfg.adv_weight * info["adv/adv_loss"], rel=1e-5)
     # the MLE part is the dynamics model's own training loss on the real batch

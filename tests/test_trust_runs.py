@@ -11,7 +11,14 @@ import torch
 
 from benchmark.cli import main
 from benchmark.results import is_finished, write_record
-from benchmark.rl.trainers import DivergenceError, check_finite, train_offline
+from benchmark.rl.trainers import (
+    DivergenceError,
+    StepMetrics,
+    check_finite,
+    finite_mean,
+    finite_means,
+    train_offline,
+)
 from benchmark.runner import RunSpec, existing_record, prepare, run_one
 
 
@@ -80,6 +87,61 @@ def test_train_offline_stops_at_the_first_nonfinite_loss():
 
     with pytest.raises(DivergenceError, match=r"critic_loss became nan at gradient step 4"):
         train_offline(_Diverging(), Cfg, lambda: make_env("hopper"), lambda r: r, progress=False)
+
+
+class _DivergingOnDevice(_Diverging):
+    """The same, with its diagnostics as scalar tensors (what the algorithms return)."""
+
+    def learn(self, step):
+        return {k: torch.tensor(v) for k, v in super().learn(step).items()}
+
+
+def test_train_offline_names_the_first_nonfinite_tensor_and_its_step():
+    class Cfg:
+        epochs, steps_per_epoch, eval_episodes, seed = 3, 5, 1, 0
+
+    from benchmark.envs import make_env
+
+    with pytest.raises(DivergenceError, match=r"critic_loss became nan at gradient step 4"):
+        train_offline(_DivergingOnDevice(), Cfg, lambda: make_env("hopper"), lambda r: r, progress=False)
+
+
+def test_step_metrics_report_the_first_divergence_as_the_per_step_check_did():
+    t = torch.tensor
+    window = StepMetrics("env step")
+    window.add({"a": t(1.0), "b": t(2.0)}, 1)
+    window.add({"late": float("inf")}, None)  # unchecked (end-of-epoch summaries)
+    window.add({"b": t(float("nan")), "a": t(float("inf")), "note": "text"}, 2)  # this step's dict order
+    window.add({"a": float("-inf")}, 3)
+    with pytest.raises(DivergenceError, match=r"^b became nan at env step 2$"):
+        window.read()
+    with pytest.raises(DivergenceError, match=r"^b became nan at env step 2$") as raised:
+        window.raise_divergence(RuntimeError("a later op failed on the NaN"))
+    assert isinstance(raised.value.__cause__, RuntimeError)
+    clean = StepMetrics()
+    clean.add({"x": t(1.0)}, 1)
+    clean.raise_divergence(RuntimeError("unrelated"))  # nothing diverged: the caller re-raises its error
+
+
+def test_step_metrics_means_are_finite_mean_bit_for_bit():
+    g = torch.Generator().manual_seed(0)
+    values = {"loss": torch.randn(500, generator=g) * 1e3, "q": torch.rand(500, generator=g).double()}
+    window = StepMetrics()
+    for i in range(500):
+        step = {"loss": values["loss"][i].clone(), "q": values["q"][i].clone() if i % 3 else float(i)}
+        if i % 7 == 0:
+            step["rare"] = i  # a key some steps lack, as a Python int
+        window.add(step, i + 1)
+    window.add({"loss": float("nan"), "summary": 4.0}, None)
+    means = finite_means(window.read())
+    expected = {
+        "loss": finite_mean([v.item() for v in values["loss"]] + [float("nan")]),
+        "q": finite_mean([values["q"][i].item() if i % 3 else float(i) for i in range(500)]),
+        "rare": finite_mean(list(range(0, 500, 7))),
+        "summary": 4.0,
+    }
+    assert means == expected and list(means) == ["loss", "q", "rare", "summary"]
+    assert len(window) == 0, "read() empties the window"
 
 
 @pytest.mark.parametrize(

@@ -82,8 +82,3 @@ def step(owner, method: Callable) -> Callable:
     steps = owner.__dict__.get("compiled_steps")
     return method if steps is None else steps(method)
 
-
-def host_floats(info: dict) -> dict:
-    """A step's diagnostics as python numbers for the training loops (tensors read once each, after the
-    step, outside any compiled region)."""
-    return {k: v.item() if isinstance(v, torch.Tensor) else v for k, v in info.items()}

@@ -49,6 +49,7 @@ from benchmark.rl.dataset import OfflineDataset
 from benchmark.rl.model_based import ModelBasedConfig
 from benchmark.rl.nets import EnsembleMLP
 from benchmark.rl.termination import TERMINATION_SOURCES, get_termination_fn
+from benchmark.rl.trainers import read_once
 
 Tensor = torch.Tensor
 
@@ -202,13 +203,13 @@ class EnsembleDynamics(nn.Module):
         bounds = self.cfg.logvar_loss_coef * (self.max_logvar.sum() - self.min_logvar.sum())
         return nll.sum() + self.net.decay_loss() + bounds
 
-    def train_step(self, obs: Tensor, act: Tensor, target: Tensor) -> float:
-        """One Adam step on per-member batches ``[members, B, ...]``."""
+    def train_step(self, obs: Tensor, act: Tensor, target: Tensor) -> Tensor:
+        """One Adam step on per-member batches ``[members, B, ...]``; the loss stays on the device."""
         loss = self.loss(obs, act, target)
         self.optim.zero_grad(set_to_none=True)
         loss.backward()
         self.optim.step()
-        return loss.item()
+        return loss.detach()
 
     @torch.no_grad()
     def holdout_mse(self, obs: Tensor, act: Tensor, target: Tensor) -> Tensor:
@@ -286,6 +287,7 @@ class EnsembleDynamics(nn.Module):
             else:
                 since_update += 1
             elite_mse = mse.sort().values[: cfg.elites].mean().item()
+            losses = read_once(torch.stack(losses))  # the epoch's losses: one read
             self.history.append(
                 {"epoch": epoch, "train_loss": float(np.mean(losses)), "holdout_mse": elite_mse}
             )
@@ -411,17 +413,19 @@ def policy_rollout(
         penalised.append(reward)
         for k, v in zip(out, (obs, act, reward, next_obs, terminal.float())):
             out[k].append(v)
-        alive = ~terminal.squeeze(-1)
-        terminated += int((~alive).sum())
-        if not alive.any():
+        ended = int(terminal.sum())  # the one read of a model step: which rollouts go on sets the shapes
+        terminated += ended
+        if ended == len(obs):
             break
-        obs = next_obs[alive]
+        obs = next_obs[~terminal.squeeze(-1)]
     transitions = {k: torch.cat(v, dim=0) for k, v in out.items()}
     n = len(transitions["obs"])
+    means = torch.stack([torch.cat(raw_rewards).mean(), torch.cat(penalised).mean()])
+    raw_reward_mean, reward_mean = read_once(means)  # one read per rollout
     info = {
         "num_transitions": float(n),
-        "raw_reward_mean": torch.cat(raw_rewards).mean().item(),
-        "reward_mean": torch.cat(penalised).mean().item(),
+        "raw_reward_mean": raw_reward_mean,
+        "reward_mean": reward_mean,
         "terminated_fraction": terminated / max(len(init_obs), 1),
     }
     return transitions, info

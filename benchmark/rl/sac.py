@@ -19,7 +19,7 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from benchmark.rl.compile import CompiledSteps, host_floats, step
+from benchmark.rl.compile import CompiledSteps, step
 from benchmark.rl.configs import COMPILE_MODES
 from benchmark.rl.nets import EnsembleMLP, mlp, soft_update
 
@@ -234,7 +234,7 @@ class SAC(nn.Module):
         if self.num_updates % self.cfg.actor_freq == 0:
             info.update(step(self, self.update_actor)(batch["obs"]))
         self.num_updates += 1
-        return host_floats(info)
+        return info  # device tensors: the loops read a window of them at once (StepMetrics)
 
     def step_lr_schedule(self) -> None:
         """Advance the actor's cosine schedule by one step (ADMPO-OFF calls it once per epoch)."""

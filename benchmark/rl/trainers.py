@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import math
 import time
-from collections import defaultdict
 from collections.abc import Callable
 from typing import Protocol
 
 import numpy as np
+import torch
 
 from benchmark.progress import Progress, track
 
@@ -69,6 +69,119 @@ def finite_mean(values: list[float]) -> float:
     return float(np.mean(vals)) if vals else float("nan")
 
 
+def read_once(tensor: torch.Tensor) -> list:
+    """``tensor.tolist()``: THE read to the host of a whole rollout's, epoch's or training's summary numbers
+    (or a rollout's k draws), outside every per-step loop. One named place, so the device-traffic test
+    (tests/device_traffic.py) can tell these reads from per-step traffic."""
+    return tensor.tolist()
+
+
+def _as_number(value) -> float | None:
+    """A non-tensor diagnostic as a float, or None for what is not a number (never checked, and left out
+    of the means, as :func:`check_finite` and :func:`finite_mean` do)."""
+    return float(value) if isinstance(value, int | float | np.number) else None
+
+
+class StepMetrics:
+    """The diagnostics ``learn`` returned at every gradient step of one window (an epoch, or the env steps
+    between two evaluations), kept as they came: device tensors stay on the device.
+
+    On a GPU each ``.item()`` waits for the queue to drain, several times per update; here the loops only
+    append, and :meth:`read` moves all of a window's numbers to the host in one transfer per device, then
+    raises :class:`DivergenceError` for the first non-finite one with the step and metric that
+    :func:`check_finite` named when it checked every step (the run still fails with the same message; it
+    only stops at the end of the window). :func:`finite_means` of the result are :func:`finite_mean`'s,
+    bit for bit."""
+
+    _SLOT = 1 << 16  # an entry's place: its add() call * _SLOT + its position in that call's dict
+
+    def __init__(self, unit: str = "gradient step"):
+        self.unit = unit
+        self._values: dict[str, list] = {}
+        self._places: dict[str, list[int]] = {}
+        self._steps: list[int | None] = []  # per add() call; None: not checked (end-of-epoch summaries)
+
+    def __len__(self) -> int:
+        return len(self._steps)
+
+    def add(self, metrics: dict, step: int | None) -> None:
+        base = len(self._steps) * self._SLOT
+        self._steps.append(step)
+        for position, (key, value) in enumerate(metrics.items()):
+            if key not in self._values:
+                self._values[key], self._places[key] = [], []
+            self._values[key].append(value)
+            self._places[key].append(base + position)
+
+    def _host(self) -> tuple[dict[str, np.ndarray], set[tuple[str, int]]]:
+        """Every value as float64 on the host, tensors in one copy per device; and the (key, index) of the
+        values that are not numbers (NaN in the arrays)."""
+        arrays = {key: np.full(len(vals), np.nan) for key, vals in self._values.items()}
+        not_numbers: set[tuple[str, int]] = set()
+        stacks: dict[torch.device, list[tuple[str, list[int], torch.Tensor]]] = {}
+        for key, vals in self._values.items():
+            rows = [i for i, v in enumerate(vals) if isinstance(v, torch.Tensor)]
+            if len(rows) < len(vals):
+                for i, v in enumerate(vals):
+                    number = None if isinstance(v, torch.Tensor) else _as_number(v)
+                    if number is not None:
+                        arrays[key][i] = number
+                    elif not isinstance(v, torch.Tensor):
+                        not_numbers.add((key, i))
+            if rows:
+                tensors = vals if len(rows) == len(vals) else [vals[i] for i in rows]
+                stacked = torch.stack([t.detach().reshape(()) for t in tensors])
+                stacks.setdefault(stacked.device, []).append((key, rows, stacked))
+        for parts in stacks.values():
+            host = torch.cat([s for _, _, s in parts]).cpu().numpy().astype(np.float64)  # the one transfer
+            offset = 0
+            for key, rows, _ in parts:
+                arrays[key][rows] = host[offset : offset + len(rows)]
+                offset += len(rows)
+        return arrays, not_numbers
+
+    def _first_divergence(self, arrays: dict[str, np.ndarray], not_numbers: set) -> DivergenceError | None:
+        first = None  # (place, key, value): the earliest step, then the first key of that step's dict
+        for key, arr in arrays.items():
+            for i in np.flatnonzero(~np.isfinite(arr)):
+                place = self._places[key][i]
+                if (key, i) in not_numbers or self._steps[place // self._SLOT] is None:
+                    continue
+                if first is None or place < first[0]:
+                    first = (place, key, float(arr[i]))
+                break
+        if first is None:
+            return None
+        place, key, value = first
+        return DivergenceError(key, value, self._steps[place // self._SLOT], self.unit)
+
+    def read(self) -> dict[str, np.ndarray]:
+        """Each metric's values on the host (NaN for non-numbers), and the window emptied; raises
+        :class:`DivergenceError` when a checked value is NaN or inf."""
+        arrays, not_numbers = self._host()
+        bad = self._first_divergence(arrays, not_numbers)
+        if bad is not None:
+            raise bad
+        self.__init__(self.unit)
+        return arrays
+
+    def raise_divergence(self, error: BaseException) -> None:
+        """For a window whose steps raised (a NaN can make a later op fail): the divergence that came
+        before, if any, is what the run failed of."""
+        bad = self._first_divergence(*self._host())
+        if bad is not None:
+            raise bad from error
+
+
+def finite_means(arrays: dict[str, np.ndarray]) -> dict[str, float]:
+    """:func:`finite_mean` of every metric of :meth:`StepMetrics.read`."""
+    out = {}
+    for key, arr in arrays.items():
+        finite = arr[np.isfinite(arr)]
+        out[key] = float(np.mean(finite)) if len(finite) else float("nan")
+    return out
+
+
 def train_offline(
     algo, cfg, make_env: Callable, normalize: Callable, progress: bool = True,
     logger: MetricsLogger | None = None, checkpointer=None,
@@ -110,14 +223,17 @@ def train_offline(
     if first_epoch:
         bar.update(first_epoch)
     for epoch in range(first_epoch, cfg.epochs):
-        diag: dict[str, list[float]] = defaultdict(list)
-        for _ in range(cfg.steps_per_epoch):
-            batch = algo.next_batch(step)
-            for k, v in check_finite(algo.learn(batch) or {}, step + 1).items():
-                diag[k].append(v)
-            step += 1
-        for k, v in (algo.end_epoch(epoch) or {}).items():
-            diag[k].append(v)
+        window = StepMetrics()  # the epoch's diagnostics stay on the device until its end: one transfer
+        try:
+            for _ in range(cfg.steps_per_epoch):
+                batch = algo.next_batch(step)
+                window.add(algo.learn(batch) or {}, step + 1)
+                step += 1
+            window.add(algo.end_epoch(epoch) or {}, None)  # summaries, never checked (as before)
+        except Exception as error:
+            window.raise_divergence(error)
+            raise
+        diag = window.read()
         mean, std, _ = evaluate(
             lambda o: algo.act(o, deterministic=True), make_env, cfg.eval_episodes, cfg.seed
         )
@@ -130,7 +246,7 @@ def train_offline(
             "score": normalize(mean),
             "score_std": None,
         }
-        last = {k: finite_mean(v) for k, v in diag.items()}
+        last = finite_means(diag)
         point.update({f"train/{k}": v for k, v in last.items()})
         curve.append(point)
         if logger is not None:

@@ -24,7 +24,6 @@ warm-up is unknown (REFERENCE.md 8).
 from __future__ import annotations
 
 import time
-from collections import defaultdict
 from collections.abc import Callable
 
 import numpy as np
@@ -34,7 +33,21 @@ from benchmark.rl.buffers import Transition
 from benchmark.rl.checkpoint import env_state, restore_env_state
 from benchmark.rl.online.algorithm import OnlineAlgorithm
 from benchmark.rl.online.configs import OnlineTrainConfig
-from benchmark.rl.trainers import check_finite, evaluate, finite_mean
+from benchmark.rl.trainers import StepMetrics, check_finite, evaluate, finite_means
+
+UNIT = "env step"  # what a divergence's step counts
+
+
+def _as_step_metrics(diag) -> StepMetrics:
+    """The loop's window of update diagnostics; a checkpoint of an older version kept the checked floats
+    in a dict of lists."""
+    if isinstance(diag, StepMetrics):
+        return diag
+    window = StepMetrics(UNIT)
+    for key, values in diag.items():
+        for value in values:
+            window.add({key: value}, None)
+    return window
 
 
 # ----- the loop -----------------------------------------------------------------------------------
@@ -92,7 +105,7 @@ def train_online(algo: OnlineAlgorithm, cfg: OnlineTrainConfig, make_env: Callab
             "setup_time_s": round(time.time() - t0, 3),
             "setup_cpu_time_s": round(time.process_time() - cpu0, 3),
         })
-        loop = {"it": 0, "obs": obs, "episode_return": episode_return, "curve": [], "diag": defaultdict(list),
+        loop = {"it": 0, "obs": obs, "episode_return": episode_return, "curve": [], "diag": StepMetrics(UNIT),
                 "hooks": {}, "last": {}, "updates": 0, "episodes": 0, "train_returns": []}
         if checkpointer is not None and checkpointer.enabled:
             checkpointer.save(0, {"algo": algo, "setup": setup_info, "loop": loop, "env": env_state(env)})
@@ -100,29 +113,35 @@ def train_online(algo: OnlineAlgorithm, cfg: OnlineTrainConfig, make_env: Callab
     obs, episode_return, curve, diag, hooks, last, updates, episodes, train_returns = (
         loop[k] for k in ("obs", "episode_return", "curve", "diag", "hooks", "last", "updates", "episodes",
                           "train_returns"))
+    diag = _as_step_metrics(diag)
     for point in curve if logger is not None else ():  # a resumed run's log is written afresh
         logger.log(point["step"], point)
     bar = tqdm(range(loop["it"], cfg.env_steps), desc="env steps", disable=not progress, leave=False,
                mininterval=2.0)
     for it in bar:
-        for k, v in (algo.before_step(it) or {}).items():
-            hooks[k] = v
-        obs, episode_return, finished = _step_and_store(env, algo, obs, algo.act(obs, deterministic=False),
-                                                        episode_return)
-        if finished is not None:
-            train_returns.append(finished)
-            episodes += 1
+        try:
+            for k, v in (algo.before_step(it) or {}).items():
+                hooks[k] = v
+            action = algo.act(obs, deterministic=False)
+            obs, episode_return, finished = _step_and_store(env, algo, obs, action, episode_return)
+            if finished is not None:
+                train_returns.append(finished)
+                episodes += 1
 
-        if it % cfg.update_interval == 0:
-            for _ in range(cfg.update_interval * cfg.updates_per_step):
-                for k, v in check_finite(algo.learn(algo.next_batch(it)) or {}, it, "env step").items():
-                    diag[k].append(v)
-                updates += 1
+            if it % cfg.update_interval == 0:
+                for _ in range(cfg.update_interval * cfg.updates_per_step):
+                    # kept on the device until the next evaluation (StepMetrics): no sync per update
+                    diag.add(algo.learn(algo.next_batch(it)) or {}, it)
+                    updates += 1
+        except Exception as error:
+            diag.raise_divergence(error)
+            raise
 
         if it % cfg.eval_interval == 0:
+            window = diag.read()  # raises DivergenceError for the first non-finite update since the last
             mean, std, _ = evaluate(lambda o: algo.act(o, deterministic=True), make_env, cfg.eval_episodes,
                                     cfg.seed)
-            check_finite({"evaluation return": mean}, it, "env step")
+            check_finite({"evaluation return": mean}, it, UNIT)
             score = normalize(mean)
             # normalisation is affine, so a std is only scaled: normalize(m + s) - normalize(m)
             score_std = normalize(mean + std) - score if score is not None else None
@@ -137,13 +156,12 @@ def train_online(algo: OnlineAlgorithm, cfg: OnlineTrainConfig, make_env: Callab
                 "train_return_mean": float(np.mean(train_returns)) if train_returns else None,
                 "train_episodes": len(train_returns),
             }
-            last = {k: finite_mean(v) for k, v in diag.items()}
+            last = finite_means(window)
             point.update({f"train/{k}": v for k, v in last.items()})
             point.update({k: v for k, v in hooks.items() if isinstance(v, int | float)})
             curve.append(point)
             if logger is not None:  # benchmark.rl.trainers.MetricsLogger: the same point, kept per run
                 logger.log(it, point)
-            diag = defaultdict(list)
             train_returns = []
             if progress:
                 bar.set_postfix(ret=f"{mean:.1f}", score=score)
@@ -153,6 +171,7 @@ def train_online(algo: OnlineAlgorithm, cfg: OnlineTrainConfig, make_env: Callab
                     "train_returns": train_returns}
             checkpointer.save(it + 1, {"algo": algo, "setup": setup_info, "loop": loop,
                                        "env": env_state(env)})
+    diag.read()  # the updates after the last evaluation are checked too
     env.close()
     counts = {
         "count/warmup_steps": cfg.start_learning,
