@@ -162,7 +162,8 @@ def markdown_rows(rows: dict) -> list[str]:
         if "pretrain_step_ms" in row:
             setup += f" + {row['pretrain_steps']} pre-training steps x {row['pretrain_step_ms']:.0f} ms"
         hours = row["run_h_without_model"]
-        update = f"{row['update_ms'] / 1e3:.1f} s" if row["update_ms"] >= 1e4 else f"{row['update_ms']:.1f} ms"
+        ms = row["update_ms"]
+        update = f"{ms / 1e3:.1f} s" if ms >= 1e4 else f"{ms:.1f} ms"
         out.append(f"| {name} | {update} | {rollout} | {row['eval_s']:.1f} s | "
                    f"**{row['epoch_s']:.0f} s** | {setup} | {row['epochs']} | {hours:,.0f} h |")
     return out

@@ -280,7 +280,8 @@ def test_reporting_rooms_import_only_rooms_below_them():
     import ast
     from pathlib import Path
 
-    order = ["records", "stats", "frames", "tables", "figures", "output", "paper", "sections", "analyses",
+    order = ["records", "stats", "frames", "tables", "figures", "output", "paper", "sections", "model_checks",
+             "analyses",
              "readme"]
     folder = Path(__file__).resolve().parent.parent / "benchmark" / "reporting"
     assert sorted(p.stem for p in folder.glob("*.py") if p.stem != "__init__") == sorted(order)

@@ -10,14 +10,18 @@ import pandas as pd
 from benchmark.reporting.figures import (
     compounding_error_figure,
     correlations,
-    holdout_curves_figure,
     m_ablation_figure,
     uncertainty_error_figure,
 )
 from benchmark.reporting.frames import m_ablation_frame
+from benchmark.reporting.model_checks import (
+    FLOAT32_MAX,
+    compounding_claims,
+    holdout_section,
+    uncertainty_claims,
+)
 from benchmark.reporting.output import ReportOutput
 from benchmark.reporting.records import finite_or_none
-from benchmark.reporting.stats import mean_interval
 from benchmark.reporting.tables import MISSING, fmt
 
 # What the report reads from analysis records' ``result`` (``adm.analysis.run_analysis``):
@@ -192,7 +196,6 @@ def _stated_lines(stated: dict[str, list[str]]) -> str:
     return header + "\n\n" + "\n".join(lines) + "\n"
 
 
-FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 def _fmt_sci(values: np.ndarray) -> str:
@@ -355,133 +358,10 @@ def _uncertainty_section(out: ReportOutput, analyses: pd.DataFrame) -> list[str]
     return md
 
 
-KNEE_TOLERANCE = 0.05  # the knee: the first epoch whose holdout MSE is within 5% of the curve's minimum
-
-
-def holdout_frame(analyses: pd.DataFrame) -> pd.DataFrame:
-    """``analysis, task, seed, model, epoch, holdout_mse``: every model's holdout MSE after each training
-    epoch, from the ``holdout_curve`` the analyses store under ``result["models"][model]["train"]``."""
-    rows = []
-    finished = analyses[analyses["status"] == "ok"]
-    for rec in finished.itertuples(index=False):
-        models = rec.result.get("models") if isinstance(rec.result, dict) else None
-        for model, entry in sorted((models or {}).items()):
-            train = entry.get("train") if isinstance(entry, dict) else None
-            curve = train.get("holdout_curve") if isinstance(train, dict) else None
-            for epoch, value in enumerate(curve or [], start=1):
-                rows.append({"analysis": str(rec.algo).removeprefix("analysis-"), "task": rec.task,
-                             "seed": int(rec.seed), "model": model, "epoch": epoch, "holdout_mse": value})
-    columns = ["analysis", "task", "seed", "model", "epoch", "holdout_mse"]
-    frame = pd.DataFrame(rows, columns=columns)
-    frame["holdout_mse"] = pd.to_numeric(frame["holdout_mse"], errors="coerce")
-    return frame
-
-
-def knee_epoch(curve: np.ndarray, tolerance: float = KNEE_TOLERANCE) -> int:
-    """The first epoch (1-based) whose value is within ``tolerance`` of the curve's minimum."""
-    finite = np.where(np.isfinite(curve), curve, np.inf)
-    return int(np.argmax(finite <= (1.0 + tolerance) * finite.min())) + 1
-
-
-def _holdout_section(out: ReportOutput, analyses: pd.DataFrame) -> list[str]:
-    frame = holdout_frame(analyses)
-    if frame.empty:
-        return []
-    out.csv(frame, "holdout_curves.csv")
-    panels = frame.assign(panel=frame["analysis"] + ": " + frame["task"])
-    out.figure(lambda: holdout_curves_figure(panels), "holdout_curves.png")
-    rows = []
-    for (analysis, task, model), g in frame.groupby(["analysis", "task", "model"], sort=True):
-        per_seed = [sub.sort_values("epoch")["holdout_mse"].to_numpy(float) for _, sub in g.groupby("seed")]
-        epochs = [len(c) for c in per_seed]
-        best = [int(np.nanargmin(c)) + 1 for c in per_seed]
-        knees = [knee_epoch(c) for c in per_seed]
-        rows.append([analysis, task, model, str(len(per_seed)), " / ".join(map(str, epochs)),
-                     " / ".join(map(str, best)), " / ".join(map(str, knees))])
-    header = ["analysis", "task", "model", "seeds", "epochs trained", "best epoch",
-              f"knee (within {KNEE_TOLERANCE:.0%} of best)"]
-    return [
-        "## Model training: holdout MSE per epoch\n",
-        "Each model's own holdout metric after every training epoch (ADM and BootRNN: MSE over k = 1..m on "
-        "their holdout windows; the ensemble: elite-mean one-step MSE), mean ± standard error over seeds. "
-        "An epoch cap past the knee of these curves costs little accuracy; a curve still falling at its last "
-        "epoch says the model is undertrained at this budget. Per-seed values are separated by /.\n",
-        out.table("holdout_curves", header, rows, "Epochs trained, best epoch and knee per model."),
-        "![holdout curves](holdout_curves.png)\n",
-    ]
-
-
-def _interval_text(values: np.ndarray, digits: str = ".3g") -> str:
-    mean, low, high = mean_interval(values)
-    if not np.isfinite(mean):
-        return MISSING
-    return f"{mean:{digits}} [{low:{digits}}, {high:{digits}}]"
-
-
-def _verdict(values: np.ndarray, above: str, below: str, neutral: float) -> str:
-    """Which side of ``neutral`` the 95% interval of the seeds' mean lies on, if it lies on one."""
-    mean, low, high = mean_interval(values)
-    if not np.isfinite(mean):
-        return MISSING
-    if low > neutral:
-        return above
-    if high < neutral:
-        return below
-    return f"not resolved ({len(values[np.isfinite(values)])} seeds)"
-
-
-def compounding_claims(frame: pd.DataFrame, reference: str = "adm") -> list[list[str]]:
-    """The paper's Figure 2 claim, per task: ``reference``'s error grows more slowly with the rollout length
-    than each other model's. Growth = error at the longest length / error at length 1, per seed; compared
-    as the per-seed ratio of growths (same seed, same data split), with 95% bootstrap intervals over seeds.
-    Overflowed errors count as float32's maximum."""
-    rows = []
-    for task, g in frame.groupby("task", sort=True):
-        lengths = sorted(set(g["rollout_length"].dropna().astype(int)))
-        if len(lengths) < 2 or reference not in set(g["model"]):
-            continue
-        first, last = lengths[0], lengths[-1]
-        at = g[g["rollout_length"].isin([first, last])].copy()
-        at["error"] = at["error"].where(np.isfinite(at["error"]), FLOAT32_MAX).clip(upper=FLOAT32_MAX)
-        table = at.pivot_table(index=["model", "seed"], columns="rollout_length", values="error")
-        growth = (table[last] / table[first]).rename("growth").reset_index()
-        ref = growth[growth["model"] == reference].set_index("seed")["growth"]
-        for model, other in growth[growth["model"] != reference].groupby("model", sort=True):
-            other = other.set_index("seed")["growth"]
-            seeds = ref.index.intersection(other.index)
-            ratio = (ref[seeds] / other[seeds]).to_numpy(float)
-            ours, theirs = ref[seeds].to_numpy(float), other[seeds].to_numpy(float)
-            rows.append([task, f"{reference} vs {model}", f"{first} -> {last}",
-                         _interval_text(ours), _interval_text(theirs), _interval_text(ratio),
-                         _verdict(ratio, f"{reference} grows faster", f"{reference} grows more slowly", 1.0)])
-    return rows
-
-
-def uncertainty_claims(recorded: pd.DataFrame, reference: str = "ensemble") -> list[list[str]]:
-    """The paper's Figure 4 claim, per task: ADM's uncertainty correlates with the true model error at least
-    as well as the ensemble's. Per seed, each ADM variant's Pearson r (all rollout sources pooled) minus the
-    ensemble's, with its 95% bootstrap interval over seeds."""
-    rows = []
-    pooled = recorded[recorded["source"] == "all"]
-    for task, g in pooled.groupby("task", sort=True):
-        by_model = {m: sub.set_index("seed")["pearson"] for m, sub in g.groupby("model")}
-        if reference not in by_model:
-            continue
-        ref = by_model[reference]
-        for model in sorted(m for m in by_model if m != reference):
-            seeds = ref.index.intersection(by_model[model].index)
-            ours, theirs = by_model[model][seeds].to_numpy(float), ref[seeds].to_numpy(float)
-            diff = ours - theirs
-            rows.append([task, f"{model} - {reference}", _interval_text(ours), _interval_text(theirs),
-                         _interval_text(diff),
-                         _verdict(diff, f"{model} higher", f"{reference} higher", 0.0)])
-    return rows
-
-
 def analysis_sections(out: ReportOutput, analyses: pd.DataFrame) -> list[str]:
     if analyses.empty:
         return []
-    md = _compounding_section(out, analyses) + _uncertainty_section(out, analyses) + _holdout_section(
+    md = _compounding_section(out, analyses) + _uncertainty_section(out, analyses) + holdout_section(
         out, analyses)
     known = {f"analysis-{n}" for n in ANALYSIS_COLUMNS}
     other = sorted(set(analyses["algo"]) - known)

@@ -293,13 +293,6 @@ def compounding_error_figure(
     return log_curves_figure(data, x, y, hue, col, "rollout length", "compounding error (log scale)")
 
 
-def holdout_curves_figure(curves: pd.DataFrame, hue: str = "model", col: str = "panel") -> Figure:
-    """Each model's holdout MSE after every training epoch (log y), one panel per ``col``; mean ± standard
-    error over seeds. Where a curve flattens is where an epoch cap stops costing accuracy."""
-    return log_curves_figure(curves, "epoch", "holdout_mse", hue, col, "training epoch",
-                             "holdout MSE (own metric, log scale)")
-
-
 def log_curves_figure(data: pd.DataFrame, x: str, y: str, hue: str, col: str, xlabel: str, ylabel: str
                       ) -> Figure:
     """Curves of ``y`` vs ``x`` on a log y axis, one panel per ``col`` value, one line per ``hue`` value:
@@ -310,17 +303,8 @@ def log_curves_figure(data: pd.DataFrame, x: str, y: str, hue: str, col: str, xl
     handles, labels = [], []
     for ax, panel in zip(axes, panels):
         sub = data if panel is None else data[data[col] == panel]
-        sns.lineplot(
-            data=sub,
-            x=x,
-            y=y,
-            hue=hue,
-            palette=palette,
-            errorbar="se",
-            marker="o" if sub[x].nunique() <= 25 else None,
-            ax=ax,
-            hue_order=sorted(set(sub[hue])),
-        )
+        sns.lineplot(data=sub, x=x, y=y, hue=hue, palette=palette, errorbar="se", ax=ax,
+                     marker="o" if sub[x].nunique() <= 25 else None, hue_order=sorted(set(sub[hue])))
         ax.set_yscale("log")
         ax.set_title(str(panel) if panel is not None else "")
         ax.set_xlabel(xlabel)
