@@ -107,6 +107,9 @@ class ADMPOOnConfig(OnlineModelBasedConfig, OnlineSACConfig):
 
 class ADMPOOn(SACAgent, OnlineModelBased):  # SACAgent: act, learn, the rollout policy
     cfg: ADMPOOnConfig
+    # model-training windows drawn on the device (issue 19): older code drew them from model_generator
+    ADDED_ATTRIBUTES: ClassVar[dict[str, str]] = {**OnlineModelBased.ADDED_ATTRIBUTES,
+                                                  "window_generator": "model_generator"}
 
     def __init__(self, cfg: ADMPOOnConfig, ctx: Context):
         super().__init__(cfg, ctx)

@@ -358,7 +358,10 @@ def run_one(
             raise OSError(e.errno, f"could not write the record {path}: {e.strerror}") from e
         if keep_policy and record["status"] == "ok" and trained is not None:
             save_policy(policy_path(path), trained, {k: record.get(k) for k in POLICY_META})
-        checkpointer.clear()  # the record is the result now
+        if record["status"] == "ok":
+            checkpointer.clear()  # the record is the result now
+        # a failed run keeps its checkpoints: the next sweep reruns it from there (a divergence repeats
+        # at the same step, cheaply; a failure a fix removes, e.g. to resume older checkpoints, loses nothing)
     return record
 
 

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 from helpers import resume_after_second_checkpoint
 
 from benchmark.results import WHOLE_RUN
@@ -208,3 +209,67 @@ def test_every_algorithm_checkpoints_and_resumes_to_the_same_record(algo, tiny_d
     assert resumed["status"] == "ok", resumed.get("traceback")
     assert resumed["resumed_from"] == last_save
     assert _curve_and_score(resumed) == _curve_and_score(reference)
+
+
+@pytest.mark.parametrize("algo, added", [("td3bc", ["batch_generator"]), ("sac", ["batch_generator"]),
+                                         ("admpo-on", ["batch_generator", "window_generator"])])
+def test_a_checkpoint_from_before_the_device_generators_resumes_with_the_same_draws(algo, added, tiny_data):
+    """Checkpoints written before issue 19 hold no `batch_generator` (nor ADMPO-ON's `window_generator`):
+    unpickling stands the generator the code then used in for each, so such a run resumes (instead of
+    failing with AttributeError) and draws what a run without the new attributes would have drawn."""
+    import io
+    import pickle
+
+    from helpers import smoke_algorithm, smoke_sizes
+
+    built = smoke_algorithm(algo, smoke_sizes(algo))[0]
+    for name in added:  # on a CPU each new generator IS the one it stands in for
+        assert getattr(built, name) is getattr(built, type(built).ADDED_ATTRIBUTES[name])
+
+    class WithoutAdded(pickle.Pickler):
+        def reducer_override(self, obj):
+            if obj is built:
+                state = {k: v for k, v in built.__getstate__().items() if k not in added} \
+                    if hasattr(built, "__getstate__") else dict(built.__dict__)
+                return type(built).__new__, (type(built),), state
+            return NotImplemented
+
+    buf = io.BytesIO()
+    WithoutAdded(buf).dump(built)
+    old = pickle.loads(buf.getvalue())
+    for name in added:
+        assert getattr(old, name) is getattr(old, type(old).ADDED_ATTRIBUTES[name])
+    fresh = pickle.loads(pickle.dumps(built))
+    if hasattr(built, "attach_data"):  # offline: the checkpoint leaves the dataset out, a resume attaches it
+        old.attach_data(built.ctx)
+        fresh.attach_data(built.ctx)
+    for step in range(2):
+        a, b = old.next_batch(step), fresh.next_batch(step)
+        assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_failed_run_keeps_its_checkpoints_and_the_next_sweep_resumes_it(tiny_data, tmp_path, monkeypatch):
+    """A run that fails after a checkpoint (here an exception injected at gradient step 50 of 4 x 20) is
+    recorded `failed` and keeps its checkpoints; the next attempt resumes from epoch 2 and ends with the
+    record an uninterrupted run gives, and only then are the checkpoints removed."""
+    from baselines.bc import BC
+
+    run = RunSpec("bc", "local/hopper-medium-replay", 0, "smoke",
+                  {"epochs": 4, "steps_per_epoch": 20, "checkpoint_every": 1})
+    original, calls = BC.learn, {"n": 0}
+
+    def failing(self, batch):
+        calls["n"] += 1
+        if calls["n"] == 50:
+            raise RuntimeError("injected failure")
+        return original(self, batch)
+
+    monkeypatch.setattr(BC, "learn", failing)
+    failed = run_one(run, tmp_path / "a", progress=False)
+    assert failed["status"] == "failed" and "injected failure" in failed["reason"]
+    assert checkpoint_dir(run.path(tmp_path / "a")).is_dir()
+    monkeypatch.setattr(BC, "learn", original)
+    again = run_one(run, tmp_path / "a", progress=False)
+    assert again["status"] == "ok" and again["resumed_from"] == 2
+    assert _curve_and_score(again) == _curve_and_score(run_one(run, tmp_path / "b", progress=False))
+    assert not checkpoint_dir(run.path(tmp_path / "a")).exists()

@@ -37,7 +37,23 @@ class Context:
     progress: bool = False
 
 
-class OfflineAlgorithm:
+class ResumableState:
+    """Unpickling that also takes checkpoints written by older code. ``ADDED_ATTRIBUTES`` maps each
+    attribute added since checkpoints were first written to the attribute an older checkpoint holds in its
+    place (what the code then used in its stead), so a run resumed from such a checkpoint goes on exactly as
+    it would have; without this, resuming fails and the hours before the checkpoint are lost."""
+
+    # batch indices drawn on the data's device (issue 19): older code drew them from `generator`
+    ADDED_ATTRIBUTES: ClassVar[dict[str, str]] = {"batch_generator": "generator"}
+
+    def __setstate__(self, state: dict) -> None:
+        for added, stood_in in self.ADDED_ATTRIBUTES.items():
+            if added not in state and stood_in in state:
+                state[added] = state[stood_in]
+        self.__dict__.update(state)
+
+
+class OfflineAlgorithm(ResumableState):
     """Base class with the default uniform real-data batch source.
 
     A checkpoint (:mod:`benchmark.rl.checkpoint`) pickles the algorithm whole except ``DATA_ATTRIBUTES``

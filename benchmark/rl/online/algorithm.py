@@ -7,14 +7,14 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from benchmark.rl.algorithm import Context
+from benchmark.rl.algorithm import Context, ResumableState
 from benchmark.rl.buffers import Batch, EnvReplay, Transition, index_generator
 from benchmark.rl.online.configs import OnlineTrainConfig
 from benchmark.rl.sac import SAC
 
 
 # ----- algorithm contracts ------------------------------------------------------------------------
-class OnlineAlgorithm:
+class OnlineAlgorithm(ResumableState):
     """What :func:`train_online` calls. Subclasses implement ``act`` and ``learn``.
 
     * ``setup() -> dict``: one-off work before the warm-up.
