@@ -16,6 +16,7 @@ from benchmark.reporting.figures import (
 from benchmark.reporting.frames import m_ablation_frame
 from benchmark.reporting.model_checks import (
     FLOAT32_MAX,
+    claims_markdown,
     compounding_claims,
     holdout_section,
     uncertainty_claims,
@@ -238,17 +239,13 @@ def _compounding_section(out: ReportOutput, analyses: pd.DataFrame) -> list[str]
             out.table("compounding_error", header, rows, "Compounding error by rollout length h."),
             "![compounding error](compounding_error.png)\n",
         ]
-        claims = compounding_claims(frame)
-        if claims:
-            md += [
-                "**The paper's claim, measured:** ADM's compounding error grows more slowly with the rollout "
-                "length than the ensemble's and BootRNN's. Growth = error at the longest length / error at "
-                "length 1, per seed; the ratio compares ADM's growth with the other model's on the same "
-                "seed (< 1: ADM grows more slowly). Mean [95% bootstrap interval over seeds].\n",
-                out.table("compounding_claims", ["task", "models", "lengths", "ADM growth", "other growth",
-                                                 "growth ratio", "reading"], claims,
-                          "ADM's error growth against each other model's."),
-            ]
+        md += claims_markdown(
+            out, "compounding_claims", compounding_claims(frame),
+            "ADM's compounding error grows more slowly with the rollout length than the ensemble's and "
+            "BootRNN's. Growth = error at the longest length / error at length 1, per seed; the ratio "
+            "compares ADM's growth with the other model's on the same seed (< 1: ADM grows more slowly).",
+            ["task", "models", "lengths", "ADM growth", "other growth", "growth ratio", "reading"],
+            "ADM's error growth against each other model's.")
     if problems:
         md.append("Compounding-error records that could not be read:\n")
         md.append("".join(f"- {p}\n" for p in problems))
@@ -341,17 +338,13 @@ def _uncertainty_section(out: ReportOutput, analyses: pd.DataFrame) -> list[str]
             ),
             "![uncertainty vs error](uncertainty_vs_error.png)\n",
         ]
-        claims = uncertainty_claims(recorded)
-        if claims:
-            md += [
-                "**The paper's claim, measured:** ADM's uncertainty correlates with the true model error "
-                "at least as well as the ensemble's. Pearson r with all rollout sources pooled, per seed, "
-                "and its difference from the ensemble's on the same seed. Mean [95% bootstrap interval "
-                "over seeds].\n",
-                out.table("uncertainty_claims", ["task", "models", "model r", "ensemble r", "difference",
-                                                 "reading"], claims,
-                          "ADM's correlation against the ensemble's."),
-            ]
+        md += claims_markdown(
+            out, "uncertainty_claims", uncertainty_claims(recorded),
+            "ADM's uncertainty correlates with the true model error at least as well as the ensemble's. "
+            "Pearson r with all rollout sources pooled, per seed, and its difference from the ensemble's on "
+            "the same seed.",
+            ["task", "models", "model r", "ensemble r", "difference", "reading"],
+            "ADM's correlation against the ensemble's.")
     if problems:
         md.append("Uncertainty records that could not be read:\n")
         md.append("".join(f"- {p}\n" for p in problems))

@@ -146,3 +146,12 @@ def uncertainty_claims(recorded: pd.DataFrame, reference: str = "ensemble") -> l
                          _interval_text(diff),
                          _verdict(diff, f"{model} higher", f"{reference} higher", 0.0)])
     return rows
+
+
+def claims_markdown(out: ReportOutput, name: str, rows: list[list[str]], claim: str, header: list[str],
+                    caption: str) -> list[str]:
+    """A claim-check table under its lead paragraph (nothing when no task has the models to compare)."""
+    if not rows:
+        return []
+    lead = f"**The paper's claim, measured:** {claim} Mean [95% bootstrap interval over seeds].\n"
+    return [lead, out.table(name, header, rows, caption)]
