@@ -81,23 +81,26 @@ def holdout_section(out: ReportOutput, analyses: pd.DataFrame) -> list[str]:
     ]
 
 
-def _interval_text(values: np.ndarray, digits: str = ".3g") -> str:
-    mean, low, high = mean_interval(values)
-    if not np.isfinite(mean):
-        return MISSING
-    return f"{mean:{digits}} [{low:{digits}}, {high:{digits}}]"
+def _interval_text(values: np.ndarray) -> str:
+    return _fmt_interval(*mean_interval(values))
 
 
-def _verdict(values: np.ndarray, above: str, below: str, neutral: float) -> str:
-    """Which side of ``neutral`` the 95% interval of the seeds' mean lies on, if it lies on one."""
+def _fmt_interval(mean: float, low: float, high: float) -> str:
+    return f"{mean:.3g} [{low:.3g}, {high:.3g}]" if np.isfinite(mean) else MISSING
+
+
+def _compared(values: np.ndarray, above: str, below: str, neutral: float) -> list[str]:
+    """``[interval text, reading]`` from one bootstrap: the seeds' mean [95% interval], and which side of
+    ``neutral`` the interval lies on, if it lies on one."""
     mean, low, high = mean_interval(values)
     if not np.isfinite(mean):
-        return MISSING
+        return [MISSING, MISSING]
+    text = _fmt_interval(mean, low, high)
     if low > neutral:
-        return above
+        return [text, above]
     if high < neutral:
-        return below
-    return f"not resolved ({len(values[np.isfinite(values)])} seeds)"
+        return [text, below]
+    return [text, f"not resolved ({len(values[np.isfinite(values)])} seeds)"]
 
 
 def compounding_claims(frame: pd.DataFrame, reference: str = "adm") -> list[list[str]]:
@@ -121,9 +124,9 @@ def compounding_claims(frame: pd.DataFrame, reference: str = "adm") -> list[list
             seeds = ref.index.intersection(other.index)
             ratio = (ref[seeds] / other[seeds]).to_numpy(float)
             ours, theirs = ref[seeds].to_numpy(float), other[seeds].to_numpy(float)
+            reading = _compared(ratio, f"{reference} grows faster", f"{reference} grows more slowly", 1.0)
             rows.append([task, f"{reference} vs {model}", f"{first} -> {last}",
-                         _interval_text(ours), _interval_text(theirs), _interval_text(ratio),
-                         _verdict(ratio, f"{reference} grows faster", f"{reference} grows more slowly", 1.0)])
+                         _interval_text(ours), _interval_text(theirs), *reading])
     return rows
 
 
@@ -143,8 +146,7 @@ def uncertainty_claims(recorded: pd.DataFrame, reference: str = "ensemble") -> l
             ours, theirs = by_model[model][seeds].to_numpy(float), ref[seeds].to_numpy(float)
             diff = ours - theirs
             rows.append([task, f"{model} - {reference}", _interval_text(ours), _interval_text(theirs),
-                         _interval_text(diff),
-                         _verdict(diff, f"{model} higher", f"{reference} higher", 0.0)])
+                         *_compared(diff, f"{model} higher", f"{reference} higher", 0.0)])
     return rows
 
 

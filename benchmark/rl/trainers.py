@@ -175,11 +175,7 @@ class StepMetrics:
 
 def finite_means(arrays: dict[str, np.ndarray]) -> dict[str, float]:
     """:func:`finite_mean` of every metric of :meth:`StepMetrics.read`."""
-    out = {}
-    for key, arr in arrays.items():
-        finite = arr[np.isfinite(arr)]
-        out[key] = float(np.mean(finite)) if len(finite) else float("nan")
-    return out
+    return {key: finite_mean(arr.tolist()) for key, arr in arrays.items()}
 
 
 def train_offline(
