@@ -54,6 +54,9 @@ class Sample:
     setup_s: float
     per_step_s: float  # per unit of work: one step, times updates_per_step for online algorithms
     model_epochs: float | None
+    steps: int = 0  # the run's planned steps: a run of another length costs differently per step
+    cpu: bool = False  # timed in CPU time (else wall time, stretched by whatever else ran)
+    whole: bool = True  # False: a resumed run whose times cover only the segment since its resume
 
 
 @dataclass
@@ -71,6 +74,8 @@ class Estimate:
             return f"{self.label}  done"
         if self.seconds is None:
             return f"{self.label}  est. ? ({self.source})"
+        if not self.steps:  # an analysis job: measured as a whole
+            return f"{self.label}  est. {self.seconds / 60:.1f} min ({self.source})"
         return (f"{self.label}  est. {self.seconds / 60:.1f} min = setup {self.setup_s:.0f} s + {self.steps} "
                 f"steps x {self.per_step_s * 1000:.2g} ms ({self.source})")
 
@@ -120,27 +125,48 @@ def read_samples(roots: list[Path]) -> list[Sample]:
     return samples
 
 
+def steps_since(cfg_dict: dict, resumed_from: int) -> int:
+    """Steps a run resumed at ``resumed_from`` still made: online checkpoints count env steps, offline ones
+    epochs."""
+    if "env_steps" in cfg_dict:
+        return planned_steps(cfg_dict) - int(resumed_from)
+    return planned_steps(cfg_dict) - int(resumed_from) * int(cfg_dict.get("steps_per_epoch", 0))
+
+
 def sample_from_record(rec: dict) -> Sample | None:
-    steps = planned_steps(rec.get("config") or {})
+    cfg = rec.get("config") or {}
+    steps = planned_steps(cfg)
     setup_info = rec.get("setup_info") or {}
     # CPU time where the record has it (a loaded host stretches wall time, not CPU time), else wall time
     cpu = rec.get("cpu_time_s") is not None and setup_info.get("setup_cpu_time_s") is not None
     wall = rec.get("cpu_time_s") if cpu else rec.get("wall_time_s")
     if rec.get("status") != "ok" or steps <= 0 or not wall or rec.get("schema") != "admbench.record/1":
         return None
-    if rec.get("resumed_from") is not None and rec.get("time_covers") != WHOLE_RUN:
-        return None  # resumed before checkpoints kept their cost: its times miss the earlier segments
     algo = rec.get("algo_id") or str(rec["algo"]).partition("@")[0]
     try:
         fam = family(algo)
     except Exception:  # an algorithm this install does not have (a plugin's record)
         return None
+    # resumed before checkpoints kept their cost: the times cover the last segment only, which still
+    # measures the per-step cost of that segment (its setup is the resume's, not the run's)
+    whole = rec.get("resumed_from") is None or rec.get("time_covers") == WHOLE_RUN
+    timed_steps = steps if whole else steps_since(cfg, rec["resumed_from"])
+    if timed_steps <= 0:
+        return None
     setup = float(setup_info.get("setup_cpu_time_s" if cpu else "setup_time_s") or 0.0)
     setup = min(setup, float(wall))
     model_epochs = next((setup_info[k] for _, k in SETUP_SCALE_KEYS if setup_info.get(k)), None)
-    per_step = (float(wall) - setup) / steps / step_work(rec.get("config") or {})
+    per_step = (float(wall) - setup) / timed_steps / step_work(cfg)
     epochs = float(model_epochs) if model_epochs else None
-    return Sample(algo, rec.get("budget", ""), fam, setup, per_step, epochs)
+    return Sample(algo, rec.get("budget", ""), fam, setup, per_step, epochs, steps, cpu, whole)
+
+
+def closest_samples(samples: list[Sample], steps: int) -> list[Sample]:
+    """The samples most like the planned run: of its length if any (an online run's per-step cost grows
+    with its buffer and model-training set; a short run is mostly warm-up and evaluations), then timed in
+    CPU time if any (wall time counts the host's other load)."""
+    same_length = [s for s in samples if s.steps == steps] or samples
+    return [s for s in same_length if s.cpu] or same_length
 
 
 def _median(values) -> float:
@@ -156,10 +182,15 @@ def _planned_model_epochs(cfg_dict: dict) -> float | None:
 
 def estimate(algo: str, budget: str, cfg_dict: dict, samples: list[Sample]) -> tuple[float, float, str]:
     """``(setup_s, per_step_s, source)`` for one (algorithm, budget, config); never unknown."""
-    same = [s for s in samples if s.algo == algo and s.budget == budget]
+    same = closest_samples([s for s in samples if s.algo == algo and s.budget == budget],
+                           planned_steps(cfg_dict))
     if same:
-        return (_median(s.setup_s for s in same), _median(s.per_step_s for s in same),
-                f"measured: {len(same)} {algo} {budget} record{'s' * (len(same) > 1)}")
+        whole = [s for s in same if s.whole]
+        setup = _median(s.setup_s for s in whole) if whole else 0.0
+        note = "" if whole else "; resumed: per-step cost of the last segment, setup unknown (0)"
+        return (setup, _median(s.per_step_s for s in same),
+                f"measured: {len(same)} {algo} {budget} record{'s' * (len(same) > 1)}"
+                f"{'' if all(s.cpu for s in same) else ' (wall time)'}{note}")
     bench = epoch_bench(algo, budget)
     if bench is not None:
         return bench_estimate(bench, cfg_dict, [s for s in samples if s.algo == algo])
@@ -268,11 +299,13 @@ def plan_estimates(runs, results_dir: Path, extra_roots: list[Path] | None = Non
 
     roots = [Path(results_dir), *(extra_roots if extra_roots is not None else [REPO_ROOT / "results"])]
     samples = read_samples(roots)
+    analyses = read_analysis_times(roots)
     out = []
     for run in runs:
         if not isinstance(run, RunSpec):  # analysis jobs: no steps to scale by
             done = run.path(results_dir).exists()
-            out.append(Estimate(run.label(), done, None, "analysis job, not estimated"))
+            seconds, source = analysis_estimate(run, analyses) if not done else (None, "done")
+            out.append(Estimate(run.label(), done, seconds, source))
             continue
         _, _, _, cfg_dict, _, chash = prepare(run)
         if existing_record(run.path(results_dir), chash) is not None:
@@ -285,6 +318,40 @@ def plan_estimates(runs, results_dir: Path, extra_roots: list[Path] | None = Non
     return out
 
 
+def read_analysis_times(roots: list[Path]) -> list[tuple[str, str, str, float]]:
+    """``(analysis, budget, task, CPU seconds)`` of every finished analysis record that has its CPU time."""
+    seen: set[Path] = set()
+    out = []
+    for root in roots:
+        if not Path(root).is_dir():
+            continue
+        for path in sorted(Path(root).rglob("analysis-*/*/seed-*.json")):
+            if path.resolve() in seen:
+                continue
+            seen.add(path.resolve())
+            try:
+                rec = json.loads(path.read_text())
+            except (OSError, json.JSONDecodeError):
+                continue
+            if rec.get("status") == "ok" and rec.get("cpu_time_s") and rec.get("analysis"):
+                out.append((rec["analysis"], rec.get("budget", ""), rec.get("task", ""),
+                            float(rec["cpu_time_s"])))
+    return out
+
+
+def analysis_estimate(job, times: list[tuple[str, str, str, float]]) -> tuple[float | None, str]:
+    """An analysis job costs what finished ones of the same analysis and budget cost, on the same task where
+    measured (sizes do not scale by a step count); unmeasured ones stay unknown rather than guessed."""
+    same = [t for t in times if t[0] == job.analysis and t[1] == job.budget]
+    on_task = [t for t in same if t[2] == job.task]
+    pick = on_task or same
+    if not pick:
+        return None, "analysis job, not measured yet"
+    where = job.task if on_task else "other tasks"
+    source = f"measured: {len(pick)} {job.analysis} {job.budget} record(s) on {where}"
+    return _median(t[3] for t in pick), source
+
+
 def format_plan(estimates: list[Estimate], workers: int, results_dir: Path) -> str:
     lines = [e.text() for e in estimates]
     todo = [e for e in estimates if not e.done]
@@ -294,7 +361,7 @@ def format_plan(estimates: list[Estimate], workers: int, results_dir: Path) -> s
         f"{len(estimates)} runs: {len(estimates) - len(todo)} done (under {results_dir}/), "
         f"{len(todo)} to run; "
         f"estimated {total / 3600:.2f} CPU-hours (~{total / 3600 / max(1, workers):.2f} h on {workers} "
-        f"workers)" + (f", {unknown} analysis jobs not estimated" if unknown else "")
+        f"workers)" + (f", {unknown} analysis jobs not measured yet" if unknown else "")
     )
     lines.append("estimate = setup + steps x seconds per step, from finished records of the same algorithm "
                  "and budget where there are some (see each line's source); this host's load moves them")

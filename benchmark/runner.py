@@ -435,12 +435,14 @@ def run_analysis_job(
     with claim_run(path):
         seed_everything(job.seed, threads=threads)
         record = _analysis_record(job, cfg_dict, provenance, chash)
-        t0 = time.time()
+        t0, cpu0 = time.time(), time.process_time()
         try:
             record["result"] = run_analysis(job, prepared)
         except Exception as e:  # a failing analysis records its failure; the sweep goes on
             _fail(record, e)
+        # CPU time too: --plan estimates analysis jobs from it (a loaded host stretches only the wall time)
         record["wall_time_s"] = round(time.time() - t0, 3)
+        record["cpu_time_s"] = round(time.process_time() - cpu0, 3)
         write_record(path, record)
     return record
 

@@ -3,6 +3,7 @@ at smoke size, their data split, overflow rule, the simulator-reset ground truth
 (adm/analysis_jobs.py) as the runner resolves and runs them."""
 
 import json
+import time
 
 import numpy as np
 import pytest
@@ -165,3 +166,18 @@ def test_run_many_refuses_an_unknown_analysis_before_any_work(tmp_path):
         run_many([AnalysisJob("nope", "local/hopper-random", 0, "smoke")], tmp_path, workers=1,
                  progress=False)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_an_analysis_record_keeps_its_cpu_time(tmp_path, tiny_data, monkeypatch):
+    """--plan estimates analysis jobs from their records' CPU time, so the record must carry it."""
+    from benchmark import runner
+
+    def busy(job, prepared=None):
+        end = time.process_time() + 0.05
+        while time.process_time() < end:
+            pass
+        return {"task": job.task}
+
+    monkeypatch.setattr(runner, "run_analysis", busy)
+    rec = runner.run_analysis_job(AnalysisJob("uncertainty", "local/hopper-random", 0, "smoke"), tmp_path)
+    assert rec["status"] == "ok" and rec["cpu_time_s"] >= 0.05 and rec["wall_time_s"] >= 0.05

@@ -73,9 +73,56 @@ def test_pretraining_steps_join_the_setup(tmp_path, monkeypatch):
     assert "30000 pre-training steps" in source
 
 
-def test_a_record_resumed_without_its_earlier_cost_is_not_a_timing_sample():
+def test_a_record_resumed_without_its_earlier_cost_times_its_last_segment():
+    """Resumed at epoch 1 of 2 (25 steps per epoch) before checkpoints kept their cost: its 40 CPU-s (10 of
+    them the resume's setup) cover the last 25 steps only: 1.2 s per step, and no run setup."""
     rec = {"status": "ok", "schema": "admbench.record/1", "algo": "bc", "algo_id": "bc", "budget": "smoke",
            "config": {"epochs": 2, "steps_per_epoch": 25}, "wall_time_s": 100.0, "cpu_time_s": 40.0,
            "setup_info": {"setup_time_s": 30.0, "setup_cpu_time_s": 10.0}, "resumed_from": 1}
-    assert plan.sample_from_record(rec) is None  # a checkpoint from before costs were kept
-    assert plan.sample_from_record({**rec, "time_covers": WHOLE_RUN}) is not None
+    segment = plan.sample_from_record(rec)
+    assert (segment.per_step_s, segment.whole) == (pytest.approx(1.2), False)
+    whole = plan.sample_from_record({**rec, "time_covers": WHOLE_RUN})
+    assert (whole.per_step_s, whole.whole) == (pytest.approx(0.6), True)
+    # an online run counts env steps: resumed at 10,000 of 15,000
+    online = {**rec, "algo": "sac", "algo_id": "sac", "config": {"env_steps": 15000}, "resumed_from": 10000}
+    assert plan.sample_from_record(online).per_step_s == pytest.approx(30.0 / 5000)
+    setup, per_step, source = plan.estimate("bc", "smoke", rec["config"], [segment])
+    assert (setup, per_step) == (0.0, pytest.approx(1.2)) and "last segment" in source
+    setup, _, _ = plan.estimate("bc", "smoke", rec["config"], [segment, whole])
+    assert setup == pytest.approx(10.0)  # the setup comes from the whole run
+
+
+def test_runs_of_the_planned_length_and_cpu_time_win():
+    """A 1000-step online record in wall time (mostly warm-up and evaluations) and a 15,000-step one in CPU
+    time: a 15,000-step plan takes the latter; a 1000-step plan the former."""
+    short = plan.Sample("mbpo", "short", "online", 2.0, 2.3, None, steps=1000)
+    long = plan.Sample("mbpo", "short", "online", 2.0, 0.4, None, steps=15000, cpu=True)
+    wall_long = plan.Sample("mbpo", "short", "online", 2.0, 0.9, None, steps=15000)
+    assert plan.estimate("mbpo", "short", {"env_steps": 15000}, [short, long, wall_long])[1] == 0.4
+    assert plan.estimate("mbpo", "short", {"env_steps": 1000}, [short, long, wall_long])[1] == 2.3
+    assert plan.estimate("mbpo", "short", {"env_steps": 15000}, [short, wall_long])[1] == 0.9
+
+
+def test_analysis_jobs_cost_what_finished_ones_cost(tmp_path):
+    """Analysis jobs have no steps: one costs the CPU time of finished ones of the same analysis and budget,
+    on its own task where one was measured; none measured stays unknown (never guessed)."""
+    from benchmark.runner import AnalysisJob
+
+    def write(task, seconds, budget="short"):
+        path = tmp_path / "s" / "analysis-uncertainty" / task.replace("/", "__") / "seed-0.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"status": "ok", "analysis": "uncertainty", "budget": budget, "task": task,
+                                    "cpu_time_s": seconds}))
+
+    write("local/hopper-medium-replay", 600.0)
+    write("local/walker2d-medium-replay", 900.0)
+    write("local/hopper-medium", 50.0, budget="smoke")
+    times = plan.read_analysis_times([tmp_path])
+    job = AnalysisJob("uncertainty", "local/walker2d-medium-replay", 1, "short")
+    seconds, source = plan.analysis_estimate(job, times)
+    assert seconds == 900.0 and source.endswith("on local/walker2d-medium-replay")
+    other = AnalysisJob("uncertainty", "local/hopper-medium", 1, "short")
+    seconds, source = plan.analysis_estimate(other, times)
+    assert seconds == pytest.approx(750.0) and "other tasks" in source
+    assert plan.analysis_estimate(AnalysisJob("compounding-error", "local/hopper-medium", 0, "short"),
+                                  times)[0] is None
