@@ -298,3 +298,17 @@ def test_reporting_rooms_import_only_rooms_below_them():
                 parts = name.split(".")
                 if parts[:2] == ["benchmark", "reporting"] and len(parts) > 2 and parts[2] in order:
                     assert order.index(parts[2]) < i, f"{room} imports {parts[2]}, which is not below it"
+
+
+def test_the_budget_line_names_what_the_runs_trained_for():
+    """From the configs, not the last evaluation's step: online runs count env steps after the warm-up
+    (the last evaluation sits one interval before the end), offline runs gradient steps."""
+    from benchmark.reporting.output import budget_label
+    from benchmark.reporting.records import run_length
+
+    online = run_length({"env_steps": 15000, "start_learning": 5000, "eval_interval": 1000})
+    offline = run_length({"epochs": 20, "steps_per_epoch": 500})
+    assert (online, offline) == ("15000 env steps after 5000 warm-up", "10000 gradient steps")
+    runs = pd.DataFrame({"status": ["ok", "ok", "failed"], "budget": ["short"] * 3,
+                         "length": [online, online, "1 gradient steps"], "curve": [[{"step": 14000}]] * 3})
+    assert budget_label(runs) == "Budget `short` (15000 env steps after 5000 warm-up per run)."

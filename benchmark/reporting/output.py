@@ -53,7 +53,12 @@ def budget_label(runs: pd.DataFrame) -> str:
     parts = []
     runs = runs[runs["status"] == "ok"]
     for budget in sorted(set(runs["budget"].dropna())):
-        steps = sorted({int(c[-1]["step"]) for c in runs[runs["budget"] == budget]["curve"] if c})
+        of_budget = runs[runs["budget"] == budget]
+        lengths = sorted({length for length in of_budget.get("length", []) if isinstance(length, str)})
+        if lengths:  # from the configs: env steps after warm-up online, gradient steps offline
+            parts.append(f"`{budget}` ({' / '.join(lengths)} per run)")
+            continue
+        steps = sorted({int(c[-1]["step"]) for c in of_budget["curve"] if c})
         span = f"{steps[0]}" if len(steps) == 1 else f"{steps[0]}-{steps[-1]}" if steps else "no"
         parts.append(f"`{budget}` ({span} training steps per run)")
     text = f"Budget {', '.join(parts)}." if parts else ""

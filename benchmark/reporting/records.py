@@ -34,6 +34,8 @@ RECORD_COLUMNS = (
     "config_hash",
     "commit",
     "wall_time_s",
+    "cpu_time_s",
+    "length",
     "n_evals",
     "curve",
     "path",
@@ -50,6 +52,16 @@ def finite_or_none(value) -> float | None:
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
     return float(value) if math.isfinite(value) else None
+
+
+def run_length(config: dict) -> str | None:
+    """What a run trained for, from its config: environment steps after the warm-up (online) or gradient
+    steps (offline)."""
+    if config.get("env_steps"):
+        return f"{int(config['env_steps'])} env steps after {int(config.get('start_learning') or 0)} warm-up"
+    if config.get("epochs") and config.get("steps_per_epoch"):
+        return f"{int(config['epochs']) * int(config['steps_per_epoch'])} gradient steps"
+    return None
 
 
 def _identity_from_path(path: Path, root: Path, suite: str | None) -> dict:
@@ -110,6 +122,8 @@ def _row_from_file(path: Path, root: Path, suite: str | None) -> dict:
             "result": None,
             "versions": None,
             "dataset": None,
+            "cpu_time_s": None,
+            "length": None,
         }
     config = record.get("config") or {}
     algo_id, variant = _split_algo(record["algo"])
@@ -129,6 +143,8 @@ def _row_from_file(path: Path, root: Path, suite: str | None) -> dict:
         "config_hash": record.get("config_hash"),
         "commit": record["commit"],
         "wall_time_s": float(record["wall_time_s"]),
+        "cpu_time_s": finite_or_none(record.get("cpu_time_s")),
+        "length": run_length(config),
         "n_evals": len(record["curve"]),
         "curve": record["curve"],
         "path": str(path),
