@@ -280,9 +280,8 @@ def test_reporting_rooms_import_only_rooms_below_them():
     import ast
     from pathlib import Path
 
-    order = ["records", "stats", "frames", "tables", "figures", "output", "paper", "sections", "model_checks",
-             "analyses",
-             "readme"]
+    order = ["records", "stats", "frames", "tables", "figures", "output", "paper", "sections", "diagnostics",
+             "model_checks", "analyses", "readme"]
     folder = Path(__file__).resolve().parent.parent / "benchmark" / "reporting"
     assert sorted(p.stem for p in folder.glob("*.py") if p.stem != "__init__") == sorted(order)
     for i, room in enumerate(order):
@@ -312,3 +311,38 @@ def test_the_budget_line_names_what_the_runs_trained_for():
     runs = pd.DataFrame({"status": ["ok", "ok", "failed"], "budget": ["short"] * 3,
                          "length": [online, online, "1 gradient steps"], "curve": [[{"step": 14000}]] * 3})
     assert budget_label(runs) == "Budget `short` (15000 env steps after 5000 warm-up per run)."
+
+
+def test_diagnostics_read_each_method_and_carry_its_training_values():
+    """MBPO-like: 7 -> ~30 for three evaluations -> 9.8 reads "fell back"; SAC-like: 10 -> 8.6 "no gain";
+    a steady climb 2 -> 11 "learned". One lucky evaluation (BC's 23 among 7s) is not a peak."""
+    from benchmark.reporting.diagnostics import best_window_mean, diagnostics_frame, reading
+
+    assert reading(7.0, 30.0, 9.8) == "peaked at 30.0, then fell back"
+    assert reading(10.1, 10.1, 8.6) == "no gain over its first evaluation"
+    assert reading(1.9, 11.4, 11.1) == "learned"
+    assert best_window_mean([7.5, 7.2, 23.2, 7.8, 13.1, 7.7]) == pytest.approx((23.2 + 7.8 + 13.1) / 3)
+    assert best_window_mean([5.0]) == 5.0
+
+    def curve(scores, **last):
+        points = [{"step": 1000 * i, "score": s} for i, s in enumerate(scores)]
+        points[-1].update(last)
+        return points
+
+    runs = pd.DataFrame({
+        "algo": ["mbpo", "mbpo", "sac"], "task": ["mujoco/Hopper"] * 3, "status": ["ok", "ok", "ok"],
+        "final_score": [9.0, 11.0, 8.6],
+        "curve": [curve([7, 30, 31, 29, 9]), curve([7, 28, 30, 32, 11], **{"model/holdout_mse": 0.02}),
+                  curve([10.1, 9, 8.6])],
+        "train_info": [{"q_mean": 100.0, "critic_loss": 40.0}, {"q_mean": 200.0}, {"q_mean": 113.0}],
+        "setup_info": [{}, {}, {}],
+    })
+    frame = diagnostics_frame(runs).set_index("algo")
+    assert frame.loc["mbpo", "seeds"] == 2 and frame.loc["mbpo", "final"] == pytest.approx(10.0)
+    assert frame.loc["mbpo", "best"] == pytest.approx((30.0 + 30.0) / 2)
+    assert frame.loc["mbpo", "reading"] == "peaked at 30.0, then fell back"
+    assert frame.loc["mbpo", "Q mean"] == pytest.approx(150.0)
+    assert frame.loc["mbpo", "critic loss"] == pytest.approx(40.0)  # the seed that has it
+    assert frame.loc["mbpo", "model holdout MSE"] == pytest.approx(0.02)  # from the last curve point
+    assert frame.loc["sac", "reading"] == "no gain over its first evaluation"
+    assert np.isnan(frame.loc["sac", "model holdout MSE"])

@@ -25,6 +25,7 @@ import yaml
 from benchmark.atomic import default_dir_mode
 from benchmark.reporting import sections
 from benchmark.reporting.analyses import ablation_section, analysis_sections
+from benchmark.reporting.diagnostics import diagnostics_section
 from benchmark.reporting.frames import per_task_stats
 from benchmark.reporting.output import ReportOutput, ReportSettings, budget_label
 from benchmark.reporting.paper import paper_sections
@@ -141,6 +142,7 @@ def _write_report(
         md += sections.aggregate_section(suite, out, settings, runs, bootstrap_reps, seed)
         md += sections.curve_sections(out, settings, runs, bootstrap_reps, seed)
         md += sections.steps_to_return_section(out, settings, runs)
+        md += diagnostics_section(out, runs)
     md += analysis_sections(out, analyses_only(records))
 
     failed = records[records["status"] != "ok"]

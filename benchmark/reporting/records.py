@@ -45,6 +45,8 @@ RECORD_COLUMNS = (
     "result",
     "versions",
     "dataset",
+    "train_info",
+    "setup_info",
 )
 
 
@@ -124,6 +126,8 @@ def _row_from_file(path: Path, root: Path, suite: str | None) -> dict:
             "dataset": None,
             "cpu_time_s": None,
             "length": None,
+            "train_info": None,
+            "setup_info": None,
         }
     config = record.get("config") or {}
     algo_id, variant = _split_algo(record["algo"])
@@ -154,6 +158,8 @@ def _row_from_file(path: Path, root: Path, suite: str | None) -> dict:
         "result": record.get("result"),
         "versions": record.get("versions"),
         "dataset": record.get("dataset"),
+        "train_info": record.get("train_info"),
+        "setup_info": record.get("setup_info"),
     }
 
 
