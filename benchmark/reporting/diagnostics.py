@@ -47,6 +47,11 @@ def reading(first: float, best: float, final: float) -> str:
     return "learned"
 
 
+def _score(point: dict) -> float:
+    value = point.get("score")
+    return float(value) if isinstance(value, (int, float)) else math.nan
+
+
 def best_window_mean(scores: list[float], window: int = BEST_WINDOW) -> float:
     """The best mean of ``window`` consecutive evaluations (all of them if the curve is shorter)."""
     values = np.asarray(scores, dtype=float)
@@ -72,9 +77,9 @@ def diagnostics_frame(runs: pd.DataFrame) -> pd.DataFrame:
     rows = []
     ok = runs[(runs["status"] == "ok") & runs["curve"].map(bool)]
     for (algo, task), group in ok.groupby(["algo", "task"], sort=True):
-        first = np.mean([c[0].get("score", np.nan) for c in group["curve"]])
-        best = np.mean([best_window_mean([p.get("score", np.nan) for p in c]) for c in group["curve"]])
-        final = float(group["final_score"].astype(float).mean())
+        first = np.mean([_score(c[0]) for c in group["curve"]])
+        best = np.mean([best_window_mean([_score(p) for p in c]) for c in group["curve"]])
+        final = float(pd.to_numeric(group["final_score"], errors="coerce").mean())
         row = {"algo": algo, "task": task, "seeds": len(group), "first": float(first), "best": float(best),
                "final": final, "reading": reading(float(first), float(best), final)}
         for column, keys in DIAGNOSTIC_KEYS.items():
