@@ -116,3 +116,18 @@ def test_readme_epoch_table_is_the_committed_benchmark():
     readme = (ROOT / "README.md").read_text()
     for row in bench_epochs.markdown_rows(data["algorithms"]):
         assert row in readme, row
+
+
+def test_readme_results_section_is_what_the_committed_records_give():
+    """README "Results on this machine class" is generated from results/ by scripts/readme_results.py;
+    any hand edit, or a record committed without regenerating it, fails here."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("readme_results", ROOT / "scripts" / "readme_results.py")
+    readme_results = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(readme_results)
+    assert readme_results.main(["--check"]) == 0
+    readme = (ROOT / "README.md").read_text()
+    assert readme.index(readme_results.BEGIN) < readme.index("## Quick start")  # the README opens with it
+    for link in re.findall(r"\]\((reports/[^)]+\.png)\)", readme):
+        assert (ROOT / link).is_file(), link

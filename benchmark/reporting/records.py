@@ -47,6 +47,7 @@ RECORD_COLUMNS = (
     "dataset",
     "train_info",
     "setup_info",
+    "time_covers",
 )
 
 
@@ -128,6 +129,7 @@ def _row_from_file(path: Path, root: Path, suite: str | None) -> dict:
             "length": None,
             "train_info": None,
             "setup_info": None,
+            "time_covers": None,
         }
     config = record.get("config") or {}
     algo_id, variant = _split_algo(record["algo"])
@@ -160,6 +162,7 @@ def _row_from_file(path: Path, root: Path, suite: str | None) -> dict:
         "dataset": record.get("dataset"),
         "train_info": record.get("train_info"),
         "setup_info": record.get("setup_info"),
+        "time_covers": record.get("time_covers"),
     }
 
 
