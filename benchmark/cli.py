@@ -174,6 +174,9 @@ def cmd_reproduce(args) -> int:
     from benchmark import plan
 
     missing = plan.missing_data(r.task for r in runs)
+    if args.check_plan:
+        print(plan.format_checks(plan.check_estimates(runs, Path(args.results))))
+        return 0
     if args.plan:
         if missing:
             print(plan.missing_data_message(missing, limit=len(missing)))
@@ -338,6 +341,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="reports root: writes REPORTS/SUITE (default: reports)")
     rep.add_argument("--plan", action="store_true",
                      help="print the runs (done ones marked), missing data and estimated cost, then exit")
+    rep.add_argument("--check-plan", action="store_true",
+                     help="compare --plan's estimates (each made without the run's own record) with what the "
+                          "suite's finished runs cost, then exit")
     rep.add_argument("--force", action="store_true", help="rerun finished runs too")
     rep.add_argument("--keep-policy", action="store_true", help="write each trained policy beside its record")
     rep.add_argument("--no-report", action="store_true", help="skip writing the report")

@@ -57,6 +57,7 @@ class Sample:
     steps: int = 0  # the run's planned steps: a run of another length costs differently per step
     cpu: bool = False  # timed in CPU time (else wall time, stretched by whatever else ran)
     whole: bool = True  # False: a resumed run whose times cover only the segment since its resume
+    path: str = ""  # the record it was read from (leave-one-out checks of the estimates)
 
 
 @dataclass
@@ -121,6 +122,7 @@ def read_samples(roots: list[Path]) -> list[Sample]:
                 continue
             sample = sample_from_record(rec)
             if sample is not None:
+                sample.path = str(real)
                 samples.append(sample)
     return samples
 
@@ -318,8 +320,9 @@ def plan_estimates(runs, results_dir: Path, extra_roots: list[Path] | None = Non
     return out
 
 
-def read_analysis_times(roots: list[Path]) -> list[tuple[str, str, str, float]]:
-    """``(analysis, budget, task, CPU seconds)`` of every finished analysis record that has its CPU time."""
+def read_analysis_times(roots: list[Path]) -> list[tuple[str, str, str, float, str]]:
+    """``(analysis, budget, task, CPU seconds, record path)`` of every finished analysis record that has
+    its CPU time."""
     seen: set[Path] = set()
     out = []
     for root in roots:
@@ -335,11 +338,11 @@ def read_analysis_times(roots: list[Path]) -> list[tuple[str, str, str, float]]:
                 continue
             if rec.get("status") == "ok" and rec.get("cpu_time_s") and rec.get("analysis"):
                 out.append((rec["analysis"], rec.get("budget", ""), rec.get("task", ""),
-                            float(rec["cpu_time_s"])))
+                            float(rec["cpu_time_s"]), str(path.resolve())))
     return out
 
 
-def analysis_estimate(job, times: list[tuple[str, str, str, float]]) -> tuple[float | None, str]:
+def analysis_estimate(job, times: list[tuple[str, str, str, float, str]]) -> tuple[float | None, str]:
     """An analysis job costs what finished ones of the same analysis and budget cost, on the same task where
     measured (sizes do not scale by a step count); unmeasured ones stay unknown rather than guessed."""
     same = [t for t in times if t[0] == job.analysis and t[1] == job.budget]
@@ -350,6 +353,64 @@ def analysis_estimate(job, times: list[tuple[str, str, str, float]]) -> tuple[fl
     where = job.task if on_task else "other tasks"
     source = f"measured: {len(pick)} {job.analysis} {job.budget} record(s) on {where}"
     return _median(t[3] for t in pick), source
+
+
+@dataclass
+class Check:
+    label: str
+    estimate_s: float
+    measured_s: float
+    source: str
+
+    @property
+    def ratio(self) -> float:
+        return self.estimate_s / self.measured_s
+
+
+def check_estimates(runs, results_dir: Path, extra_roots: list[Path] | None = None) -> list[Check]:
+    """How far ``--plan`` is from what finished runs cost: for each run of ``runs`` with a finished record
+    timed over its whole run, the estimate made from every *other* record (leave-one-out: as if this run
+    had not happened yet) against its measured CPU time (setup + steps)."""
+    from benchmark.runner import RunSpec, existing_record, prepare
+
+    roots = [Path(results_dir), *(extra_roots if extra_roots is not None else [REPO_ROOT / "results"])]
+    samples, analyses = read_samples(roots), read_analysis_times(roots)
+    out = []
+    for run in runs:
+        if not isinstance(run, RunSpec):  # an analysis job: its CPU time against the others' median
+            path = str(run.path(results_dir).resolve())
+            own = [t for t in analyses if t[4] == path]
+            seconds, source = analysis_estimate(run, [t for t in analyses if t[4] != path])
+            if own and seconds is not None:
+                out.append(Check(run.label(), seconds, own[0][3], source))
+            continue
+        _, _, _, cfg_dict, _, chash = prepare(run)
+        path = run.path(results_dir)
+        rec = existing_record(path, chash)
+        own = sample_from_record(rec) if rec is not None else None
+        if own is None or not own.whole:
+            continue
+        steps, work = planned_steps(cfg_dict), step_work(cfg_dict)
+        measured = own.setup_s + own.per_step_s * work * steps
+        others = [s for s in samples if s.path != str(path.resolve())]
+        setup, per_step, source = estimate(run.algo, run.budget, cfg_dict, others)
+        out.append(Check(run.label(), setup + per_step * work * steps, measured, source))
+    return out
+
+
+def format_checks(checks: list[Check], tolerance: float = 0.3) -> str:
+    lines = [f"{c.label}  estimate {c.estimate_s / 60:.1f} min, measured {c.measured_s / 60:.1f} min, "
+             f"ratio {c.ratio:.2f}{'' if abs(c.ratio - 1) <= tolerance else '  OUTSIDE ±30%'} ({c.source})"
+             for c in checks]
+    if checks:
+        total_est, total = sum(c.estimate_s for c in checks), sum(c.measured_s for c in checks)
+        inside = sum(abs(c.ratio - 1) <= tolerance for c in checks)
+        lines.append(f"{len(checks)} finished runs: {inside} estimated within ±{tolerance:.0%}; in all "
+                     f"{total_est / 3600:.2f} estimated vs {total / 3600:.2f} measured CPU-hours "
+                     f"(ratio {total_est / total:.2f})")
+    else:
+        lines.append("no finished run timed over its whole run: nothing to check yet")
+    return "\n".join(lines)
 
 
 def format_plan(estimates: list[Estimate], workers: int, results_dir: Path) -> str:

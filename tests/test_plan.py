@@ -73,3 +73,26 @@ def test_missing_d4rl_files_are_named_before_anything_runs(tmp_path, monkeypatch
     err = capsys.readouterr().err
     assert err.startswith("admbench: error: 12 dataset file(s) missing")
     assert not (tmp_path / "r").exists()  # nothing ran
+
+
+def test_check_plan_estimates_each_finished_run_without_its_own_record(tmp_path, tiny_data, capsys):
+    """Two finished bc smoke seeds, 8 s and 10 s of wall time (1 s setup each): leave-one-out, seed 0 is
+    estimated from seed 1 (10 s: ratio 1.25, inside ±30%) and seed 1 from seed 0 (8 s: ratio 0.8)."""
+    runs = [RunSpec("bc", "local/hopper-random", s, "smoke", suite="mini") for s in (0, 1)]
+    recs = []
+    for run, wall in zip(runs, (8.0, 10.0)):
+        rec = _timed("bc", "local/hopper-random", run.seed, "smoke", wall, 1.0, prepare(run)[3])
+        rec["suite"], rec["config_hash"] = "mini", prepare(run)[5]
+        recs.append(rec)
+    write_records(tmp_path / "res", recs)
+    checks = plan.check_estimates(runs, tmp_path / "res", extra_roots=[])
+    assert [c.measured_s for c in checks] == pytest.approx([8.0, 10.0])
+    assert [c.ratio for c in checks] == pytest.approx([1.25, 0.8])
+    text = plan.format_checks(checks)
+    assert "OUTSIDE" not in text and "2 finished runs: 2 estimated within ±30%" in text
+    # a run whose only other timing is far off is flagged
+    checks[0].estimate_s = 20.0
+    assert "OUTSIDE ±30%" in plan.format_checks(checks)
+    # the command line: `mini` has other tasks and overrides, so nothing of it is finished here
+    assert main(["reproduce", "mini", "--check-plan", "--results", str(tmp_path / "res")]) == 0
+    assert "nothing to check yet" in capsys.readouterr().out
