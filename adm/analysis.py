@@ -87,21 +87,26 @@ def holdout_curve(info: dict, model: DynamicsModel) -> list[float]:
 
 
 def train_models(train: OfflineDataset, env_key: str, names, sizes: AnalysisSizes, seed: int,
-                 device: str | torch.device = "cpu") -> tuple[dict[str, DynamicsModel], dict]:
+                 device: str | torch.device = "cpu", stages=None) -> tuple[dict[str, DynamicsModel], dict]:
     """Build and fit each named model (:data:`MODELS`) on ``train``; returns the models (eval mode) and their
-    scalar diagnostics plus ``holdout_curve`` (:func:`holdout_curve`)."""
+    scalar diagnostics plus ``holdout_curve`` (:func:`holdout_curve`). ``stages`` (the runner's
+    :class:`benchmark.rl.checkpoint.StageCheckpoints`) keeps each fitted model, so a job killed after it
+    does not fit it again."""
     device = torch.device(device)
     unknown = [n for n in names if n not in MODELS]
     if unknown:
         raise ValueError(f"unknown analysis model {unknown[0]!r}; expected one of {tuple(MODELS)}")
     models, infos = {}, {}
     for i, name in enumerate(names):
-        torch.manual_seed(seed * 1000 + i)  # initialisation and training dropout
-        g = torch.Generator().manual_seed(seed * 1000 + i)
-        model = MODELS[name](train, env_key, sizes, device, seed * 1000 + i, g)
-        info = model.fit(train)
-        model.eval()
-        infos[name] = {k: v for k, v in info.items() if k != "history" and not isinstance(v, list | dict)}
-        infos[name]["holdout_curve"] = holdout_curve(info, model)
-        models[name] = model
+        def fit(i=i, name=name):
+            torch.manual_seed(seed * 1000 + i)  # initialisation and training dropout
+            g = torch.Generator().manual_seed(seed * 1000 + i)
+            model = MODELS[name](train, env_key, sizes, device, seed * 1000 + i, g)
+            info = model.fit(train)
+            model.eval()
+            kept = {k: v for k, v in info.items() if k != "history" and not isinstance(v, list | dict)}
+            kept["holdout_curve"] = holdout_curve(info, model)
+            return model, kept
+
+        models[name], infos[name] = stages.run(f"model-{name}", fit) if stages is not None else fit()
     return models, infos

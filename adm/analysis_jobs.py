@@ -79,16 +79,18 @@ def train_bc_policy(dataset: OfflineDataset, env_key: str, steps: int, seed: int
     return policy
 
 
-def run_compounding_error(dataset: OfflineDataset, env_key: str, sizes: AnalysisSizes, seed: int) -> dict:
+def run_compounding_error(dataset: OfflineDataset, env_key: str, sizes: AnalysisSizes, seed: int,
+                          stages=None) -> dict:
     return compounding_error(dataset, env_key, horizon=sizes.horizon, n_starts=sizes.n_starts, seed=seed,
-                             sizes=sizes)
+                             sizes=sizes, stages=stages)
 
 
-def run_uncertainty(dataset: OfflineDataset, env_key: str, sizes: AnalysisSizes, seed: int) -> dict:
+def run_uncertainty(dataset: OfflineDataset, env_key: str, sizes: AnalysisSizes, seed: int,
+                    stages=None) -> dict:
     """The "learned" source is a BC policy trained for ``bc_steps`` on the same (truncated) data."""
     policy = train_bc_policy(truncate(dataset, sizes.train_transitions), env_key, sizes.bc_steps, seed)
     return uncertainty_vs_error(dataset, env_key, horizon=sizes.horizon, n_starts=sizes.n_starts, seed=seed,
-                                learned_policy=policy, sizes=sizes,
+                                learned_policy=policy, sizes=sizes, stages=stages,
                                 learned_name=f"BC (baselines/bc.py), {sizes.bc_steps} updates "
                                 "on the same data")
 

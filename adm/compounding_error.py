@@ -68,7 +68,7 @@ def clipped_mse(pred: np.ndarray, true: np.ndarray) -> tuple[np.ndarray, np.ndar
 
 def compounding_error(dataset: OfflineDataset, env_key: str, models=COMPOUNDING_MODELS, horizon: int = 100,
                       n_starts: int = 1000, seed: int = 0, sizes: AnalysisSizes | None = None,
-                      device: str | torch.device = "cpu") -> dict:
+                      device: str | torch.device = "cpu", stages=None) -> dict:
     """Compounding error vs rollout length (see the module docstring). Returns::
 
         {"analysis": "compounding-error", "metric": ..., "protocol": ..., "horizons": [1..H],
@@ -87,7 +87,7 @@ def compounding_error(dataset: OfflineDataset, env_key: str, models=COMPOUNDING_
     w = sampler.gather(torch.as_tensor(starts), length)
     hist_obs = w["obs"][:, :m]  # s_0 .. s_{m-1}
     true = w["next_obs"][:, m - 1 :].numpy()  # s_m .. s_{m-1+H}
-    trained, infos = train_models(train, env_key, models, sizes, seed, device)
+    trained, infos = train_models(train, env_key, models, sizes, seed, device, stages)
     results = {}
     for i, name in enumerate(models):
         g = torch.Generator().manual_seed(seed * 1000 + 100 + i)

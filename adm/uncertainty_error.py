@@ -159,7 +159,7 @@ def correlations(u: np.ndarray, e: np.ndarray) -> dict:
 def uncertainty_vs_error(dataset: OfflineDataset, env_key: str, horizon: int = 5, n_starts: int = 5000,
                          seed: int = 0, learned_policy: Callable[[Tensor], Tensor] | None = None,
                          learned_name: str = "", sizes: AnalysisSizes | None = None,
-                         device: str | torch.device = "cpu") -> dict:
+                         device: str | torch.device = "cpu", stages=None) -> dict:
     """Model uncertainty vs true model error (see the module docstring). ``learned_policy(obs [B, obs]) ->
     act [B, act]`` (torch, deterministic) adds the "learned" source, described by ``learned_name``.
     Returns::
@@ -172,7 +172,7 @@ def uncertainty_vs_error(dataset: OfflineDataset, env_key: str, horizon: int = 5
     sizes.validate()
     m = sizes.max_step
     train = truncate(dataset, sizes.train_transitions)
-    trained, infos = train_models(train, env_key, ("adm", "ensemble"), sizes, seed, device)
+    trained, infos = train_models(train, env_key, ("adm", "ensemble"), sizes, seed, device, stages)
     adm, ens = trained["adm"].model, trained["ensemble"]
     oracle = SimulatorOracle(env_key)
     term = get_termination_fn(env_key)

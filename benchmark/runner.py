@@ -8,6 +8,7 @@ hands the algorithm to the trainer of its kind.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import json
 import sys
 import time
@@ -35,7 +36,7 @@ from benchmark.results import (
     versions,
     write_record,
 )
-from benchmark.rl.checkpoint import Checkpointer, save_policy
+from benchmark.rl.checkpoint import Checkpointer, StageCheckpoints, save_policy
 from benchmark.seeding import preserved_rng, seed_everything
 from benchmark.tasks import TaskError, resolve_task
 
@@ -416,10 +417,14 @@ def _analysis_record(job: AnalysisJob, cfg_dict: dict, provenance: dict, chash: 
     return {**_record(ANALYSIS_SCHEMA, job, cfg_dict, chash, provenance), "analysis": job.analysis}
 
 
-def run_analysis(job: AnalysisJob, prepared: tuple | None = None) -> dict:
-    """The result of one analysis job (no record written): the registered ``run`` on the task's data."""
+def run_analysis(job: AnalysisJob, prepared: tuple | None = None, stages: StageCheckpoints | None = None
+                 ) -> dict:
+    """The result of one analysis job (no record written): the registered ``run`` on the task's data.
+    ``stages`` goes to a ``run`` that takes it (it keeps finished stages, such as fitted models)."""
     spec, task, sizes, *_ = prepared or prepare_analysis(job)
-    out = spec.run(task.load_dataset(), task.env_key, sizes, job.seed)
+    extra = {"stages": stages} if stages is not None and "stages" in inspect.signature(spec.run).parameters \
+        else {}
+    out = spec.run(task.load_dataset(), task.env_key, sizes, job.seed, **extra)
     return {"task": job.task, "budget": job.budget, **out, "seed": job.seed}
 
 
@@ -435,15 +440,21 @@ def run_analysis_job(
     with claim_run(path):
         seed_everything(job.seed, threads=threads)
         record = _analysis_record(job, cfg_dict, provenance, chash)
-        t0, cpu0 = time.time(), time.process_time()
+        # finished stages (fitted models) survive a kill; a failure keeps them for the retry, as runs do
+        stages = StageCheckpoints(path.with_suffix(".checkpoints"), chash)
         try:
-            record["result"] = run_analysis(job, prepared)
+            record["result"] = run_analysis(job, prepared, stages)
         except Exception as e:  # a failing analysis records its failure; the sweep goes on
             _fail(record, e)
-        # CPU time too: --plan estimates analysis jobs from it (a loaded host stretches only the wall time)
-        record["wall_time_s"] = round(time.time() - t0, 3)
-        record["cpu_time_s"] = round(time.process_time() - cpu0, 3)
+        # CPU time too, across resumed stages: --plan estimates analysis jobs from it (a loaded host
+        # stretches only the wall time)
+        spent = stages.spent()
+        record["wall_time_s"], record["cpu_time_s"] = spent["wall_s"], spent["cpu_s"]
+        if stages.loaded:
+            record["resumed_stages"] = list(stages.loaded)
         write_record(path, record)
+        if record["status"] == "ok":
+            stages.clear()
     return record
 
 

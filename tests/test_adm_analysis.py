@@ -181,3 +181,47 @@ def test_an_analysis_record_keeps_its_cpu_time(tmp_path, tiny_data, monkeypatch)
     monkeypatch.setattr(runner, "run_analysis", busy)
     rec = runner.run_analysis_job(AnalysisJob("uncertainty", "local/hopper-random", 0, "smoke"), tmp_path)
     assert rec["status"] == "ok" and rec["cpu_time_s"] >= 0.05 and rec["wall_time_s"] >= 0.05
+
+
+@pytest.mark.parametrize("name", ["compounding-error", "uncertainty"])
+def test_an_analysis_killed_after_its_first_model_resumes_to_the_same_record(tmp_path, tiny_data, monkeypatch,
+                                                                            name):
+    """Each fitted model is a stage kept beside the record: a job killed while fitting its second model
+    loads the first (with the random states after it) and ends with the record an uninterrupted job
+    writes; the stage files go once the record is ok, and the CPU time counts the loaded stage's."""
+    from benchmark import runner
+    from benchmark.rl.checkpoint import StageCheckpoints
+
+    job = AnalysisJob(name, "local/hopper-random", 0, "smoke")
+    whole = runner.run_analysis_job(job, tmp_path / "whole")
+    assert whole["status"] == "ok" and "resumed_stages" not in whole
+
+    real_run = StageCheckpoints.run
+
+    def dies_at_second_model(self, stage, compute):
+        if stage != "model-adm":
+            raise KeyboardInterrupt  # the process is killed mid-job: nothing is recorded
+        return real_run(self, stage, compute)
+
+    monkeypatch.setattr(StageCheckpoints, "run", dies_at_second_model)
+    with pytest.raises(KeyboardInterrupt):
+        runner.run_analysis_job(job, tmp_path / "killed")
+    stage_dir = job.path(tmp_path / "killed").with_suffix(".checkpoints")
+    assert [p.name for p in stage_dir.iterdir()] == ["stage-model-adm.pt"]
+    assert not job.path(tmp_path / "killed").exists()
+
+    monkeypatch.setattr(StageCheckpoints, "run", real_run)
+    resumed = runner.run_analysis_job(job, tmp_path / "killed")
+    assert resumed["status"] == "ok" and resumed["resumed_stages"] == ["model-adm"]
+    assert _without_timings(resumed["result"]) == _without_timings(whole["result"])
+    assert not stage_dir.exists()
+    assert resumed["cpu_time_s"] > 0
+
+
+def _without_timings(value):
+    """A result with its wall-clock fields (``*_time_s``: they differ between any two runs) left out."""
+    if isinstance(value, dict):
+        return {k: _without_timings(v) for k, v in value.items() if not str(k).endswith("time_s")}
+    if isinstance(value, list):
+        return [_without_timings(v) for v in value]
+    return value

@@ -273,3 +273,30 @@ def test_a_failed_run_keeps_its_checkpoints_and_the_next_sweep_resumes_it(tiny_d
     assert again["status"] == "ok" and again["resumed_from"] == 2
     assert _curve_and_score(again) == _curve_and_score(run_one(run, tmp_path / "b", progress=False))
     assert not checkpoint_dir(run.path(tmp_path / "a")).exists()
+
+
+def test_stage_checkpoints_return_finished_stages_with_their_random_states(tmp_path):
+    """A loaded stage gives back its value and the global random state right after it (what the next stage
+    would have drawn), adds its recorded cost; another config's file is recomputed, never used."""
+    from benchmark.rl.checkpoint import StageCheckpoints
+
+    calls = []
+
+    def stage():
+        calls.append(1)
+        return torch.rand(3)
+
+    torch.manual_seed(0)
+    first = StageCheckpoints(tmp_path / "s", "hash-a", log=lambda m: None)
+    value = first.run("fit", stage)
+    after = torch.rand(2)
+    torch.manual_seed(123)  # a new process: another random state
+    again = StageCheckpoints(tmp_path / "s", "hash-a", log=lambda m: None)
+    assert torch.equal(again.run("fit", stage), value) and len(calls) == 1
+    assert torch.equal(torch.rand(2), after) and again.loaded == ["fit"]
+    assert again.spent()["cpu_s"] >= 0.0
+    other = StageCheckpoints(tmp_path / "s", "hash-b", log=lambda m: None)
+    other.run("fit", stage)
+    assert len(calls) == 2 and other.loaded == []
+    other.clear()
+    assert not (tmp_path / "s").exists()

@@ -206,6 +206,64 @@ class Checkpointer:
             shutil.rmtree(self.directory)
 
 
+class StageCheckpoints:
+    """Checkpoints of a job made of stages rather than a loop (an analysis: fit model 1, 2, 3, then
+    evaluate): each finished stage's output is saved, with the global random states right after it, as
+    ``stage-<name>.pt`` in ``directory``; a job killed between stages runs again, loads the finished
+    stages (putting the random states back) and computes only the rest, so it ends with the same result.
+    Files of another config, or unreadable ones, are recomputed, never used."""
+
+    def __init__(self, directory: Path, config_hash: str, log: Callable[[str], None] | None = None):
+        self.directory = Path(directory)
+        self.config_hash = config_hash
+        self.log = log or (lambda msg: print(f"admbench: {msg}", file=sys.stderr))
+        self.loaded: list[str] = []  # stages taken from earlier processes
+        self.spent_before = {"wall_s": 0.0, "cpu_s": 0.0}  # what the loaded stages cost when computed
+        self._wall0, self._cpu0 = time.time(), time.process_time()
+
+    def spent(self) -> dict[str, float]:
+        """Wall and CPU seconds of the job so far: the loaded stages' recorded cost plus this process's."""
+        return {"wall_s": round(self.spent_before["wall_s"] + time.time() - self._wall0, 3),
+                "cpu_s": round(self.spent_before["cpu_s"] + time.process_time() - self._cpu0, 3)}
+
+    def _load(self, path: Path) -> dict[str, Any] | None:
+        if not path.is_file():
+            return None
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=False)
+        except Exception as e:  # truncated, corrupt, or pickled by code that has since changed
+            self.log(f"recomputing stage {path.name} ({type(e).__name__}: {e})")
+            return None
+        if not isinstance(state, dict) or state.get("format") != FORMAT or \
+                state.get("config_hash") != self.config_hash:
+            self.log(f"recomputing stage {path.name}: written for another config or format")
+            return None
+        return state
+
+    def run(self, name: str, compute: Callable[[], Any]) -> Any:
+        """``compute()``'s value, from this stage's file when an earlier process finished it."""
+        path = self.directory / f"stage-{name}.pt"
+        state = self._load(path)
+        if state is not None:
+            set_global_rng_state(state["rng"])
+            for key in ("wall_s", "cpu_s"):
+                self.spent_before[key] += state["cost"][key]
+            self.loaded.append(name)
+            self.log(f"stage {name!r} loaded from {path}")
+            return state["value"]
+        wall0, cpu0 = time.time(), time.process_time()
+        value = compute()
+        cost = {"wall_s": time.time() - wall0, "cpu_s": time.process_time() - cpu0}
+        payload = {"format": FORMAT, "config_hash": self.config_hash, "value": value,
+                   "rng": global_rng_state(), "cost": cost}
+        atomic_write(path, lambda f: torch.save(payload, f))
+        return value
+
+    def clear(self) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            shutil.rmtree(self.directory)
+
+
 POLICY_FORMAT = "admbench.policy/1"
 
 
