@@ -182,10 +182,57 @@ def _planned_model_epochs(cfg_dict: dict) -> float | None:
     return None
 
 
-def estimate(algo: str, budget: str, cfg_dict: dict, samples: list[Sample]) -> tuple[float, float, str]:
-    """``(setup_s, per_step_s, source)`` for one (algorithm, budget, config); never unknown."""
+# config fields that set how long a run is, not what one of its steps computes
+LOOP_FIELDS = frozenset({"epochs", "steps_per_epoch", "eval_episodes", "final_k", "checkpoint_every"})
+# fields whose cost the benchmark's parts scale by: the model rollouts' size and frequency (a rollout costs
+# in proportion to its starts) and the model-training cap (the setup is model epochs x one epoch's time)
+SCALED_FIELDS = frozenset({"rollout_batch_size", "rollout_freq", "model_max_epochs", "dynamics_max_epochs",
+                           "dynamics_max_steps"})
+
+
+def scalable_from_bench(cfg_dict: dict, paper_cfg: dict | None) -> bool:
+    """True when a config differs from its paper config only in :data:`LOOP_FIELDS` and
+    :data:`SCALED_FIELDS`: its update is the benchmark's, its rollouts and model training scale from it."""
+    if paper_cfg is None:
+        return False
+    differing = {k for k in set(cfg_dict) | set(paper_cfg) if cfg_dict.get(k) != paper_cfg.get(k)}
+    return differing <= LOOP_FIELDS | SCALED_FIELDS
+
+
+def scaled_bench_estimate(row: dict, cfg_dict: dict) -> tuple[float, float, str]:
+    """``(setup_s, per_step_s, source)`` for another budget of a benchmarked config: the benchmark's update,
+    plus its rollout scaled by this config's starts and rollouts per step, plus its evaluation scaled to this
+    config's episodes per epoch; the setup is one model epoch times the config's epoch cap (an upper bound:
+    early stopping may end sooner)."""
+    steps_per_epoch = max(1, int(cfg_dict.get("steps_per_epoch") or row["steps_per_epoch"]))
+    per_step = float(row["update_ms"]) / 1e3
+    per_step += float(row.get("eval_s", 0.0)) * float(cfg_dict.get("eval_episodes") or 0) / max(
+        1, int(row.get("eval_episodes") or 1)) / steps_per_epoch
+    source = f"bench {EPOCH_BENCH.relative_to(REPO_ROOT)} scaled to this budget"
+    if row.get("rollout_s") and cfg_dict.get("rollout_batch_size") and cfg_dict.get("rollout_freq"):
+        size = float(cfg_dict["rollout_batch_size"]) / float(row["rollout_batch_size"])
+        per_step += float(row["rollout_s"]) * size / float(cfg_dict["rollout_freq"])
+    setup = float(row.get("setup_s", 0.0))
+    if "model_epoch_s" in row:
+        epochs = _planned_model_epochs(cfg_dict)
+        if epochs is None:
+            return setup, per_step, source + "; model epochs unknown (early stopping): setup not counted"
+        setup = float(row["model_epoch_s"]) * epochs
+        source += f"; setup = {epochs:g} model epochs, the cap (an upper bound)"
+    return setup, per_step, source
+
+
+def estimate(algo: str, budget: str, cfg_dict: dict, samples: list[Sample],
+             paper_cfg: dict | None = None) -> tuple[float, float, str]:
+    """``(setup_s, per_step_s, source)`` for one (algorithm, budget, config); never unknown. ``paper_cfg``
+    (the same run's config at the `paper` budget) lets another budget that changes only loop lengths, rollout
+    sizes and model caps scale the epoch benchmark."""
     same = closest_samples([s for s in samples if s.algo == algo and s.budget == budget],
                            planned_steps(cfg_dict))
+    if not same and budget != "paper" and scalable_from_bench(cfg_dict, paper_cfg):
+        row = epoch_bench(algo, "paper")
+        if row is not None and "update_ms" in row and "pretrain_step_ms" not in row:
+            return scaled_bench_estimate(row, cfg_dict)
     if same:
         whole = [s for s in same if s.whole]
         setup = _median(s.setup_s for s in whole) if whole else 0.0
@@ -295,6 +342,21 @@ def missing_data_message(missing: list[tuple[str, Path, str]], limit: int = 5) -
     return "\n".join(lines)
 
 
+def paper_config(run) -> dict | None:
+    """The run's config at the `paper` budget (same task, seed and overrides), or None if it cannot be
+    built."""
+    from dataclasses import replace as dc_replace
+
+    from benchmark.runner import prepare
+
+    if run.budget == "paper":
+        return None
+    try:
+        return prepare(dc_replace(run, budget="paper"))[3]
+    except Exception:
+        return None
+
+
 def plan_estimates(runs, results_dir: Path, extra_roots: list[Path] | None = None) -> list[Estimate]:
     """An :class:`Estimate` per planned run or analysis job (done ones marked)."""
     from benchmark.runner import RunSpec, existing_record, prepare
@@ -314,7 +376,7 @@ def plan_estimates(runs, results_dir: Path, extra_roots: list[Path] | None = Non
             out.append(Estimate(run.label(), True, None, "done"))
             continue
         steps = planned_steps(cfg_dict)
-        setup, per_step, source = estimate(run.algo, run.budget, cfg_dict, samples)
+        setup, per_step, source = estimate(run.algo, run.budget, cfg_dict, samples, paper_config(run))
         per_step *= step_work(cfg_dict)
         out.append(Estimate(run.label(), False, setup + per_step * steps, source, setup, steps, per_step))
     return out
@@ -393,7 +455,7 @@ def check_estimates(runs, results_dir: Path, extra_roots: list[Path] | None = No
         steps, work = planned_steps(cfg_dict), step_work(cfg_dict)
         measured = own.setup_s + own.per_step_s * work * steps
         others = [s for s in samples if s.path != str(path.resolve())]
-        setup, per_step, source = estimate(run.algo, run.budget, cfg_dict, others)
+        setup, per_step, source = estimate(run.algo, run.budget, cfg_dict, others, paper_config(run))
         out.append(Check(run.label(), setup + per_step * work * steps, measured, source))
     return out
 

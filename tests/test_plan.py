@@ -10,6 +10,13 @@ from benchmark.cli import main
 from benchmark.runner import RunSpec, prepare
 
 
+@pytest.fixture(autouse=True)
+def no_epoch_benchmark(tmp_path, monkeypatch):
+    """These tests pin the record-based estimates; the committed epoch benchmark (which a budget that only
+    changes loop lengths would scale) is tested in test_plan_bench.py."""
+    monkeypatch.setattr(plan, "EPOCH_BENCH", tmp_path / "no-bench.json")
+
+
 def _timed(algo, task, seed, budget, wall, setup, cfg, **setup_info):
     rec = make_record(algo, task, seed, 5.0, suite="known", budget=budget)
     rec.update(wall_time_s=wall, config=cfg, setup_info={"setup_time_s": setup, **setup_info},

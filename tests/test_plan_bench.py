@@ -126,3 +126,28 @@ def test_analysis_jobs_cost_what_finished_ones_cost(tmp_path):
     assert seconds == pytest.approx(750.0) and "other tasks" in source
     assert plan.analysis_estimate(AnalysisJob("compounding-error", "local/hopper-medium", 0, "short"),
                                   times)[0] is None
+
+
+def test_another_budget_of_the_same_update_scales_the_benchmark(tmp_path, monkeypatch):
+    """A `short` config that differs from its `paper` config only in loop lengths, rollout sizes and model
+    caps: update 200 ms + evaluation 4 s x (5 of 10 episodes) per 500-step epoch + rollout 14 s x (5000 of
+    50,000 starts) every 500 steps = 200 + 4 + 2.8 ms per step; setup = 3 s x the 100-epoch cap. A config
+    with another update (more critics) does not use it."""
+    row = {"epoch_s": 230.0, "steps_per_epoch": 1000, "update_ms": 200.0, "eval_s": 4.0, "eval_episodes": 10,
+           "rollout_s": 14.0, "rollout_batch_size": 50000, "model_epoch_s": 3.0}
+    path = tmp_path / "epochs-cpu.json"
+    path.write_text(json.dumps({"meta": {}, "algorithms": {"combo": row}}))
+    monkeypatch.setattr(plan, "EPOCH_BENCH", path)
+    monkeypatch.setattr(plan, "REPO_ROOT", tmp_path)
+    paper = {"epochs": 1000, "steps_per_epoch": 1000, "eval_episodes": 10, "rollout_batch_size": 50000,
+             "rollout_freq": 1000, "dynamics_max_epochs": None, "num_critics": 2}
+    short = {**paper, "epochs": 20, "steps_per_epoch": 500, "eval_episodes": 5, "rollout_batch_size": 5000,
+             "rollout_freq": 500, "dynamics_max_epochs": 100}
+    setup, per_step, source = plan.estimate("combo", "short", short, [], paper)
+    assert setup == pytest.approx(300.0) and per_step == pytest.approx(0.2068)
+    assert "scaled to this budget" in source and "upper bound" in source
+    _, _, source = plan.estimate("combo", "short", {**short, "num_critics": 10}, [], paper)
+    assert "bench" not in source
+    # records of the same algorithm and budget still win
+    measured = plan.Sample("combo", "short", "model-based", 100.0, 0.3, 30.0, steps=10000, cpu=True)
+    assert plan.estimate("combo", "short", short, [measured], paper)[:2] == (100.0, 0.3)
