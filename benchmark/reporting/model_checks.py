@@ -53,13 +53,13 @@ def knee_epoch(curve: np.ndarray, tolerance: float = KNEE_TOLERANCE) -> int:
     return int(np.argmax(finite <= (1.0 + tolerance) * finite.min())) + 1
 
 
-def holdout_section(out: ReportOutput, analyses: pd.DataFrame) -> list[str]:
-    frame = holdout_frame(analyses)
-    if frame.empty:
-        return []
-    out.csv(frame, "holdout_curves.csv")
-    panels = frame.assign(panel=frame["analysis"] + ": " + frame["task"])
-    out.figure(lambda: holdout_curves_figure(panels), "holdout_curves.png")
+KNEE_HEADER = ["analysis", "task", "model", "seeds", "epochs trained", "best epoch",
+               f"knee (within {KNEE_TOLERANCE:.0%} of best)"]
+
+
+def knee_rows(frame: pd.DataFrame) -> list[list[str]]:
+    """Per (analysis, task, model) of a :func:`holdout_frame`: seeds, then epochs trained, best epoch and
+    knee per seed (separated by /), as :data:`KNEE_HEADER` names them."""
     rows = []
     for (analysis, task, model), g in frame.groupby(["analysis", "task", "model"], sort=True):
         per_seed = [sub.sort_values("epoch")["holdout_mse"].to_numpy(float) for _, sub in g.groupby("seed")]
@@ -68,15 +68,24 @@ def holdout_section(out: ReportOutput, analyses: pd.DataFrame) -> list[str]:
         knees = [knee_epoch(c) for c in per_seed]
         rows.append([analysis, task, model, str(len(per_seed)), " / ".join(map(str, epochs)),
                      " / ".join(map(str, best)), " / ".join(map(str, knees))])
-    header = ["analysis", "task", "model", "seeds", "epochs trained", "best epoch",
-              f"knee (within {KNEE_TOLERANCE:.0%} of best)"]
+    return rows
+
+
+def holdout_section(out: ReportOutput, analyses: pd.DataFrame) -> list[str]:
+    frame = holdout_frame(analyses)
+    if frame.empty:
+        return []
+    out.csv(frame, "holdout_curves.csv")
+    panels = frame.assign(panel=frame["analysis"] + ": " + frame["task"])
+    out.figure(lambda: holdout_curves_figure(panels), "holdout_curves.png")
+    rows = knee_rows(frame)
     return [
         "## Model training: holdout MSE per epoch\n",
         "Each model's own holdout metric after every training epoch (ADM and BootRNN: MSE over k = 1..m on "
         "their holdout windows; the ensemble: elite-mean one-step MSE), mean ± standard error over seeds. "
         "An epoch cap past the knee of these curves costs little accuracy; a curve still falling at its last "
         "epoch says the model is undertrained at this budget. Per-seed values are separated by /.\n",
-        out.table("holdout_curves", header, rows, "Epochs trained, best epoch and knee per model."),
+        out.table("holdout_curves", KNEE_HEADER, rows, "Epochs trained, best epoch and knee per model."),
         "![holdout curves](holdout_curves.png)\n",
     ]
 
