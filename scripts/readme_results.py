@@ -129,6 +129,8 @@ def fig3_block(results: Path) -> list[str]:
     lines.append(f"{budget_label(ok)} Environment `mujoco/Hopper` (Gymnasium Hopper-v4), evaluation every "
                  f"1000 env steps. {progress(runs, FIG3)} ({settings.seeds} seeds planned); measured cost so "
                  f"far {cpu_hours(ok)}.\n")
+    if settings.note:
+        lines.append(settings.note + "\n")
     lines.append(f"![Hopper learning curves](reports/{FIG3}/online_curves.png)\n")
     table = steps_to_return(curves_frame(ok), settings.return_thresholds)
     diag = diagnostics_frame(ok).set_index("algo")
