@@ -77,9 +77,14 @@ def progress(records: pd.DataFrame, suite: str) -> str:
     return f"{ok} of {planned} runs finished"
 
 
+def suite_runs(results: Path, suite: str) -> pd.DataFrame:
+    """The suite's training-run records (no analyses), possibly none."""
+    records = load_records(results, suite)
+    return runs_only(records) if len(records) else records
+
+
 def table1_block(results: Path) -> list[str]:
-    records = load_records(results, TABLE1)
-    runs = runs_only(records) if len(records) else records
+    runs = suite_runs(results, TABLE1)
     lines = [f"### Table 1 layout on local data (`admbench reproduce {TABLE1}`)\n"]
     if runs.empty:
         return lines + ["No finished run yet.\n"]
@@ -119,8 +124,7 @@ def table1_block(results: Path) -> list[str]:
 
 
 def fig3_block(results: Path) -> list[str]:
-    records = load_records(results, FIG3)
-    runs = runs_only(records) if len(records) else records
+    runs = suite_runs(results, FIG3)
     lines = [f"### Figure 3, Hopper panel, early learning (`admbench reproduce {FIG3}`)\n"]
     if runs.empty:
         return lines + ["No finished run yet.\n"]
