@@ -172,7 +172,7 @@ def test_an_analysis_record_keeps_its_cpu_time(tmp_path, tiny_data, monkeypatch)
     """--plan estimates analysis jobs from their records' CPU time, so the record must carry it."""
     from benchmark import runner
 
-    def busy(job, prepared=None):
+    def busy(job, prepared=None, stages=None):
         end = time.process_time() + 0.05
         while time.process_time() < end:
             pass
