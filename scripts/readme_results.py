@@ -193,7 +193,8 @@ def analyses_block(results: Path) -> list[str]:
                      "finished yet.\n")
     else:
         ok = knees[knees["status"] == "ok"]
-        lines.append(f"- `{KNEES}` (`paper` budget: every model trained to its own early stopping; "
+        budgets = ", ".join(f"`{b}`" for b in sorted(set(ok["budget"])))
+        lines.append(f"- `{KNEES}` ({budgets} budget: every model trained to its own early stopping; "
                      f"{len(ok)} finished, measured cost {cpu_hours(ok)}): the knees that place the `short` "
                      f"caps. ![holdout curves](reports/{KNEES}/holdout_curves.png)\n")
         lines.append(markdown_table(KNEE_HEADER, knee_rows(frame), align="lllrrrr"))

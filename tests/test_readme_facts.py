@@ -131,3 +131,27 @@ def test_readme_results_section_is_what_the_committed_records_give():
     assert readme.index(readme_results.BEGIN) < readme.index("## Quick start")  # the README opens with it
     for link in re.findall(r"\]\((reports/[^)]+\.png)\)", readme):
         assert (ROOT / link).is_file(), link
+
+
+def test_readme_results_block_renders_finished_analyses(tmp_path, tiny_data):
+    """With finished (smoke) analysis records under the Figure 2/4 suites and the knee probe, the block
+    shows the claim checks, their budgets and costs, and the knee table."""
+    import importlib.util
+
+    from benchmark.runner import AnalysisJob, run_analysis_job
+
+    spec = importlib.util.spec_from_file_location("readme_results", ROOT / "scripts" / "readme_results.py")
+    readme_results = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(readme_results)
+    for suite, name in (("compounding-error", "compounding-error"), ("uncertainty", "uncertainty"),
+                        ("model-knees", "compounding-error")):
+        for seed in (0, 1):
+            rec = run_analysis_job(AnalysisJob(name, "local/hopper-random", seed, "smoke", suite), tmp_path)
+            assert rec["status"] == "ok"
+    block = readme_results.section(tmp_path)
+    assert "`compounding-error` (`smoke` budget, 2 finished analyses, measured cost" in block
+    assert "| local/hopper-random | adm vs ensemble |" in block
+    assert "| local/hopper-random | adm - ensemble |" in block
+    assert "`model-knees` (`smoke` budget" in block
+    assert "| compounding-error | local/hopper-random | adm | 2 |" in block
+    assert "No finished run yet." in block  # no training runs under tmp_path
