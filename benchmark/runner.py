@@ -450,6 +450,7 @@ def run_analysis_job(
         # stretches only the wall time)
         spent = stages.spent()
         record["wall_time_s"], record["cpu_time_s"] = spent["wall_s"], spent["cpu_s"]
+        record["stage_costs"] = stages.costs  # which fitted model the job's time went to
         if stages.loaded:
             record["resumed_stages"] = list(stages.loaded)
         write_record(path, record)

@@ -213,6 +213,8 @@ def test_an_analysis_killed_after_its_first_model_resumes_to_the_same_record(tmp
     monkeypatch.setattr(StageCheckpoints, "run", real_run)
     resumed = runner.run_analysis_job(job, tmp_path / "killed")
     assert resumed["status"] == "ok" and resumed["resumed_stages"] == ["model-adm"]
+    assert set(resumed["stage_costs"]) == set(whole["stage_costs"]) and "model-adm" in whole["stage_costs"]
+    assert resumed["stage_costs"]["model-adm"]["cpu_s"] > 0  # the loaded stage keeps the cost it had
     assert _without_timings(resumed["result"]) == _without_timings(whole["result"])
     assert not stage_dir.exists()
     assert resumed["cpu_time_s"] > 0

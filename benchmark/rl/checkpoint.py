@@ -218,6 +218,7 @@ class StageCheckpoints:
         self.config_hash = config_hash
         self.log = log or (lambda msg: print(f"admbench: {msg}", file=sys.stderr))
         self.loaded: list[str] = []  # stages taken from earlier processes
+        self.costs: dict[str, dict[str, float]] = {}  # each stage's wall and CPU seconds, when computed
         self.spent_before = {"wall_s": 0.0, "cpu_s": 0.0}  # what the loaded stages cost when computed
         self._wall0, self._cpu0 = time.time(), time.process_time()
 
@@ -249,11 +250,13 @@ class StageCheckpoints:
             for key in ("wall_s", "cpu_s"):
                 self.spent_before[key] += state["cost"][key]
             self.loaded.append(name)
+            self.costs[name] = dict(state["cost"])
             self.log(f"stage {name!r} loaded from {path}")
             return state["value"]
         wall0, cpu0 = time.time(), time.process_time()
         value = compute()
-        cost = {"wall_s": time.time() - wall0, "cpu_s": time.process_time() - cpu0}
+        cost = {"wall_s": round(time.time() - wall0, 3), "cpu_s": round(time.process_time() - cpu0, 3)}
+        self.costs[name] = cost
         payload = {"format": FORMAT, "config_hash": self.config_hash, "value": value,
                    "rng": global_rng_state(), "cost": cost}
         atomic_write(path, lambda f: torch.save(payload, f))
