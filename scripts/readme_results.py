@@ -156,12 +156,13 @@ def fig3_block(results: Path) -> list[str]:
         for r in sub.itertuples(index=False):
             reached = f"{r.steps_mean:,.0f} ({r.reached}/{r.seeds})"
             cells.append("not reached" if np.isnan(r.steps_mean) else reached)
-        cells += [f"{diag.loc[algo, 'final']:.1f}", diag.loc[algo, "reading"]]
+        final_return = pd.to_numeric(ok.loc[ok["algo"] == algo, "final_return"], errors="coerce").mean()
+        cells += [f"{final_return:,.0f}", f"{diag.loc[algo, 'final']:.1f}", diag.loc[algo, "reading"]]
         rows.append(cells)
     thresholds = next(iter(settings.return_thresholds.values()), [])
-    header = ["method", "seeds", *[f"env steps to return {t:g}" for t in thresholds], "final score",
-              "reading"]
-    lines.append(markdown_table(header, rows, align="lr" + "r" * len(thresholds) + "rl"))
+    header = ["method", "seeds", *[f"env steps to return {t:g}" for t in thresholds], "final return",
+              "final score", "reading"]
+    lines.append(markdown_table(header, rows, align="lr" + "r" * len(thresholds) + "rrl"))
     lines.append("Env steps after warm-up to the first evaluation at or above each return (mean over the "
                  "seeds that reached it; seeds reaching it in brackets); the last column is the report's "
                  "did-it-learn rule (`reports/fig3-hopper/README.md`, with each run's diagnostics).\n")
