@@ -343,6 +343,22 @@ def test_report_holdout_curves_and_knees(extras_report):
     assert len(csv) == 7 and csv["holdout_mse"].min() == pytest.approx(0.29)
     readme = (extras_report / "README.md").read_text()
     assert "![holdout curves](holdout_curves.png)" in readme
+    # knees 3 and 2 -> the ADM/BootRNN cap rounds up to 5
+    assert "Epoch caps at or past every knee above (rounded up to a multiple of 5): `model_max_epochs = 5`" \
+        in readme
+
+
+def test_caps_past_knees_cover_every_model_and_seed():
+    """ADM knees 3 and 12, BootRNN 7 (one field for both: 15); the ensemble's knee 21 -> 25."""
+    from benchmark.reporting.model_checks import caps_past_knees
+
+    def curve(model, seed, values):
+        return [{"analysis": "compounding-error", "task": "t", "seed": seed, "model": model, "epoch": i + 1,
+                 "holdout_mse": v} for i, v in enumerate(values)]
+
+    rows = (curve("adm", 0, [1, .5, .3, .3]) + curve("adm", 1, [1] * 11 + [.5, .5])
+            + curve("bootrnn", 0, [1] * 6 + [.2, .2]) + curve("ensemble", 0, [1] * 20 + [.1, .1]))
+    assert caps_past_knees(pd.DataFrame(rows)) == {"ensemble_max_epochs": 25, "model_max_epochs": 15}
 
 
 def test_report_uncertainty_claim(extras_report):

@@ -71,6 +71,24 @@ def knee_rows(frame: pd.DataFrame) -> list[list[str]]:
     return rows
 
 
+# the sizes field that caps each model's training epochs (adm/analysis.py: ADM and BootRNN share one)
+CAP_FIELDS = {"adm": "model_max_epochs", "bootrnn": "model_max_epochs", "ensemble": "ensemble_max_epochs"}
+CAP_ROUNDING = 5  # ours: caps are rounded up to a multiple of this
+
+
+def caps_past_knees(frame: pd.DataFrame) -> dict[str, int]:
+    """Per sizes field of :data:`CAP_FIELDS`: the smallest multiple of :data:`CAP_ROUNDING` at or past every
+    knee of the models it caps, over all tasks and seeds of a :func:`holdout_frame`."""
+    caps: dict[str, int] = {}
+    for (_, _, model, _), g in frame.groupby(["analysis", "task", "model", "seed"], sort=True):
+        field = CAP_FIELDS.get(model)
+        if field is None:
+            continue
+        knee = knee_epoch(g.sort_values("epoch")["holdout_mse"].to_numpy(float))
+        caps[field] = max(caps.get(field, 0), -(-knee // CAP_ROUNDING) * CAP_ROUNDING)
+    return dict(sorted(caps.items()))
+
+
 def holdout_section(out: ReportOutput, analyses: pd.DataFrame) -> list[str]:
     frame = holdout_frame(analyses)
     if frame.empty:
@@ -86,6 +104,8 @@ def holdout_section(out: ReportOutput, analyses: pd.DataFrame) -> list[str]:
         "An epoch cap past the knee of these curves costs little accuracy; a curve still falling at its last "
         "epoch says the model is undertrained at this budget. Per-seed values are separated by /.\n",
         out.table("holdout_curves", KNEE_HEADER, rows, "Epochs trained, best epoch and knee per model."),
+        "Epoch caps at or past every knee above (rounded up to a multiple of "
+        f"{CAP_ROUNDING}): " + ", ".join(f"`{k} = {v}`" for k, v in caps_past_knees(frame).items()) + ".\n",
         "![holdout curves](holdout_curves.png)\n",
     ]
 
