@@ -28,6 +28,7 @@ hash in the results folder is *done*: listed as such and left out of the total.
 from __future__ import annotations
 
 import json
+import re
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
@@ -342,6 +343,21 @@ def missing_data_message(missing: list[tuple[str, Path, str]], limit: int = 5) -
     return "\n".join(lines)
 
 
+def resumable_steps(record_path: Path, cfg_dict: dict) -> int:
+    """Steps an interrupted run has behind it: the position of its newest checkpoint file (env steps online,
+    epochs offline) in steps; 0 when it has none. Read from the file name only (the checkpoint itself is
+    checked when the run resumes)."""
+    from benchmark.runner import checkpoint_dir
+
+    folder = checkpoint_dir(Path(record_path))
+    positions = [int(m.group(1)) for p in (folder.iterdir() if folder.is_dir() else ())
+                 if (m := re.fullmatch(r"ckpt-(\d+)\.pt", p.name))]
+    if not positions:
+        return 0
+    position = max(positions)
+    return position if "env_steps" in cfg_dict else position * int(cfg_dict.get("steps_per_epoch", 0))
+
+
 def paper_config(run) -> dict | None:
     """The run's config at the `paper` budget (same task, seed and overrides), or None if it cannot be
     built."""
@@ -378,6 +394,10 @@ def plan_estimates(runs, results_dir: Path, extra_roots: list[Path] | None = Non
         steps = planned_steps(cfg_dict)
         setup, per_step, source = estimate(run.algo, run.budget, cfg_dict, samples, paper_config(run))
         per_step *= step_work(cfg_dict)
+        done_steps = resumable_steps(run.path(results_dir), cfg_dict)
+        if done_steps:  # an interrupted run resumes past its setup at its newest checkpoint
+            setup, steps = 0.0, max(0, steps - done_steps)
+            source += f"; resumes from a checkpoint with {steps} steps left"
         out.append(Estimate(run.label(), False, setup + per_step * steps, source, setup, steps, per_step))
     return out
 

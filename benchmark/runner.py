@@ -441,7 +441,7 @@ def run_analysis_job(
         seed_everything(job.seed, threads=threads)
         record = _analysis_record(job, cfg_dict, provenance, chash)
         # finished stages (fitted models) survive a kill; a failure keeps them for the retry, as runs do
-        stages = StageCheckpoints(path.with_suffix(".checkpoints"), chash)
+        stages = StageCheckpoints(checkpoint_dir(path), chash)
         try:
             record["result"] = run_analysis(job, prepared, stages)
         except Exception as e:  # a failing analysis records its failure; the sweep goes on

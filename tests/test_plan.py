@@ -103,3 +103,22 @@ def test_check_plan_estimates_each_finished_run_without_its_own_record(tmp_path,
     # the command line: `mini` has other tasks and overrides, so nothing of it is finished here
     assert main(["reproduce", "mini", "--check-plan", "--results", str(tmp_path / "res")]) == 0
     assert "nothing to check yet" in capsys.readouterr().out
+
+
+def test_an_interrupted_run_is_estimated_from_its_newest_checkpoint(tmp_path, tiny_data):
+    """bc smoke: 1 s setup + 50 steps x 0.12 s measured. A seed with checkpoint files at epochs 1 (and an
+    older 0) of 2 (25 steps each) has no setup and 25 steps left: 3 s."""
+    from benchmark.runner import checkpoint_dir
+
+    run = RunSpec("bc", "local/hopper-random", 0, "smoke", suite="mini")
+    rec = _timed("bc", "local/hopper-random", 0, "smoke", 7.0, 1.0, prepare(run)[3])
+    rec["suite"], rec["config_hash"] = "mini", prepare(run)[5]
+    write_records(tmp_path / "res", [rec])
+    seed1 = RunSpec("bc", "local/hopper-random", 1, "smoke", suite="mini")
+    folder = checkpoint_dir(seed1.path(tmp_path / "res"))
+    folder.mkdir(parents=True)
+    for position in (0, 1):
+        (folder / f"ckpt-{position:010d}.pt").write_bytes(b"")
+    (todo,) = plan.plan_estimates([seed1], tmp_path / "res", extra_roots=[])
+    assert (todo.setup_s, todo.steps) == (0.0, 25) and todo.seconds == pytest.approx(3.0)
+    assert "resumes from a checkpoint with 25 steps left" in todo.source
