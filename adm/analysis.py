@@ -102,6 +102,8 @@ def train_models(train: OfflineDataset, env_key: str, names, sizes: AnalysisSize
             torch.manual_seed(seed * 1000 + i)  # initialisation and training dropout
             g = torch.Generator().manual_seed(seed * 1000 + i)
             model = MODELS[name](train, env_key, sizes, device, seed * 1000 + i, g)
+            if stages is not None and hasattr(model, "checkpoint"):  # ADM, BootRNN: resumable mid-training
+                model.checkpoint = stages.loop(f"model-{name}")
             info = model.fit(train)
             model.eval()
             kept = {k: v for k, v in info.items() if k != "history" and not isinstance(v, list | dict)}

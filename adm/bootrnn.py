@@ -105,7 +105,7 @@ class HistoryBatcher:
 
 def train_bootrnn(dataset: OfflineDataset, cfg: ADMTrainConfig, model_cfg: ADMConfig | None = None,
                   device: str | torch.device = "cpu", generator: torch.Generator | None = None,
-                  progress=None) -> tuple[BootRNN, dict]:
+                  progress=None, checkpoint=None) -> tuple[BootRNN, dict]:
     """Train a fresh BootRNN with history ``cfg.max_step`` (= m) on ``dataset``; see the module docstring.
 
     Returns the restored best snapshot and diagnostics (``holdout_mse``: MSE of the mean over the obs_dim+1
@@ -129,7 +129,9 @@ def train_bootrnn(dataset: OfflineDataset, cfg: ADMTrainConfig, model_cfg: ADMCo
         return [float(((mean - target) ** 2).mean())]
 
     steps_per_epoch = (train_size // cfg.batch_size) * cfg.max_step
-    info = fit_with_snapshot_rule(model, cfg, steps_per_epoch, train_loss, validate, progress)
+    if checkpoint is not None:  # a LoopCheckpoint: resumable mid-training (see fit_with_snapshot_rule)
+        checkpoint.track(g)
+    info = fit_with_snapshot_rule(model, cfg, steps_per_epoch, train_loss, validate, progress, checkpoint)
     info.update(train_size=train_size, holdout_size=len(dataset) - train_size)
     return model, info
 

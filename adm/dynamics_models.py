@@ -12,6 +12,7 @@ Each adapter holds its training settings; ``fit`` trains a fresh network (:func:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
@@ -30,9 +31,13 @@ class AnyStepModel:
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     generator: torch.Generator | None = None  # training draws (windows, k, dropout)
     model: AnyStepDynamics | None = None  # the trained network (set by fit, or given)
+    # a benchmark.rl.checkpoint.LoopCheckpoint: fit resumes mid-training after a kill (analysis stages)
+    checkpoint: Any = None
 
     def fit(self, dataset: OfflineDataset) -> dict:
-        self.model, info = train_adm(dataset, self.train_cfg, self.model_cfg, self.device, self.generator)
+        self.model, info = train_adm(dataset, self.train_cfg, self.model_cfg, self.device, self.generator,
+                                     checkpoint=self.checkpoint)
+        self.checkpoint = None  # a finished model keeps no handle on its loop file
         return info
 
     def eval(self) -> AnyStepModel:
@@ -58,7 +63,9 @@ class AnyStepModel:
 @dataclass
 class BootRNNModel(AnyStepModel):
     def fit(self, dataset: OfflineDataset) -> dict:
-        self.model, info = train_bootrnn(dataset, self.train_cfg, self.model_cfg, self.device, self.generator)
+        self.model, info = train_bootrnn(dataset, self.train_cfg, self.model_cfg, self.device, self.generator,
+                                         checkpoint=self.checkpoint)
+        self.checkpoint = None
         return info
 
     @torch.no_grad()

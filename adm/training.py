@@ -112,21 +112,31 @@ def _to(device, *tensors):
 
 def fit_with_snapshot_rule(model: torch.nn.Module, cfg: ADMTrainConfig, steps_per_epoch: int,
                            train_loss: Callable[[], torch.Tensor], validate: Callable[[], list[float]],
-                           progress=None) -> dict:
+                           progress=None, checkpoint=None) -> dict:
     """The official ADM training loop around any model (REFERENCE.md 1.5 steps 5-7).
 
     ``train_loss()`` draws a minibatch and returns its loss; ``validate()`` returns holdout MSEs (one per
     backtracking length, or one). A snapshot is taken when ANY entry improved on its best AND their mean
     improved; training stops after ``cfg.patience`` epochs without one (at least ``cfg.min_epochs``), or at
-    ``cfg.max_epochs`` / ``cfg.max_time_s``; the best snapshot is restored. Returns diagnostics."""
+    ``cfg.max_epochs`` / ``cfg.max_time_s``; the best snapshot is restored. Returns diagnostics.
+
+    ``checkpoint`` (a :class:`benchmark.rl.checkpoint.LoopCheckpoint` tracking the caller's generators)
+    saves the loop at epoch ends now and then and resumes it, to the same result, after a kill."""
     optim = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg.lr)
     model.train()
     best_state = copy.deepcopy(model.state_dict())
     best: list[float] | None = None
     history, epoch, since_best, steps, t0, stopped = [], 0, 0, 0, time.time(), "patience"
+    saved = checkpoint.load() if checkpoint is not None else None
+    if saved is not None:  # the random states are back too (the checkpoint restores them)
+        model.load_state_dict(saved["model"])
+        optim.load_state_dict(saved["optim"])
+        best_state, best, history = saved["best_state"], saved["best"], saved["history"]
+        epoch, since_best, steps = saved["epoch"], saved["since_best"], saved["steps"]
     # early stopping: the length is only known when max_epochs caps it
     bar = Progress(f"{type(model).__name__} model training", unit="step",
                    total=steps_per_epoch * cfg.max_epochs if cfg.max_epochs else None)
+    bar.update(steps)
     while True:
         epoch += 1
         losses = []
@@ -152,6 +162,10 @@ def fit_with_snapshot_rule(model: torch.nn.Module, cfg: ADMTrainConfig, steps_pe
             progress(history[-1])
         bar.update(0, epoch=epoch, holdout_mse=history[-1]["holdout_mse"],
                    since_best=f"{since_best}/{cfg.patience}")
+        if checkpoint is not None and checkpoint.due():
+            checkpoint.save({"model": model.state_dict(), "optim": optim.state_dict(),
+                             "best_state": best_state, "best": best, "history": history, "epoch": epoch,
+                             "since_best": since_best, "steps": steps})
         if since_best >= cfg.patience and epoch >= cfg.min_epochs:
             break
         if cfg.max_epochs and epoch >= cfg.max_epochs:
@@ -181,7 +195,8 @@ def checked_train_size(dataset: OfflineDataset, cfg: ADMTrainConfig, model_name:
 def train_adm(dataset: OfflineDataset, cfg: ADMTrainConfig, model_cfg: ADMConfig | None = None,
               device: str | torch.device = "cpu", generator: torch.Generator | None = None,
               sampler: WindowSampler | None = None, progress=None,
-              batch_generator: torch.Generator | None = None) -> tuple[AnyStepDynamics, dict]:
+              batch_generator: torch.Generator | None = None, checkpoint=None
+              ) -> tuple[AnyStepDynamics, dict]:
     """Train a fresh ADM on ``dataset``; returns the best snapshot and diagnostics.
 
     ``generator`` draws each minibatch's k (on the host: it picks the window length); ``batch_generator``
@@ -213,9 +228,11 @@ def train_adm(dataset: OfflineDataset, cfg: ADMTrainConfig, model_cfg: ADMConfig
         mean, logvar = model(s0, acts, lengths)
         return adm_nll_loss(mean, logvar, target, model.max_logvar, model.min_logvar, cfg.logvar_reg)
 
+    if checkpoint is not None:
+        checkpoint.track(g, windows_g)
     fit = fit_with_snapshot_rule(
         model, cfg, steps_per_epoch, train_loss,
-        lambda: validate_per_k(model, batcher, cfg.batch_size, m, windows_g), progress,
+        lambda: validate_per_k(model, batcher, cfg.batch_size, m, windows_g), progress, checkpoint,
     )
     info = {
         "holdout_mse": fit["holdout_mse"],

@@ -100,3 +100,41 @@ def test_adm_learns_every_k_beats_no_change():
     err = holdout_error_per_k(model, ds, cfg)
     for k, (mse, base) in enumerate(zip(err["mse_k"], err["no_change_mse_k"]), start=1):
         assert mse < 0.5 * base, f"k={k}: model {mse:.4f} vs no-change {base:.4f}"
+
+
+@pytest.mark.parametrize("which", ["adm", "bootrnn"])
+def test_training_killed_mid_way_resumes_to_the_same_model(tmp_path, which):
+    """A LoopCheckpoint saved at every epoch end (every_s=0): a run killed in epoch 3 of 4 resumes from
+    epoch 2's save (model, optimiser, best snapshot, patience, history and every random state) and ends
+    with exactly the uninterrupted run's weights and history."""
+    from adm.bootrnn import train_bootrnn
+    from benchmark.rl.checkpoint import LoopCheckpoint
+
+    train = {"adm": train_adm, "bootrnn": train_bootrnn}[which]
+    ds = toy_dataset(n=1000)
+    cfg = ADMTrainConfig(max_step=2, max_epochs=4, max_holdout=150)
+
+    def fit(checkpoint=None, progress=None):
+        torch.manual_seed(7)  # initialisation and dropout draw from the global generator
+        return train(ds, cfg, ADMConfig(hidden_dim=8), generator=torch.Generator().manual_seed(0),
+                     progress=progress, checkpoint=checkpoint)
+
+    whole, whole_info = fit()
+
+    def killed_in_epoch_3(row):
+        if row["epoch"] == 3:
+            raise KeyboardInterrupt
+
+    path = tmp_path / "loop.pt"
+    with pytest.raises(KeyboardInterrupt):
+        fit(LoopCheckpoint(path, "h", every_s=0.0, log=lambda m: None), killed_in_epoch_3)
+    assert torch.load(path, weights_only=False)["state"]["epoch"] == 2
+    resumed_ckpt = LoopCheckpoint(path, "h", every_s=0.0, log=lambda m: None)
+    resumed, info = fit(resumed_ckpt)
+    assert resumed_ckpt.resumed_cost["cpu_s"] > 0
+    for (name, a), b in zip(whole.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(a, b), name
+    assert info["history"] == whole_info["history"] and info["epochs"] == 4
+    # another config's file is never used: a fresh fit from scratch, equal to the uninterrupted one too
+    other, _ = fit(LoopCheckpoint(path, "another-hash", every_s=1e9, log=lambda m: None))
+    assert all(torch.equal(a, b) for a, b in zip(whole.state_dict().values(), other.state_dict().values()))

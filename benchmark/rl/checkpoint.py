@@ -206,6 +206,62 @@ class Checkpointer:
             shutil.rmtree(self.directory)
 
 
+class LoopCheckpoint:
+    """One file that a long training loop inside a stage (a model trained to early stopping) saves now and
+    then and resumes from: the loop's own state plus the global random states and those of the generators it
+    draws from (``track``), so a resumed loop makes exactly the draws the uninterrupted one would. Saving
+    reads no random state it does not put back, so how often it saves (every ``every_s`` seconds) never
+    changes the result."""
+
+    def __init__(self, path: Path, config_hash: str, every_s: float = 300.0,
+                 log: Callable[[str], None] | None = None):
+        self.path = Path(path)
+        self.config_hash = config_hash
+        self.every_s = float(every_s)
+        self.log = log or (lambda msg: print(f"admbench: {msg}", file=sys.stderr))
+        self.generators: list[torch.Generator] = []
+        self._last = time.time()
+        # what the loop cost in the processes before this one (from the file it resumed from)
+        self.resumed_cost = {"wall_s": 0.0, "cpu_s": 0.0}
+        self._wall0, self._cpu0 = time.time(), time.process_time()
+
+    def track(self, *generators: torch.Generator) -> None:
+        """The generators the loop draws from (their states are saved and restored with it)."""
+        self.generators = list(generators)
+
+    def due(self) -> bool:
+        return time.time() - self._last >= self.every_s
+
+    def save(self, state: dict[str, Any]) -> None:
+        cost = {"wall_s": self.resumed_cost["wall_s"] + time.time() - self._wall0,
+                "cpu_s": self.resumed_cost["cpu_s"] + time.process_time() - self._cpu0}
+        payload = {"format": FORMAT, "config_hash": self.config_hash, "rng": global_rng_state(),
+                   "generators": [g.get_state() for g in self.generators], "state": state, "cost": cost}
+        atomic_write(self.path, lambda f: torch.save(payload, f))
+        self._last = time.time()
+
+    def load(self) -> dict[str, Any] | None:
+        """The saved loop state (random states put back), or None when there is none usable."""
+        if not self.path.is_file():
+            return None
+        try:
+            payload = torch.load(self.path, map_location="cpu", weights_only=False)
+        except Exception as e:
+            self.log(f"restarting the loop of {self.path.name} ({type(e).__name__}: {e})")
+            return None
+        if not isinstance(payload, dict) or payload.get("format") != FORMAT or \
+                payload.get("config_hash") != self.config_hash or \
+                len(payload.get("generators", ())) != len(self.generators):
+            self.log(f"restarting the loop of {self.path.name}: written for another config")
+            return None
+        set_global_rng_state(payload["rng"])
+        for g, state in zip(self.generators, payload["generators"]):
+            g.set_state(state)
+        self.resumed_cost = dict(payload["cost"])
+        self.log(f"resuming a training loop from {self.path}")
+        return payload["state"]
+
+
 class StageCheckpoints:
     """Checkpoints of a job made of stages rather than a loop (an analysis: fit model 1, 2, 3, then
     evaluate): each finished stage's output is saved, with the global random states right after it, as
@@ -219,6 +275,7 @@ class StageCheckpoints:
         self.log = log or (lambda msg: print(f"admbench: {msg}", file=sys.stderr))
         self.loaded: list[str] = []  # stages taken from earlier processes
         self.costs: dict[str, dict[str, float]] = {}  # each stage's wall and CPU seconds, when computed
+        self._loops: dict[str, LoopCheckpoint] = {}
         self.spent_before = {"wall_s": 0.0, "cpu_s": 0.0}  # what the loaded stages cost when computed
         self._wall0, self._cpu0 = time.time(), time.process_time()
 
@@ -241,6 +298,12 @@ class StageCheckpoints:
             return None
         return state
 
+    def loop(self, name: str) -> LoopCheckpoint:
+        """The mid-stage checkpoint of stage ``name``'s training loop (dropped with the folder)."""
+        self._loops[name] = LoopCheckpoint(self.directory / f"stage-{name}.loop.pt", self.config_hash,
+                                           log=self.log)
+        return self._loops[name]
+
     def run(self, name: str, compute: Callable[[], Any]) -> Any:
         """``compute()``'s value, from this stage's file when an earlier process finished it."""
         path = self.directory / f"stage-{name}.pt"
@@ -255,11 +318,16 @@ class StageCheckpoints:
             return state["value"]
         wall0, cpu0 = time.time(), time.process_time()
         value = compute()
-        cost = {"wall_s": round(time.time() - wall0, 3), "cpu_s": round(time.process_time() - cpu0, 3)}
+        earlier = self._loops[name].resumed_cost if name in self._loops else {"wall_s": 0.0, "cpu_s": 0.0}
+        for key in ("wall_s", "cpu_s"):  # a loop resumed mid-stage cost its earlier processes this much
+            self.spent_before[key] += earlier[key]
+        cost = {"wall_s": round(time.time() - wall0 + earlier["wall_s"], 3),
+                "cpu_s": round(time.process_time() - cpu0 + earlier["cpu_s"], 3)}
         self.costs[name] = cost
         payload = {"format": FORMAT, "config_hash": self.config_hash, "value": value,
                    "rng": global_rng_state(), "cost": cost}
         atomic_write(path, lambda f: torch.save(payload, f))
+        (self.directory / f"stage-{name}.loop.pt").unlink(missing_ok=True)  # the finished stage supersedes it
         return value
 
     def clear(self) -> None:
