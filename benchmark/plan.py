@@ -28,7 +28,6 @@ hash in the results folder is *done*: listed as such and left out of the total.
 from __future__ import annotations
 
 import json
-import re
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
@@ -107,33 +106,43 @@ def family(algo_id: str) -> str:
 
 def read_samples(roots: list[Path]) -> list[Sample]:
     """One sample per finished record under ``roots`` (duplicates by path are read once)."""
-    seen: set[Path] = set()
     samples = []
+    for real, rec in finished_records(roots):
+        sample = sample_from_record(rec)
+        if sample is not None:
+            sample.path = str(real)
+            samples.append(sample)
+    return samples
+
+
+def position_steps(cfg_dict: dict, position: int) -> int:
+    """Steps behind a checkpoint position: online checkpoints count env steps, offline ones epochs."""
+    if "env_steps" in cfg_dict:
+        return int(position)
+    return int(position) * int(cfg_dict.get("steps_per_epoch", 0))
+
+
+def steps_since(cfg_dict: dict, resumed_from: int) -> int:
+    """Steps a run resumed at position ``resumed_from`` still made."""
+    return planned_steps(cfg_dict) - position_steps(cfg_dict, resumed_from)
+
+
+def finished_records(roots: list[Path], pattern: str = "seed-*.json"):
+    """``(resolved path, record)`` of every readable JSON record matching ``pattern`` under ``roots`` (a
+    file reachable from two roots is read once)."""
+    seen: set[Path] = set()
     for root in roots:
         if not Path(root).is_dir():
             continue
-        for path in sorted(Path(root).rglob("seed-*.json")):
+        for path in sorted(Path(root).rglob(pattern)):
             real = path.resolve()
             if real in seen:
                 continue
             seen.add(real)
             try:
-                rec = json.loads(path.read_text())
+                yield real, json.loads(path.read_text())
             except (OSError, json.JSONDecodeError):
                 continue
-            sample = sample_from_record(rec)
-            if sample is not None:
-                sample.path = str(real)
-                samples.append(sample)
-    return samples
-
-
-def steps_since(cfg_dict: dict, resumed_from: int) -> int:
-    """Steps a run resumed at ``resumed_from`` still made: online checkpoints count env steps, offline ones
-    epochs."""
-    if "env_steps" in cfg_dict:
-        return planned_steps(cfg_dict) - int(resumed_from)
-    return planned_steps(cfg_dict) - int(resumed_from) * int(cfg_dict.get("steps_per_epoch", 0))
 
 
 def sample_from_record(rec: dict) -> Sample | None:
@@ -347,15 +356,11 @@ def resumable_steps(record_path: Path, cfg_dict: dict) -> int:
     """Steps an interrupted run has behind it: the position of its newest checkpoint file (env steps online,
     epochs offline) in steps; 0 when it has none. Read from the file name only (the checkpoint itself is
     checked when the run resumes)."""
+    from benchmark.rl.checkpoint import checkpoint_files, checkpoint_position
     from benchmark.runner import checkpoint_dir
 
-    folder = checkpoint_dir(Path(record_path))
-    positions = [int(m.group(1)) for p in (folder.iterdir() if folder.is_dir() else ())
-                 if (m := re.fullmatch(r"ckpt-(\d+)\.pt", p.name))]
-    if not positions:
-        return 0
-    position = max(positions)
-    return position if "env_steps" in cfg_dict else position * int(cfg_dict.get("steps_per_epoch", 0))
+    files = checkpoint_files(checkpoint_dir(Path(record_path)))
+    return position_steps(cfg_dict, checkpoint_position(files[-1])) if files else 0
 
 
 def paper_config(run) -> dict | None:
@@ -405,23 +410,9 @@ def plan_estimates(runs, results_dir: Path, extra_roots: list[Path] | None = Non
 def read_analysis_times(roots: list[Path]) -> list[tuple[str, str, str, float, str]]:
     """``(analysis, budget, task, CPU seconds, record path)`` of every finished analysis record that has
     its CPU time."""
-    seen: set[Path] = set()
-    out = []
-    for root in roots:
-        if not Path(root).is_dir():
-            continue
-        for path in sorted(Path(root).rglob("analysis-*/*/seed-*.json")):
-            if path.resolve() in seen:
-                continue
-            seen.add(path.resolve())
-            try:
-                rec = json.loads(path.read_text())
-            except (OSError, json.JSONDecodeError):
-                continue
-            if rec.get("status") == "ok" and rec.get("cpu_time_s") and rec.get("analysis"):
-                out.append((rec["analysis"], rec.get("budget", ""), rec.get("task", ""),
-                            float(rec["cpu_time_s"]), str(path.resolve())))
-    return out
+    return [(rec["analysis"], rec.get("budget", ""), rec.get("task", ""), float(rec["cpu_time_s"]), str(real))
+            for real, rec in finished_records(roots, "analysis-*/*/seed-*.json")
+            if rec.get("status") == "ok" and rec.get("cpu_time_s") and rec.get("analysis")]
 
 
 def analysis_estimate(job, times: list[tuple[str, str, str, float, str]]) -> tuple[float | None, str]:

@@ -125,6 +125,20 @@ def _wrap_optimizer_step(optimizer: torch.optim.Optimizer) -> None:
     optimizer.step = wrapper
 
 
+def checkpoint_files(directory: Path) -> list[Path]:
+    """A run's ``ckpt-<position>.pt`` files in ``directory``, oldest position first (none: empty)."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        return []
+    return sorted((p for p in directory.iterdir() if _NAME.fullmatch(p.name)),
+                  key=lambda p: checkpoint_position(p))
+
+
+def checkpoint_position(path: Path) -> int:
+    """The loop position (epoch offline, env step online) a checkpoint file was written at."""
+    return int(_NAME.fullmatch(Path(path).name).group(1))
+
+
 class Checkpointer:
     """Writes and finds the checkpoints of one run (``directory`` beside its record).
 
@@ -169,10 +183,7 @@ class Checkpointer:
         return target
 
     def _files(self) -> list[Path]:
-        if not self.directory.is_dir():
-            return []
-        return sorted((p for p in self.directory.iterdir() if _NAME.fullmatch(p.name)),
-                      key=lambda p: int(_NAME.fullmatch(p.name).group(1)))
+        return checkpoint_files(self.directory)
 
     def load(self) -> dict[str, Any] | None:
         """The newest usable checkpoint, or None; loading it also puts the global random states back.
