@@ -14,9 +14,14 @@ ensemble (7 members / 5 elites, :class:`benchmark.rl.dynamics.EnsembleDynamics`)
 
 from __future__ import annotations
 
+import hashlib
+import json
+import random
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import ClassVar
 
+import numpy as np
 import torch
 
 from adm.dynamics_models import AnyStepModel, BootRNNModel
@@ -43,6 +48,12 @@ class AnalysisSizes:
     train_transitions: int | None = None  # keep only the first N training transitions (smoke budgets)
     bc_steps: int = 10_000  # BC updates for the "learned" source
     max_points: int = 2000  # points stored per (model, source) for the scatter; correlations use all
+
+    # what the models' fit reads of these sizes (the rest only shape the evaluation): a fitted model is shared
+    # between analyses whose values of these agree (:func:`model_share_key`)
+    FIT_FIELDS: ClassVar[tuple[str, ...]] = (
+        "max_step", "hidden_dim", "model_max_epochs", "model_max_time_s", "ensemble_max_epochs",
+        "ensemble_max_steps", "train_transitions")
 
     def validate(self) -> None:
         if self.max_step < 1 or self.horizon < 1 or self.n_starts < 1:
@@ -86,12 +97,35 @@ def holdout_curve(info: dict, model: DynamicsModel) -> list[float]:
     return [float(row["holdout_mse"]) for row in rows]
 
 
+def data_fingerprint(ds: OfflineDataset) -> str:
+    """sha256 of a dataset's arrays (names, dtypes, shapes and bytes)."""
+    digest = hashlib.sha256()
+    for name, arr in sorted(ds.arrays().items()):
+        arr = np.ascontiguousarray(arr)
+        digest.update(f"{name}:{arr.dtype.str}:{arr.shape}".encode())
+        digest.update(arr.tobytes())
+    return digest.hexdigest()
+
+
+def model_share_key(name: str, init_seed: int, train: OfflineDataset, env_key: str,
+                    sizes: AnalysisSizes, device: torch.device) -> str:
+    """What a fitted model depends on, hashed: the model, its seed, the training data, the env and the sizes
+    its fit reads. Two analysis jobs with the same key would fit the same model (the fit starts from reset
+    random states), so the second one loads the first one's (:class:`benchmark.rl.checkpoint.
+    StageCheckpoints`)."""
+    payload = {"model": name, "init_seed": init_seed, "data": data_fingerprint(train), "env": env_key,
+               "fit": {field: getattr(sizes, field) for field in sizes.FIT_FIELDS}, "device": str(device)}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+
 def train_models(train: OfflineDataset, env_key: str, names, sizes: AnalysisSizes, seed: int,
                  device: str | torch.device = "cpu", stages=None) -> tuple[dict[str, DynamicsModel], dict]:
     """Build and fit each named model (:data:`MODELS`) on ``train``; returns the models (eval mode) and their
     scalar diagnostics plus ``holdout_curve`` (:func:`holdout_curve`). ``stages`` (the runner's
     :class:`benchmark.rl.checkpoint.StageCheckpoints`) keeps each fitted model, so a job killed after it
-    does not fit it again."""
+    does not fit it again, and shares it (:func:`model_share_key`) with other jobs that fit the same model.
+    A model's seed is ``seed * 1000 + i`` for the i-th name, and every random state is reset to it before
+    its fit, so the fit does not depend on what the job did before."""
     device = torch.device(device)
     unknown = [n for n in names if n not in MODELS]
     if unknown:
@@ -100,6 +134,8 @@ def train_models(train: OfflineDataset, env_key: str, names, sizes: AnalysisSize
     for i, name in enumerate(names):
         def fit(i=i, name=name):
             torch.manual_seed(seed * 1000 + i)  # initialisation and training dropout
+            np.random.seed(seed * 1000 + i)
+            random.seed(seed * 1000 + i)
             g = torch.Generator().manual_seed(seed * 1000 + i)
             model = MODELS[name](train, env_key, sizes, device, seed * 1000 + i, g)
             if stages is not None and hasattr(model, "checkpoint"):  # ADM, BootRNN: resumable mid-training
@@ -110,5 +146,9 @@ def train_models(train: OfflineDataset, env_key: str, names, sizes: AnalysisSize
             kept["holdout_curve"] = holdout_curve(info, model)
             return model, kept
 
-        models[name], infos[name] = stages.run(f"model-{name}", fit) if stages is not None else fit()
+        if stages is None:
+            models[name], infos[name] = fit()
+            continue
+        key = model_share_key(name, seed * 1000 + i, train, env_key, sizes, device)
+        models[name], infos[name] = stages.run(f"model-{name}", fit, share_key=key)
     return models, infos

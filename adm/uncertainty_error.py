@@ -1,12 +1,15 @@
 """Model uncertainty vs true model error (Figure 4): :func:`uncertainty_vs_error`.
 
-ADM and the ensemble are trained on the whole dataset. Points come from model rollouts of ``horizon`` steps
-starting from ``m - 1`` real history steps, under three action sources: ``random`` (uniform in the action
-box), ``behavior`` (the dataset's recorded actions of the same segment, i.e. the behaviour policy replayed)
-and ``learned`` (a policy passed in; :func:`adm.analysis_jobs.run_uncertainty` trains BC,
-:mod:`baselines.bc`, briefly on the data, and says so). Each model rolls out with its own rollout rule
-(ADM-Roll: uniform k, Gaussian sample; ensemble: random elite, Gaussian sample) and each visited
-``(s, a)`` gives a point:
+ADM and the ensemble are trained on the training episodes of the compounding-error split
+(:func:`benchmark.rl.dataset.split_episodes`, ``heldout_fraction`` of the episodes left out, seeded), so a
+Figure 4 job uses the very models its Figure 2 job fitted (shared, not fitted twice: :func:`adm.analysis.
+train_models`); rollout starts come from the same training episodes. Points come from model rollouts of
+``horizon`` steps starting from ``m - 1`` real history steps, under three action sources: ``random``
+(uniform in the action box), ``behavior`` (the dataset's recorded actions of the same segment, i.e. the
+behaviour policy replayed) and ``learned`` (a policy passed in; :func:`adm.analysis_jobs.run_uncertainty`
+trains BC, :mod:`baselines.bc`, briefly on the data, and says so). Each model rolls out with its own
+rollout rule (ADM-Roll: uniform k, Gaussian sample; ensemble: random elite, Gaussian sample) and each
+visited ``(s, a)`` gives a point:
 
 * error: ``|| mean prediction - s'_true ||_2`` (raw observation space), where ``s'_true`` comes from the
   simulator reset to ``s`` (:class:`SimulatorOracle`); the mean prediction is the mixture mean over k
@@ -36,7 +39,7 @@ from adm.model import AnyStepDynamics
 from adm.uncertainty import mean_std, mixture_l1
 from benchmark.envs import make_env
 from benchmark.rl.buffers import WindowSampler
-from benchmark.rl.dataset import OfflineDataset, segment_starts, truncate
+from benchmark.rl.dataset import OfflineDataset, segment_starts, split_episodes, truncate
 from benchmark.rl.dynamics import EnsembleDynamics, penalty_max_std_norm
 from benchmark.rl.termination import get_termination_fn
 
@@ -171,7 +174,8 @@ def uncertainty_vs_error(dataset: OfflineDataset, env_key: str, horizon: int = 5
     sizes = replace(sizes or AnalysisSizes(), horizon=horizon, n_starts=n_starts)
     sizes.validate()
     m = sizes.max_step
-    train = truncate(dataset, sizes.train_transitions)
+    train, _ = split_episodes(dataset, sizes.heldout_fraction, seed)  # Figure 2's training episodes
+    train = truncate(train, sizes.train_transitions)
     trained, infos = train_models(train, env_key, ("adm", "ensemble"), sizes, seed, device, stages)
     adm, ens = trained["adm"].model, trained["ensemble"]
     oracle = SimulatorOracle(env_key)

@@ -31,6 +31,7 @@ import json
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from benchmark.results import REPO_ROOT, WHOLE_RUN
 
@@ -407,25 +408,61 @@ def plan_estimates(runs, results_dir: Path, extra_roots: list[Path] | None = Non
     return out
 
 
-def read_analysis_times(roots: list[Path]) -> list[tuple[str, str, str, float, str]]:
-    """``(analysis, budget, task, CPU seconds, record path)`` of every finished analysis record that has
-    its CPU time."""
-    return [(rec["analysis"], rec.get("budget", ""), rec.get("task", ""), float(rec["cpu_time_s"]), str(real))
-            for real, rec in finished_records(roots, "analysis-*/*/seed-*.json")
-            if rec.get("status") == "ok" and rec.get("cpu_time_s") and rec.get("analysis")]
+class AnalysisTime(NamedTuple):
+    """What one finished analysis job cost: its own CPU time, and per stage (a fitted model) the CPU
+    seconds it cost, including stages it loaded from another job's fit (``shared``), whose cost that job's
+    record carries, not this one's."""
+
+    analysis: str
+    budget: str
+    task: str
+    cpu_s: float
+    path: str
+    seed: int = 0
+    stages: dict[str, float] = {}
+    shared: frozenset[str] = frozenset()
+
+    @property
+    def standalone_s(self) -> float:
+        """What the job costs fitting every model itself."""
+        return self.cpu_s + sum(self.stages.get(name, 0.0) for name in self.shared)
 
 
-def analysis_estimate(job, times: list[tuple[str, str, str, float, str]]) -> tuple[float | None, str]:
-    """An analysis job costs what finished ones of the same analysis and budget cost, on the same task where
-    measured (sizes do not scale by a step count); unmeasured ones stay unknown rather than guessed."""
-    same = [t for t in times if t[0] == job.analysis and t[1] == job.budget]
-    on_task = [t for t in same if t[2] == job.task]
+def read_analysis_times(roots: list[Path]) -> list[AnalysisTime]:
+    """An :class:`AnalysisTime` per finished analysis record that has its CPU time."""
+    out = []
+    for real, rec in finished_records(roots, "analysis-*/*/seed-*.json"):
+        if rec.get("status") != "ok" or not rec.get("cpu_time_s") or not rec.get("analysis"):
+            continue
+        stages = {name: float(cost["cpu_s"]) for name, cost in (rec.get("stage_costs") or {}).items()
+                  if isinstance(cost, dict) and isinstance(cost.get("cpu_s"), int | float)}
+        out.append(AnalysisTime(rec["analysis"], rec.get("budget", ""), rec.get("task", ""),
+                                float(rec["cpu_time_s"]), str(real), int(rec.get("seed", 0)), stages,
+                                frozenset(rec.get("shared_stages") or ())))
+    return out
+
+
+def analysis_estimate(job, times: list[AnalysisTime]) -> tuple[float | None, str]:
+    """An analysis job costs what finished ones of the same analysis and budget cost fitting their own
+    models (on the same task where measured: sizes do not scale by a step count), less the models another
+    analysis's finished job on the same task, seed and budget already fitted (it loads them: the share key
+    is the same, :func:`adm.analysis.model_share_key`). Unmeasured ones stay unknown rather than guessed."""
+    same = [t for t in times if t.analysis == job.analysis and t.budget == job.budget]
+    on_task = [t for t in same if t.task == job.task]
     pick = on_task or same
     if not pick:
         return None, "analysis job, not measured yet"
     where = job.task if on_task else "other tasks"
     source = f"measured: {len(pick)} {job.analysis} {job.budget} record(s) on {where}"
-    return _median(t[3] for t in pick), source
+    fitted_elsewhere = {name for t in times
+                        if t.analysis != job.analysis and (t.task, t.seed, t.budget) == (job.task, job.seed,
+                                                                                        job.budget)
+                        for name in t.stages if name not in t.shared}
+    loads = sorted(fitted_elsewhere & {name for t in pick for name in t.stages})
+    saved = sum(_median(t.stages[name] for t in pick if name in t.stages) for name in loads)
+    if loads:
+        source += f"; loads {', '.join(loads)} fitted by another analysis job"
+    return max(0.0, _median(t.standalone_s for t in pick) - saved), source
 
 
 @dataclass
@@ -452,10 +489,10 @@ def check_estimates(runs, results_dir: Path, extra_roots: list[Path] | None = No
     for run in runs:
         if not isinstance(run, RunSpec):  # an analysis job: its CPU time against the others' median
             path = str(run.path(results_dir).resolve())
-            own = [t for t in analyses if t[4] == path]
-            seconds, source = analysis_estimate(run, [t for t in analyses if t[4] != path])
+            own = [t for t in analyses if t.path == path]
+            seconds, source = analysis_estimate(run, [t for t in analyses if t.path != path])
             if own and seconds is not None:
-                out.append(Check(run.label(), seconds, own[0][3], source))
+                out.append(Check(run.label(), seconds, own[0].cpu_s, source))
             continue
         _, _, _, cfg_dict, _, chash = prepare(run)
         path = run.path(results_dir)

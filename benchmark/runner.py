@@ -41,6 +41,8 @@ from benchmark.seeding import preserved_rng, seed_everything
 from benchmark.tasks import TaskError, resolve_task
 
 DEFAULT_RESULTS = Path("results")
+# fitted models that analysis jobs share (adm.analysis.train_models), under the results root; not committed
+SHARED_STAGES = ".shared-stages"
 
 
 # config fields that cannot change a result (tested: a resumed run equals an uninterrupted one)
@@ -441,7 +443,7 @@ def run_analysis_job(
         seed_everything(job.seed, threads=threads)
         record = _analysis_record(job, cfg_dict, provenance, chash)
         # finished stages (fitted models) survive a kill; a failure keeps them for the retry, as runs do
-        stages = StageCheckpoints(checkpoint_dir(path), chash)
+        stages = StageCheckpoints(checkpoint_dir(path), chash, shared_dir=results_dir / SHARED_STAGES)
         try:
             record["result"] = run_analysis(job, prepared, stages)
         except Exception as e:  # a failing analysis records its failure; the sweep goes on
@@ -453,6 +455,8 @@ def run_analysis_job(
         record["stage_costs"] = stages.costs  # which fitted model the job's time went to
         if stages.loaded:
             record["resumed_stages"] = list(stages.loaded)
+        if stages.shared:  # fitted by another job (its cost is in that job's record, not in this one's)
+            record["shared_stages"] = dict(stages.shared)
         write_record(path, record)
         if record["status"] == "ok":
             stages.clear()

@@ -198,10 +198,10 @@ def test_an_analysis_killed_after_its_first_model_resumes_to_the_same_record(tmp
 
     real_run = StageCheckpoints.run
 
-    def dies_at_second_model(self, stage, compute):
+    def dies_at_second_model(self, stage, compute, share_key=None):
         if stage != "model-adm":
             raise KeyboardInterrupt  # the process is killed mid-job: nothing is recorded
-        return real_run(self, stage, compute)
+        return real_run(self, stage, compute, share_key)
 
     monkeypatch.setattr(StageCheckpoints, "run", dies_at_second_model)
     with pytest.raises(KeyboardInterrupt):
@@ -227,3 +227,31 @@ def _without_timings(value):
     if isinstance(value, list):
         return [_without_timings(v) for v in value]
     return value
+
+
+def test_figure_4_uses_figure_2s_fitted_models_and_writes_the_record_it_would_fit_itself(tmp_path, tiny_data):
+    """The uncertainty job trains ADM and the ensemble on the compounding-error split with the same seeds,
+    so after a compounding-error job it loads those two models from the shared folder instead of fitting
+    them: its record equals that of a job that fitted them itself (no cache state changes a result), it
+    names the shared stages, and its CPU time leaves out the models' fits (the other job's record has it)."""
+    from benchmark import runner
+
+    fig2 = runner.run_analysis_job(AnalysisJob("compounding-error", "local/hopper-random", 0, "smoke"),
+                                   tmp_path / "shared")
+    assert fig2["status"] == "ok" and "shared_stages" not in fig2
+    fig4 = runner.run_analysis_job(AnalysisJob("uncertainty", "local/hopper-random", 0, "smoke"),
+                                   tmp_path / "shared")
+    alone = runner.run_analysis_job(AnalysisJob("uncertainty", "local/hopper-random", 0, "smoke"),
+                                    tmp_path / "alone")
+    assert fig4["status"] == alone["status"] == "ok"
+    assert set(fig4["shared_stages"]) == {"model-adm", "model-ensemble"} and "shared_stages" not in alone
+    assert all(fig4["stage_costs"][name]["shared"] for name in fig4["shared_stages"])
+    assert _without_timings(fig4["result"]) == _without_timings(alone["result"])
+    for name in ("adm", "ensemble"):  # the very models Figure 2 fitted
+        assert fig4["result"]["models"][name]["train"] == fig2["result"]["models"][name]["train"]
+    shared = sorted(p.name for p in (tmp_path / "shared" / runner.SHARED_STAGES).glob("*.pt"))
+    assert [n.split("-")[1] for n in shared] == ["adm", "bootrnn", "ensemble"]
+    # another seed fits (and shares) its own models
+    other = runner.run_analysis_job(AnalysisJob("uncertainty", "local/hopper-random", 1, "smoke"),
+                                    tmp_path / "shared")
+    assert other["status"] == "ok" and "shared_stages" not in other

@@ -300,3 +300,85 @@ def test_stage_checkpoints_return_finished_stages_with_their_random_states(tmp_p
     assert len(calls) == 2 and other.loaded == []
     other.clear()
     assert not (tmp_path / "s").exists()
+
+
+def test_a_shared_stage_is_computed_once_and_loaded_by_another_job_with_its_random_states(tmp_path):
+    """A stage with a share key is kept in the shared folder: another job (its own folder, another config
+    hash) loads it with the random states after it, marks it shared and does not count its cost; another
+    key, or an unreadable shared file, is computed again."""
+    from benchmark.rl.checkpoint import StageCheckpoints
+
+    calls = []
+
+    def stage():
+        calls.append(1)
+        return torch.rand(3)
+
+    def job(name, config_hash):
+        return StageCheckpoints(tmp_path / name, config_hash, log=lambda m: None, shared_dir=tmp_path / "sh")
+
+    torch.manual_seed(0)
+    first = job("a", "hash-a")
+    value = first.run("model-x", stage, share_key="k1")
+    after = torch.rand(2)
+    assert first.shared == {} and (tmp_path / "sh" / "model-x-k1.pt").is_file()
+    torch.manual_seed(99)
+    second = job("b", "hash-b")
+    assert torch.equal(second.run("model-x", stage, share_key="k1"), value) and len(calls) == 1
+    assert torch.equal(torch.rand(2), after)
+    assert second.shared == {"model-x": "k1"} and second.costs["model-x"]["shared"] is True
+    assert second.loaded == [] and second.spent_before == {"wall_s": 0.0, "cpu_s": 0.0}
+    assert not (tmp_path / "b").exists()  # nothing of its own to keep
+    job("c", "hash-c").run("model-x", stage, share_key="k2")
+    assert len(calls) == 2
+    (tmp_path / "sh" / "model-x-k1.pt").write_bytes(b"truncated")
+    job("d", "hash-d").run("model-x", stage, share_key="k1")
+    assert len(calls) == 3
+
+
+def test_a_job_resumed_from_its_own_stage_publishes_it_for_other_jobs(tmp_path):
+    """A stage finished before the shared folder existed (or before the job was killed) is shared when the
+    job loads it again, so no other job fits that model a second time."""
+    from benchmark.rl.checkpoint import StageCheckpoints
+
+    calls = []
+
+    def stage():
+        calls.append(1)
+        return torch.rand(3)
+
+    value = StageCheckpoints(tmp_path / "a", "hash-a", log=lambda m: None).run("model-x", stage)
+    resumed = StageCheckpoints(tmp_path / "a", "hash-a", log=lambda m: None, shared_dir=tmp_path / "sh")
+    assert torch.equal(resumed.run("model-x", stage, share_key="k"), value) and resumed.loaded == ["model-x"]
+    other = StageCheckpoints(tmp_path / "b", "hash-b", log=lambda m: None, shared_dir=tmp_path / "sh")
+    assert torch.equal(other.run("model-x", stage, share_key="k"), value) and len(calls) == 1
+
+
+def test_a_second_job_waits_for_a_shared_stage_being_computed_instead_of_computing_it(tmp_path):
+    import threading
+
+    from benchmark.rl.checkpoint import StageCheckpoints
+
+    started, release, calls, values = threading.Event(), threading.Event(), [], {}
+
+    def slow_stage():
+        calls.append(1)
+        started.set()
+        release.wait(10)
+        return torch.arange(3)
+
+    def job(name):
+        values[name] = StageCheckpoints(tmp_path / name, name, log=lambda m: None,
+                                        shared_dir=tmp_path / "sh").run("model-x", slow_stage, share_key="k")
+
+    first = threading.Thread(target=job, args=("a",))
+    first.start()
+    assert started.wait(10)
+    second = threading.Thread(target=job, args=("b",))
+    second.start()
+    second.join(0.5)
+    assert second.is_alive()  # blocked on the key's lock, not fitting
+    release.set()
+    first.join(10)
+    second.join(10)
+    assert len(calls) == 1 and torch.equal(values["a"], values["b"])

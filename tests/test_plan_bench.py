@@ -128,6 +128,35 @@ def test_analysis_jobs_cost_what_finished_ones_cost(tmp_path):
                                   times)[0] is None
 
 
+def test_an_analysis_job_that_loads_another_jobs_models_is_estimated_without_their_fits(tmp_path):
+    """Figure 4's jobs load the models Figure 2's job on the same task, seed and budget fitted: a measured
+    job that loaded them counts their cost back (what it costs alone), and a planned job whose sibling
+    has finished is estimated without them."""
+    from benchmark.runner import AnalysisJob
+
+    def write(analysis, seed, cpu, stages, shared=()):
+        path = tmp_path / "s" / f"analysis-{analysis}" / "local__hopper-medium-replay" / f"seed-{seed}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({
+            "status": "ok", "analysis": analysis, "budget": "paper", "task": "local/hopper-medium-replay",
+            "seed": seed, "cpu_time_s": cpu, "shared_stages": {name: "key" for name in shared},
+            "stage_costs": {name: {"cpu_s": c, "wall_s": c, **({"shared": True} if name in shared else {})}
+                            for name, c in stages.items()}}))
+
+    fits = {"model-adm": 4000.0, "model-ensemble": 1000.0}
+    write("compounding-error", 0, 7200.0, {**fits, "model-bootrnn": 2000.0})
+    write("uncertainty", 0, 300.0, fits, shared=fits)  # loaded Figure 2's models: 300 s of its own
+    times = plan.read_analysis_times([tmp_path])
+    assert sorted(t.standalone_s for t in times) == [5300.0, 7200.0]
+    seconds, source = plan.analysis_estimate(AnalysisJob("uncertainty", "local/hopper-medium-replay", 1,
+                                                         "paper"), times)
+    assert seconds == 5300.0 and "loads" not in source  # seed 1 has no Figure 2 job yet: it fits them
+    write("compounding-error", 1, 7000.0, {**fits, "model-bootrnn": 2000.0})
+    seconds, source = plan.analysis_estimate(AnalysisJob("uncertainty", "local/hopper-medium-replay", 1,
+                                                         "paper"), plan.read_analysis_times([tmp_path]))
+    assert seconds == 300.0 and "loads model-adm, model-ensemble fitted by another analysis job" in source
+
+
 def test_another_budget_of_the_same_update_scales_the_benchmark(tmp_path, monkeypatch):
     """A `short` config that differs from its `paper` config only in loop lengths, rollout sizes and model
     caps: update 200 ms + evaluation 4 s x (5 of 10 episodes) per 500-step epoch + rollout 14 s x (5000 of

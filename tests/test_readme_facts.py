@@ -134,8 +134,8 @@ def test_readme_results_section_is_what_the_committed_records_give():
 
 
 def test_readme_results_block_renders_finished_analyses(tmp_path, tiny_data):
-    """With finished (smoke) analysis records under the Figure 2/4 suites and the knee probe, the block
-    shows the claim checks, their budgets and costs, and the knee table."""
+    """With finished (smoke) analysis records under the Figure 2/4 suites, the block shows the claim checks,
+    their budgets and costs (saying which jobs loaded Figure 2's models), and Figure 2's knee table."""
     import importlib.util
 
     from benchmark.runner import AnalysisJob, run_analysis_job
@@ -143,15 +143,15 @@ def test_readme_results_block_renders_finished_analyses(tmp_path, tiny_data):
     spec = importlib.util.spec_from_file_location("readme_results", ROOT / "scripts" / "readme_results.py")
     readme_results = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(readme_results)
-    for suite, name in (("compounding-error", "compounding-error"), ("uncertainty", "uncertainty"),
-                        ("model-knees", "compounding-error")):
+    for suite, name in (("fig2-local", "compounding-error"), ("fig4-local", "uncertainty")):
         for seed in (0, 1):
             rec = run_analysis_job(AnalysisJob(name, "local/hopper-random", seed, "smoke", suite), tmp_path)
             assert rec["status"] == "ok"
     block = readme_results.section(tmp_path)
-    assert "`compounding-error` (`smoke` budget, 2 finished analyses, measured cost" in block
+    assert "`fig2-local` (`smoke` budget, 2 finished analyses, measured cost" in block
     assert "| local/hopper-random | adm vs ensemble |" in block
+    assert "`fig4-local` (`smoke` budget, 2 finished analyses, measured cost" in block
+    assert "2 of them loaded their models from `fig2-local`'s jobs" in block  # Figure 4 reuses Figure 2's
     assert "| local/hopper-random | adm - ensemble |" in block
-    assert "`model-knees` (`smoke` budget" in block
-    assert "| compounding-error | local/hopper-random | adm | 2 |" in block
+    assert "| compounding-error | local/hopper-random | adm | 2 |" in block  # the knee table
     assert "No finished run yet." in block  # no training runs under tmp_path

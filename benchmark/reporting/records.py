@@ -48,6 +48,7 @@ RECORD_COLUMNS = (
     "train_info",
     "setup_info",
     "time_covers",
+    "shared_stages",
 )
 
 
@@ -130,6 +131,7 @@ def _row_from_file(path: Path, root: Path, suite: str | None) -> dict:
             "train_info": None,
             "setup_info": None,
             "time_covers": None,
+            "shared_stages": None,
         }
     config = record.get("config") or {}
     algo_id, variant = _split_algo(record["algo"])
@@ -163,6 +165,7 @@ def _row_from_file(path: Path, root: Path, suite: str | None) -> dict:
         "train_info": record.get("train_info"),
         "setup_info": record.get("setup_info"),
         "time_covers": record.get("time_covers"),
+        "shared_stages": record.get("shared_stages"),  # analysis stages loaded from another job's fit
     }
 
 

@@ -16,6 +16,8 @@ one before (the previous checkpoint is kept until a newer one is complete).
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import os
 import random
 import re
 import shutil
@@ -273,16 +275,39 @@ class LoopCheckpoint:
         return payload["state"]
 
 
+@contextlib.contextmanager
+def _exclusive(lock: Path) -> Iterator[None]:
+    """Hold a blocking ``flock`` on ``lock`` (created if missing; the kernel drops it if the process dies)."""
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
 class StageCheckpoints:
     """Checkpoints of a job made of stages rather than a loop (an analysis: fit model 1, 2, 3, then
     evaluate): each finished stage's output is saved, with the global random states right after it, as
     ``stage-<name>.pt`` in ``directory``; a job killed between stages runs again, loads the finished
     stages (putting the random states back) and computes only the rest, so it ends with the same result.
-    Files of another config, or unreadable ones, are recomputed, never used."""
+    Files of another config, or unreadable ones, are recomputed, never used.
 
-    def __init__(self, directory: Path, config_hash: str, log: Callable[[str], None] | None = None):
+    A stage whose value depends only on what its ``share_key`` hashes (a model fitted from reset random
+    states on given data with given settings) is also kept in ``shared_dir`` under that key, so another job
+    that needs the same value (Figure 4's models are Figure 2's) loads it instead of computing it: the value
+    and the random states after it are those the job would have computed itself. A process computing a
+    shared stage holds an ``flock`` on its key, so a second one waits for the file rather than fitting the
+    same model twice. A shared stage's cost is kept in :attr:`costs` (marked ``shared``) but not counted in
+    :meth:`spent`: this job did not spend it."""
+
+    def __init__(self, directory: Path, config_hash: str, log: Callable[[str], None] | None = None,
+                 shared_dir: Path | None = None):
         self.directory = Path(directory)
         self.config_hash = config_hash
+        self.shared_dir = Path(shared_dir) if shared_dir is not None else None
+        self.shared: dict[str, str] = {}  # stage name -> key of the shared file it was loaded from
         self.log = log or (lambda msg: print(f"admbench: {msg}", file=sys.stderr))
         self.loaded: list[str] = []  # stages taken from earlier processes
         self.costs: dict[str, dict[str, float]] = {}  # each stage's wall and CPU seconds, when computed
@@ -295,7 +320,8 @@ class StageCheckpoints:
         return {"wall_s": round(self.spent_before["wall_s"] + time.time() - self._wall0, 3),
                 "cpu_s": round(self.spent_before["cpu_s"] + time.process_time() - self._cpu0, 3)}
 
-    def _load(self, path: Path) -> dict[str, Any] | None:
+    def _load(self, path: Path, field: str = "config_hash", expected: str | None = None
+              ) -> dict[str, Any] | None:
         if not path.is_file():
             return None
         try:
@@ -303,8 +329,8 @@ class StageCheckpoints:
         except Exception as e:  # truncated, corrupt, or pickled by code that has since changed
             self.log(f"recomputing stage {path.name} ({type(e).__name__}: {e})")
             return None
-        if not isinstance(state, dict) or state.get("format") != FORMAT or \
-                state.get("config_hash") != self.config_hash:
+        expected = self.config_hash if expected is None else expected
+        if not isinstance(state, dict) or state.get("format") != FORMAT or state.get(field) != expected:
             self.log(f"recomputing stage {path.name}: written for another config or format")
             return None
         return state
@@ -315,8 +341,9 @@ class StageCheckpoints:
                                            log=self.log)
         return self._loops[name]
 
-    def run(self, name: str, compute: Callable[[], Any]) -> Any:
-        """``compute()``'s value, from this stage's file when an earlier process finished it."""
+    def run(self, name: str, compute: Callable[[], Any], share_key: str | None = None) -> Any:
+        """``compute()``'s value, from this stage's file when an earlier process finished it, else (given a
+        ``share_key`` and a ``shared_dir``) from the shared file another job wrote for the same key."""
         path = self.directory / f"stage-{name}.pt"
         state = self._load(path)
         if state is not None:
@@ -326,7 +353,37 @@ class StageCheckpoints:
             self.loaded.append(name)
             self.costs[name] = dict(state["cost"])
             self.log(f"stage {name!r} loaded from {path}")
+            if share_key is not None and self.shared_dir is not None:
+                self._publish(name, share_key, state)
             return state["value"]
+        if share_key is None or self.shared_dir is None:
+            return self._compute(name, compute, path)
+        shared = self.shared_path(name, share_key)
+        with _exclusive(shared.with_name(shared.name + ".lock")):  # one process fits it, the others wait
+            state = self._load(shared, "share_key", share_key)
+            if state is None:
+                value = self._compute(name, compute, path)
+                self._publish(name, share_key, self._load(path))
+                return value
+        set_global_rng_state(state["rng"])
+        self.shared[name] = share_key
+        self.costs[name] = {**state["cost"], "shared": True}
+        self.log(f"stage {name!r} loaded from the shared {shared}")
+        return state["value"]
+
+    def shared_path(self, name: str, share_key: str) -> Path:
+        return self.shared_dir / f"{name}-{share_key}.pt"
+
+    def _publish(self, name: str, share_key: str, state: dict[str, Any] | None) -> None:
+        """Keep a finished stage in the shared folder too (unless a file is already there)."""
+        shared = self.shared_path(name, share_key)
+        if state is None or shared.is_file():
+            return
+        payload = {key: value for key, value in state.items() if key != "config_hash"}
+        payload["share_key"] = share_key
+        atomic_write(shared, lambda f: torch.save(payload, f))
+
+    def _compute(self, name: str, compute: Callable[[], Any], path: Path) -> Any:
         wall0, cpu0 = time.time(), time.process_time()
         value = compute()
         earlier = self._loops[name].resumed_cost if name in self._loops else {"wall_s": 0.0, "cpu_s": 0.0}
