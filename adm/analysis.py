@@ -138,7 +138,7 @@ def train_models(train: OfflineDataset, env_key: str, names, sizes: AnalysisSize
             random.seed(seed * 1000 + i)
             g = torch.Generator().manual_seed(seed * 1000 + i)
             model = MODELS[name](train, env_key, sizes, device, seed * 1000 + i, g)
-            if stages is not None and hasattr(model, "checkpoint"):  # ADM, BootRNN: resumable mid-training
+            if stages is not None and hasattr(model, "checkpoint"):  # each model resumes mid-training
                 model.checkpoint = stages.loop(f"model-{name}")
             info = model.fit(train)
             model.eval()

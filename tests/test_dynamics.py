@@ -143,3 +143,42 @@ def test_bad_config_is_rejected():
         EnsembleDynamics(3, 1, EnsembleDynamicsConfig(hidden=(8,), weight_decays=(0.0,)))
     with pytest.raises(ValueError, match="elites"):
         EnsembleDynamics(3, 1, EnsembleDynamicsConfig(members=2, elites=3))
+
+
+def test_ensemble_training_killed_mid_way_resumes_to_the_same_model(tmp_path, hopper_random, monkeypatch):
+    """A LoopCheckpoint saved at every epoch end: a fit killed in epoch 3 of 4 resumes from epoch 2's save
+    (weights, optimiser, bootstraps, best snapshots, patience, history, the model's generator) and ends with
+    exactly the uninterrupted fit's weights, elites and history; another config's file is never used."""
+    from benchmark.rl.checkpoint import LoopCheckpoint
+
+    ds = hopper_random
+    cfg = EnsembleDynamicsConfig(max_epochs=4, hidden=(16, 16), weight_decays=(0, 0, 0), batch_size=512)
+
+    def fit(checkpoint=None):
+        model = EnsembleDynamics(ds.obs_dim, ds.act_dim, cfg, "hopper", seed=5)
+        model.checkpoint = checkpoint
+        return model, model.fit(ds)
+
+    whole, whole_info = fit()
+    path = tmp_path / "loop.pt"
+    real = EnsembleDynamics.holdout_mse
+    calls = []
+
+    def killed_in_epoch_3(self, *args):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(self, *args)
+
+    monkeypatch.setattr(EnsembleDynamics, "holdout_mse", killed_in_epoch_3)
+    with pytest.raises(KeyboardInterrupt):
+        fit(LoopCheckpoint(path, "h", every_s=0.0, log=lambda m: None))
+    monkeypatch.setattr(EnsembleDynamics, "holdout_mse", real)
+    assert torch.load(path, weights_only=False)["state"]["epoch"] == 2
+    resumed, info = fit(LoopCheckpoint(path, "h", every_s=0.0, log=lambda m: None))
+    assert resumed.checkpoint is None  # a fitted model keeps no handle on its loop file
+    for (name, a), b in zip(whole.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(a, b), name
+    assert info == whole_info and resumed.history == whole.history and len(whole.history) == 4
+    other, _ = fit(LoopCheckpoint(path, "another-hash", every_s=1e9, log=lambda m: None))
+    assert all(torch.equal(a, b) for a, b in zip(whole.state_dict().values(), other.state_dict().values()))

@@ -149,6 +149,10 @@ class EnsembleDynamics(nn.Module):
       protocol (reads the last pair).
     """
 
+    # a benchmark.rl.checkpoint.LoopCheckpoint for the next fit (analysis stages set it); a class default,
+    # so models pickled before it existed load too
+    checkpoint: Any = None
+
     def __init__(
         self,
         obs_dim: int,
@@ -258,6 +262,19 @@ class EnsembleDynamics(nn.Module):
         since_update, epoch, steps = 0, 0, 0
         initial_mse = None
         self.history = []
+        # a LoopCheckpoint (analysis stages): the loop resumes mid-training after a kill, to the same model;
+        # the split and normaliser above are drawn again from the freshly seeded generator, then the saved
+        # state (the generator's included) replaces everything the epochs have changed
+        checkpoint, self.checkpoint = self.checkpoint, None  # a fitted model keeps no handle on its file
+        if checkpoint is not None:
+            checkpoint.track(gen)
+            resumed = checkpoint.load()
+            if resumed is not None:
+                self.load_state_dict(resumed["model"])
+                self.optim.load_state_dict(resumed["optim"])
+                boot, best, saved = resumed["boot"], resumed["best"], resumed["saved"]
+                since_update, epoch, steps = resumed["since_update"], resumed["epoch"], resumed["steps"]
+                initial_mse, self.history = resumed["initial_mse"], resumed["history"]
         per_epoch = -(-train_size // cfg.batch_size)
         caps = [c for c in (cfg.max_steps, cfg.max_epochs and cfg.max_epochs * per_epoch) if c]
         bar = Progress("ensemble model training", total=min(caps) if caps else None, unit="step")
@@ -292,6 +309,10 @@ class EnsembleDynamics(nn.Module):
                 {"epoch": epoch, "train_loss": float(np.mean(losses)), "holdout_mse": elite_mse}
             )
             bar.update(0, epoch=epoch, holdout_mse=elite_mse)
+            if checkpoint is not None and checkpoint.due():
+                checkpoint.save({"model": self.state_dict(), "optim": self.optim.state_dict(), "boot": boot,
+                                 "best": best, "saved": saved, "since_update": since_update, "epoch": epoch,
+                                 "steps": steps, "initial_mse": initial_mse, "history": self.history})
             if (
                 since_update >= cfg.max_epochs_since_update
                 or (cfg.max_epochs is not None and epoch >= cfg.max_epochs)
