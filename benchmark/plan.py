@@ -381,7 +381,8 @@ def paper_config(run) -> dict | None:
 
 def plan_estimates(runs, results_dir: Path, extra_roots: list[Path] | None = None) -> list[Estimate]:
     """An :class:`Estimate` per planned run or analysis job (done ones marked)."""
-    from benchmark.runner import RunSpec, existing_record, prepare
+    from benchmark.rl.checkpoint import StageCheckpoints
+    from benchmark.runner import RunSpec, checkpoint_dir, existing_record, prepare, prepare_analysis
 
     roots = [Path(results_dir), *(extra_roots if extra_roots is not None else [REPO_ROOT / "results"])]
     samples = read_samples(roots)
@@ -391,6 +392,11 @@ def plan_estimates(runs, results_dir: Path, extra_roots: list[Path] | None = Non
         if not isinstance(run, RunSpec):  # analysis jobs: no steps to scale by
             done = run.path(results_dir).exists()
             seconds, source = analysis_estimate(run, analyses) if not done else (None, "done")
+            spent = 0.0 if done else StageCheckpoints.spent_in(checkpoint_dir(run.path(results_dir)),
+                                                               prepare_analysis(run)[-1])
+            if spent and seconds is not None:  # an interrupted job resumes past its saved stages
+                seconds = max(0.0, seconds - spent)
+                source += f"; resumes with {spent / 60:.0f} CPU-min of saved stages"
             out.append(Estimate(run.label(), done, seconds, source))
             continue
         _, _, _, cfg_dict, _, chash = prepare(run)

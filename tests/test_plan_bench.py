@@ -157,6 +157,31 @@ def test_an_analysis_job_that_loads_another_jobs_models_is_estimated_without_the
     assert seconds == 300.0 and "loads model-adm, model-ensemble fitted by another analysis job" in source
 
 
+def test_an_interrupted_analysis_job_is_estimated_past_its_saved_stages(tmp_path):
+    """A job killed after fitting some models resumes past them: --plan takes the CPU time its stage files
+    and loop checkpoints hold (of its own config only) off the estimate."""
+    import torch
+
+    from benchmark.rl.checkpoint import FORMAT
+    from benchmark.runner import AnalysisJob, checkpoint_dir, prepare_analysis
+
+    done = tmp_path / "s" / "analysis-compounding-error" / "local__hopper-medium-replay" / "seed-0.json"
+    done.parent.mkdir(parents=True)
+    done.write_text(json.dumps({"status": "ok", "analysis": "compounding-error", "budget": "paper",
+                                "task": "local/hopper-medium-replay", "seed": 0, "cpu_time_s": 9000.0}))
+    job = AnalysisJob("compounding-error", "local/hopper-medium-replay", 1, "paper", "s")
+    stages = checkpoint_dir(job.path(tmp_path))
+    stages.mkdir(parents=True)
+    chash = prepare_analysis(job)[-1]
+    for name, cpu, config_hash in (("stage-model-adm.pt", 4000.0, chash),
+                                   ("stage-model-bootrnn.loop.pt", 1000.0, chash),
+                                   ("stage-model-ensemble.pt", 500.0, "another-config")):
+        torch.save({"format": FORMAT, "config_hash": config_hash, "cost": {"cpu_s": cpu, "wall_s": cpu}},
+                   stages / name)
+    [est] = [e for e in plan.plan_estimates([job], tmp_path, extra_roots=[]) if not e.done]
+    assert est.seconds == 9000.0 - 5000.0 and "resumes with 83 CPU-min of saved stages" in est.source
+
+
 def test_another_budget_of_the_same_update_scales_the_benchmark(tmp_path, monkeypatch):
     """A `short` config that differs from its `paper` config only in loop lengths, rollout sizes and model
     caps: update 200 ms + evaluation 4 s x (5 of 10 episodes) per 500-step epoch + rollout 14 s x (5000 of
