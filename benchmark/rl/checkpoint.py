@@ -218,22 +218,6 @@ class Checkpointer:
         with contextlib.suppress(FileNotFoundError):
             shutil.rmtree(self.directory)
 
-    @staticmethod
-    def spent_in(directory: Path, config_hash: str) -> float:
-        """CPU seconds an interrupted job's files in ``directory`` hold for ``config_hash``: its finished
-        stages' costs plus what its saved training loops had cost (what a resumed job will not spend again,
-        up to the loop's last save); 0 without usable files."""
-        total = 0.0
-        for path in sorted(Path(directory).glob("stage-*.pt")):
-            try:
-                state = torch.load(path, map_location="cpu", weights_only=False)
-            except Exception:  # unreadable: the job computes it again
-                continue
-            if isinstance(state, dict) and state.get("format") == FORMAT and \
-                    state.get("config_hash") == config_hash:
-                total += float(state.get("cost", {}).get("cpu_s", 0.0))
-        return total
-
 
 class LoopCheckpoint:
     """One file that a long training loop inside a stage (a model trained to early stopping) saves now and
