@@ -59,6 +59,8 @@ class Sample:
     cpu: bool = False  # timed in CPU time (else wall time, stretched by whatever else ran)
     whole: bool = True  # False: a resumed run whose times cover only the segment since its resume
     path: str = ""  # the record it was read from (leave-one-out checks of the estimates)
+    task: str = ""
+    model_key: str | None = None  # the settings of the model its setup trains (:func:`model_key`)
 
 
 @dataclass
@@ -171,7 +173,8 @@ def sample_from_record(rec: dict) -> Sample | None:
     model_epochs = next((setup_info[k] for _, k in SETUP_SCALE_KEYS if setup_info.get(k)), None)
     per_step = (float(wall) - setup) / timed_steps / step_work(cfg)
     epochs = float(model_epochs) if model_epochs else None
-    return Sample(algo, rec.get("budget", ""), fam, setup, per_step, epochs, steps, cpu, whole)
+    return Sample(algo, rec.get("budget", ""), fam, setup, per_step, epochs, steps, cpu, whole,
+                  task=str(rec.get("task", "")), model_key=model_key(cfg))
 
 
 def closest_samples(samples: list[Sample], steps: int) -> list[Sample]:
@@ -184,6 +187,38 @@ def closest_samples(samples: list[Sample], steps: int) -> list[Sample]:
 
 def _median(values) -> float:
     return float(statistics.median(values))
+
+
+# the prefix of the config fields that set the model each setup cap belongs to
+MODEL_FIELD_PREFIX = {"model_max_epochs": "model_", "dynamics_max_epochs": "dynamics_"}
+# fields with those prefixes that do not change how the model trains (rollouts, the model buffer)
+NOT_MODEL_TRAINING = frozenset({"dynamics_termination", "model_retain_epochs"})
+
+
+def _same_kind_of_model(a: str | None, b: str | None) -> bool:
+    """Both keys set the same fields (both ensembles, or both ADM-style models), whatever their values."""
+    return a is not None and b is not None and set(json.loads(a)) == set(json.loads(b))
+
+
+def model_key(cfg_dict: dict) -> str | None:
+    """The settings of the model a run's setup trains (every ``model_*`` or ``dynamics_*`` field of the
+    first cap in :data:`SETUP_SCALE_KEYS` it has), as a string: runs with equal keys on one task train the
+    same model (MOPO, COMBO, RAMBO and MOBILE share the ensemble), so its measured epochs carry over."""
+    for cap, _ in SETUP_SCALE_KEYS:
+        if cap in cfg_dict:
+            prefix = MODEL_FIELD_PREFIX[cap]
+            return json.dumps({k: v for k, v in cfg_dict.items() if k.startswith(prefix)
+                               and k not in NOT_MODEL_TRAINING}, sort_keys=True, default=str)
+    return None
+
+
+def measured_model_epochs(samples: list[Sample], task: str, cfg_dict: dict) -> tuple[float, int] | None:
+    """The median model epochs, and how many runs, of the records that trained the same model on the same
+    task (any algorithm): where early stopping or a step cap ends training before the epoch cap."""
+    key = model_key(cfg_dict)
+    seen = [s.model_epochs for s in samples if key is not None and s.model_key == key and s.task == task
+            and task and s.model_epochs]
+    return (_median(seen), len(seen)) if seen else None
 
 
 def _planned_model_epochs(cfg_dict: dict) -> float | None:
@@ -210,11 +245,13 @@ def scalable_from_bench(cfg_dict: dict, paper_cfg: dict | None) -> bool:
     return differing <= LOOP_FIELDS | SCALED_FIELDS
 
 
-def scaled_bench_estimate(row: dict, cfg_dict: dict) -> tuple[float, float, str]:
+def scaled_bench_estimate(row: dict, cfg_dict: dict, measured_epochs: tuple[float, int] | None = None
+                          ) -> tuple[float, float, str]:
     """``(setup_s, per_step_s, source)`` for another budget of a benchmarked config: the benchmark's update,
     plus its rollout scaled by this config's starts and rollouts per step, plus its evaluation scaled to this
-    config's episodes per epoch; the setup is one model epoch times the config's epoch cap (an upper bound:
-    early stopping may end sooner)."""
+    config's episodes per epoch; the setup is one model epoch times the epochs runs training the same model
+    on the task took (``measured_epochs``: :func:`measured_model_epochs`), else times the config's epoch cap
+    (an upper bound: early stopping may end sooner)."""
     steps_per_epoch = max(1, int(cfg_dict.get("steps_per_epoch") or row["steps_per_epoch"]))
     per_step = float(row["update_ms"]) / 1e3
     per_step += float(row.get("eval_s", 0.0)) * float(cfg_dict.get("eval_episodes") or 0) / max(
@@ -224,7 +261,11 @@ def scaled_bench_estimate(row: dict, cfg_dict: dict) -> tuple[float, float, str]
         size = float(cfg_dict["rollout_batch_size"]) / float(row["rollout_batch_size"])
         per_step += float(row["rollout_s"]) * size / float(cfg_dict["rollout_freq"])
     setup = float(row.get("setup_s", 0.0))
-    if "model_epoch_s" in row:
+    if "model_epoch_s" in row and measured_epochs is not None:
+        epochs, runs = measured_epochs
+        setup = float(row["model_epoch_s"]) * epochs
+        source += f"; setup = {epochs:g} model epochs, as {runs} run(s) training the same model here took"
+    elif "model_epoch_s" in row:
         epochs = _planned_model_epochs(cfg_dict)
         if epochs is None:
             return setup, per_step, source + "; model epochs unknown (early stopping): setup not counted"
@@ -234,16 +275,17 @@ def scaled_bench_estimate(row: dict, cfg_dict: dict) -> tuple[float, float, str]
 
 
 def estimate(algo: str, budget: str, cfg_dict: dict, samples: list[Sample],
-             paper_cfg: dict | None = None) -> tuple[float, float, str]:
+             paper_cfg: dict | None = None, task: str = "") -> tuple[float, float, str]:
     """``(setup_s, per_step_s, source)`` for one (algorithm, budget, config); never unknown. ``paper_cfg``
     (the same run's config at the `paper` budget) lets another budget that changes only loop lengths, rollout
-    sizes and model caps scale the epoch benchmark."""
+    sizes and model caps scale the epoch benchmark; ``task`` lets it take the model epochs of runs that
+    trained the same model on that task."""
     same = closest_samples([s for s in samples if s.algo == algo and s.budget == budget],
                            planned_steps(cfg_dict))
     if not same and budget != "paper" and scalable_from_bench(cfg_dict, paper_cfg):
         row = epoch_bench(algo, "paper")
         if row is not None and "update_ms" in row and "pretrain_step_ms" not in row:
-            return scaled_bench_estimate(row, cfg_dict)
+            return scaled_bench_estimate(row, cfg_dict, measured_model_epochs(samples, task, cfg_dict))
     if same:
         whole = [s for s in same if s.whole]
         setup = _median(s.setup_s for s in whole) if whole else 0.0
@@ -269,8 +311,16 @@ def estimate(algo: str, budget: str, cfg_dict: dict, samples: list[Sample],
     per_step = _median(s.per_step_s for s in other)
     budgets = ", ".join(sorted({s.budget for s in other}))
     source = source or f"{algo} at {budgets}"
+    key = model_key(cfg_dict)
+    same_model = [s for s in samples if key is not None and s.model_key == key and s.task == task and task
+                  and s.model_epochs and s.whole]
+    if same_model:  # the setup trains the model those runs trained on this task (MOPO's ensemble for RAMBO)
+        return (_median(s.setup_s for s in same_model), per_step,
+                source + f"; setup as {len(same_model)} run(s) training the same model here took")
     planned = _planned_model_epochs(cfg_dict)
-    scaled = [s.setup_s / s.model_epochs * planned for s in other if s.model_epochs and planned]
+    # a model epoch costs what one of the same kind of model cost (an ensemble's, not ADM's)
+    kind = [s for s in other if _same_kind_of_model(s.model_key, key)] or other
+    scaled = [s.setup_s / s.model_epochs * planned for s in kind if s.model_epochs and planned]
     if scaled:
         return _median(scaled), per_step, source + f"; setup scaled to {planned:g} model epochs"
     setup = _median(s.setup_s for s in other)
@@ -404,7 +454,8 @@ def plan_estimates(runs, results_dir: Path, extra_roots: list[Path] | None = Non
             out.append(Estimate(run.label(), True, None, "done"))
             continue
         steps = planned_steps(cfg_dict)
-        setup, per_step, source = estimate(run.algo, run.budget, cfg_dict, samples, paper_config(run))
+        setup, per_step, source = estimate(run.algo, run.budget, cfg_dict, samples, paper_config(run),
+                                           run.task)
         per_step *= step_work(cfg_dict)
         done_steps = resumable_steps(run.path(results_dir), cfg_dict)
         if done_steps:  # an interrupted run resumes past its setup at its newest checkpoint
@@ -477,6 +528,8 @@ class Check:
     estimate_s: float
     measured_s: float
     source: str
+    # measured in CPU time; a wall-time record (the host's other load in it) is shown, not compared
+    cpu: bool = True
 
     @property
     def ratio(self) -> float:
@@ -486,7 +539,8 @@ class Check:
 def check_estimates(runs, results_dir: Path, extra_roots: list[Path] | None = None) -> list[Check]:
     """How far ``--plan`` is from what finished runs cost: for each run of ``runs`` with a finished record
     timed over its whole run, the estimate made from every *other* record (leave-one-out: as if this run
-    had not happened yet) against its measured CPU time (setup + steps)."""
+    had not happened yet) against its measured CPU time (setup + steps); a record timed in wall time only
+    is marked (``cpu=False``) and :func:`format_checks` leaves it out of the comparison."""
     from benchmark.runner import RunSpec, existing_record, prepare
 
     roots = [Path(results_dir), *(extra_roots if extra_roots is not None else [REPO_ROOT / "results"])]
@@ -509,15 +563,19 @@ def check_estimates(runs, results_dir: Path, extra_roots: list[Path] | None = No
         steps, work = planned_steps(cfg_dict), step_work(cfg_dict)
         measured = own.setup_s + own.per_step_s * work * steps
         others = [s for s in samples if s.path != str(path.resolve())]
-        setup, per_step, source = estimate(run.algo, run.budget, cfg_dict, others, paper_config(run))
-        out.append(Check(run.label(), setup + per_step * work * steps, measured, source))
+        setup, per_step, source = estimate(run.algo, run.budget, cfg_dict, others, paper_config(run),
+                                           run.task)
+        out.append(Check(run.label(), setup + per_step * work * steps, measured, source, own.cpu))
     return out
 
 
 def format_checks(checks: list[Check], tolerance: float = 0.3) -> str:
     lines = [f"{c.label}  estimate {c.estimate_s / 60:.1f} min, measured {c.measured_s / 60:.1f} min, "
              f"ratio {c.ratio:.2f}{'' if abs(c.ratio - 1) <= tolerance else '  OUTSIDE ±30%'} ({c.source})"
-             for c in checks]
+             for c in checks if c.cpu]
+    lines += [f"{c.label}  not compared: timed in wall time only ({c.measured_s / 60:.1f} min, counting the "
+              "host's other load)" for c in checks if not c.cpu]
+    checks = [c for c in checks if c.cpu]
     if checks:
         total_est, total = sum(c.estimate_s for c in checks), sum(c.measured_s for c in checks)
         inside = sum(abs(c.ratio - 1) <= tolerance for c in checks)
@@ -525,7 +583,7 @@ def format_checks(checks: list[Check], tolerance: float = 0.3) -> str:
                      f"{total_est / 3600:.2f} estimated vs {total / 3600:.2f} measured CPU-hours "
                      f"(ratio {total_est / total:.2f})")
     else:
-        lines.append("no finished run timed over its whole run: nothing to check yet")
+        lines.append("no finished run timed in CPU time over its whole run: nothing to check yet")
     return "\n".join(lines)
 
 

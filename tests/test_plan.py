@@ -88,8 +88,9 @@ def test_check_plan_estimates_each_finished_run_without_its_own_record(tmp_path,
     runs = [RunSpec("bc", "local/hopper-random", s, "smoke", suite="mini") for s in (0, 1)]
     recs = []
     for run, wall in zip(runs, (8.0, 10.0)):
-        rec = _timed("bc", "local/hopper-random", run.seed, "smoke", wall, 1.0, prepare(run)[3])
-        rec["suite"], rec["config_hash"] = "mini", prepare(run)[5]
+        rec = _timed("bc", "local/hopper-random", run.seed, "smoke", wall, 1.0, prepare(run)[3],
+                     setup_cpu_time_s=1.0)
+        rec["suite"], rec["config_hash"], rec["cpu_time_s"] = "mini", prepare(run)[5], wall
         recs.append(rec)
     write_records(tmp_path / "res", recs)
     checks = plan.check_estimates(runs, tmp_path / "res", extra_roots=[])
@@ -100,6 +101,10 @@ def test_check_plan_estimates_each_finished_run_without_its_own_record(tmp_path,
     # a run whose only other timing is far off is flagged
     checks[0].estimate_s = 20.0
     assert "OUTSIDE ±30%" in plan.format_checks(checks)
+    # a record timed in wall time only (the host's other load in it) is shown, not compared
+    checks[0].cpu = False
+    text = plan.format_checks(checks)
+    assert "not compared: timed in wall time only (0.1 min" in text and "1 finished runs: 1 estimated" in text
     # the command line: `mini` has other tasks and overrides, so nothing of it is finished here
     assert main(["reproduce", "mini", "--check-plan", "--results", str(tmp_path / "res")]) == 0
     assert "nothing to check yet" in capsys.readouterr().out

@@ -205,3 +205,41 @@ def test_another_budget_of_the_same_update_scales_the_benchmark(tmp_path, monkey
     # records of the same algorithm and budget still win
     measured = plan.Sample("combo", "short", "model-based", 100.0, 0.3, 30.0, steps=10000, cpu=True)
     assert plan.estimate("combo", "short", short, [measured], paper)[:2] == (100.0, 0.3)
+    # another algorithm that trained the same ensemble on the same task stopped at 36 epochs (a step cap
+    # or early stopping): the setup is 36 epochs, not the cap; other tasks' or models' runs do not count
+    key = plan.model_key(short)
+    mopo = plan.Sample("mopo", "short", "model-based", 110.0, 0.01, 36.0, steps=10000, cpu=True,
+                       task="local/hopper-medium-replay", model_key=key)
+    elsewhere = plan.Sample("mopo", "short", "model-based", 300.0, 0.01, 90.0, task="local/walker2d-medium",
+                            model_key=key)
+    other_model = plan.Sample("mopo", "short", "model-based", 300.0, 0.01, 80.0,
+                              task="local/hopper-medium-replay", model_key=plan.model_key(
+                                  {**short, "dynamics_max_epochs": 50}))
+    setup, _, source = plan.estimate("combo", "short", short, [mopo, elsewhere, other_model], paper,
+                                     "local/hopper-medium-replay")
+    assert setup == pytest.approx(3.0 * 36)
+    assert "36 model epochs, as 1 run(s) training the same model" in source
+    assert plan.estimate("combo", "short", short, [mopo], paper, "local/hopper-medium")[0] == \
+        pytest.approx(300)
+
+
+def test_a_never_measured_model_based_run_takes_its_setup_from_the_same_model(monkeypatch):
+    """No record and no scalable benchmark: a run whose ensemble settings equal a sibling's (the termination
+    rule does not change training) takes that run's setup on the same task; an ensemble with other settings
+    scales the setup of the same kind of model (an ensemble's epoch, not ADM's) to its epoch cap."""
+    monkeypatch.setattr(plan, "epoch_bench", lambda algo, budget, path=None: None)
+    ens = {"epochs": 20, "steps_per_epoch": 500, "dynamics_max_epochs": 100, "dynamics_lr": 1e-3,
+           "dynamics_termination": "offlinerlkit"}
+    adm = {"epochs": 20, "steps_per_epoch": 500, "model_max_epochs": 20, "model_lr": 3e-4}
+    task = "local/hopper-medium-replay"
+    mopo = plan.Sample("mopo", "short", "model-based", 112.0, 0.017, 36.0, steps=10000, cpu=True, task=task,
+                       model_key=plan.model_key(ens))
+    admpo = plan.Sample("admpo-off", "short", "model-based", 612.0, 0.02, 20.0, steps=10000, cpu=True,
+                        task=task, model_key=plan.model_key(adm))
+    monkeypatch.setattr(plan, "family", lambda algo: "model-based")
+    setup, _, source = plan.estimate("cbop", "short", {**ens, "dynamics_termination": "admpo"},
+                                     [mopo, admpo], None, task)
+    assert setup == 112.0 and "setup as 1 run(s) training the same model here took" in source
+    other_ensemble = {**ens, "dynamics_lr": 3e-4}
+    setup, _, source = plan.estimate("rambo", "short", other_ensemble, [mopo, admpo], None, task)
+    assert setup == pytest.approx(112.0 / 36 * 100) and "setup scaled to 100 model epochs" in source
