@@ -155,3 +155,17 @@ def test_readme_results_block_renders_finished_analyses(tmp_path, tiny_data):
     assert "| local/hopper-random | adm - ensemble |" in block
     assert "| compounding-error | local/hopper-random | adm | 2 |" in block  # the knee table
     assert "No finished run yet." in block  # no training runs under tmp_path
+
+
+def test_the_evidence_suite_runs_the_four_sweeps_in_the_issues_order_under_their_own_names():
+    """README: `admbench reproduce evidence` runs (or resumes) Figure 3, Table 1, Figure 2, then Figure 4
+    (which loads Figure 2's models), each member's runs recorded under its own suite name and seeds."""
+    from benchmark.suites import load_suite
+
+    suite = load_suite("evidence")
+    runs = suite.plan(None, None)
+    order = list(dict.fromkeys(run.suite for run in runs))
+    assert order == ["fig3-hopper", "table1-local", "fig2-local", "fig4-local"]
+    for name in order:
+        member = load_suite(name).plan(None, None)
+        assert [r for r in runs if r.suite == name] == member and {r.seed for r in member} == {0, 1, 2}
