@@ -118,7 +118,8 @@ class ADMPOOff(ModelBasedOffline):
     def train_dynamics(self) -> dict:
         self.dynamics, info = train_adm(self.ctx.dataset, self.train_cfg, self.model_cfg, self.device,
                                         self.generator, sampler=self.windows,
-                                        batch_generator=self.batch_generator)
+                                        batch_generator=self.batch_generator,
+                                        checkpoint=self.setup_loop("model"))  # a kill mid-training resumes it
         return {
             "model_holdout_mse": info["holdout_mse"],
             **{f"model_holdout_mse_k{k + 1}": v for k, v in enumerate(info["holdout_mse_k"])},

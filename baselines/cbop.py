@@ -134,6 +134,7 @@ class CBOP(ModelBasedOffline):
 
     # ----- setup: model, then BC and policy-evaluation pre-training -----------------------------
     def setup(self) -> dict:
+        self.dynamics.checkpoint = self.setup_loop("model")  # a kill mid-training resumes it
         info = self.dynamics.fit(self.ctx.dataset)
         info.update(self.pretrain())
         return info

@@ -94,6 +94,7 @@ class COMBO(ModelBasedOffline):
 
     # ----- model ----------------------------------------------------------------------------------
     def train_dynamics(self) -> dict:
+        self.dynamics.checkpoint = self.setup_loop("model")  # a kill mid-training resumes it
         return self.dynamics.fit(self.ctx.dataset)
 
     def rollout_policy(self, obs: torch.Tensor) -> torch.Tensor:

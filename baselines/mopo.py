@@ -77,6 +77,7 @@ class MOPO(ModelBasedOffline):
 
     # ----- model ----------------------------------------------------------------------------------
     def train_dynamics(self) -> dict:
+        self.dynamics.checkpoint = self.setup_loop("model")  # a kill mid-training resumes it
         return self.dynamics.fit(self.ctx.dataset)
 
     def reward_fn(self, reward: torch.Tensor, info: dict[str, torch.Tensor]) -> torch.Tensor:

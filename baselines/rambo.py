@@ -126,6 +126,7 @@ class RAMBO(MOPO):
 
     def train_dynamics(self) -> dict:
         d = self.real.data  # standardised states when normalize_states
+        self.dynamics.checkpoint = self.setup_loop("model")  # a kill mid-training resumes it
         return self.dynamics.fit_arrays(
             d["obs"].cpu(), d["act"].cpu(), d["rew"].cpu(), d["next_obs"].cpu()
         )

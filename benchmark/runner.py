@@ -339,7 +339,8 @@ def run_one(
         # CPU-seconds of this process (all its threads): what --plan's CPU-hours count; a loaded host
         # stretches wall time, hardly this
         record["cpu_time_s"] = round(time.process_time() - cpu0, 3)
-        if checkpointer.resumed_from is not None:  # a resumed run costs its earlier segments too
+        # a resumed run (from a checkpoint, or mid-setup from a setup loop's file) costs its earlier segments
+        if checkpointer.resumed_from is not None or checkpointer.resumed_setup:
             spent = checkpointer.spent()
             if spent is None:
                 record["time_covers"] = (f"the segment since the resume at {checkpointer.resumed_from} only "

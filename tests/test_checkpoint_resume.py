@@ -382,3 +382,64 @@ def test_a_second_job_waits_for_a_shared_stage_being_computed_instead_of_computi
     first.join(10)
     second.join(10)
     assert len(calls) == 1 and torch.equal(values["a"], values["b"])
+
+
+@pytest.mark.parametrize("algo", ["admpo-off", "mopo"])
+def test_a_run_killed_while_training_its_model_in_setup_resumes_the_model_loop(algo, tiny_data, tmp_path,
+                                                                             monkeypatch):
+    """Model training inside setup (ADM for ADMPO-OFF, the ensemble for MOPO) saves its loop every epoch
+    here: a run killed in the model's third epoch resumes that loop (not the model from scratch) and writes
+    the record an uninterrupted run writes, its CPU time spanning both processes; the loop file goes once
+    the run's first checkpoint supersedes it."""
+    import adm.training
+    from benchmark.rl.dynamics import EnsembleDynamics
+
+    monkeypatch.setattr(Checkpointer, "SETUP_LOOP_EVERY_S", 0.0)
+    caps = {"admpo-off": {"model_max_epochs": 4},
+            "mopo": {"dynamics_max_epochs": 4, "dynamics_max_steps": None}}
+    run = RunSpec(algo, "local/hopper-medium-replay", 0, "smoke",
+                  {"epochs": 2, "steps_per_epoch": 10, "checkpoint_every": 1, **caps[algo]})
+    owner, name = ((adm.training, "validate_per_k") if algo == "admpo-off"
+                   else (EnsembleDynamics, "holdout_mse"))
+    real, calls = getattr(owner, name), []
+
+    def killed_in_epoch_3(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt  # the process dies: no record
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(owner, name, killed_in_epoch_3)
+    with pytest.raises(KeyboardInterrupt):
+        run_one(run, tmp_path / "a", progress=False)
+    folder = checkpoint_dir(run.path(tmp_path / "a"))
+    assert [p.name for p in folder.iterdir()] == ["setup-model.loop.pt"]
+    monkeypatch.setattr(owner, name, real)
+    resumed = run_one(run, tmp_path / "a", progress=False)
+    whole = run_one(run, tmp_path / "b", progress=False)
+    assert resumed["status"] == whole["status"] == "ok"
+    assert resumed["setup_info"]["setup_resumed"] == ["setup-model.loop.pt"]
+    assert _curve_and_score(resumed) == _curve_and_score(whole)
+    epochs = "model_epochs" if algo == "admpo-off" else "dynamics/epochs"
+    assert resumed["setup_info"][epochs] == whole["setup_info"][epochs] == 4
+    assert resumed["time_covers"] == WHOLE_RUN
+    assert resumed["cpu_time_s"] > resumed["setup_info"]["setup_cpu_time_s"]  # the killed segment counts
+    assert not folder.exists()
+
+
+def test_a_resumed_setup_loop_adds_its_earlier_cost_to_the_run_and_goes_with_the_first_checkpoint(tmp_path):
+    """What the killed process spent in a setup loop (kept in the loop's file) counts in the run's cost,
+    before and after the run's first checkpoint, which deletes the loop file."""
+    first = Checkpointer(tmp_path / "c", "h", every=1, log=lambda m: None)
+    loop = first.setup_loop("model")
+    loop._cpu0 -= 100.0  # as if the killed process had spent 100 CPU-s in the loop
+    loop.save({"epoch": 2})
+    again = Checkpointer(tmp_path / "c", "h", every=1, log=lambda m: None)
+    resumed = again.setup_loop("model")
+    assert resumed.load() == {"epoch": 2} and again.resumed_setup == ["setup-model.loop.pt"]
+    assert again.spent()["cpu_s"] >= 100.0
+    again.save(0, {})
+    assert not (tmp_path / "c" / "setup-model.loop.pt").exists()
+    assert again.spent()["cpu_s"] >= 100.0 and again.resumed_setup == ["setup-model.loop.pt"]
+    assert torch.load(tmp_path / "c" / "ckpt-0000000000.pt", weights_only=False)["spent"]["cpu_s"] >= 100.0
+    assert Checkpointer(tmp_path / "d", "h", every=0).setup_loop("model") is None  # no checkpoints, no loop

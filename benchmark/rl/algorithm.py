@@ -11,8 +11,9 @@ one is :class:`benchmark.rl.online.OnlineAlgorithm`, built from the same context
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -60,6 +61,9 @@ class OfflineAlgorithm(ResumableState):
     (the context and the device copies of the dataset), which :meth:`attach_data` rebuilds on resume."""
 
     DATA_ATTRIBUTES: ClassVar[tuple[str, ...]] = ("ctx", "real")
+    # set by the trainer only while setup() runs (never pickled with a checkpoint): name -> a
+    # benchmark.rl.checkpoint.LoopCheckpoint, or None when the run writes no checkpoints
+    setup_loops: Callable[[str], Any] | None = None
 
     def __init__(self, cfg, ctx: Context):
         self.cfg = cfg
@@ -83,6 +87,12 @@ class OfflineAlgorithm(ResumableState):
 
     def setup(self) -> dict:
         return {}
+
+    def setup_loop(self, name: str):
+        """A checkpoint for a training loop inside :meth:`setup` (a model trained to early stopping): pass it
+        to the loop, which then resumes after a kill instead of starting again; None outside a checkpointed
+        run."""
+        return self.setup_loops(name) if self.setup_loops is not None else None
 
     def next_batch(self, step: int) -> Batch:
         return self.real.sample(self.cfg.batch_size, self.batch_generator)

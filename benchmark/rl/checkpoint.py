@@ -146,6 +146,8 @@ class Checkpointer:
 
     ``every`` is the interval in the trainer's unit (epochs offline, env steps online); 0 disables it."""
 
+    SETUP_LOOP_EVERY_S = 300.0  # how often a training loop inside setup saves (seconds)
+
     def __init__(
         self, directory: Path, config_hash: str, every: int, log: Callable[[str], None] | None = None
     ):
@@ -158,14 +160,35 @@ class Checkpointer:
         # before costs were kept, so the earlier segments' cost is unknown) plus this process's since here
         self.spent_before: dict[str, float] | None = {"wall_s": 0.0, "cpu_s": 0.0}
         self._wall0, self._cpu0 = time.time(), time.process_time()
+        self._setup_loops: list[LoopCheckpoint] = []  # handed out by setup_loop, until a checkpoint
+        self._setup_resumed: list[str] = []  # setup loops resumed from their files, folded into a checkpoint
 
     def spent(self) -> dict[str, float] | None:
-        """Wall and CPU seconds (this process, all threads) the run has cost up to now, across resumes;
-        None when a resumed-from checkpoint did not know its own."""
+        """Wall and CPU seconds (this process, all threads) the run has cost up to now, across resumes
+        (a setup loop resumed from its file included); None when a resumed-from checkpoint did not know
+        its own."""
         if self.spent_before is None:
             return None
-        return {"wall_s": round(self.spent_before["wall_s"] + time.time() - self._wall0, 3),
-                "cpu_s": round(self.spent_before["cpu_s"] + time.process_time() - self._cpu0, 3)}
+        now = {"wall_s": time.time() - self._wall0, "cpu_s": time.process_time() - self._cpu0}
+        return {key: round(self.spent_before[key] + now[key]
+                           + sum(loop.resumed_cost[key] for loop in self._setup_loops), 3) for key in now}
+
+    def setup_loop(self, name: str) -> LoopCheckpoint | None:
+        """A checkpoint for a training loop inside the algorithm's ``setup`` (a model trained to early
+        stopping, the longest phase of an offline model-based run at paper sizes), so a run killed there
+        resumes the loop instead of starting it again; the run's first checkpoint supersedes (and deletes)
+        it. None when this run writes no checkpoints."""
+        if not self.enabled:
+            return None
+        loop = LoopCheckpoint(self.directory / f"setup-{name}.loop.pt", self.config_hash,
+                              every_s=self.SETUP_LOOP_EVERY_S, log=self.log)
+        self._setup_loops.append(loop)
+        return loop
+
+    @property
+    def resumed_setup(self) -> list[str]:
+        """The setup loops this process resumed from their files (the run's time then spans processes)."""
+        return self._setup_resumed + [loop.path.name for loop in self._setup_loops if loop.resumed]
 
     @property
     def enabled(self) -> bool:
@@ -177,11 +200,20 @@ class Checkpointer:
     def save(self, position: int, state: dict[str, Any]) -> Path:
         """Write the checkpoint at ``position`` (with the global random states) atomically, then drop all
         but it and the one before it."""
+        spent = self.spent()
         payload = {"format": FORMAT, "config_hash": self.config_hash, "position": position,
-                   "rng": global_rng_state(), "spent": self.spent(), **state}
+                   "rng": global_rng_state(), "spent": spent, **state}
         target = atomic_write(self.directory / f"ckpt-{position:010d}.pt", lambda f: torch.save(payload, f))
         for old in self._files()[:-2]:
             old.unlink(missing_ok=True)
+        for loop in self._setup_loops:  # superseded by the checkpoint; their earlier cost is in `spent` now
+            loop.path.unlink(missing_ok=True)
+            if loop.resumed:
+                self._setup_resumed.append(loop.path.name)
+            if self.spent_before is not None:
+                for key in ("wall_s", "cpu_s"):
+                    self.spent_before[key] += loop.resumed_cost[key]
+        self._setup_loops = []
         return target
 
     def _files(self) -> list[Path]:
@@ -236,6 +268,7 @@ class LoopCheckpoint:
         self._last = time.time()
         # what the loop cost in the processes before this one (from the file it resumed from)
         self.resumed_cost = {"wall_s": 0.0, "cpu_s": 0.0}
+        self.resumed = False
         self._wall0, self._cpu0 = time.time(), time.process_time()
 
     def track(self, *generators: torch.Generator) -> None:
@@ -271,6 +304,7 @@ class LoopCheckpoint:
         for g, state in zip(self.generators, payload["generators"]):
             g.set_state(state)
         self.resumed_cost = dict(payload["cost"])
+        self.resumed = True
         self.log(f"resuming a training loop from {self.path}")
         return payload["state"]
 

@@ -200,9 +200,16 @@ def train_offline(
         step, first_epoch = state["step"], state["epoch"]
     else:
         t0, cpu0 = time.time(), time.process_time()
-        setup_info = algo.setup() or {}
+        if checkpointer is not None and checkpointer.enabled:  # model training inside setup resumes too
+            algo.setup_loops = checkpointer.setup_loop
+        try:
+            setup_info = algo.setup() or {}
+        finally:
+            algo.setup_loops = None
         setup_info["setup_time_s"] = round(time.time() - t0, 3)
         setup_info["setup_cpu_time_s"] = round(time.process_time() - cpu0, 3)
+        if checkpointer is not None and checkpointer.resumed_setup:  # what the killed processes spent on it
+            setup_info["setup_resumed"] = checkpointer.resumed_setup
         curve, step, first_epoch, last = [], 0, 0, {}
     if logger is not None:  # a resumed run's log is written afresh: what it had logged is in the checkpoint
         logger.log(0, {f"setup/{k}": v for k, v in setup_info.items()})
