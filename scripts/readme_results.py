@@ -204,8 +204,9 @@ def analyses_block(results: Path) -> list[str]:
         shared = int(ok["shared_stages"].notna().sum())
         cost = cpu_hours(ok) + (f"; {shared} of them loaded their models from `{FIG2}`'s jobs"
                                 if shared else "")
-        lines.append(f"- `{suite}` ({budgets} budget, {len(ok)} finished analyses, measured cost {cost}): "
-                     f"![{suite}](reports/{suite}/{image})\n")
+        analyses_word = "analysis" if len(ok) == 1 else "analyses"
+        lines.append(f"- `{suite}` ({budgets} budget, {len(ok)} finished {analyses_word}, measured cost "
+                     f"{cost}): ![{suite}](reports/{suite}/{image})\n")
         if rows:
             lines.append(markdown_table(header, rows, align="l" * len(header)))
         frame = holdout_frame(ok) if name == "compounding-error" else pd.DataFrame()

@@ -334,6 +334,16 @@ def test_report_compounding_claim_with_bootstrap_intervals(extras_report):
     assert row.rstrip(" |").endswith("adm grows more slowly")
 
 
+def test_a_claim_on_one_seed_shows_no_interval_and_no_finding():
+    """One seed: a bootstrap interval would be the value itself; the reading names the seed's side only."""
+    from benchmark.reporting.model_checks import _compared, _interval_text
+
+    assert _interval_text(np.array([14.5])) == "14.5 (1 seed)"
+    assert _compared(np.array([1.58]), "adm grows faster", "adm grows more slowly", 1.0) == \
+        ["1.58 (1 seed)", "1 seed, no interval (on it: adm grows faster)"]
+    assert _compared(np.array([0.5, 0.7]), "a", "b", 1.0)[1] == "b"  # two seeds: the interval decides
+
+
 def test_report_holdout_curves_and_knees(extras_report):
     """Seed 0's ADM curve 1, .5, .3, .29, .3: 5 epochs, best at 4, knee (within 5% of .29) at 3; seed 1's
     2, 1: 2 epochs, best and knee at 2."""

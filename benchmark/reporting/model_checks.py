@@ -111,6 +111,9 @@ def holdout_section(out: ReportOutput, analyses: pd.DataFrame) -> list[str]:
 
 
 def _interval_text(values: np.ndarray) -> str:
+    finite = values[np.isfinite(values)]
+    if len(finite) == 1:  # one seed: a bootstrap interval would be the value itself, which says nothing
+        return f"{finite[0]:.3g} (1 seed)"
     return _fmt_interval(*mean_interval(values))
 
 
@@ -120,7 +123,12 @@ def _fmt_interval(mean: float, low: float, high: float) -> str:
 
 def _compared(values: np.ndarray, above: str, below: str, neutral: float) -> list[str]:
     """``[interval text, reading]`` from one bootstrap: the seeds' mean [95% interval], and which side of
-    ``neutral`` the interval lies on, if it lies on one."""
+    ``neutral`` the interval lies on, if it lies on one. One seed has no interval: its side is shown as
+    that seed's, not as a finding."""
+    finite = values[np.isfinite(values)]
+    if len(finite) == 1:
+        side = above if finite[0] > neutral else below if finite[0] < neutral else "neither"
+        return [_interval_text(finite), f"1 seed, no interval (on it: {side})"]
     mean, low, high = mean_interval(values)
     if not np.isfinite(mean):
         return [MISSING, MISSING]
