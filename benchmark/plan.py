@@ -212,12 +212,17 @@ def model_key(cfg_dict: dict) -> str | None:
     return None
 
 
+def same_model_samples(samples: list[Sample], task: str, cfg_dict: dict) -> list[Sample]:
+    """The records (any algorithm) whose setup trained the model ``cfg_dict`` trains, on the same task."""
+    key = model_key(cfg_dict)
+    return [s for s in samples if key is not None and s.model_key == key and task and s.task == task
+            and s.model_epochs]
+
+
 def measured_model_epochs(samples: list[Sample], task: str, cfg_dict: dict) -> tuple[float, int] | None:
     """The median model epochs, and how many runs, of the records that trained the same model on the same
-    task (any algorithm): where early stopping or a step cap ends training before the epoch cap."""
-    key = model_key(cfg_dict)
-    seen = [s.model_epochs for s in samples if key is not None and s.model_key == key and s.task == task
-            and task and s.model_epochs]
+    task: where early stopping or a step cap ends training before the epoch cap."""
+    seen = [s.model_epochs for s in same_model_samples(samples, task, cfg_dict)]
     return (_median(seen), len(seen)) if seen else None
 
 
@@ -311,15 +316,13 @@ def estimate(algo: str, budget: str, cfg_dict: dict, samples: list[Sample],
     per_step = _median(s.per_step_s for s in other)
     budgets = ", ".join(sorted({s.budget for s in other}))
     source = source or f"{algo} at {budgets}"
-    key = model_key(cfg_dict)
-    same_model = [s for s in samples if key is not None and s.model_key == key and s.task == task and task
-                  and s.model_epochs and s.whole]
+    same_model = [s for s in same_model_samples(samples, task, cfg_dict) if s.whole]
     if same_model:  # the setup trains the model those runs trained on this task (MOPO's ensemble for RAMBO)
         return (_median(s.setup_s for s in same_model), per_step,
                 source + f"; setup as {len(same_model)} run(s) training the same model here took")
     planned = _planned_model_epochs(cfg_dict)
     # a model epoch costs what one of the same kind of model cost (an ensemble's, not ADM's)
-    kind = [s for s in other if _same_kind_of_model(s.model_key, key)] or other
+    kind = [s for s in other if _same_kind_of_model(s.model_key, model_key(cfg_dict))] or other
     scaled = [s.setup_s / s.model_epochs * planned for s in kind if s.model_epochs and planned]
     if scaled:
         return _median(scaled), per_step, source + f"; setup scaled to {planned:g} model epochs"

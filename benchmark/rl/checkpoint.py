@@ -200,9 +200,8 @@ class Checkpointer:
     def save(self, position: int, state: dict[str, Any]) -> Path:
         """Write the checkpoint at ``position`` (with the global random states) atomically, then drop all
         but it and the one before it."""
-        spent = self.spent()
         payload = {"format": FORMAT, "config_hash": self.config_hash, "position": position,
-                   "rng": global_rng_state(), "spent": spent, **state}
+                   "rng": global_rng_state(), "spent": self.spent(), **state}
         target = atomic_write(self.directory / f"ckpt-{position:010d}.pt", lambda f: torch.save(payload, f))
         for old in self._files()[:-2]:
             old.unlink(missing_ok=True)
@@ -391,14 +390,14 @@ class StageCheckpoints:
                 self._publish(name, share_key, state)
             return state["value"]
         if share_key is None or self.shared_dir is None:
-            return self._compute(name, compute, path)
+            return self._compute(name, compute, path)["value"]
         shared = self.shared_path(name, share_key)
         with _exclusive(shared.with_name(shared.name + ".lock")):  # one process fits it, the others wait
             state = self._load(shared, "share_key", share_key)
             if state is None:
-                value = self._compute(name, compute, path)
-                self._publish(name, share_key, self._load(path))
-                return value
+                state = self._compute(name, compute, path)
+                self._publish(name, share_key, state)
+                return state["value"]
         set_global_rng_state(state["rng"])
         self.shared[name] = share_key
         self.costs[name] = {**state["cost"], "shared": True}
@@ -408,16 +407,17 @@ class StageCheckpoints:
     def shared_path(self, name: str, share_key: str) -> Path:
         return self.shared_dir / f"{name}-{share_key}.pt"
 
-    def _publish(self, name: str, share_key: str, state: dict[str, Any] | None) -> None:
+    def _publish(self, name: str, share_key: str, state: dict[str, Any]) -> None:
         """Keep a finished stage in the shared folder too (unless a file is already there)."""
         shared = self.shared_path(name, share_key)
-        if state is None or shared.is_file():
+        if shared.is_file():
             return
         payload = {key: value for key, value in state.items() if key != "config_hash"}
         payload["share_key"] = share_key
         atomic_write(shared, lambda f: torch.save(payload, f))
 
-    def _compute(self, name: str, compute: Callable[[], Any], path: Path) -> Any:
+    def _compute(self, name: str, compute: Callable[[], Any], path: Path) -> dict[str, Any]:
+        """Compute the stage and write its file; returns the file's payload (value, random states, cost)."""
         wall0, cpu0 = time.time(), time.process_time()
         value = compute()
         earlier = self._loops[name].resumed_cost if name in self._loops else {"wall_s": 0.0, "cpu_s": 0.0}
@@ -430,7 +430,7 @@ class StageCheckpoints:
                    "rng": global_rng_state(), "cost": cost}
         atomic_write(path, lambda f: torch.save(payload, f))
         (self.directory / f"stage-{name}.loop.pt").unlink(missing_ok=True)  # the finished stage supersedes it
-        return value
+        return payload
 
     def clear(self) -> None:
         with contextlib.suppress(FileNotFoundError):
