@@ -502,11 +502,32 @@ def read_analysis_times(roots: list[Path]) -> list[AnalysisTime]:
     return out
 
 
+def task_transitions(task: str) -> int | None:
+    """The size of a task's dataset where it is known without building or loading it (see
+    :meth:`benchmark.tasks.TaskSpec.cached_transitions`)."""
+    from benchmark.tasks import TaskError, resolve_task
+
+    try:
+        return resolve_task(task).cached_transitions()
+    except TaskError:
+        return None
+
+
+def _fit_costs(t: AnalysisTime, scale: float) -> tuple[float, dict[str, float]]:
+    """A finished job's cost split into what its model fits cost, each times ``scale``, and the rest (BC,
+    rollouts, scoring: sizes that do not grow with the dataset)."""
+    own_fits = sum(c for name, c in t.stages.items() if name not in t.shared)
+    return t.cpu_s - own_fits, {name: c * scale for name, c in t.stages.items()}
+
+
 def analysis_estimate(job, times: list[AnalysisTime]) -> tuple[float | None, str]:
     """An analysis job costs what finished ones of the same analysis and budget cost fitting their own
     models (on the same task where measured: sizes do not scale by a step count), less the models another
     analysis's finished job on the same task, seed and budget already fitted (it loads them: the share key
-    is the same, :func:`adm.analysis.model_share_key`). Unmeasured ones stay unknown rather than guessed."""
+    is the same, :func:`adm.analysis.model_share_key`). Measured on other tasks only, each model fit is
+    scaled by the ratio of the datasets' transitions where both are known (an epoch walks the data; the
+    number of epochs to early stopping is taken as measured). Unmeasured ones stay unknown rather than
+    guessed."""
     same = [t for t in times if t.analysis == job.analysis and t.budget == job.budget]
     on_task = [t for t in same if t.task == job.task]
     pick = on_task or same
@@ -514,15 +535,27 @@ def analysis_estimate(job, times: list[AnalysisTime]) -> tuple[float | None, str
         return None, "analysis job, not measured yet"
     where = job.task if on_task else "other tasks"
     source = f"measured: {len(pick)} {job.analysis} {job.budget} record(s) on {where}"
+    scales = {t.path: 1.0 for t in pick}
+    if not on_task:
+        mine = task_transitions(job.task)
+        theirs = {task: task_transitions(task) for task in {t.task for t in pick}}
+        if mine and all(theirs.values()):
+            scales = {t.path: mine / theirs[t.task] for t in pick}
+            source += (f"; model fits scaled by transitions ({mine} here vs "
+                       f"{', '.join(f'{n} on {task}' for task, n in sorted(theirs.items()))})")
+        elif any(t.stages for t in pick):
+            source += "; model fits not scaled (a dataset size is not known without building it)"
+    split = {t.path: _fit_costs(t, scales[t.path]) for t in pick}
     fitted_elsewhere = {name for t in times
                         if t.analysis != job.analysis and (t.task, t.seed, t.budget) == (job.task, job.seed,
                                                                                         job.budget)
                         for name in t.stages if name not in t.shared}
     loads = sorted(fitted_elsewhere & {name for t in pick for name in t.stages})
-    saved = sum(_median(t.stages[name] for t in pick if name in t.stages) for name in loads)
     if loads:
         source += f"; loads {', '.join(loads)} fitted by another analysis job"
-    return max(0.0, _median(t.standalone_s for t in pick) - saved), source
+    alone = [rest + sum(fits.values()) - sum(fits.get(name, 0.0) for name in loads)
+             for rest, fits in split.values()]
+    return max(0.0, _median(alone)), source
 
 
 @dataclass

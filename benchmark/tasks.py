@@ -91,6 +91,16 @@ class TaskSpec:
         return {"sources": build_sources(env, level), "size": size, "seed": BUILD_SEED,
                 "format_version": FORMAT_VERSION}
 
+    def cached_transitions(self) -> int | None:
+        """The size of the task's dataset where it is known without building or reading it (a locally built
+        set already in the cache); ``None`` otherwise."""
+        if self.family != "local":
+            return None
+        from benchmark.data.local import cached_transitions
+
+        env, level, size = self._local_build()
+        return cached_transitions(env, level, size)
+
     def _local_build(self) -> tuple[str, str, int | None]:
         """``(env, level, size)`` of a locally built set; ADMBENCH_LOCAL_SIZE shrinks them (tests, CI), and
         the size lands in the record."""

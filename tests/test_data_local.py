@@ -55,6 +55,22 @@ def test_cache_is_idempotent_verified_and_rebuilt_when_tampered(cache):
     assert local.sha256_file(data) == meta["sha256"]  # deterministic rebuild, same bytes
 
 
+def test_cached_transitions_reads_the_manifest_without_building(cache, monkeypatch):
+    """--plan's dataset size: from a cached build's manifest only; nothing cached (or a broken manifest)
+    gives None and builds nothing."""
+    from benchmark.tasks import resolve_task
+
+    monkeypatch.setenv("ADMBENCH_LOCAL_SIZE", "700")
+    task = resolve_task("local/walker2d-random")
+    assert task.cached_transitions() is None and not list(cache.glob("local/*.npz"))
+    task.load_dataset()
+    assert task.cached_transitions() == 700
+    assert local.cached_transitions("walker2d", "random", size=701) is None  # another build
+    local._paths("walker2d", "random", 700, 0)[1].write_text("{")
+    assert task.cached_transitions() is None
+    assert resolve_task("mujoco/Hopper").cached_transitions() is None
+
+
 def test_failed_build_caches_nothing(cache, monkeypatch):
     def boom(*args, **kwargs):
         raise DatasetError("simulated failure")

@@ -157,6 +157,33 @@ def test_an_analysis_job_that_loads_another_jobs_models_is_estimated_without_the
     assert seconds == 300.0 and "loads model-adm, model-ensemble fitted by another analysis job" in source
 
 
+def test_an_analysis_job_measured_on_another_task_scales_its_model_fits_by_the_data(tmp_path, monkeypatch):
+    """Measured only on hopper (30k transitions), a walker2d job (45k) costs hopper's model fits times 1.5
+    plus the rest as measured; an unknown dataset size leaves the fits unscaled and says so."""
+    from benchmark.runner import AnalysisJob
+
+    path = tmp_path / "s" / "analysis-compounding-error" / "local__hopper-medium-replay" / "seed-0.json"
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps({
+        "status": "ok", "analysis": "compounding-error", "budget": "paper",
+        "task": "local/hopper-medium-replay",
+        "seed": 0, "cpu_time_s": 8000.0,
+        "stage_costs": {"model-adm": {"cpu_s": 4000.0}, "model-bootrnn": {"cpu_s": 3000.0}}}))
+    sizes = {"local/hopper-medium-replay": 30_000, "local/walker2d-medium-replay": 45_000}
+    monkeypatch.setattr(plan, "task_transitions", sizes.get)
+    job = AnalysisJob("compounding-error", "local/walker2d-medium-replay", 0, "paper")
+    times = plan.read_analysis_times([tmp_path])
+    seconds, source = plan.analysis_estimate(job, times)
+    assert seconds == pytest.approx(1000.0 + 1.5 * 7000.0)
+    assert "scaled by transitions (45000 here vs 30000 on local/hopper-medium-replay)" in source
+    seconds, source = plan.analysis_estimate(
+        AnalysisJob("compounding-error", "local/ant-medium-replay", 0, "paper"), times)
+    assert seconds == 8000.0 and "not scaled" in source
+    # on its own task: as measured, whatever the sizes
+    assert plan.analysis_estimate(AnalysisJob("compounding-error", "local/hopper-medium-replay", 1, "paper"),
+                                  times)[0] == 8000.0
+
+
 def test_an_interrupted_analysis_job_is_estimated_past_its_saved_stages(tmp_path):
     """A job killed after fitting some models resumes past them: --plan takes the CPU time its stage files
     and loop checkpoints hold (of its own config only) off the estimate."""

@@ -189,6 +189,18 @@ def read_manifest(path: Path, warn: bool = True) -> dict | None:
     return None
 
 
+def cached_transitions(env_key: str, level: str, size: int | None = None, seed: int = BUILD_SEED
+                       ) -> int | None:
+    """How many transitions the cached build of ``local/<env>-<level>`` has, from its manifest alone (no
+    build, no hashing, no warning), or ``None`` when none is cached: what ``--plan`` scales a measured cost
+    by; nothing that trains reads it."""
+    if size is None:
+        size = DEFAULT_SIZES.get(level)
+    manifest = read_manifest(_paths(env_key, level, size, seed)[1], warn=False)
+    transitions = manifest.get("transitions") if manifest else None
+    return transitions if isinstance(transitions, int) and transitions > 0 else None
+
+
 def _load_verified(data_path: Path, manifest: dict | None, expected: dict, name: str,
                    env_key: str) -> OfflineDataset | None:
     """The cached dataset if its manifest matches ``expected`` and the file its sha256, else ``None``."""
