@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import resume_after_second_checkpoint
+from helpers import resume_after_second_checkpoint, smoke_sizes
 
 from benchmark.results import WHOLE_RUN
 from benchmark.rl.checkpoint import Checkpointer
@@ -170,15 +170,10 @@ def test_keep_policy_writes_a_file_evaluate_runs_again(algo, task, tiny_data, tm
     assert out["config_hash"] == record["config_hash"] and out["task"] == task
 
 
-# smaller model-based sizes so every algorithm's interrupted + uninterrupted smoke runs stay quick
-SHRINK = {"rollout_batch_size": 200, "model_max_epochs": 1, "dynamics_max_epochs": 1, "bc_steps": 20,
-          "pe_steps": 20, "bc_epochs": 1, "adv_train_steps": 5, "num_critics": 5}
-
-
 def _smoke_sizes(spec) -> dict:
-    defaults = spec.config_cls()
-    sizes = {k: v for k, v in SHRINK.items()  # only ever smaller than the algorithm's own value
-             if isinstance(getattr(defaults, k, None), int) and v < getattr(defaults, k)}
+    """The shared smoke sizes (:func:`helpers.smoke_sizes`) and a few epochs or env steps with a checkpoint
+    at each."""
+    sizes = smoke_sizes(spec.name)
     if spec.kind == "offline":
         return {**sizes, "epochs": 3, "steps_per_epoch": 10, "eval_episodes": 1, "checkpoint_every": 1}
     return {**sizes, "env_steps": 30, "eval_interval": 10, "eval_episodes": 1, "start_learning": 400,
@@ -220,7 +215,7 @@ def test_a_checkpoint_from_before_the_device_generators_resumes_with_the_same_dr
     import io
     import pickle
 
-    from helpers import smoke_algorithm, smoke_sizes
+    from helpers import smoke_algorithm
 
     built = smoke_algorithm(algo, smoke_sizes(algo))[0]
     for name in added:  # on a CPU each new generator IS the one it stands in for

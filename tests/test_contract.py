@@ -11,51 +11,19 @@ import math
 import numpy as np
 import pytest
 import torch
-from helpers import uniform_warmup
+from helpers import smoke_algorithm, smoke_sizes
 
 from benchmark import registry
 from benchmark.config import budget_overrides
 from benchmark.rl.buffers import MixedBatch, TransitionBuffer, mix
-from benchmark.runner import RunSpec, _inputs, prepare
-from benchmark.seeding import seed_everything
-
-# smaller than any algorithm's smoke value where the algorithm has the field (as the checkpoint tests)
-SHRINK = {"rollout_batch_size": 200, "model_max_epochs": 1, "dynamics_max_epochs": 1, "bc_steps": 20,
-          "pe_steps": 20, "bc_epochs": 1, "adv_train_steps": 5, "num_critics": 5, "batch_size": 32}
-
-
-def _sizes(spec) -> dict:
-    defaults = spec.config_cls()
-    return {k: v for k, v in SHRINK.items() if isinstance(getattr(defaults, k, None), int)
-            and not isinstance(getattr(defaults, k), bool) and v < getattr(defaults, k)}
-
-
-def smoke_algorithm(algo_name: str):
-    """A registered algorithm built and set up at smoke size on hopper (offline: the local medium-replay
-    dataset; online: the env): ``(spec, task, cfg, common context fields, dataset or None, algorithm)``."""
-    from benchmark.rl.algorithm import Context
-
-    spec = registry.get(algo_name)
-    task_id = "local/hopper-medium-replay" if spec.kind == "offline" else "mujoco/Hopper"
-    spec, task, cfg, *_ = prepare(RunSpec(algo_name, task_id, 0, "smoke", _sizes(spec)))
-    common, dataset = _inputs(spec, task, cfg, progress=False)
-    seed_everything(cfg.seed)
-    algo = spec.factory(cfg, Context(dataset=dataset, **common))
-    algo.setup()
-    return spec, task, cfg, common, dataset, algo
 
 
 def _first_step(algo_name: str, tiny_data) -> tuple[dict, np.ndarray, float, int]:
     """Build, set up, take one gradient step and act: (learn info, actions, act_scale, act_dim)."""
-    spec, task, cfg, common, dataset, algo = smoke_algorithm(algo_name)
-    if spec.kind == "offline":
-        obs = dataset.observations[:7]
-        info = algo.learn(algo.next_batch(0))
-    else:
-        obs = uniform_warmup(algo, task, cfg, common)
-        info = algo.learn(algo.next_batch(0))
+    algo, obs, act_scale, act_dim = smoke_algorithm(algo_name, smoke_sizes(algo_name))
+    info = algo.learn(algo.next_batch(0))
     actions = np.stack([algo.act(x, deterministic=d) for x in obs for d in (True, False)])
-    return info, actions, common["act_scale"], common["act_dim"]
+    return info, actions, act_scale, act_dim
 
 
 @pytest.mark.parametrize("algo_name", sorted(registry.algorithms()))
