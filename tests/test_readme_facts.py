@@ -9,6 +9,7 @@ import re
 import subprocess
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from benchmark import cli
@@ -155,6 +156,23 @@ def test_readme_results_block_renders_finished_analyses(tmp_path, tiny_data):
     assert "| local/hopper-random | adm - ensemble |" in block
     assert "| compounding-error | local/hopper-random | adm | 2 |" in block  # the knee table
     assert "No finished run yet." in block  # no training runs under tmp_path
+    # the readings: each model's mean error at the first and last length, and each model's mean r, as recorded
+    results = [json.loads(p.read_text()) for p in sorted(tmp_path.glob("fig*/analysis-*/*/seed-*.json"))]
+    errors = {m: [np.mean([r["result"]["models"][m]["mean"][i] for r in results
+                           if r["analysis"] == "compounding-error"]) for i in (0, -1)]
+              for m in ("adm", "bootrnn", "ensemble")}
+    last = results[0]["result"]["horizons"][-1]
+    by_last = sorted(errors.items(), key=lambda e: e[1][1])
+    levels = ", ".join(f"{m} {a:.3g} -> {b:.3g}" for m, (a, b) in by_last)
+    assert f"**Reading.** On local/hopper-random (2 seeds), error at length 1 -> {last}: {levels}" in block
+    pooled = {}
+    for r in results:
+        for c in r["result"].get("correlations", []):
+            if c["source"] == "all":
+                pooled.setdefault(c["model"], []).append(c["pearson"])
+    ranked = sorted(pooled, key=lambda m: -np.mean(pooled[m]))
+    assert ("(Pearson r, all rollout sources pooled) is "
+            + ", ".join(f"{m} {np.mean(pooled[m]):.2f}" for m in ranked)) in block
 
 
 def test_the_evidence_suite_runs_the_four_sweeps_in_the_issues_order_under_their_own_names():
