@@ -441,10 +441,17 @@ def plan_estimates(runs, results_dir: Path, extra_roots: list[Path] | None = Non
     samples = read_samples(roots)
     analyses = read_analysis_times(roots)
     out = []
+    # models an earlier analysis job of this plan will fit, per (task, seed, budget): a later job with the
+    # same share key loads them (run after it, or waiting on its lock when run beside it)
+    planned_fits: dict[tuple, set[str]] = {}
     for run in runs:
         if not isinstance(run, RunSpec):  # analysis jobs: no steps to scale by
             done = run.path(results_dir).exists()
-            seconds, source = analysis_estimate(run, analyses) if not done else (None, "done")
+            key = (run.task, run.seed, run.budget)
+            seconds, source = (analysis_estimate(run, analyses, planned_fits.get(key, set())) if not done
+                               else (None, "done"))
+            if not done:
+                planned_fits.setdefault(key, set()).update(fitted_stages(run, analyses))
             spent = 0.0 if done else StageCheckpoints.spent_in(checkpoint_dir(run.path(results_dir)),
                                                                prepare_analysis(run)[-1])
             if spent and seconds is not None:  # an interrupted job resumes past its saved stages
@@ -520,11 +527,18 @@ def _fit_costs(t: AnalysisTime, scale: float) -> tuple[float, dict[str, float]]:
     return t.cpu_s - own_fits, {name: c * scale for name, c in t.stages.items()}
 
 
-def analysis_estimate(job, times: list[AnalysisTime]) -> tuple[float | None, str]:
+def fitted_stages(job, times: list[AnalysisTime]) -> set[str]:
+    """The models (stage names) finished jobs of ``job``'s analysis and budget fitted: what it will fit."""
+    return {name for t in times if t.analysis == job.analysis and t.budget == job.budget for name in t.stages}
+
+
+def analysis_estimate(job, times: list[AnalysisTime], fitted_first: set[str] = frozenset()
+                      ) -> tuple[float | None, str]:
     """An analysis job costs what finished ones of the same analysis and budget cost fitting their own
     models (on the same task where measured: sizes do not scale by a step count), less the models another
     analysis's finished job on the same task, seed and budget already fitted (it loads them: the share key
-    is the same, :func:`adm.analysis.model_share_key`). Measured on other tasks only, each model fit is
+    is the same, :func:`adm.analysis.model_share_key`) or that an earlier job of the same plan will fit
+    (``fitted_first``). Measured on other tasks only, each model fit is
     scaled by the ratio of the datasets' transitions where both are known (an epoch walks the data; the
     number of epochs to early stopping is taken as measured). Unmeasured ones stay unknown rather than
     guessed."""
@@ -550,9 +564,12 @@ def analysis_estimate(job, times: list[AnalysisTime]) -> tuple[float | None, str
                         if t.analysis != job.analysis and (t.task, t.seed, t.budget) == (job.task, job.seed,
                                                                                         job.budget)
                         for name in t.stages if name not in t.shared}
-    loads = sorted(fitted_elsewhere & {name for t in pick for name in t.stages})
+    own_stages = {name for t in pick for name in t.stages}
+    loads = sorted((fitted_elsewhere | set(fitted_first)) & own_stages)
     if loads:
-        source += f"; loads {', '.join(loads)} fitted by another analysis job"
+        by = ("another analysis job" if not set(loads) & (set(fitted_first) - fitted_elsewhere)
+              else "another analysis job (planned before it)")
+        source += f"; loads {', '.join(loads)} fitted by {by}"
     alone = [rest + sum(fits.values()) - sum(fits.get(name, 0.0) for name in loads)
              for rest, fits in split.values()]
     return max(0.0, _median(alone)), source

@@ -184,6 +184,35 @@ def test_an_analysis_job_measured_on_another_task_scales_its_model_fits_by_the_d
                                   times)[0] == 8000.0
 
 
+def test_a_planned_analysis_job_loads_the_models_an_earlier_job_of_the_plan_fits(tmp_path):
+    """In one plan (the evidence suite: Figure 2's jobs before Figure 4's), a job whose models an earlier
+    unfinished job on the same task, seed and budget will fit is estimated without them; on its own, or
+    listed first, it fits them."""
+    from benchmark.runner import AnalysisJob
+
+    fits = {"model-adm": 4000.0, "model-ensemble": 1000.0}
+    for analysis, stages in (("compounding-error", {**fits, "model-bootrnn": 2000.0}), ("uncertainty", fits)):
+        path = tmp_path / "s" / f"analysis-{analysis}" / "local__hopper-medium-replay" / "seed-0.json"
+        path.parent.mkdir(parents=True)
+        path.write_text(json.dumps({
+            "status": "ok", "analysis": analysis, "budget": "paper", "task": "local/hopper-medium-replay",
+            "seed": 0, "cpu_time_s": sum(stages.values()) + 300.0,
+            "stage_costs": {name: {"cpu_s": c} for name, c in stages.items()}}))
+    fig2, fig4 = (AnalysisJob(a, "local/hopper-medium-replay", 1, "paper", "s")
+                  for a in ("compounding-error", "uncertainty"))
+
+    def seconds(jobs):
+        return [e.seconds for e in plan.plan_estimates(jobs, tmp_path, extra_roots=[])]
+
+    assert seconds([fig2, fig4]) == [7300.0, 300.0]
+    assert seconds([fig4, fig2]) == [5300.0, 2300.0]
+    assert seconds([fig4]) == [5300.0]
+    other_seed = AnalysisJob("uncertainty", "local/hopper-medium-replay", 2, "paper", "s")
+    assert seconds([fig2, other_seed]) == [7300.0, 5300.0]
+    [est] = plan.plan_estimates([fig2, fig4], tmp_path, extra_roots=[])[1:]
+    assert "loads model-adm, model-ensemble fitted by another analysis job (planned before it)" in est.source
+
+
 def test_an_interrupted_analysis_job_is_estimated_past_its_saved_stages(tmp_path):
     """A job killed after fitting some models resumes past them: --plan takes the CPU time its stage files
     and loop checkpoints hold (of its own config only) off the estimate."""
