@@ -111,12 +111,25 @@ def cmd_list(args) -> int:
     return 0
 
 
+def warn_if_dirty() -> None:
+    """A run records the commit of the code it ran; from a tree with uncommitted code changes that is
+    ``<sha>-dirty``, which names no code anyone can check out. Said once, before anything runs."""
+    from benchmark.results import git_commit
+    from benchmark.runner import warn
+
+    commit = git_commit()
+    if commit.endswith("-dirty"):
+        warn(f"uncommitted code changes: records written now name commit {commit} (no checkout has that "
+             "code); run long sweeps from a clean checkout, e.g. `git worktree add`, while editing")
+
+
 def cmd_run(args) -> int:
     from benchmark.runner import RunSpec, run_one
 
     _check_count("--seed", args.seed, 0)
     _check_count("--threads", args.threads, 1)
     run = RunSpec(args.algo, args.task, args.seed, args.budget, parse_overrides(args.set), suite=args.suite)
+    warn_if_dirty()
     rec = run_one(run, Path(args.results), progress=not args.quiet, force=args.force, threads=args.threads,
                   keep_policy=args.keep_policy)
     if rec.get("_skipped"):
@@ -185,6 +198,7 @@ def cmd_reproduce(args) -> int:
         return 0
     if missing:  # before anything runs: every run on these would only record a failure
         raise DatasetError(plan.missing_data_message(missing))
+    warn_if_dirty()
     if args.executor == "ray":
         from benchmark.ray_executor import run_many_ray
 

@@ -125,3 +125,20 @@ def test_plugin_import_error_is_clear(monkeypatch):
         registry.load_all(force=True)
     monkeypatch.delenv("ADMBENCH_PLUGINS")
     registry.load_all(force=True)
+
+
+def test_a_run_from_a_tree_with_uncommitted_code_says_so_before_it_starts(tmp_path, tiny_data, capsys,
+                                                                        monkeypatch):
+    """Its record will name a '-dirty' commit that no checkout has: `run` and `reproduce` warn once, up
+    front, and say how to keep sweeps clean; a clean tree gets no warning."""
+    from benchmark import results
+
+    args = ["run", "--algo", "bc", "--task", "local/hopper-random", "--results", str(tmp_path), "--quiet"]
+    monkeypatch.setattr(results, "git_commit", lambda: "0123abc-dirty")
+    assert main(args) == 0
+    err = capsys.readouterr().err
+    assert err.count("admbench: warning: uncommitted code changes: records written now name commit "
+                     "0123abc-dirty") == 1 and "git worktree add" in err
+    monkeypatch.setattr(results, "git_commit", lambda: "0123abc")
+    assert main([*args, "--force"]) == 0
+    assert "uncommitted" not in capsys.readouterr().err
