@@ -21,6 +21,7 @@ from benchmark.runner import (
     AnalysisJob,
     RunSpec,
     busy_summary,
+    checkpoint_dir,
     crash_record,
     execute,
     prepare,
@@ -102,6 +103,19 @@ def _describe_exit(code: int | None) -> str:
     return f"exit code {code}"
 
 
+def interrupted_first(runs: list[Job], results_dir: Path) -> list[Job]:
+    """The jobs that saved progress (a non-empty checkpoint folder beside their record: training
+    checkpoints, an analysis's fitted models or a loop mid-training) first, then the rest, each group in the
+    given order: a sweep resumed with fewer workers than jobs finishes what it has paid for before it
+    starts new work. Which jobs run, and what each writes, does not change."""
+    def saved(job: Job) -> bool:
+        folder = checkpoint_dir(job.path(results_dir))
+        return folder.is_dir() and any(folder.iterdir())
+
+    flags = [saved(job) for job in runs]
+    return [j for j, f in zip(runs, flags) if f] + [j for j, f in zip(runs, flags) if not f]
+
+
 def run_many(
     runs: Iterable[Job],
     results_dir: Path,
@@ -112,7 +126,8 @@ def run_many(
     keep_policy: bool = False,
 ) -> list[dict]:
     """Run every job (finished ones are skipped by the runner) on ``workers`` processes; ``workers == 1``
-    runs them in this process. Returns one summary per job, in completion order."""
+    runs them in this process. Interrupted jobs start first (:func:`interrupted_first`). Returns one summary
+    per job, in completion order."""
     runs = list(runs)
     if workers < 1:
         raise ValueError(f"--workers must be a positive integer, got {workers}")
@@ -121,6 +136,7 @@ def run_many(
     for run in runs:  # fail fast on bad names/configs before any process starts
         prepare(run) if isinstance(run, RunSpec) else prepare_analysis(run)
     results_dir = Path(results_dir)
+    runs = interrupted_first(runs, results_dir)
     prebuild_local_datasets(runs)
     bar = progress_lines.Progress("runs", total=len(runs), unit="run", show=progress)
     summaries: list[dict] = []

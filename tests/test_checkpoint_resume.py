@@ -438,3 +438,23 @@ def test_a_resumed_setup_loop_adds_its_earlier_cost_to_the_run_and_goes_with_the
     assert again.spent()["cpu_s"] >= 100.0 and again.resumed_setup == ["setup-model.loop.pt"]
     assert torch.load(tmp_path / "c" / "ckpt-0000000000.pt", weights_only=False)["spent"]["cpu_s"] >= 100.0
     assert Checkpointer(tmp_path / "d", "h", every=0).setup_loop("model") is None  # no checkpoints, no loop
+
+
+def test_a_resumed_sweep_starts_its_interrupted_jobs_first(tiny_data, tmp_path):
+    """run_many puts jobs with saved progress (a non-empty checkpoint folder) before new ones, each group in
+    suite order; the records are what they would be in any order."""
+    from benchmark.executor import interrupted_first, run_many
+    from benchmark.runner import AnalysisJob
+
+    runs = [RunSpec("bc", "local/hopper-random", seed, "smoke", suite="s") for seed in (0, 1, 2)]
+    job = AnalysisJob("compounding-error", "local/hopper-random", 0, "smoke", "s")
+    for interrupted in (runs[2], job):
+        folder = checkpoint_dir(interrupted.path(tmp_path))
+        folder.mkdir(parents=True)
+        (folder / "stage-model-adm.pt").write_bytes(b"")  # what matters here is only that it is there
+    checkpoint_dir(runs[1].path(tmp_path)).mkdir(parents=True)  # empty: nothing saved
+    assert interrupted_first([*runs, job], tmp_path) == [runs[2], job, runs[0], runs[1]]
+    summaries = run_many(runs, tmp_path, workers=1, progress=False)
+    assert [s["seed"] for s in summaries] == [2, 0, 1] and all(s["status"] == "ok" for s in summaries)
+    alone = run_one(RunSpec("bc", "local/hopper-random", 2, "smoke", suite="alone"), tmp_path)
+    assert alone["final_return"] == json.loads(runs[2].path(tmp_path).read_text())["final_return"]
