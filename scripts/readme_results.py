@@ -31,8 +31,10 @@ from benchmark.reporting.frames import (  # noqa: E402
     steps_to_return,
 )
 from benchmark.reporting.model_checks import (  # noqa: E402
+    COMPOUNDING_LEVELS_HEADER,
     KNEE_HEADER,
     compounding_claims,
+    compounding_levels,
     holdout_frame,
     knee_rows,
     uncertainty_claims,
@@ -255,8 +257,15 @@ def analyses_block(results: Path) -> list[str]:
         analyses_word = "analysis" if len(ok) == 1 else "analyses"
         lines.append(f"- `{suite}` ({budgets} budget, {len(ok)} finished {analyses_word}, measured cost "
                      f"{cost}): ![{suite}](reports/{suite}/{image})\n")
+        if rows and name == "compounding-error":
+            lines.append("Growth: each model's error at the longest length over its error at length 1, ADM's "
+                         "growth over the other's per seed (< 1: ADM grows more slowly).\n")
         if rows:
             lines.append(markdown_table(header, rows, align="l" * len(header)))
+        if name == "compounding-error" and (levels := compounding_levels(errors)):
+            lines.append("Levels: each model's error at the longest length, ADM's over the other's per seed "
+                         "(< 1: ADM ends lower; the paper's text: ADM's curve \"remains close to zero\").\n")
+            lines.append(markdown_table(COMPOUNDING_LEVELS_HEADER, levels, align="l" * len(levels[0])))
         if reading:
             lines.append(reading + "\n")
         frame = holdout_frame(ok) if name == "compounding-error" else pd.DataFrame()

@@ -157,6 +157,8 @@ def test_readme_results_block_renders_finished_analyses(tmp_path, tiny_data):
     block = readme_results.section(tmp_path)
     assert "`fig2-local` (`smoke` budget, 2 finished analyses, measured cost" in block
     assert "| local/hopper-random | adm vs ensemble |" in block
+    assert block.count("| local/hopper-random | adm vs ensemble |") == 2  # growth, then levels
+    assert "Levels: each model's error at the longest length" in block
     assert "`fig4-local` (`smoke` budget, 2 finished analyses, measured cost" in block
     assert "2 of them loaded their models from `fig2-local`'s jobs" in block  # Figure 4 reuses Figure 2's
     assert "| local/hopper-random | adm - ensemble |" in block

@@ -334,6 +334,16 @@ def test_report_compounding_claim_with_bootstrap_intervals(extras_report):
     assert row.rstrip(" |").endswith("adm grows more slowly")
 
 
+def test_report_compounding_levels_at_the_longest_length(extras_report):
+    """The level reading of the claim: ADM's error at h=100 (0.5 and 1.5 on seeds 0, 1) over the ensemble's
+    (overflowed: float32's maximum) on each seed; the whole interval lies under 1: ADM ends lower."""
+    md = (extras_report / "compounding_levels.md").read_text()
+    row = next(line for line in md.splitlines() if "| adm vs ensemble |" in line)
+    assert "| 100 | 1 [0.5, 1.5] | 3.4e+38 [3.4e+38, 3.4e+38] |" in row
+    assert row.rstrip(" |").endswith("adm ends lower")
+    assert "remains close to zero" in (extras_report / "README.md").read_text()
+
+
 def test_a_claim_on_one_seed_shows_no_interval_and_no_finding():
     """One seed: a bootstrap interval would be the value itself; the reading names the seed's side only."""
     from benchmark.reporting.model_checks import _compared, _interval_text

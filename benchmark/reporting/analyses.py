@@ -15,9 +15,11 @@ from benchmark.reporting.figures import (
 )
 from benchmark.reporting.frames import m_ablation_frame
 from benchmark.reporting.model_checks import (
+    COMPOUNDING_LEVELS_HEADER,
     FLOAT32_MAX,
     claims_markdown,
     compounding_claims,
+    compounding_levels,
     holdout_section,
     uncertainty_claims,
 )
@@ -246,6 +248,15 @@ def _compounding_section(out: ReportOutput, analyses: pd.DataFrame) -> list[str]
             "compares ADM's growth with the other model's on the same seed (< 1: ADM grows more slowly).",
             ["task", "models", "lengths", "ADM growth", "other growth", "growth ratio", "reading"],
             "ADM's error growth against each other model's.")
+        md += claims_markdown(
+            out, "compounding_levels", compounding_levels(frame),
+            "ADM's compounding error stays low where the others' grow (the paper's text: ADM's curve "
+            "\"remains close to zero\" while the other two grow exponentially). Each model's error at the "
+            "longest rollout length; the ratio is ADM's over the other model's on the same seed (< 1: ADM "
+            "ends lower). Growth (above) and level (here) can disagree: growth divides by the one-step "
+            "error.",
+            COMPOUNDING_LEVELS_HEADER,
+            "ADM's error at the longest rollout length against each other model's.")
     if problems:
         md.append("Compounding-error records that could not be read:\n")
         md.append("".join(f"- {p}\n" for p in problems))

@@ -167,6 +167,32 @@ def compounding_claims(frame: pd.DataFrame, reference: str = "adm") -> list[list
     return rows
 
 
+COMPOUNDING_LEVELS_HEADER = ["task", "models", "length", "ADM error", "other error", "ratio", "reading"]
+
+
+def compounding_levels(frame: pd.DataFrame, reference: str = "adm") -> list[list[str]]:
+    """The paper's Figure 2 claim read as levels (its text: ADM's curve "remains close to zero" while the
+    others grow exponentially), per task: ``reference``'s error at the longest rollout length against each
+    other model's, as the per-seed ratio (same seed, same held-out segments; < 1: ``reference`` ends lower)
+    with 95% bootstrap intervals over seeds. Overflowed errors count as float32's maximum."""
+    rows = []
+    for task, g in frame.groupby("task", sort=True):
+        lengths = sorted(set(g["rollout_length"].dropna().astype(int)))
+        if not lengths or reference not in set(g["model"]):
+            continue
+        last = lengths[-1]
+        at = g[g["rollout_length"] == last].copy()
+        at["error"] = at["error"].where(np.isfinite(at["error"]), FLOAT32_MAX).clip(upper=FLOAT32_MAX)
+        table = at.pivot_table(index="seed", columns="model", values="error")
+        for model in sorted(m for m in table.columns if m != reference):
+            pair = table[[reference, model]].dropna()
+            ours, theirs = pair[reference].to_numpy(float), pair[model].to_numpy(float)
+            reading = _compared(ours / theirs, f"{reference} ends higher", f"{reference} ends lower", 1.0)
+            rows.append([task, f"{reference} vs {model}", str(last), _interval_text(ours),
+                         _interval_text(theirs), *reading])
+    return rows
+
+
 def uncertainty_claims(recorded: pd.DataFrame, reference: str = "ensemble") -> list[list[str]]:
     """The paper's Figure 4 claim, per task: ADM's uncertainty correlates with the true model error at least
     as well as the ensemble's. Per seed, each ADM variant's Pearson r (all rollout sources pooled) minus the
