@@ -417,6 +417,34 @@ def resumable_steps(record_path: Path, cfg_dict: dict) -> int:
     return position_steps(cfg_dict, checkpoint_position(files[-1])) if files else 0
 
 
+def checkpoint_pace(record_path: Path, cfg_dict: dict) -> float | None:
+    """CPU seconds per step between an interrupted run's two newest checkpoints (each holds what the run had
+    cost by then): the run's own current pace. For a run whose steps grow dearer (an online model retrained
+    from scratch on a growing buffer: ADMPO-ON, MBPO) it is closer to what is left than an average over a
+    whole run, let alone a shorter run's. ``None`` without two readable checkpoints that carry their cost."""
+    import torch
+
+    from benchmark.rl.checkpoint import checkpoint_files, checkpoint_position
+    from benchmark.runner import checkpoint_dir
+
+    files = checkpoint_files(checkpoint_dir(Path(record_path)))[-2:]
+    if len(files) < 2:
+        return None
+    spent = []
+    for path in files:
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=False)
+        except Exception:  # unreadable or partly written: no pace, the usual estimate stands
+            return None
+        cpu = (state.get("spent") or {}).get("cpu_s") if isinstance(state, dict) else None
+        if not isinstance(cpu, int | float):
+            return None
+        spent.append(float(cpu))
+    steps = position_steps(cfg_dict, checkpoint_position(files[1])) - \
+        position_steps(cfg_dict, checkpoint_position(files[0]))
+    return (spent[1] - spent[0]) / steps if steps > 0 and spent[1] > spent[0] else None
+
+
 def paper_config(run) -> dict | None:
     """The run's config at the `paper` budget (same task, seed and overrides), or None if it cannot be
     built."""
@@ -471,6 +499,10 @@ def plan_estimates(runs, results_dir: Path, extra_roots: list[Path] | None = Non
         if done_steps:  # an interrupted run resumes past its setup at its newest checkpoint
             setup, steps = 0.0, max(0, steps - done_steps)
             source += f"; resumes from a checkpoint with {steps} steps left"
+            pace = checkpoint_pace(run.path(results_dir), cfg_dict)
+            if pace is not None:
+                per_step = pace
+                source += f" at its own pace between its last two checkpoints ({pace:.3g} CPU-s per step)"
         out.append(Estimate(run.label(), False, setup + per_step * steps, source, setup, steps, per_step))
     return out
 

@@ -127,3 +127,12 @@ def test_an_interrupted_run_is_estimated_from_its_newest_checkpoint(tmp_path, ti
     (todo,) = plan.plan_estimates([seed1], tmp_path / "res", extra_roots=[])
     assert (todo.setup_s, todo.steps) == (0.0, 25) and todo.seconds == pytest.approx(3.0)
     assert "resumes from a checkpoint with 25 steps left" in todo.source
+    # checkpoints that carry what the run had cost: what is left goes at the run's own pace between the two
+    # newest (0.5 CPU-s per step from 25 steps costing 12.5 s), not at the other seed's
+    import torch
+
+    for position, cpu in ((0, 1.0), (1, 13.5)):
+        torch.save({"spent": {"cpu_s": cpu, "wall_s": cpu}}, folder / f"ckpt-{position:010d}.pt")
+    (todo,) = plan.plan_estimates([seed1], tmp_path / "res", extra_roots=[])
+    assert todo.seconds == pytest.approx(25 * 0.5)
+    assert "at its own pace between its last two checkpoints (0.5 CPU-s per step)" in todo.source
