@@ -67,11 +67,10 @@ def smoke_sizes(algo_name: str) -> dict:
             and not isinstance(getattr(defaults, k), bool) and v < getattr(defaults, k)}
 
 
-def smoke_algorithm(algo_name: str, sizes: dict | None = None, seed: int = 0):
-    """Any registered algorithm at the smoke budget (``sizes`` overrides), set up and ready to learn:
-    offline ones on ``local/hopper-medium-replay``, online ones on ``mujoco/Hopper`` after a seeded warm-up
-    of uniform actions (as ``train_online``'s) and their step-0 hooks. Returns ``(algo, obs, act_scale,
-    act_dim)``, ``obs`` a few observations of the data to act on."""
+def smoke_parts(algo_name: str, sizes: dict | None = None, seed: int = 0):
+    """Any registered algorithm at the smoke budget (``sizes`` overrides), built and set up, nothing learned
+    or observed yet: offline ones on ``local/hopper-medium-replay``, online ones on ``mujoco/Hopper``.
+    Returns ``(spec, task, cfg, common context fields, dataset or None, algo)``."""
     from benchmark.runner import RunSpec, _inputs, prepare
 
     spec = get(algo_name)
@@ -81,12 +80,21 @@ def smoke_algorithm(algo_name: str, sizes: dict | None = None, seed: int = 0):
     seed_everything(cfg.seed)
     if spec.kind == "offline":
         algo = spec.factory(cfg, Context(dataset=dataset, **common))
-        algo.setup()
-        return algo, dataset.observations[:7], common["act_scale"], common["act_dim"]
-    from benchmark.rl.online import Context as OnlineContext
+    else:
+        from benchmark.rl.online import Context as OnlineContext
 
-    algo = spec.factory(cfg, OnlineContext(None, **common))
+        algo = spec.factory(cfg, OnlineContext(None, **common))
     algo.setup()
+    return spec, task, cfg, common, dataset, algo
+
+
+def smoke_algorithm(algo_name: str, sizes: dict | None = None, seed: int = 0):
+    """:func:`smoke_parts` ready to learn: online ones after a seeded warm-up of uniform actions (as
+    ``train_online``'s) and their step-0 hooks. Returns ``(algo, obs, act_scale, act_dim)``, ``obs`` a few
+    observations of the data to act on."""
+    spec, task, cfg, common, dataset, algo = smoke_parts(algo_name, sizes, seed)
+    if spec.kind == "offline":
+        return algo, dataset.observations[:7], common["act_scale"], common["act_dim"]
     return algo, uniform_warmup(algo, task, cfg, common, seed), common["act_scale"], common["act_dim"]
 
 

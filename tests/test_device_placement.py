@@ -11,6 +11,7 @@ import pickle
 import numpy as np
 import pytest
 import torch
+from helpers import smoke_parts, smoke_sizes
 
 from benchmark import registry
 from benchmark.config import resolve_config
@@ -18,7 +19,6 @@ from benchmark.rl.buffers import TransitionBuffer, WindowSampler, index_generato
 from benchmark.rl.configs import ConfigError
 from benchmark.runner import RunSpec, prepare
 from tests.device_traffic import HostTraffic
-from tests.test_contract import smoke_algorithm
 
 # CPU-only branches: the rollout's dropout keep flags are drawn with numpy into CPU tensors only when the
 # model is on the CPU (adm/rollout.py ``_Randomness._fill``; torch generators on other devices)
@@ -29,10 +29,11 @@ CPU_ONLY += (" read_once",)
 
 
 def _build(name: str):
-    """``smoke_algorithm`` and, online, a uniform warm-up that fills the replay to ``start_learning``."""
+    """The smoke-size algorithm (:func:`helpers.smoke_parts`) and, online, a uniform warm-up that fills the
+    replay to ``start_learning``."""
     from benchmark.rl.online import Transition
 
-    spec, task, cfg, common, _, algo = smoke_algorithm(name)
+    spec, task, cfg, common, _, algo = smoke_parts(name, smoke_sizes(name))
     if spec.kind == "offline":
         return spec, cfg, algo
     env = task.make_env()
