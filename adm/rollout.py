@@ -242,6 +242,19 @@ def _survivors(done: torch.Tensor) -> tuple[torch.Tensor, int]:
     return alive, int(alive.sum())
 
 
+def _keep_step(records: list, sums: tuple[torch.Tensor, torch.Tensor], obs, act, next_obs, raw_rew, penalty,
+               cfg, termination_fn) -> tuple[torch.Tensor, int]:
+    """One model step's bookkeeping, shared by both rollout loops: add to the chunk's penalty and raw-reward
+    sums (in place), append the step's record, and return which rollouts go on (``_survivors``)."""
+    pen_sum, raw_sum = sums
+    if penalty is not None:
+        pen_sum += penalty.sum().double()
+    raw_sum += raw_rew.sum().double()
+    record, done = _step_outputs(obs, act, next_obs, raw_rew, penalty, cfg, termination_fn)
+    records.append(record)
+    return _survivors(done)
+
+
 def _rollout_chunk_carry(model, policy, hist_obs, hist_act, obs, cfg, termination_fn, rand):
     m = cfg.max_step
     need_all = cfg.penalty_coef != 0
@@ -273,11 +286,8 @@ def _rollout_chunk_carry(model, policy, hist_obs, hist_act, obs, cfg, terminatio
             means, logvars = head_means[1:], head_logvars[1:]
             next_means = carry.starts + means[..., :-1]
             penalty = quantifier(next_means, logvars[..., :-1])
-            pen_sum += penalty.sum().double()
-        raw_sum += raw_rew.sum().double()
-        record, done = _step_outputs(obs, act, next_obs, raw_rew, penalty, cfg, termination_fn)
-        records.append(record)
-        alive, n_alive = _survivors(done)
+        alive, n_alive = _keep_step(records, (pen_sum, raw_sum), obs, act, next_obs, raw_rew, penalty, cfg,
+                                    termination_fn)
         if n_alive == 0:
             break
         if n_alive < b:
@@ -328,11 +338,8 @@ def _rollout_chunk_loop(model, policy, hist_obs, hist_act, obs, cfg, termination
                 means.append(s_hist[:, -kk] + mu[:, :-1])
                 logvars.append(lv[:, :-1])
             penalty = quantifier(torch.stack(means), torch.stack(logvars))
-            pen_sum += penalty.sum().double()
-        raw_sum += raw_rew.sum().double()
-        record, done = _step_outputs(obs, act, next_obs, raw_rew, penalty, cfg, termination_fn)
-        records.append(record)
-        alive, n_alive = _survivors(done)
+        alive, n_alive = _keep_step(records, (pen_sum, raw_sum), obs, act, next_obs, raw_rew, penalty, cfg,
+                                    termination_fn)
         if n_alive == 0:
             break
         if n_alive < b:
