@@ -112,8 +112,7 @@ def interrupted_first(runs: list[Job], results_dir: Path) -> list[Job]:
         folder = checkpoint_dir(job.path(results_dir))
         return folder.is_dir() and any(folder.iterdir())
 
-    flags = [saved(job) for job in runs]
-    return [j for j, f in zip(runs, flags) if f] + [j for j, f in zip(runs, flags) if not f]
+    return sorted(runs, key=lambda job: not saved(job))  # stable: each group keeps the given order
 
 
 def run_many(

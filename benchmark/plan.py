@@ -581,29 +581,27 @@ def analysis_estimate(job, times: list[AnalysisTime], fitted_first: set[str] = f
         return None, "analysis job, not measured yet"
     where = job.task if on_task else "other tasks"
     source = f"measured: {len(pick)} {job.analysis} {job.budget} record(s) on {where}"
-    scales = {t.path: 1.0 for t in pick}
+    scales = [1.0] * len(pick)
     if not on_task:
         mine = task_transitions(job.task)
         theirs = {task: task_transitions(task) for task in {t.task for t in pick}}
         if mine and all(theirs.values()):
-            scales = {t.path: mine / theirs[t.task] for t in pick}
+            scales = [mine / theirs[t.task] for t in pick]
             source += (f"; model fits scaled by transitions ({mine} here vs "
                        f"{', '.join(f'{n} on {task}' for task, n in sorted(theirs.items()))})")
         elif any(t.stages for t in pick):
             source += "; model fits not scaled (a dataset size is not known without building it)"
-    split = {t.path: _fit_costs(t, scales[t.path]) for t in pick}
     fitted_elsewhere = {name for t in times
                         if t.analysis != job.analysis and (t.task, t.seed, t.budget) == (job.task, job.seed,
                                                                                         job.budget)
                         for name in t.stages if name not in t.shared}
-    own_stages = {name for t in pick for name in t.stages}
-    loads = sorted((fitted_elsewhere | set(fitted_first)) & own_stages)
+    loads = sorted((fitted_elsewhere | set(fitted_first)) & fitted_stages(job, times))
     if loads:
         by = ("another analysis job" if not set(loads) & (set(fitted_first) - fitted_elsewhere)
               else "another analysis job (planned before it)")
         source += f"; loads {', '.join(loads)} fitted by {by}"
     alone = [rest + sum(fits.values()) - sum(fits.get(name, 0.0) for name in loads)
-             for rest, fits in split.values()]
+             for rest, fits in (_fit_costs(t, scale) for t, scale in zip(pick, scales))]
     return max(0.0, _median(alone)), source
 
 

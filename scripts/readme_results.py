@@ -35,6 +35,7 @@ from benchmark.reporting.model_checks import (  # noqa: E402
     KNEE_HEADER,
     compounding_claims,
     compounding_levels,
+    error_ends,
     holdout_frame,
     knee_rows,
     uncertainty_claims,
@@ -197,12 +198,10 @@ def compounding_reading(errors: pd.DataFrame) -> str:
     rewards a model whose one-step error is large, so the levels are read beside it."""
     said = []
     for task, g in errors.groupby("task", sort=True):
-        lengths = sorted(set(g["rollout_length"].dropna().astype(int)))
+        lengths, at = error_ends(g)
         if len(lengths) < 2:
             continue
         first, last = lengths[0], lengths[-1]
-        at = g[g["rollout_length"].isin([first, last])].copy()
-        at["error"] = at["error"].where(np.isfinite(at["error"]), np.finfo(np.float32).max)
         mean = at.groupby(["model", "rollout_length"])["error"].mean().unstack()
         n = int(g["seed"].nunique())
         order = mean[last].sort_values().index.tolist()
@@ -257,10 +256,10 @@ def analyses_block(results: Path) -> list[str]:
         analyses_word = "analysis" if len(ok) == 1 else "analyses"
         lines.append(f"- `{suite}` ({budgets} budget, {len(ok)} finished {analyses_word}, measured cost "
                      f"{cost}): ![{suite}](reports/{suite}/{image})\n")
-        if rows and name == "compounding-error":
-            lines.append("Growth: each model's error at the longest length over its error at length 1, ADM's "
-                         "growth over the other's per seed (< 1: ADM grows more slowly).\n")
         if rows:
+            if name == "compounding-error":
+                lines.append("Growth: each model's error at the longest length over its error at length 1, "
+                             "ADM's growth over the other's per seed (< 1: ADM grows more slowly).\n")
             lines.append(markdown_table(header, rows, align="l" * len(header)))
         if name == "compounding-error" and (levels := compounding_levels(errors)):
             lines.append("Levels: each model's error at the longest length, ADM's over the other's per seed "

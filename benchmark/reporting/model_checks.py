@@ -140,6 +140,15 @@ def _compared(values: np.ndarray, above: str, below: str, neutral: float) -> lis
     return [text, f"not resolved ({len(values[np.isfinite(values)])} seeds)"]
 
 
+def error_ends(task_frame: pd.DataFrame) -> tuple[list[int], pd.DataFrame]:
+    """One task's rollout lengths (sorted) and its rows at the first and the last of them, an overflowed
+    error (non-finite, or past float32's maximum) counted as float32's maximum, as the paper draws it."""
+    lengths = sorted(set(task_frame["rollout_length"].dropna().astype(int)))
+    at = task_frame[task_frame["rollout_length"].isin(lengths[:1] + lengths[-1:])].copy()
+    at["error"] = at["error"].where(np.isfinite(at["error"]), FLOAT32_MAX).clip(upper=FLOAT32_MAX)
+    return lengths, at
+
+
 def compounding_claims(frame: pd.DataFrame, reference: str = "adm") -> list[list[str]]:
     """The paper's Figure 2 claim, per task: ``reference``'s error grows more slowly with the rollout length
     than each other model's. Growth = error at the longest length / error at length 1, per seed; compared
@@ -147,12 +156,10 @@ def compounding_claims(frame: pd.DataFrame, reference: str = "adm") -> list[list
     Overflowed errors count as float32's maximum."""
     rows = []
     for task, g in frame.groupby("task", sort=True):
-        lengths = sorted(set(g["rollout_length"].dropna().astype(int)))
+        lengths, at = error_ends(g)
         if len(lengths) < 2 or reference not in set(g["model"]):
             continue
         first, last = lengths[0], lengths[-1]
-        at = g[g["rollout_length"].isin([first, last])].copy()
-        at["error"] = at["error"].where(np.isfinite(at["error"]), FLOAT32_MAX).clip(upper=FLOAT32_MAX)
         table = at.pivot_table(index=["model", "seed"], columns="rollout_length", values="error")
         growth = (table[last] / table[first]).rename("growth").reset_index()
         ref = growth[growth["model"] == reference].set_index("seed")["growth"]
@@ -177,13 +184,11 @@ def compounding_levels(frame: pd.DataFrame, reference: str = "adm") -> list[list
     with 95% bootstrap intervals over seeds. Overflowed errors count as float32's maximum."""
     rows = []
     for task, g in frame.groupby("task", sort=True):
-        lengths = sorted(set(g["rollout_length"].dropna().astype(int)))
+        lengths, at = error_ends(g)
         if not lengths or reference not in set(g["model"]):
             continue
         last = lengths[-1]
-        at = g[g["rollout_length"] == last].copy()
-        at["error"] = at["error"].where(np.isfinite(at["error"]), FLOAT32_MAX).clip(upper=FLOAT32_MAX)
-        table = at.pivot_table(index="seed", columns="model", values="error")
+        table = at[at["rollout_length"] == last].pivot_table(index="seed", columns="model", values="error")
         for model in sorted(m for m in table.columns if m != reference):
             pair = table[[reference, model]].dropna()
             ours, theirs = pair[reference].to_numpy(float), pair[model].to_numpy(float)
