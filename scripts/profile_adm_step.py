@@ -1,0 +1,88 @@
+"""Where an ADM training step spends its time on this CPU (one thread), by phase of the step.
+
+Why: ADM training is most of the evidence sweeps' cost (ADMPO-ON retrains its model every 250 env steps;
+Figure 2 fits ADM and BootRNN, the same network, to early stopping). This says whether that cost can be
+cut without changing the numbers (data handling, optimiser, Python overhead) or is the GRU's arithmetic.
+
+Data: random hopper-shaped transitions (11-d obs, 3-d actions, 1000-step episodes), ``--transitions`` of
+them (18,500: ADMPO-ON's training set near the end of a 15k-step Figure 3 run); ADMPO-ON's model settings
+(m = 5, batch 256, holdout 500). One warm-up epoch, then ``--epochs`` timed with torch.profiler.
+
+    python scripts/profile_adm_step.py --out results/bench/adm-step-profile.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.profiler import ProfilerActivity, profile
+
+from adm.training import ADMTrainConfig, train_adm
+from benchmark.rl.dataset import OfflineDataset
+
+# self CPU time of these profiler events = the step's matrix products (GRU gates and head, forward and
+# backward): the arithmetic itself, which no rewrite that keeps the numbers removes
+MATMUL_EVENTS = ("aten::mm", "aten::addmm", "aten::bmm", "aten::matmul")
+
+
+def synthetic(n: int, seed: int = 0) -> OfflineDataset:
+    rng = np.random.default_rng(seed)
+    obs = rng.standard_normal((n, 11)).astype(np.float32)
+    act = rng.uniform(-1, 1, (n, 3)).astype(np.float32)
+    timeouts = np.zeros(n, bool)
+    timeouts[999::1000] = True
+    return OfflineDataset(obs, act, rng.standard_normal(n).astype(np.float32),
+                          obs + 0.01 * rng.standard_normal((n, 11)).astype(np.float32),
+                          np.zeros(n, bool), timeouts, name="synthetic-hopper-shaped")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--transitions", type=int, default=18_500)
+    ap.add_argument("--epochs", type=int, default=1)
+    ap.add_argument("--out", type=Path, default=None)
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    data = synthetic(args.transitions)
+    train_adm(data, ADMTrainConfig(max_step=5, max_holdout=500, max_epochs=1))  # warm-up
+    cfg = ADMTrainConfig(max_step=5, max_holdout=500, max_epochs=args.epochs)
+    cpu0 = time.process_time()
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        _, info = train_adm(data, cfg)
+    total = time.process_time() - cpu0
+    events = prof.key_averages()
+    self_s = {e.key: e.self_cpu_time_total / 1e6 for e in events}
+    profiled = sum(self_s.values())
+    matmul = sum(self_s.get(k, 0.0) for k in MATMUL_EVENTS)
+    adam = sum(e.cpu_time_total / 1e6 for e in events if e.key.startswith("Optimizer.step"))
+    phases = {"matrix products": matmul, "optimizer (Adam), total": adam,
+              "everything else (elementwise, dropout, data, Python)": profiled - matmul - adam}
+    steps = info["steps"]
+    out = {
+        "what": ("CPU seconds by phase of ADM training steps, one thread: torch.profiler self time, whose "
+                 "per-op overhead inflates the many small elementwise ops; ms_per_step includes it"),
+        "command": "python scripts/profile_adm_step.py" + (f" --transitions {args.transitions}"
+                                                           if args.transitions != 18_500 else ""),
+        "host": {"machine": platform.machine(), "torch": torch.__version__},
+        "date": time.strftime("%Y-%m-%d"),
+        "transitions": args.transitions, "steps": steps,
+        "cpu_s_total": round(total, 3), "ms_per_step": round(1000 * total / steps, 2),
+        "phases_s": {k: round(v, 3) for k, v in phases.items()},
+        "phases_share": {k: round(v / profiled, 3) for k, v in phases.items()},
+        "top_self_cpu": [[e.key, round(e.self_cpu_time_total / 1e6, 3)]
+                         for e in sorted(events, key=lambda e: -e.self_cpu_time_total)[:12]],
+    }
+    text = json.dumps(out, indent=2)
+    print(text)
+    if args.out is not None:
+        args.out.write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    main()
