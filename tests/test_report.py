@@ -346,3 +346,21 @@ def test_diagnostics_read_each_method_and_carry_its_training_values():
     assert frame.loc["mbpo", "model holdout MSE"] == pytest.approx(0.02)  # from the last curve point
     assert frame.loc["sac", "reading"] == "no gain over its first evaluation"
     assert np.isnan(frame.loc["sac", "model holdout MSE"])
+
+
+def test_the_model_column_says_its_metric_differs_by_method(tmp_path):
+    """An ensemble's one-step elite error and ADM's mean over k-step errors share the column: the section
+    says so when the column is shown, and only then."""
+    from benchmark.reporting.diagnostics import MODEL_METRIC_NOTE, diagnostics_section
+    from benchmark.reporting.output import ReportOutput
+
+    def runs(last: dict) -> pd.DataFrame:
+        return pd.DataFrame({"algo": ["mbpo"], "task": ["mujoco/Hopper"], "status": ["ok"],
+                             "final_score": [9.0], "curve": [[{"score": 7.0}, {"score": 9.0, **last}]],
+                             "train_info": [{}], "setup_info": [{}]})
+
+    out = ReportOutput(tmp_path, figures=False)
+    with_model = "\n".join(diagnostics_section(out, runs({"model/holdout_mse": 0.01})))
+    without = "\n".join(diagnostics_section(out, runs({})))
+    assert MODEL_METRIC_NOTE in with_model and "| 0.01 |" in with_model
+    assert MODEL_METRIC_NOTE not in without and "model holdout MSE" not in without

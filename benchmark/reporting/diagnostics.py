@@ -26,6 +26,12 @@ DIAGNOSTIC_KEYS: dict[str, tuple[str, ...]] = {
     "model holdout MSE": ("model/holdout_mse", "dynamics/holdout_mse", "model_holdout_mse"),
     "rollout reward": ("rollout/reward_mean", "rollout/reward", "train/rollout/reward_mean"),
 }
+# the model column holds each method's own validation metric, which differ in kind
+MODEL_METRIC_NOTE = (
+    "*model holdout MSE* is each method's own model-validation metric, so it compares seeds of one method, "
+    "not methods: an ensemble's (MBPO, MOPO and kin) is the one-step error of its elite members; ADM's "
+    "(ADMPO) is the mean over backtracking lengths k = 1..m of its k-step errors, which grow with k.\n"
+)
 # the reading's thresholds (ours): a gain under 10% of the first evaluation's score (or 1 point) is "no
 # gain"; a final score under half the best one is "fell back"
 MIN_GAIN_FRACTION, MIN_GAIN_POINTS, FELL_BACK_FRACTION = 0.10, 1.0, 0.5
@@ -118,6 +124,8 @@ def diagnostics_section(out: ReportOutput, runs: pd.DataFrame) -> list[str]:
         "mean over seeds); the budget is not tuned per method.\n",
         markdown_table(header, rows, align="llrrrrl" + "r" * len(shown)),
     ]
+    if "model holdout MSE" in shown:
+        lines.append(MODEL_METRIC_NOTE)
     if len(flagged):
         names = ", ".join(f"{r.algo} ({r.reading})" for r in flagged.itertuples(index=False))
         lines.append(f"Flagged by the rule above (not learning, or not keeping what it learned, at this "
