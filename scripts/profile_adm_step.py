@@ -14,8 +14,10 @@ them (18,500: ADMPO-ON's training set near the end of a 15k-step Figure 3 run); 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import platform
+import sys
 import time
 from pathlib import Path
 
@@ -50,8 +52,8 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(1)
     data = synthetic(args.transitions)
-    train_adm(data, ADMTrainConfig(max_step=5, max_holdout=500, max_epochs=1))  # warm-up
     cfg = ADMTrainConfig(max_step=5, max_holdout=500, max_epochs=args.epochs)
+    train_adm(data, dataclasses.replace(cfg, max_epochs=1))  # warm-up
     cpu0 = time.process_time()
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         _, info = train_adm(data, cfg)
@@ -67,8 +69,7 @@ def main() -> None:
     out = {
         "what": ("CPU seconds by phase of ADM training steps, one thread: torch.profiler self time, whose "
                  "per-op overhead inflates the many small elementwise ops; ms_per_step includes it"),
-        "command": "python scripts/profile_adm_step.py" + (f" --transitions {args.transitions}"
-                                                           if args.transitions != 18_500 else ""),
+        "command": " ".join(["python scripts/profile_adm_step.py", *sys.argv[1:]]),
         "host": {"machine": platform.machine(), "torch": torch.__version__},
         "date": time.strftime("%Y-%m-%d"),
         "transitions": args.transitions, "steps": steps,

@@ -17,13 +17,14 @@ import pandas as pd
 from benchmark.reporting.output import ReportOutput
 from benchmark.reporting.tables import markdown_table
 
+MODEL_COLUMN = "model holdout MSE"  # its note (MODEL_METRIC_NOTE) goes under the table when it is shown
 # what a run stores -> the column it fills (first key found wins: algorithms name their metrics differently)
 DIAGNOSTIC_KEYS: dict[str, tuple[str, ...]] = {
     "policy loss": ("actor_loss", "train/actor_loss", "bc_loss"),
     "Q mean": ("q_mean", "train/q_mean"),
     "critic loss": ("critic_loss", "train/critic_loss"),
     "entropy": ("entropy", "train/entropy"),
-    "model holdout MSE": ("model/holdout_mse", "dynamics/holdout_mse", "model_holdout_mse"),
+    MODEL_COLUMN: ("model/holdout_mse", "dynamics/holdout_mse", "model_holdout_mse"),
     "rollout reward": ("rollout/reward_mean", "rollout/reward", "train/rollout/reward_mean"),
 }
 # the model column holds each method's own validation metric, which differ in kind
@@ -124,7 +125,7 @@ def diagnostics_section(out: ReportOutput, runs: pd.DataFrame) -> list[str]:
         "mean over seeds); the budget is not tuned per method.\n",
         markdown_table(header, rows, align="llrrrrl" + "r" * len(shown)),
     ]
-    if "model holdout MSE" in shown:
+    if MODEL_COLUMN in shown:
         lines.append(MODEL_METRIC_NOTE)
     if len(flagged):
         names = ", ".join(f"{r.algo} ({r.reading})" for r in flagged.itertuples(index=False))
