@@ -220,7 +220,8 @@ def curve_sections(
     if len(offline_curves.dropna(subset=["score"])):
         out.figure(
             lambda: learning_curves_figure(
-                offline_curves, value="score", ylabel="normalized score", highlight=settings.highlight
+                offline_curves, value="score", ylabel="normalized score", highlight=settings.highlight,
+                xlabel="gradient steps",
             ),
             "learning_curves.png",
         )
@@ -236,7 +237,8 @@ def curve_sections(
     if online:
         online_curves = curves[curves["task"].isin(online)]
         lines = asymptotes(runs, settings.asymptote)
-        label = f"{(settings.asymptote or '').upper()} asymptote"
+        # our runs' final return at this budget, not the converged return the paper's dashed line shows
+        label = f"{(settings.asymptote or '').upper()} final return (ours, this budget)"
         out.figure(
             lambda: online_curves_figure(
                 online_curves, sac_asymptote=lines, highlight=settings.highlight, asymptote_label=label
