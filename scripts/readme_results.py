@@ -74,6 +74,13 @@ def cpu_hours(records: pd.DataFrame) -> str:
     return f"{total:.2f} CPU-hours" + (f" ({'; '.join(notes)})" if notes else "")
 
 
+def final_rule(records: pd.DataFrame) -> str:
+    """How the records' final score is computed (their ``final_rule``), so a reader does not take the last
+    point of a curve for it."""
+    rules = sorted({str(r) for r in records.get("final_rule", pd.Series(dtype=object)).dropna()})
+    return f"Final = {' | '.join(rules)} of each run." if rules else ""
+
+
 def progress(records: pd.DataFrame, suite: str) -> str:
     settings = suite_settings(suite)
     planned = len(settings.cells or ()) * (settings.seeds or 0)
@@ -98,7 +105,7 @@ def table1_block(results: Path) -> list[str]:
     ok = runs[runs["status"] == "ok"]
     lines.append(f"{budget_label(ok)} Data: `local/hopper-medium-replay` (ours, not D4RL). "
                  f"{progress(runs, TABLE1)} ({settings.seeds} seeds planned); measured cost so far "
-                 f"{cpu_hours(ok)}.\n")
+                 f"{cpu_hours(ok)}. {final_rule(ok)}\n")
     seeds = dict(zip(stats["algo"], stats["n_seeds"]))
     rows = []
     for r in stats.sort_values("mean", ascending=False, na_position="last").itertuples(index=False):
@@ -145,7 +152,7 @@ def fig3_block(results: Path) -> list[str]:
     ok = runs[runs["status"] == "ok"]
     lines.append(f"{budget_label(ok)} Environment `mujoco/Hopper` (Gymnasium Hopper-v4), evaluation every "
                  f"1000 env steps. {progress(runs, FIG3)} ({settings.seeds} seeds planned); measured cost so "
-                 f"far {cpu_hours(ok)}.\n")
+                 f"far {cpu_hours(ok)}. {final_rule(ok)}\n")
     if settings.note:
         lines.append(settings.note + "\n")
     lines.append(f"![Hopper learning curves](reports/{FIG3}/online_curves.png)\n")

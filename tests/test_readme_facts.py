@@ -10,6 +10,7 @@ import subprocess
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from benchmark import cli
@@ -138,6 +139,28 @@ def test_readme_results_section_is_what_the_committed_records_give():
     assert readme.index(readme_results.BEGIN) < readme.index("## Quick start")  # the README opens with it
     for link in re.findall(r"\]\((reports/[^)]+\.png)\)", readme):
         assert (ROOT / link).is_file(), link
+
+
+def test_readme_results_blocks_state_how_the_final_score_is_computed():
+    """The final score is a mean over the last evaluations, not a curve's last point: each training block
+    names the rule of every record it reads (the committed records: 5 evaluations offline, 3 online)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("readme_results", ROOT / "scripts" / "readme_results.py")
+    readme_results = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(readme_results)
+    results = ROOT / "results"
+    for suite, block in ((readme_results.TABLE1, readme_results.table1_block),
+                         (readme_results.FIG3, readme_results.fig3_block)):
+        records = [json.loads(p.read_text()) for p in (results / suite).glob("*/*/seed-*.json")]
+        rules = {r["final_rule"] for r in records if r.get("status") == "ok"}
+        if not rules:
+            continue
+        text = "".join(block(results))
+        assert f"Final = {' | '.join(sorted(rules))} of each run." in text, suite
+    rule = "mean of the last final_k=5 evaluations"
+    stated = readme_results.final_rule(pd.DataFrame({"final_rule": [rule, None]}))
+    assert stated == f"Final = {rule} of each run."
 
 
 def test_readme_results_block_renders_finished_analyses(tmp_path, tiny_data):
