@@ -21,6 +21,16 @@ COMMANDS = ["list", "run", "reproduce", "report", "regress", "plot-metrics", "da
             "data inspect", "data train-behavior", "data select-behavior"]
 
 
+def script_module(name: str):
+    """``scripts/<name>.py`` loaded as a module (scripts/ is not a package)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def _undocumented(help_text: str) -> list[str]:
     """Argument lines of an argparse help without a description (inline or on the next line)."""
     lines, bad, in_args = help_text.splitlines(), [], False
@@ -110,11 +120,7 @@ def test_tests_never_use_the_real_data_cache():
 def test_readme_epoch_table_is_the_committed_benchmark():
     """README "Performance" shows the per-epoch table exactly as `scripts/bench_epochs.py --table` prints it
     from results/bench/epochs-cpu.json, every algorithm included."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("bench_epochs", ROOT / "scripts" / "bench_epochs.py")
-    bench_epochs = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench_epochs)
+    bench_epochs = script_module("bench_epochs")
     data = json.loads((ROOT / "results" / "bench" / "epochs-cpu.json").read_text())
     from benchmark import registry
 
@@ -129,11 +135,7 @@ def test_readme_epoch_table_is_the_committed_benchmark():
 def test_readme_results_section_is_what_the_committed_records_give():
     """README "Results on this machine class" is generated from results/ by scripts/readme_results.py;
     any hand edit, or a record committed without regenerating it, fails here."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("readme_results", ROOT / "scripts" / "readme_results.py")
-    readme_results = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(readme_results)
+    readme_results = script_module("readme_results")
     assert readme_results.main(["--check"]) == 0
     readme = (ROOT / "README.md").read_text()
     assert readme.index(readme_results.BEGIN) < readme.index("## Quick start")  # the README opens with it
@@ -144,11 +146,7 @@ def test_readme_results_section_is_what_the_committed_records_give():
 def test_readme_results_blocks_state_how_the_final_score_is_computed():
     """The final score is a mean over the last evaluations, not a curve's last point: each training block
     names the rule of every record it reads (the committed records: 5 evaluations offline, 3 online)."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("readme_results", ROOT / "scripts" / "readme_results.py")
-    readme_results = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(readme_results)
+    readme_results = script_module("readme_results")
     results = ROOT / "results"
     for suite, block in ((readme_results.TABLE1, readme_results.table1_block),
                          (readme_results.FIG3, readme_results.fig3_block)):
@@ -166,13 +164,9 @@ def test_readme_results_blocks_state_how_the_final_score_is_computed():
 def test_readme_results_block_renders_finished_analyses(tmp_path, tiny_data):
     """With finished (smoke) analysis records under the Figure 2/4 suites, the block shows the claim checks,
     their budgets and costs (saying which jobs loaded Figure 2's models), and Figure 2's knee table."""
-    import importlib.util
-
     from benchmark.runner import AnalysisJob, run_analysis_job
 
-    spec = importlib.util.spec_from_file_location("readme_results", ROOT / "scripts" / "readme_results.py")
-    readme_results = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(readme_results)
+    readme_results = script_module("readme_results")
     for suite, name in (("fig2-local", "compounding-error"), ("fig4-local", "uncertainty")):
         for seed in (0, 1):
             rec = run_analysis_job(AnalysisJob(name, "local/hopper-random", seed, "smoke", suite), tmp_path)
