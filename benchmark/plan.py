@@ -417,32 +417,58 @@ def resumable_steps(record_path: Path, cfg_dict: dict) -> int:
     return position_steps(cfg_dict, checkpoint_position(files[-1])) if files else 0
 
 
-def checkpoint_pace(record_path: Path, cfg_dict: dict) -> float | None:
-    """CPU seconds per step between an interrupted run's two newest checkpoints (each holds what the run had
-    cost by then): the run's own current pace. For a run whose steps grow dearer (an online model retrained
-    from scratch on a growing buffer: ADMPO-ON, MBPO) it is closer to what is left than an average over a
-    whole run, let alone a shorter run's. ``None`` without two readable checkpoints that carry their cost."""
+def checkpoint_costs(record_path: Path) -> list[tuple[int, float]] | None:
+    """``(position, CPU seconds the run had cost by then)`` of an interrupted run's two newest checkpoints
+    (oldest first); ``None`` when one is unreadable or carries no cost."""
     import torch
 
     from benchmark.rl.checkpoint import checkpoint_files, checkpoint_position
     from benchmark.runner import checkpoint_dir
 
-    files = checkpoint_files(checkpoint_dir(Path(record_path)))[-2:]
-    if len(files) < 2:
-        return None
-    spent = []
-    for path in files:
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=False)
-        except Exception:  # unreadable or partly written: no pace, the usual estimate stands
+    costs = []
+    for path in checkpoint_files(checkpoint_dir(Path(record_path)))[-2:]:
+        try:  # memory-mapped: only the small cost entry is read, not the buffers
+            state = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
+        except Exception:  # unreadable or partly written: no cost, the usual estimate stands
             return None
         cpu = (state.get("spent") or {}).get("cpu_s") if isinstance(state, dict) else None
         if not isinstance(cpu, int | float):
             return None
-        spent.append(float(cpu))
-    steps = position_steps(cfg_dict, checkpoint_position(files[1])) - \
-        position_steps(cfg_dict, checkpoint_position(files[0]))
-    return (spent[1] - spent[0]) / steps if steps > 0 and spent[1] > spent[0] else None
+        costs.append((checkpoint_position(path), float(cpu)))
+    return costs
+
+
+def checkpoint_pace(record_path: Path, cfg_dict: dict) -> float | None:
+    """CPU seconds per step between an interrupted run's two newest checkpoints (each holds what the run had
+    cost by then): the run's own current pace. ``None`` without two readable checkpoints that carry their
+    cost."""
+    costs = checkpoint_costs(record_path)
+    if not costs or len(costs) < 2:
+        return None
+    (first, spent0), (last, spent1) = costs
+    steps = position_steps(cfg_dict, last) - position_steps(cfg_dict, first)
+    return (spent1 - spent0) / steps if steps > 0 and spent1 > spent0 else None
+
+
+def finished_twin_remainder(samples: list[Sample], algo: str, budget: str, task: str, cfg_dict: dict,
+                            record_path: Path) -> tuple[float, str] | None:
+    """What is left of an interrupted run, from finished runs of the same algorithm, budget, task and
+    length, timed in CPU time over their whole run: their (median) total minus what this run had cost at its
+    newest checkpoint. Unlike the run's own pace it follows a run whose steps grow dearer (an online model
+    retrained from scratch on a growing buffer: ADMPO-ON, MBPO). ``None`` without such a run, a checkpoint
+    that carries its cost, or a positive remainder (this seed is slower than those were)."""
+    steps = planned_steps(cfg_dict)
+    twins = [s for s in samples if (s.algo, s.budget, s.task, s.steps) == (algo, budget, task, steps)
+             and s.whole and s.cpu]
+    costs = checkpoint_costs(record_path) if twins else None
+    if not costs:
+        return None
+    total = _median(s.setup_s + s.per_step_s * step_work(cfg_dict) * s.steps for s in twins)
+    left = total - costs[-1][1]
+    if left <= 0:
+        return None
+    return left, (f"; what is left: {len(twins)} finished run(s) of this length cost {total:.0f} CPU-s in "
+                  f"all, this one had spent {costs[-1][1]:.0f} by its newest checkpoint")
 
 
 def paper_config(run) -> dict | None:
@@ -499,8 +525,13 @@ def plan_estimates(runs, results_dir: Path, extra_roots: list[Path] | None = Non
         if done_steps:  # an interrupted run resumes past its setup at its newest checkpoint
             setup, steps = 0.0, max(0, steps - done_steps)
             source += f"; resumes from a checkpoint with {steps} steps left"
-            pace = checkpoint_pace(run.path(results_dir), cfg_dict)
-            if pace is not None:
+            twin = finished_twin_remainder(samples, run.algo, run.budget, run.task, cfg_dict,
+                                           run.path(results_dir))
+            pace = checkpoint_pace(run.path(results_dir), cfg_dict) if twin is None else None
+            if twin is not None and steps:
+                per_step = twin[0] / steps
+                source += twin[1]
+            elif pace is not None:
                 per_step = pace
                 source += f" at its own pace between its last two checkpoints ({pace:.3g} CPU-s per step)"
         out.append(Estimate(run.label(), False, setup + per_step * steps, source, setup, steps, per_step))

@@ -136,3 +136,41 @@ def test_an_interrupted_run_is_estimated_from_its_newest_checkpoint(tmp_path, ti
     (todo,) = plan.plan_estimates([seed1], tmp_path / "res", extra_roots=[])
     assert todo.seconds == pytest.approx(25 * 0.5)
     assert "at its own pace between its last two checkpoints (0.5 CPU-s per step)" in todo.source
+
+
+def test_an_interrupted_run_is_planned_from_a_finished_twin_when_one_exists(tmp_path, tiny_data):
+    """bc smoke, seed 0 finished in 40 CPU-s (1 s setup), timed over its whole run. Seed 1's newest checkpoint
+    (epoch 1 of 2) says it had cost 13.5 CPU-s: what is left is 40 - 13.5 = 26.5 s, not its own pace between
+    its checkpoints (0.5 s x 25 steps = 12.5 s), since a run's steps need not cost alike. A seed that has
+    already spent more than the twin cost in all, or a twin on another task, leaves the own pace."""
+    import torch
+
+    from benchmark.runner import checkpoint_dir
+
+    def finished(task: str, cpu: float) -> dict:
+        run = RunSpec("bc", task, 0, "smoke", suite="mini")
+        rec = _timed("bc", task, 0, "smoke", cpu + 2.0, 1.0, prepare(run)[3], setup_cpu_time_s=1.0)
+        rec.update(suite="mini", config_hash=prepare(run)[5], cpu_time_s=cpu)
+        return rec
+
+    seed1 = RunSpec("bc", "local/hopper-random", 1, "smoke", suite="mini")
+    folder = checkpoint_dir(seed1.path(tmp_path / "res"))
+    folder.mkdir(parents=True)
+
+    def spent(costs):
+        for position, cpu in zip((0, 1), costs):
+            torch.save({"spent": {"cpu_s": cpu, "wall_s": cpu}}, folder / f"ckpt-{position:010d}.pt")
+        (todo,) = plan.plan_estimates([seed1], tmp_path / "res", extra_roots=[])
+        return todo
+
+    write_records(tmp_path / "res", [finished("local/hopper-random", 40.0)])
+    todo = spent((1.0, 13.5))
+    assert todo.steps == 25 and todo.seconds == pytest.approx(26.5)
+    assert "1 finished run(s) of this length cost 40 CPU-s in all, this one had spent 14" in todo.source
+    todo = spent((30.0, 42.5))  # slower than the twin: past its total, so the run's own pace
+    assert todo.seconds == pytest.approx(12.5) and "at its own pace" in todo.source
+    (tmp_path / "res").rename(tmp_path / "old")
+    write_records(tmp_path / "res", [finished("local/hopper-medium", 40.0)])
+    folder.mkdir(parents=True)
+    todo = spent((1.0, 13.5))  # the only twin trained on other data
+    assert todo.seconds == pytest.approx(12.5) and "at its own pace" in todo.source
