@@ -438,11 +438,10 @@ def checkpoint_costs(record_path: Path) -> list[tuple[int, float]] | None:
     return costs
 
 
-def checkpoint_pace(record_path: Path, cfg_dict: dict) -> float | None:
-    """CPU seconds per step between an interrupted run's two newest checkpoints (each holds what the run had
-    cost by then): the run's own current pace. ``None`` without two readable checkpoints that carry their
-    cost."""
-    costs = checkpoint_costs(record_path)
+def checkpoint_pace(costs: list[tuple[int, float]] | None, cfg_dict: dict) -> float | None:
+    """CPU seconds per step between an interrupted run's two newest checkpoints (``costs``, from
+    :func:`checkpoint_costs`): the run's own current pace. ``None`` without two readable checkpoints that
+    carry their cost."""
     if not costs or len(costs) < 2:
         return None
     (first, spent0), (last, spent1) = costs
@@ -451,17 +450,17 @@ def checkpoint_pace(record_path: Path, cfg_dict: dict) -> float | None:
 
 
 def finished_twin_remainder(samples: list[Sample], algo: str, budget: str, task: str, cfg_dict: dict,
-                            record_path: Path) -> tuple[float, str] | None:
+                            costs: list[tuple[int, float]] | None) -> tuple[float, str] | None:
     """What is left of an interrupted run, from finished runs of the same algorithm, budget, task and
     length, timed in CPU time over their whole run: their (median) total minus what this run had cost at its
-    newest checkpoint. Unlike the run's own pace it follows a run whose steps grow dearer (an online model
-    retrained from scratch on a growing buffer: ADMPO-ON, MBPO). ``None`` without such a run, a checkpoint
-    that carries its cost, or a positive remainder (this seed is slower than those were)."""
+    newest checkpoint (the last of ``costs``, from :func:`checkpoint_costs`). Unlike the run's own pace it
+    follows a run whose steps grow dearer (an online model retrained from scratch on a growing buffer:
+    ADMPO-ON, MBPO). ``None`` without such a run, a checkpoint that carries its cost, or a positive remainder
+    (this seed is slower than those were)."""
     steps = planned_steps(cfg_dict)
     twins = [s for s in samples if (s.algo, s.budget, s.task, s.steps) == (algo, budget, task, steps)
              and s.whole and s.cpu]
-    costs = checkpoint_costs(record_path) if twins else None
-    if not costs:
+    if not twins or not costs:
         return None
     total = _median(s.setup_s + s.per_step_s * step_work(cfg_dict) * s.steps for s in twins)
     left = total - costs[-1][1]
@@ -525,9 +524,9 @@ def plan_estimates(runs, results_dir: Path, extra_roots: list[Path] | None = Non
         if done_steps:  # an interrupted run resumes past its setup at its newest checkpoint
             setup, steps = 0.0, max(0, steps - done_steps)
             source += f"; resumes from a checkpoint with {steps} steps left"
-            twin = finished_twin_remainder(samples, run.algo, run.budget, run.task, cfg_dict,
-                                           run.path(results_dir))
-            pace = checkpoint_pace(run.path(results_dir), cfg_dict) if twin is None else None
+            costs = checkpoint_costs(run.path(results_dir))  # read once: both estimates below use it
+            twin = finished_twin_remainder(samples, run.algo, run.budget, run.task, cfg_dict, costs)
+            pace = checkpoint_pace(costs, cfg_dict)
             if twin is not None and steps:
                 per_step = twin[0] / steps
                 source += twin[1]
