@@ -43,7 +43,9 @@ class ADMTrainConfig:
     patience: int = 25
     min_epochs: int = 1
     max_epochs: int = 0  # 0: until early stopping (code); >0: budget cap
-    max_time_s: float = 0.0  # 0: no time cap; checked after each epoch
+    # 0: no time cap; checked after each epoch, counting earlier processes of a resumed loop. A wall-clock
+    # cap makes the model depend on the machine's speed and load: no suite budget uses it
+    max_time_s: float = 0.0
     per_sample_k: bool = False  # code: one k per minibatch
 
 
@@ -126,18 +128,42 @@ def fit_with_snapshot_rule(model: torch.nn.Module, cfg: ADMTrainConfig, steps_pe
     model.train()
     best_state = copy.deepcopy(model.state_dict())
     best: list[float] | None = None
-    history, epoch, since_best, steps, t0, stopped = [], 0, 0, 0, time.time(), "patience"
+    history, epoch, since_best, steps, t0 = [], 0, 0, 0, time.time()
+    earlier_s = 0.0  # wall time the loop spent in the processes before this one, up to their last save
     saved = checkpoint.load() if checkpoint is not None else None
     if saved is not None:  # the random states are back too (the checkpoint restores them)
         model.load_state_dict(saved["model"])
         optim.load_state_dict(saved["optim"])
         best_state, best, history = saved["best_state"], saved["best"], saved["history"]
         epoch, since_best, steps = saved["epoch"], saved["since_best"], saved["steps"]
+        earlier_s = float(saved.get("elapsed_s", 0.0))  # absent in files written before it was saved
+
+    def elapsed() -> float:
+        """The loop's wall time over all its processes: a resumed loop neither restarts ``max_time_s``'s
+        clock (which would train a killed run longer than an uninterrupted one) nor reports only its last
+        segment as ``time_s``."""
+        return earlier_s + time.time() - t0
+
+    def stop_reason(elapsed_s: float) -> str | None:
+        """Why the loop ends after the epoch it has just finished, ``elapsed_s`` into it (None: it goes on).
+        Also asked of a resumed state with the time it saved: a file saved at the last epoch resumes to the
+        finished model, not one epoch more."""
+        if epoch == 0:
+            return None
+        if since_best >= cfg.patience and epoch >= cfg.min_epochs:
+            return "patience"
+        if cfg.max_epochs and epoch >= cfg.max_epochs:
+            return "max_epochs"
+        if cfg.max_time_s and elapsed_s >= cfg.max_time_s:
+            return "max_time"
+        return None
+
     # early stopping: the length is only known when max_epochs caps it
     bar = Progress(f"{type(model).__name__} model training", unit="step",
                    total=steps_per_epoch * cfg.max_epochs if cfg.max_epochs else None)
     bar.update(steps)
-    while True:
+    stopped = stop_reason(earlier_s)
+    while stopped is None:
         epoch += 1
         losses = []
         for _ in range(steps_per_epoch):
@@ -162,22 +188,18 @@ def fit_with_snapshot_rule(model: torch.nn.Module, cfg: ADMTrainConfig, steps_pe
             progress(history[-1])
         bar.update(0, epoch=epoch, holdout_mse=history[-1]["holdout_mse"],
                    since_best=f"{since_best}/{cfg.patience}")
-        if checkpoint is not None and checkpoint.due():
+        now_s = elapsed()
+        stopped = stop_reason(now_s)
+        # the last epoch is always saved: a process killed between the loop's end and its caller's next
+        # checkpoint (a stage's file, a run's first checkpoint) resumes without training again
+        if checkpoint is not None and (checkpoint.due() or stopped is not None):
             checkpoint.save({"model": model.state_dict(), "optim": optim.state_dict(),
                              "best_state": best_state, "best": best, "history": history, "epoch": epoch,
-                             "since_best": since_best, "steps": steps})
-        if since_best >= cfg.patience and epoch >= cfg.min_epochs:
-            break
-        if cfg.max_epochs and epoch >= cfg.max_epochs:
-            stopped = "max_epochs"
-            break
-        if cfg.max_time_s and time.time() - t0 >= cfg.max_time_s:
-            stopped = "max_time"
-            break
+                             "since_best": since_best, "steps": steps, "elapsed_s": now_s})
     bar.close()
     model.load_state_dict(best_state)
     return {"holdout_mse": float(np.mean(best)), "holdout_mse_k": best, "epochs": epoch, "steps": steps,
-            "stopped": stopped, "time_s": round(time.time() - t0, 3), "history": history}
+            "stopped": stopped, "time_s": round(elapsed(), 3), "history": history}
 
 
 def checked_train_size(dataset: OfflineDataset, cfg: ADMTrainConfig, model_name: str) -> int:

@@ -135,6 +135,44 @@ def test_training_killed_mid_way_resumes_to_the_same_model(tmp_path, which):
     for (name, a), b in zip(whole.state_dict().items(), resumed.state_dict().values()):
         assert torch.equal(a, b), name
     assert info["history"] == whole_info["history"] and info["epochs"] == 4
+    # the file now holds the last epoch's save: a process killed after it resumes to the same finished
+    # model, without training an epoch more
+    assert torch.load(path, weights_only=False)["state"]["epoch"] == 4
+    again, again_info = fit(LoopCheckpoint(path, "h", every_s=0.0, log=lambda m: None))
+    assert all(torch.equal(a, b) for a, b in zip(whole.state_dict().values(), again.state_dict().values()))
+    assert again_info["history"] == whole_info["history"] and again_info["epochs"] == 4
     # another config's file is never used: a fresh fit from scratch, equal to the uninterrupted one too
     other, _ = fit(LoopCheckpoint(path, "another-hash", every_s=1e9, log=lambda m: None))
     assert all(torch.equal(a, b) for a, b in zip(whole.state_dict().values(), other.state_dict().values()))
+
+
+def test_a_resumed_loop_counts_its_earlier_processes_time_against_the_cap_and_in_time_s(tmp_path):
+    """``max_time_s`` and ``time_s`` span the processes of a resumed loop: a loop whose earlier processes
+    had spent its wall-clock cap by their last save ends there (a fresh clock would train on), and a
+    resumed loop's ``time_s`` includes the earlier processes' time."""
+    from benchmark.rl.checkpoint import LoopCheckpoint
+
+    ds = toy_dataset(n=1000)
+    path = tmp_path / "loop.pt"
+
+    def fit(cfg, checkpoint, progress=None):
+        torch.manual_seed(7)
+        return train_adm(ds, cfg, ADMConfig(hidden_dim=8), generator=torch.Generator().manual_seed(0),
+                         progress=progress, checkpoint=checkpoint)
+
+    def killed_in_epoch_2(row):
+        if row["epoch"] == 2:
+            raise KeyboardInterrupt
+
+    uncapped = ADMTrainConfig(max_step=2, max_epochs=4, max_holdout=150)
+    with pytest.raises(KeyboardInterrupt):
+        fit(uncapped, LoopCheckpoint(path, "h", every_s=0.0, log=lambda m: None), killed_in_epoch_2)
+    payload = torch.load(path, weights_only=False)
+    assert payload["state"]["epoch"] == 1 and 0 < payload["state"]["elapsed_s"] < 600
+    payload["state"]["elapsed_s"] = 1000.0  # as if the first process had trained for 1000 s
+    torch.save(payload, path)
+    capped = ADMTrainConfig(max_step=2, max_epochs=4, max_holdout=150, max_time_s=900.0)
+    _, info = fit(capped, LoopCheckpoint(path, "h", every_s=1e9, log=lambda m: None))
+    assert info["stopped"] == "max_time" and info["epochs"] == 1 and info["time_s"] >= 1000.0
+    _, info = fit(uncapped, LoopCheckpoint(path, "h", every_s=1e9, log=lambda m: None))
+    assert info["stopped"] == "max_epochs" and info["epochs"] == 4 and 1000.0 <= info["time_s"] < 1600.0

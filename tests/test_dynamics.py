@@ -180,5 +180,11 @@ def test_ensemble_training_killed_mid_way_resumes_to_the_same_model(tmp_path, ho
     for (name, a), b in zip(whole.state_dict().items(), resumed.state_dict().values()):
         assert torch.equal(a, b), name
     assert info == whole_info and resumed.history == whole.history and len(whole.history) == 4
+    # the file now holds the last epoch's save: a process killed after it (before the run's own checkpoint
+    # or the stage's file) resumes to the same finished model, without training an epoch more
+    assert torch.load(path, weights_only=False)["state"]["epoch"] == 4
+    again, again_info = fit(LoopCheckpoint(path, "h", every_s=0.0, log=lambda m: None))
+    assert all(torch.equal(a, b) for a, b in zip(whole.state_dict().values(), again.state_dict().values()))
+    assert again_info == whole_info and again.history == whole.history
     other, _ = fit(LoopCheckpoint(path, "another-hash", every_s=1e9, log=lambda m: None))
     assert all(torch.equal(a, b) for a, b in zip(whole.state_dict().values(), other.state_dict().values()))

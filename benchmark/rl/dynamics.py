@@ -278,7 +278,18 @@ class EnsembleDynamics(nn.Module):
         per_epoch = -(-train_size // cfg.batch_size)
         caps = [c for c in (cfg.max_steps, cfg.max_epochs and cfg.max_epochs * per_epoch) if c]
         bar = Progress("ensemble model training", total=min(caps) if caps else None, unit="step")
-        while True:
+
+        def finished() -> bool:
+            """The loop ends after the epoch it has just finished; also asked of a resumed state, so a file
+            saved at the last epoch resumes to the finished model, not one epoch more."""
+            return epoch > 0 and (
+                since_update >= cfg.max_epochs_since_update
+                or (cfg.max_epochs is not None and epoch >= cfg.max_epochs)
+                or (cfg.max_steps is not None and steps >= cfg.max_steps)
+            )
+
+        done = finished()
+        while not done:
             epoch += 1
             losses = []
             for start in range(0, train_size, cfg.batch_size):
@@ -309,16 +320,13 @@ class EnsembleDynamics(nn.Module):
                 {"epoch": epoch, "train_loss": float(np.mean(losses)), "holdout_mse": elite_mse}
             )
             bar.update(0, epoch=epoch, holdout_mse=elite_mse)
-            if checkpoint is not None and checkpoint.due():
+            done = finished()
+            # the last epoch is always saved: a process killed between the loop's end and its caller's next
+            # checkpoint resumes without training again
+            if checkpoint is not None and (checkpoint.due() or done):
                 checkpoint.save({"model": self.state_dict(), "optim": self.optim.state_dict(), "boot": boot,
                                  "best": best, "saved": saved, "since_update": since_update, "epoch": epoch,
                                  "steps": steps, "initial_mse": initial_mse, "history": self.history})
-            if (
-                since_update >= cfg.max_epochs_since_update
-                or (cfg.max_epochs is not None and epoch >= cfg.max_epochs)
-                or (cfg.max_steps is not None and steps >= cfg.max_steps)
-            ):
-                break
         bar.close()
         with torch.no_grad():
             for s, p in zip(saved, self.net.parameters()):
