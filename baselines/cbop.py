@@ -140,35 +140,48 @@ class CBOP(ModelBasedOffline):
         return info
 
     def pretrain(self) -> dict:
+        """``bc_steps`` of behaviour cloning, then ``pe_steps`` of policy evaluation; in a checkpointed run
+        the loop saves now and then (and at its end) and resumes there after a kill, to the same weights."""
         cfg, sac = self.cfg, self.sac
         bc_optim = torch.optim.Adam(sac.actor.parameters(), lr=cfg.actor_lr)
-        bc_losses, pe_losses = [], []
-        for _ in range(cfg.bc_steps):
+        weights = {"actor": sac.actor, "critic": sac.critic, "critic_target": sac.critic_target,
+                   "bc_optim": bc_optim, "critic_optim": sac.critic_optim}
+        loop, total = self.setup_loop("pretrain"), cfg.bc_steps + cfg.pe_steps
+        done, bc_loss, pe_loss = 0, None, None
+        if loop is not None:
+            loop.track(self.batch_generator)
+            saved = loop.load_into(weights)
+            if saved is not None:
+                done, bc_loss, pe_loss = saved["done"], saved["bc_loss"], saved["pe_loss"]
+        while done < total:
             b = self.real.sample(cfg.batch_size, self.batch_generator)
-            pred, _ = sac.actor.sample(b["obs"])
-            loss = ((pred - b["act"]) ** 2).mean()
-            bc_optim.zero_grad(set_to_none=True)
-            loss.backward()
-            bc_optim.step()
-            bc_losses.append(loss.detach())
-        for _ in range(cfg.pe_steps):  # evaluate the BC policy: plain (min-free) SARSA-style targets
-            b = self.real.sample(cfg.batch_size, self.batch_generator)
-            with torch.no_grad():
-                next_act, _ = sac.actor.sample(b["next_obs"])
-                next_q = sac.critic_target(b["next_obs"], next_act).mean(0)
-                target = b["rew"] + cfg.gamma * (1.0 - b["done"]) * next_q
-            loss = ((sac.critic(b["obs"], b["act"]) - target.unsqueeze(0)) ** 2).mean(dim=(1, 2)).sum()
-            sac.critic_optim.zero_grad(set_to_none=True)
-            loss.backward()
-            sac.critic_optim.step()
-            with torch.no_grad():
-                for t, s in zip(sac.critic_target.parameters(), sac.critic.parameters()):
-                    t.lerp_(s, cfg.tau)
-            pe_losses.append(loss.detach())
+            if done < cfg.bc_steps:
+                pred, _ = sac.actor.sample(b["obs"])
+                loss = ((pred - b["act"]) ** 2).mean()
+                bc_optim.zero_grad(set_to_none=True)
+                loss.backward()
+                bc_optim.step()
+                bc_loss = loss.detach()
+            else:  # evaluate the BC policy: plain (min-free) SARSA-style targets
+                with torch.no_grad():
+                    next_act, _ = sac.actor.sample(b["next_obs"])
+                    next_q = sac.critic_target(b["next_obs"], next_act).mean(0)
+                    target = b["rew"] + cfg.gamma * (1.0 - b["done"]) * next_q
+                loss = ((sac.critic(b["obs"], b["act"]) - target.unsqueeze(0)) ** 2).mean(dim=(1, 2)).sum()
+                sac.critic_optim.zero_grad(set_to_none=True)
+                loss.backward()
+                sac.critic_optim.step()
+                with torch.no_grad():
+                    for t, s in zip(sac.critic_target.parameters(), sac.critic.parameters()):
+                        t.lerp_(s, cfg.tau)
+                pe_loss = loss.detach()
+            done += 1
+            if loop is not None and (done == total or loop.due()):
+                loop.save_objects(weights, done=done, bc_loss=bc_loss, pe_loss=pe_loss)
         nan = float("nan")
         return {  # read once, after the pre-training
-            "pretrain/bc_loss": bc_losses[-1].item() if bc_losses else nan,
-            "pretrain/pe_loss": pe_losses[-1].item() if pe_losses else nan,
+            "pretrain/bc_loss": bc_loss.item() if bc_loss is not None else nan,
+            "pretrain/pe_loss": pe_loss.item() if pe_loss is not None else nan,
         }
 
     # ----- the conservative MVE target ----------------------------------------------------------

@@ -146,11 +146,20 @@ class RAMBO(MOPO):
         return info
 
     def pretrain_bc(self) -> dict:
+        """``bc_epochs`` of behaviour cloning over the real data; in a checkpointed run the loop saves at
+        epoch ends now and then (and at its end) and resumes there after a kill, to the same weights."""
         cfg, actor = self.cfg, self.sac.actor
         optim = torch.optim.Adam(actor.parameters(), lr=cfg.bc_lr)
+        weights = {"actor": actor, "bc_optim": optim}
         data = self.real.all()
-        n, losses = len(data["obs"]), []
-        for _ in range(cfg.bc_epochs):
+        n, epoch, first_loss, last_loss = len(data["obs"]), 0, None, None
+        loop = self.setup_loop("pretrain")
+        if loop is not None:
+            loop.track(self.batch_generator)
+            saved = loop.load_into(weights)
+            if saved is not None:
+                epoch, first_loss, last_loss = saved["epoch"], saved["first_loss"], saved["last_loss"]
+        while epoch < cfg.bc_epochs:
             order = torch.randperm(n, generator=self.batch_generator, device=self.batch_generator.device)
             for start in range(0, n - cfg.bc_batch_size + 1, cfg.bc_batch_size):
                 idx = order[start : start + cfg.bc_batch_size]
@@ -159,10 +168,14 @@ class RAMBO(MOPO):
                 optim.zero_grad(set_to_none=True)
                 loss.backward()
                 optim.step()
-                losses.append(loss.detach())
+                first_loss = loss.detach() if first_loss is None else first_loss
+                last_loss = loss.detach()
+            epoch += 1
+            if loop is not None and (epoch == cfg.bc_epochs or loop.due()):
+                loop.save_objects(weights, epoch=epoch, first_loss=first_loss, last_loss=last_loss)
         return {  # read once, after the pre-training
-            "bc/loss_first": losses[0].item() if losses else float("nan"),
-            "bc/loss": losses[-1].item() if losses else float("nan"),
+            "bc/loss_first": first_loss.item() if first_loss is not None else float("nan"),
+            "bc/loss": last_loss.item() if last_loss is not None else float("nan"),
         }
 
     # ----- adversarial model training ----------------------------------------------------------

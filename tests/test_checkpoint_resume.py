@@ -422,6 +422,55 @@ def test_a_run_killed_while_training_its_model_in_setup_resumes_the_model_loop(a
     assert not folder.exists()
 
 
+@pytest.mark.parametrize("algo", ["cbop", "rambo"])
+def test_a_run_killed_while_pre_training_its_policy_resumes_the_pre_training(algo, tiny_data, tmp_path,
+                                                                             monkeypatch):
+    """CBOP's BC and policy-evaluation steps and RAMBO's BC epochs (after the model, inside setup) save
+    their loop (every step or epoch here): a run killed after the pre-training's third save resumes from
+    it (only the saves left are made again, not the whole pre-training) and writes the record an
+    uninterrupted run writes."""
+    from benchmark.rl.checkpoint import LoopCheckpoint
+
+    monkeypatch.setattr(Checkpointer, "SETUP_LOOP_EVERY_S", 0.0)
+    sizes = {"cbop": {"bc_steps": 4, "pe_steps": 4}, "rambo": {"bc_epochs": 5}}[algo]
+    run = RunSpec(algo, "local/hopper-medium-replay", 0, "smoke",
+                  {"epochs": 2, "steps_per_epoch": 5, "checkpoint_every": 1, "dynamics_max_epochs": 2,
+                   **sizes})
+    total = sum(sizes.values())
+    real, saves = LoopCheckpoint.save_objects, []
+
+    def killed_after_third_save(self, *args, **kwargs):
+        real(self, *args, **kwargs)
+        saves.append(self.path.name)
+        if len(saves) == 3:
+            raise KeyboardInterrupt  # the process dies after the file is written
+
+    monkeypatch.setattr(LoopCheckpoint, "save_objects", killed_after_third_save)
+    with pytest.raises(KeyboardInterrupt):
+        run_one(run, tmp_path / "a", progress=False)
+    folder = checkpoint_dir(run.path(tmp_path / "a"))
+    assert sorted(p.name for p in folder.iterdir()) == ["setup-model.loop.pt", "setup-pretrain.loop.pt"]
+    monkeypatch.setattr(LoopCheckpoint, "save_objects", real)
+    saves.clear()
+
+    def counted(self, *args, **kwargs):
+        saves.append(self.path.name)
+        real(self, *args, **kwargs)
+
+    monkeypatch.setattr(LoopCheckpoint, "save_objects", counted)
+    resumed = run_one(run, tmp_path / "a", progress=False)
+    assert saves == ["setup-pretrain.loop.pt"] * (total - 3)  # from the third save on, not from scratch
+    saves.clear()
+    whole = run_one(run, tmp_path / "b", progress=False)
+    assert len(saves) == total
+    assert resumed["status"] == whole["status"] == "ok"
+    assert "setup-pretrain.loop.pt" in resumed["setup_info"]["setup_resumed"]
+    assert _curve_and_score(resumed) == _curve_and_score(whole)
+    losses = [k for k in whole["setup_info"] if k.startswith(("pretrain/", "bc/"))]
+    assert losses and all(resumed["setup_info"][k] == whole["setup_info"][k] for k in losses)
+    assert not folder.exists()
+
+
 def test_a_resumed_setup_loop_adds_its_earlier_cost_to_the_run_and_goes_with_the_first_checkpoint(tmp_path):
     """What the killed process spent in a setup loop (kept in the loop's file) counts in the run's cost,
     before and after the run's first checkpoint, which deletes the loop file."""

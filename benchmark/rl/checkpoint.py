@@ -307,6 +307,20 @@ class LoopCheckpoint:
         self.log(f"resuming a training loop from {self.path}")
         return payload["state"]
 
+    def save_objects(self, objects: dict[str, Any], **state: Any) -> None:
+        """:meth:`save` of the state dicts of ``objects`` (modules, optimisers) with the loop's ``state``."""
+        self.save({"objects": {name: obj.state_dict() for name, obj in objects.items()}, **state})
+
+    def load_into(self, objects: dict[str, Any]) -> dict[str, Any] | None:
+        """:meth:`load`, putting the state dicts that :meth:`save_objects` saved back into ``objects``;
+        returns the loop's state (None: nothing usable saved, ``objects`` untouched)."""
+        state = self.load()
+        if state is None:
+            return None
+        for name, obj in objects.items():
+            obj.load_state_dict(state["objects"][name])
+        return state
+
 
 @contextlib.contextmanager
 def _exclusive(lock: Path) -> Iterator[None]:
