@@ -167,18 +167,14 @@ def packing(device: torch.device, counts: list[int], updates: int) -> dict:
 def compile_learners(device: torch.device, n: int = 100_000):
     """``{name: make(mode) -> one update}`` at paper sizes (batch 256; SAC and TD3+BC 2x256 nets, CQL its
     config's 3x256, 10 sampled actions per proposal) on synthetic Hopper-shaped data on ``device``."""
-    import numpy as np
-
     from baselines.cql import CQL, CQLConfig
     from baselines.td3bc import TD3BC, TD3BCConfig
     from benchmark.rl.algorithm import Context
     from benchmark.rl.buffers import TransitionBuffer
-    from benchmark.rl.dataset import OfflineDataset
+    from benchmark.rl.dataset import standing_hopper_data
     from benchmark.rl.sac import SAC, SACConfig
 
-    rng = np.random.default_rng(0)
-    data = OfflineDataset(rng.standard_normal((n, OBS)), rng.uniform(-1, 1, (n, ACT)), rng.standard_normal(n),
-                          rng.standard_normal((n, OBS)), np.zeros(n, bool), np.zeros(n, bool))
+    data = standing_hopper_data(n)
     ctx = Context(data, "hopper", OBS, ACT, 1.0, device)
     buf = TransitionBuffer.from_dataset(data, device)
 

@@ -10,7 +10,7 @@ per-step bookkeeping, timed in ONE process, interleaved block by block, two ways
 
 A block is 50 updates (10 for CQL), about as many as the loops read at once are far more (an epoch, or an
 evaluation interval). The ratio is taken per round (median over rounds): shared hosts drift within minutes.
-Synthetic Hopper-shaped data (``tests/helpers.standing_hopper_context``, 200k transitions).
+Synthetic Hopper-shaped data (``benchmark.rl.dataset.standing_hopper_data``, 200k transitions).
 """
 
 from __future__ import annotations
@@ -26,18 +26,19 @@ from pathlib import Path
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+sys.path.insert(0, str(ROOT))
 
 
 def build(device: torch.device) -> dict:
-    from helpers import standing_hopper_context
-
     from baselines.cql import CQL, CQLConfig
     from baselines.td3bc import TD3BC, TD3BCConfig
+    from benchmark.rl.algorithm import Context
     from benchmark.rl.buffers import TransitionBuffer
+    from benchmark.rl.dataset import standing_hopper_data
     from benchmark.rl.sac import SAC, SACConfig
 
-    ctx = standing_hopper_context(n=200_000, device=device)
+    data = standing_hopper_data(200_000)
+    ctx = Context(data, "hopper", data.obs_dim, data.act_dim, 1.0, device, seed=0)
     torch.manual_seed(0)
     gen = torch.Generator(device=device).manual_seed(0)
     real = TransitionBuffer.from_dataset(ctx.dataset, device=device)

@@ -4,9 +4,10 @@ Why: ADM training is most of the evidence sweeps' cost (ADMPO-ON retrains its mo
 Figure 2 fits ADM and BootRNN, the same network, to early stopping). This says whether that cost can be
 cut without changing the numbers (data handling, optimiser, Python overhead) or is the GRU's arithmetic.
 
-Data: random hopper-shaped transitions (11-d obs, 3-d actions, 1000-step episodes), ``--transitions`` of
-them (18,500: ADMPO-ON's training set near the end of a 15k-step Figure 3 run); ADMPO-ON's model settings
-(m = 5, batch 256, holdout 500). One warm-up epoch, then ``--epochs`` timed with torch.profiler.
+Data: synthetic Hopper-shaped transitions (:func:`benchmark.rl.dataset.standing_hopper_data`: 11-d obs,
+3-d actions, 1000-step episodes), ``--transitions`` of them (18,500: ADMPO-ON's training set near the end
+of a 15k-step Figure 3 run); ADMPO-ON's model settings (m = 5, batch 256, holdout 500). One warm-up epoch,
+then ``--epochs`` timed with torch.profiler.
 
     python scripts/profile_adm_step.py --out results/bench/adm-step-profile.json
 """
@@ -21,27 +22,15 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch.profiler import ProfilerActivity, profile
 
 from adm.training import ADMTrainConfig, train_adm
-from benchmark.rl.dataset import OfflineDataset
+from benchmark.rl.dataset import standing_hopper_data
 
 # self CPU time of these profiler events = the step's matrix products (GRU gates and head, forward and
 # backward): the arithmetic itself, which no rewrite that keeps the numbers removes
 MATMUL_EVENTS = ("aten::mm", "aten::addmm", "aten::bmm", "aten::matmul")
-
-
-def synthetic(n: int, seed: int = 0) -> OfflineDataset:
-    rng = np.random.default_rng(seed)
-    obs = rng.standard_normal((n, 11)).astype(np.float32)
-    act = rng.uniform(-1, 1, (n, 3)).astype(np.float32)
-    timeouts = np.zeros(n, bool)
-    timeouts[999::1000] = True
-    return OfflineDataset(obs, act, rng.standard_normal(n).astype(np.float32),
-                          obs + 0.01 * rng.standard_normal((n, 11)).astype(np.float32),
-                          np.zeros(n, bool), timeouts, name="synthetic-hopper-shaped")
 
 
 def main() -> None:
@@ -51,7 +40,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
     torch.set_num_threads(1)
-    data = synthetic(args.transitions)
+    data = standing_hopper_data(args.transitions)
     cfg = ADMTrainConfig(max_step=5, max_holdout=500, max_epochs=args.epochs)
     train_adm(data, dataclasses.replace(cfg, max_epochs=1))  # warm-up
     cpu0 = time.process_time()

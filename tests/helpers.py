@@ -15,27 +15,15 @@ from benchmark.data.local import load_local_dataset
 from benchmark.registry import get
 from benchmark.reporting.output import ReportSettings
 from benchmark.rl.algorithm import Context
-from benchmark.rl.dataset import OfflineDataset
+from benchmark.rl.dataset import standing_hopper_data
 from benchmark.rl.trainers import evaluate, train_offline
 from benchmark.seeding import seed_everything
 from benchmark.tasks import resolve_task
 
 
 def standing_hopper_context(n: int = 5000, device: str | torch.device = "cpu") -> Context:
-    """Synthetic Hopper-sized data around a standing hopper (torso height 1.25, so model rollouts rarely
-    terminate): speed and exactness tests whose numbers do not depend on the values, without MuJoCo."""
-    rng = np.random.default_rng(0)
-    obs = rng.normal(0.0, 0.05, (n, 11)).astype(np.float32)
-    obs[:, 0] += 1.25
-    ds = OfflineDataset(
-        observations=obs,
-        actions=rng.uniform(-1, 1, (n, 3)).astype(np.float32),
-        rewards=rng.normal(1.0, 0.1, n).astype(np.float32),
-        next_observations=obs + rng.normal(0.0, 0.01, (n, 11)).astype(np.float32),
-        terminals=np.zeros(n, bool),
-        timeouts=np.arange(n) % 1000 == 999,
-        env_key="hopper",
-    )
+    """:func:`benchmark.rl.dataset.standing_hopper_data` as an algorithm's context on ``device``."""
+    ds = standing_hopper_data(n)
     return Context(ds, "hopper", ds.obs_dim, ds.act_dim, 1.0, torch.device(device), seed=0)
 
 

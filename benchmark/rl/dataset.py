@@ -1,5 +1,6 @@
 """The one in-memory format every offline algorithm reads: D4RL-style flat transition arrays, and its
-episode-level slicing (:func:`split_episodes`, :func:`subset`, :func:`truncate`, :func:`segment_starts`)."""
+episode-level slicing (:func:`split_episodes`, :func:`subset`, :func:`truncate`, :func:`segment_starts`), and
+the synthetic Hopper-shaped data that speed and exactness checks run on (:func:`standing_hopper_data`)."""
 
 from __future__ import annotations
 
@@ -130,6 +131,26 @@ class OfflineDataset:
 
     def arrays(self) -> dict[str, np.ndarray]:
         return {k: getattr(self, k) for k in ARRAY_FIELDS}
+
+
+def standing_hopper_data(n: int, seed: int = 0) -> OfflineDataset:
+    """``n`` synthetic Hopper-sized transitions (11-d states, 3-d actions, episodes of 1000 steps) around a
+    standing hopper (torso height 1.25, so model rollouts rarely terminate), with small state changes and
+    rewards near 1: for speed and exactness checks whose numbers do not depend on the values, without
+    MuJoCo. The one home of such data (tests, profiling and GPU benchmark scripts)."""
+    rng = np.random.default_rng(seed)
+    obs = rng.normal(0.0, 0.05, (n, 11)).astype(np.float32)
+    obs[:, 0] += 1.25
+    return OfflineDataset(
+        observations=obs,
+        actions=rng.uniform(-1, 1, (n, 3)).astype(np.float32),
+        rewards=rng.normal(1.0, 0.1, n).astype(np.float32),
+        next_observations=obs + rng.normal(0.0, 0.01, (n, 11)).astype(np.float32),
+        terminals=np.zeros(n, bool),
+        timeouts=np.arange(n) % 1000 == 999,
+        env_key="hopper",
+        name="synthetic-standing-hopper",
+    )
 
 
 # ----- episode-level slicing ------------------------------------------------------------------------
