@@ -282,6 +282,14 @@ def _finished(path: Path, chash: str, force: bool) -> dict | None:
     return done
 
 
+def _note_commits(record: dict, commits: list[str]) -> None:
+    """``commits``: every commit whose code produced part of the result (segments resumed from checkpoints,
+    stages loaded from files, models shared by other jobs), when that is more than the record's ``commit``
+    (``unrecorded``: a file from before files kept their commits)."""
+    if commits and commits != [record["commit"]]:
+        record["commits"] = list(commits)
+
+
 def _fail(record: dict, exc: BaseException) -> None:
     record["status"] = "failed"
     record["reason"] = f"{type(exc).__name__}: {exc}"
@@ -315,7 +323,8 @@ def run_one(
         if done is not None:
             return done
         record = new_record(run, cfg_dict, chash, provenance, cfg.final_k)
-        checkpointer = Checkpointer(checkpoint_dir(path), chash, getattr(cfg, "checkpoint_every", 0))
+        checkpointer = Checkpointer(checkpoint_dir(path), chash, getattr(cfg, "checkpoint_every", 0),
+                                    commit=record["commit"])
         if force:
             checkpointer.clear()
         t0, cpu0 = time.time(), time.process_time()
@@ -327,6 +336,7 @@ def run_one(
             trained = out.pop("algo", None)
             if checkpointer.resumed_from is not None:
                 record["resumed_from"] = checkpointer.resumed_from
+            _note_commits(record, checkpointer.commits)
             record["curve"] = out["curve"]
             record["setup_info"] = out.get("setup", {})
             record["train_info"] = out.get("train", {})
@@ -444,7 +454,8 @@ def run_analysis_job(
         seed_everything(job.seed, threads=threads)
         record = _analysis_record(job, cfg_dict, provenance, chash)
         # finished stages (fitted models) survive a kill; a failure keeps them for the retry, as runs do
-        stages = StageCheckpoints(checkpoint_dir(path), chash, shared_dir=results_dir / SHARED_STAGES)
+        stages = StageCheckpoints(checkpoint_dir(path), chash, shared_dir=results_dir / SHARED_STAGES,
+                                  commit=record["commit"])
         try:
             record["result"] = run_analysis(job, prepared, stages)
         except Exception as e:  # a failing analysis records its failure; the sweep goes on
@@ -458,6 +469,7 @@ def run_analysis_job(
             record["resumed_stages"] = list(stages.loaded)
         if stages.shared:  # fitted by another job (its cost is in that job's record, not in this one's)
             record["shared_stages"] = dict(stages.shared)
+        _note_commits(record, stages.commits)
         write_record(path, record)
         if record["status"] == "ok":
             stages.clear()

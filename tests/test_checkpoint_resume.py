@@ -474,18 +474,21 @@ def test_a_run_killed_while_pre_training_its_policy_resumes_the_pre_training(alg
 def test_a_resumed_setup_loop_adds_its_earlier_cost_to_the_run_and_goes_with_the_first_checkpoint(tmp_path):
     """What the killed process spent in a setup loop (kept in the loop's file) counts in the run's cost,
     before and after the run's first checkpoint, which deletes the loop file."""
-    first = Checkpointer(tmp_path / "c", "h", every=1, log=lambda m: None)
+    first = Checkpointer(tmp_path / "c", "h", every=1, log=lambda m: None, commit="aaa")
     loop = first.setup_loop("model")
     loop._cpu0 -= 100.0  # as if the killed process had spent 100 CPU-s in the loop
     loop.save({"epoch": 2})
-    again = Checkpointer(tmp_path / "c", "h", every=1, log=lambda m: None)
+    again = Checkpointer(tmp_path / "c", "h", every=1, log=lambda m: None, commit="bbb")
     resumed = again.setup_loop("model")
     assert resumed.load() == {"epoch": 2} and again.resumed_setup == ["setup-model.loop.pt"]
     assert again.spent()["cpu_s"] >= 100.0
+    assert again.commits == ["aaa", "bbb"]  # the loop's earlier process ran other code
     again.save(0, {})
     assert not (tmp_path / "c" / "setup-model.loop.pt").exists()
     assert again.spent()["cpu_s"] >= 100.0 and again.resumed_setup == ["setup-model.loop.pt"]
-    assert torch.load(tmp_path / "c" / "ckpt-0000000000.pt", weights_only=False)["spent"]["cpu_s"] >= 100.0
+    saved = torch.load(tmp_path / "c" / "ckpt-0000000000.pt", weights_only=False)
+    assert saved["spent"]["cpu_s"] >= 100.0
+    assert saved["commits"] == again.commits == ["aaa", "bbb"]  # kept after the loop's file is gone
     assert Checkpointer(tmp_path / "d", "h", every=0).setup_loop("model") is None  # no checkpoints, no loop
 
 
@@ -507,3 +510,82 @@ def test_a_resumed_sweep_starts_its_interrupted_jobs_first(tiny_data, tmp_path):
     assert [s["seed"] for s in summaries] == [2, 0, 1] and all(s["status"] == "ok" for s in summaries)
     alone = run_one(RunSpec("bc", "local/hopper-random", 2, "smoke", suite="alone"), tmp_path)
     assert alone["final_return"] == json.loads(runs[2].path(tmp_path).read_text())["final_return"]
+
+
+def test_a_run_resumed_under_another_commit_lists_every_commit_it_ran_under(tiny_data, tmp_path, monkeypatch):
+    """A run killed after its second checkpoint and resumed by newer code names the newer commit as its
+    ``commit`` and both in ``commits`` (the result depends on each); an uninterrupted run, or one resumed
+    by the same code, has no ``commits``; a checkpoint written before commits were kept counts as
+    ``unrecorded``. The report's header lists every commit and how many records span more than one."""
+    import benchmark.runner
+    from benchmark.reporting.readme import write_report
+    from benchmark.rl.checkpoint import UNRECORDED_COMMIT
+
+    run = RunSpec("td3bc", "local/hopper-medium-replay", 0, "smoke",
+                  {"epochs": 4, "steps_per_epoch": 5, "checkpoint_every": 1}, suite="s")
+    monkeypatch.setattr(benchmark.runner, "git_commit", lambda: "aaa")
+    whole = run_one(run, tmp_path / "whole", progress=False)
+    assert "commits" not in whole
+    same, _ = resume_after_second_checkpoint(run, tmp_path / "same", monkeypatch)
+    assert same["commit"] == "aaa" and "commits" not in same
+
+    real_save = Checkpointer.save
+
+    def save_then_die(self, position, state):
+        path = real_save(self, position, state)
+        if position == 1:
+            raise KeyboardInterrupt
+        return path
+
+    monkeypatch.setattr(Checkpointer, "save", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        run_one(run, tmp_path / "newer", progress=False)
+    monkeypatch.setattr(Checkpointer, "save", real_save)
+    monkeypatch.setattr(benchmark.runner, "git_commit", lambda: "bbb")
+    newer = run_one(run, tmp_path / "newer", progress=False)
+    assert newer["commit"] == "bbb" and newer["commits"] == ["aaa", "bbb"]
+    assert _curve_and_score(newer) == _curve_and_score(whole)
+    header = write_report("s", tmp_path / "newer", tmp_path / "report", bootstrap_reps=10,
+                          figures=False).read_text()
+    assert "`aaa`, `bbb` (1 record(s) span more than one commit" in header
+
+    # a checkpoint from before commits were kept: its segment's commit is unknown, and said to be
+    monkeypatch.setattr(benchmark.runner, "git_commit", lambda: "aaa")
+    monkeypatch.setattr(Checkpointer, "save", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        run_one(run, tmp_path / "old", progress=False)
+    monkeypatch.setattr(Checkpointer, "save", real_save)
+    folder = checkpoint_dir(run.path(tmp_path / "old"))
+    for path in folder.glob("ckpt-*.pt"):
+        payload = torch.load(path, weights_only=False)
+        del payload["commits"]
+        torch.save(payload, path)
+    old = run_one(run, tmp_path / "old", progress=False)
+    assert old["commits"] == [UNRECORDED_COMMIT, "aaa"]
+
+
+def test_stages_loaded_from_files_of_other_commits_are_listed(tmp_path):
+    """An analysis job's stages keep the commits that computed them: a job that loads its own finished
+    stage or another job's shared one written by other code lists those commits too."""
+    from benchmark.rl.checkpoint import UNRECORDED_COMMIT, StageCheckpoints
+
+    def stages(name, commit):
+        return StageCheckpoints(tmp_path / name, name, log=lambda m: None, shared_dir=tmp_path / "shared",
+                                commit=commit)
+
+    first = stages("a", "aaa")
+    first.run("model-x", lambda: torch.ones(2), share_key="k")
+    assert first.commits == ["aaa"]
+    resumed = stages("a", "bbb")  # the same job after a kill, under newer code: loads its stage file
+    resumed.run("model-x", lambda: torch.zeros(2), share_key="k")
+    assert resumed.commits == ["bbb", "aaa"]
+    other = stages("b", "ccc")  # another job loading the shared fit
+    assert torch.equal(other.run("model-x", lambda: torch.zeros(2), share_key="k"), torch.ones(2))
+    other.run("model-y", lambda: torch.zeros(1))
+    assert other.commits == ["ccc", "aaa"]
+    payload = torch.load(tmp_path / "shared" / "model-x-k.pt", weights_only=False)
+    del payload["commits"]  # a shared file from before commits were kept
+    torch.save(payload, tmp_path / "shared" / "model-x-k.pt")
+    older = stages("c", "ccc")
+    older.run("model-x", lambda: torch.zeros(2), share_key="k")
+    assert older.commits == ["ccc", UNRECORDED_COMMIT]

@@ -45,6 +45,18 @@ def _join(values) -> str:
     return ", ".join(f"`{v}`" for v in vals) if vals else MISSING
 
 
+def _commits_text(records: pd.DataFrame) -> str:
+    """The records' commits, with those a resumed run or a loaded stage also ran under (``commits``) and how
+    many records span more than one."""
+    spans = [c for c in records.get("commits", pd.Series(dtype=object)) if isinstance(c, list) and len(c) > 1]
+    every = list(records["commit"]) + [commit for commits in spans for commit in commits]
+    text = _join(every)
+    if spans:
+        text += (f" ({len(spans)} record(s) span more than one commit, resumed or loaded under other code: "
+                 "their `commits` field lists each)")
+    return text
+
+
 def _versions_text(records: pd.DataFrame) -> str:
     """Every distinct value of every ``versions`` field across the records, e.g. ``torch `2.13.0```."""
     seen: dict[str, set[str]] = {}
@@ -98,7 +110,7 @@ def header_section(
         md.append(f"**Smoke budget: {SMOKE_WARNING}.** Rerun with `--budget short` or `paper` for numbers.\n")
     lines = [
         f"- **Budget(s):** {out.budget.removeprefix('Budget ') or _join(records['budget'])}",
-        f"- **Commit(s) of the runs:** {_join(records['commit'])}",
+        f"- **Commit(s) of the runs:** {_commits_text(records)}",
         f"- **Versions:** {_versions_text(records)}",
     ]
     analyses = records[(records["kind"] == "analysis") & (records["status"] == "ok")]

@@ -33,6 +33,19 @@ import torch
 from benchmark.atomic import atomic_write
 
 FORMAT = 1
+# the commit of a segment whose file was written before files kept the commits of the code that wrote them
+UNRECORDED_COMMIT = "unrecorded"
+
+
+def merged_commits(*lists: list[str] | None) -> list[str]:
+    """The commits of ``lists`` in order of first appearance, each once (None: a file from before commits
+    were kept, :data:`UNRECORDED_COMMIT`)."""
+    out: list[str] = []
+    for commits in lists:
+        for commit in [UNRECORDED_COMMIT] if commits is None else commits:
+            if commit not in out:
+                out.append(commit)
+    return out
 _NAME = re.compile(r"ckpt-(\d+)\.pt")
 # gymnasium wrapper attributes that carry episode state (TimeLimit's step count, OrderEnforcing's flag)
 _WRAPPER_COUNTERS = ("_elapsed_steps", "_has_reset", "_disable_render_order_enforcing")
@@ -149,11 +162,16 @@ class Checkpointer:
     SETUP_LOOP_EVERY_S = 300.0  # how often a training loop inside setup saves (seconds)
 
     def __init__(
-        self, directory: Path, config_hash: str, every: int, log: Callable[[str], None] | None = None
+        self, directory: Path, config_hash: str, every: int, log: Callable[[str], None] | None = None,
+        commit: str | None = None,
     ):
         self.directory = Path(directory)
         self.config_hash = config_hash
         self.every = int(every)
+        # the commits of the code that ran the segments so far (``commit``: this process's); a record whose
+        # run spans several states them all, since the result depends on each
+        self._commit = commit
+        self._commits: list[str] = [commit] if commit else []
         self.log = log or (lambda msg: print(f"admbench: {msg}", file=sys.stderr))
         self.resumed_from: int | None = None
         # the run's cost so far: what the checkpoint it resumed from had spent (None: a checkpoint written
@@ -181,9 +199,15 @@ class Checkpointer:
         if not self.enabled:
             return None
         loop = LoopCheckpoint(self.directory / f"setup-{name}.loop.pt", self.config_hash,
-                              every_s=self.SETUP_LOOP_EVERY_S, log=self.log)
+                              every_s=self.SETUP_LOOP_EVERY_S, log=self.log, commit=self._commit)
         self._setup_loops.append(loop)
         return loop
+
+    @property
+    def commits(self) -> list[str]:
+        """The commits whose code ran this run so far, oldest first (its checkpoints' and setup loops')."""
+        # setup loops exist only before the run's first checkpoint, so theirs are the older ones
+        return merged_commits(*(loop.commits for loop in self._setup_loops), self._commits)
 
     @property
     def resumed_setup(self) -> list[str]:
@@ -200,8 +224,9 @@ class Checkpointer:
     def save(self, position: int, state: dict[str, Any]) -> Path:
         """Write the checkpoint at ``position`` (with the global random states) atomically, then drop all
         but it and the one before it."""
+        self._commits = self.commits  # the setup loops' commits outlive their files
         payload = {"format": FORMAT, "config_hash": self.config_hash, "position": position,
-                   "rng": global_rng_state(), "spent": self.spent(), **state}
+                   "rng": global_rng_state(), "spent": self.spent(), "commits": self._commits, **state}
         target = atomic_write(self.directory / f"ckpt-{position:010d}.pt", lambda f: torch.save(payload, f))
         for old in self._files()[:-2]:
             old.unlink(missing_ok=True)
@@ -241,6 +266,11 @@ class Checkpointer:
             set_global_rng_state(state["rng"])
             self.resumed_from = int(state["position"])
             self.spent_before = state.get("spent")
+            earlier = merged_commits(state.get("commits"))
+            if self._commit and earlier[-1] != self._commit:
+                self.log(f"{path} was written by commit {earlier[-1]}, this process runs {self._commit}: "
+                         "the record lists both")
+            self._commits = merged_commits(earlier, self._commits)
             self.log(f"resuming from checkpoint {path}")
             return state
         return None
@@ -258,8 +288,9 @@ class LoopCheckpoint:
     changes the result."""
 
     def __init__(self, path: Path, config_hash: str, every_s: float = 300.0,
-                 log: Callable[[str], None] | None = None):
+                 log: Callable[[str], None] | None = None, commit: str | None = None):
         self.path = Path(path)
+        self.commits: list[str] = [commit] if commit else []  # of the processes that ran the loop
         self.config_hash = config_hash
         self.every_s = float(every_s)
         self.log = log or (lambda msg: print(f"admbench: {msg}", file=sys.stderr))
@@ -281,7 +312,8 @@ class LoopCheckpoint:
         cost = {"wall_s": self.resumed_cost["wall_s"] + time.time() - self._wall0,
                 "cpu_s": self.resumed_cost["cpu_s"] + time.process_time() - self._cpu0}
         payload = {"format": FORMAT, "config_hash": self.config_hash, "rng": global_rng_state(),
-                   "generators": [g.get_state() for g in self.generators], "state": state, "cost": cost}
+                   "generators": [g.get_state() for g in self.generators], "state": state, "cost": cost,
+                   "commits": self.commits}
         atomic_write(self.path, lambda f: torch.save(payload, f))
         self._last = time.time()
 
@@ -303,6 +335,7 @@ class LoopCheckpoint:
         for g, state in zip(self.generators, payload["generators"]):
             g.set_state(state)
         self.resumed_cost = dict(payload["cost"])
+        self.commits = merged_commits(payload.get("commits"), self.commits)
         self.resumed = True
         self.log(f"resuming a training loop from {self.path}")
         return payload["state"]
@@ -350,8 +383,12 @@ class StageCheckpoints:
     :meth:`spent`: this job did not spend it."""
 
     def __init__(self, directory: Path, config_hash: str, log: Callable[[str], None] | None = None,
-                 shared_dir: Path | None = None):
+                 shared_dir: Path | None = None, commit: str | None = None):
         self.directory = Path(directory)
+        # the commits of the code that computed the job's stages (``commit``: this process's), loaded and
+        # shared ones included: a record whose stages came from several states them all
+        self._commit = commit
+        self.commits: list[str] = [commit] if commit else []
         self.config_hash = config_hash
         self.shared_dir = Path(shared_dir) if shared_dir is not None else None
         self.shared: dict[str, str] = {}  # stage name -> key of the shared file it was loaded from
@@ -385,7 +422,7 @@ class StageCheckpoints:
     def loop(self, name: str) -> LoopCheckpoint:
         """The mid-stage checkpoint of stage ``name``'s training loop (dropped with the folder)."""
         self._loops[name] = LoopCheckpoint(self.directory / f"stage-{name}.loop.pt", self.config_hash,
-                                           log=self.log)
+                                           log=self.log, commit=self._commit)
         return self._loops[name]
 
     def run(self, name: str, compute: Callable[[], Any], share_key: str | None = None) -> Any:
@@ -399,6 +436,7 @@ class StageCheckpoints:
                 self.spent_before[key] += state["cost"][key]
             self.loaded.append(name)
             self.costs[name] = dict(state["cost"])
+            self.commits = merged_commits(self.commits, state.get("commits"))
             self.log(f"stage {name!r} loaded from {path}")
             if share_key is not None and self.shared_dir is not None:
                 self._publish(name, share_key, state)
@@ -414,6 +452,7 @@ class StageCheckpoints:
                 return state["value"]
         set_global_rng_state(state["rng"])
         self.shared[name] = share_key
+        self.commits = merged_commits(self.commits, state.get("commits"))
         self.costs[name] = {**state["cost"], "shared": True}
         self.log(f"stage {name!r} loaded from the shared {shared}")
         return state["value"]
@@ -440,8 +479,11 @@ class StageCheckpoints:
         cost = {"wall_s": round(time.time() - wall0 + earlier["wall_s"], 3),
                 "cpu_s": round(time.process_time() - cpu0 + earlier["cpu_s"], 3)}
         self.costs[name] = cost
+        commits = merged_commits(self._loops[name].commits if name in self._loops else [],
+                                 [self._commit] if self._commit else [])
+        self.commits = merged_commits(self.commits, commits)
         payload = {"format": FORMAT, "config_hash": self.config_hash, "value": value,
-                   "rng": global_rng_state(), "cost": cost}
+                   "rng": global_rng_state(), "cost": cost, "commits": commits}
         atomic_write(path, lambda f: torch.save(payload, f))
         (self.directory / f"stage-{name}.loop.pt").unlink(missing_ok=True)  # the finished stage supersedes it
         return payload
