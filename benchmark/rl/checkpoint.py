@@ -268,8 +268,10 @@ class Checkpointer:
             self.spent_before = state.get("spent")
             earlier = merged_commits(state.get("commits"))
             if self._commit and earlier[-1] != self._commit:
-                self.log(f"{path} was written by commit {earlier[-1]}, this process runs {self._commit}: "
-                         "the record lists both")
+                writer = ("code whose commit it does not record" if earlier[-1] == UNRECORDED_COMMIT
+                          else f"commit {earlier[-1]}")
+                self.log(f"{path} was written by {writer}; this process runs {self._commit}: the record's "
+                         "`commits` lists both")
             self._commits = merged_commits(earlier, self._commits)
             self.log(f"resuming from checkpoint {path}")
             return state
