@@ -33,6 +33,9 @@ import torch
 from benchmark.atomic import atomic_write
 
 FORMAT = 1
+_NAME = re.compile(r"ckpt-(\d+)\.pt")
+# gymnasium wrapper attributes that carry episode state (TimeLimit's step count, OrderEnforcing's flag)
+_WRAPPER_COUNTERS = ("_elapsed_steps", "_has_reset", "_disable_render_order_enforcing")
 # the commit of a segment whose file was written before files kept the commits of the code that wrote them
 UNRECORDED_COMMIT = "unrecorded"
 
@@ -46,9 +49,6 @@ def merged_commits(*lists: list[str] | None) -> list[str]:
             if commit not in out:
                 out.append(commit)
     return out
-_NAME = re.compile(r"ckpt-(\d+)\.pt")
-# gymnasium wrapper attributes that carry episode state (TimeLimit's step count, OrderEnforcing's flag)
-_WRAPPER_COUNTERS = ("_elapsed_steps", "_has_reset", "_disable_render_order_enforcing")
 
 
 def global_rng_state() -> dict[str, Any]:
