@@ -15,7 +15,9 @@ tail holdout of ``min(20%, max_holdout)`` transitions, holdout MSE of the mean a
 snapshot when it improves, patience 25, best snapshot restored. Windows are exactly ``history`` (= m)
 transitions of one episode (:class:`benchmark.rl.buffers.WindowSampler`). An epoch has as many
 minibatches as an ADM epoch, ``(train_size // batch) * m``, so the patience rule spends the same
-compute. The loop itself is :func:`adm.training.fit_with_snapshot_rule`, shared with ADM and the ADM
+compute. These training settings are ours: the paper gives BootRNN only as "the same structure as ADM"
+(REFERENCE.md 4.1) and the official repository has no BootRNN (REFERENCE.md 7), so it is trained as ADM
+is, which makes the comparison one of model design, not of training budget. The loop itself is :func:`adm.training.fit_with_snapshot_rule`, shared with ADM and the ADM
 input variants of :mod:`adm.variants`.
 """
 
