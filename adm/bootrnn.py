@@ -17,8 +17,9 @@ transitions of one episode (:class:`benchmark.rl.buffers.WindowSampler`). An epo
 minibatches as an ADM epoch, ``(train_size // batch) * m``, so the patience rule spends the same
 compute. These training settings are ours: the paper gives BootRNN only as "the same structure as ADM"
 (REFERENCE.md 4.1) and the official repository has no BootRNN (REFERENCE.md 7), so it is trained as ADM
-is, which makes the comparison one of model design, not of training budget. The loop itself is :func:`adm.training.fit_with_snapshot_rule`, shared with ADM and the ADM
-input variants of :mod:`adm.variants`.
+is, which makes the comparison one of model design, not of training budget. The loop itself is
+:func:`adm.training.fit_with_snapshot_rule`, shared with ADM and the ADM input variants of
+:mod:`adm.variants`.
 """
 
 from __future__ import annotations
