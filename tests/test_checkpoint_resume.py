@@ -409,6 +409,9 @@ def test_a_run_killed_while_training_its_model_in_setup_resumes_the_model_loop(a
         run_one(run, tmp_path / "a", progress=False)
     folder = checkpoint_dir(run.path(tmp_path / "a"))
     assert [p.name for p in folder.iterdir()] == ["setup-model.loop.pt"]
+    loop_file = torch.load(folder / "setup-model.loop.pt", weights_only=False)
+    loop_file["cost"] = {"wall_s": 5000.0, "cpu_s": 3000.0}  # as if the killed process had trained for long
+    torch.save(loop_file, folder / "setup-model.loop.pt")
     monkeypatch.setattr(owner, name, real)
     resumed = run_one(run, tmp_path / "a", progress=False)
     whole = run_one(run, tmp_path / "b", progress=False)
@@ -419,6 +422,10 @@ def test_a_run_killed_while_training_its_model_in_setup_resumes_the_model_loop(a
     assert resumed["setup_info"][epochs] == whole["setup_info"][epochs] == 4
     assert resumed["time_covers"] == WHOLE_RUN
     assert resumed["cpu_time_s"] > resumed["setup_info"]["setup_cpu_time_s"]  # the killed segment counts
+    # in the setup's times as well as the run's
+    assert resumed["setup_info"]["setup_cpu_time_s"] >= 3000.0 > whole["setup_info"]["setup_cpu_time_s"]
+    assert resumed["setup_info"]["setup_time_s"] >= 5000.0 > whole["setup_info"]["setup_time_s"]
+    assert resumed["cpu_time_s"] >= 3000.0
     assert not folder.exists()
 
 

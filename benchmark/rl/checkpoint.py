@@ -204,6 +204,12 @@ class Checkpointer:
         return loop
 
     @property
+    def setup_loops_cost(self) -> dict[str, float]:
+        """Wall and CPU seconds the setup loops this process resumed had cost the processes before it
+        (part of the run's setup time, which this process's clock alone does not see)."""
+        return {key: sum(loop.resumed_cost[key] for loop in self._setup_loops) for key in ("wall_s", "cpu_s")}
+
+    @property
     def commits(self) -> list[str]:
         """The commits whose code ran this run so far, oldest first (its checkpoints' and setup loops')."""
         # setup loops exist only before the run's first checkpoint, so theirs are the older ones

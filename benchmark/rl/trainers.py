@@ -206,9 +206,11 @@ def train_offline(
             setup_info = algo.setup() or {}
         finally:
             algo.setup_loops = None
-        setup_info["setup_time_s"] = round(time.time() - t0, 3)
-        setup_info["setup_cpu_time_s"] = round(time.process_time() - cpu0, 3)
-        if checkpointer is not None and checkpointer.resumed_setup:  # what the killed processes spent on it
+        # a setup loop resumed from its file: what the killed processes spent on it counts too
+        earlier = checkpointer.setup_loops_cost if checkpointer is not None else {"wall_s": 0.0, "cpu_s": 0.0}
+        setup_info["setup_time_s"] = round(time.time() - t0 + earlier["wall_s"], 3)
+        setup_info["setup_cpu_time_s"] = round(time.process_time() - cpu0 + earlier["cpu_s"], 3)
+        if checkpointer is not None and checkpointer.resumed_setup:
             setup_info["setup_resumed"] = checkpointer.resumed_setup
         curve, step, first_epoch, last = [], 0, 0, {}
     if logger is not None:  # a resumed run's log is written afresh: what it had logged is in the checkpoint
