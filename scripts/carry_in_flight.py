@@ -8,8 +8,10 @@ one session. This lists what each in-flight run would lose and, with ``--add``, 
 files of those worth at least ``--min-cpu-min`` CPU-minutes, pruned to the newest checkpoint (the one a
 resume reads; the one before it is only a fallback against a torn write). The next clone then resumes
 where this machine stopped. When the run ends it deletes its folder; commit that with its record
-(``git add -A results``). A shared fit stays tracked until the jobs that load it have run (Figure 4's load
-Figure 2's): remove it with ``git rm --cached`` then.
+(``git add -A`` on the folder; not on all of ``results/``, where a running job's carried checkpoint, which
+the job deletes once it has written two newer ones, must stay until it is carried again). A shared fit
+stays tracked until the jobs that load it have run (Figure 4's load Figure 2's): ``git rm --cached`` it
+then.
 
     python scripts/carry_in_flight.py                   # list the in-flight runs and what they hold
     python scripts/carry_in_flight.py --add             # prune and `git add -f` those worth >= 20 CPU-min
