@@ -43,6 +43,7 @@ from benchmark.tasks import TaskError, resolve_task
 DEFAULT_RESULTS = Path("results")
 # fitted models that analysis jobs share (adm.analysis.train_models), under the results root; not committed
 SHARED_STAGES = ".shared-stages"
+CHECKPOINT_DIR_SUFFIX = ".checkpoints"  # a run's checkpoint folder: seed-N.checkpoints/ beside its record
 
 
 # config fields that cannot change a result (tested: a resumed run equals an uninterrupted one)
@@ -197,7 +198,7 @@ def _inputs(spec, task, cfg, progress: bool) -> tuple[dict, Any]:
 
 def checkpoint_dir(record_path: Path) -> Path:
     """Where a run's checkpoints live: beside its record (``seed-N.checkpoints/``)."""
-    return record_path.with_name(f"{record_path.stem}.checkpoints")
+    return record_path.with_name(record_path.stem + CHECKPOINT_DIR_SUFFIX)
 
 
 def policy_path(record_path: Path) -> Path:

@@ -33,9 +33,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from benchmark.rl.checkpoint import FORMAT, checkpoint_files, checkpoint_position  # noqa: E402
-from benchmark.runner import SHARED_STAGES  # noqa: E402
+from benchmark.runner import CHECKPOINT_DIR_SUFFIX, SHARED_STAGES  # noqa: E402
 
-CHECKPOINT_DIR_SUFFIX = ".checkpoints"
 # files a job's folder holds besides ``ckpt-*.pt``: a setup loop (before a run's first checkpoint), finished
 # analysis stages and a stage's training loop; all of them are read on resume
 LOOP_AND_STAGE_GLOBS = ("setup-*.loop.pt", "stage-*.pt")

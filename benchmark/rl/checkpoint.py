@@ -188,8 +188,8 @@ class Checkpointer:
         if self.spent_before is None:
             return None
         now = {"wall_s": time.time() - self._wall0, "cpu_s": time.process_time() - self._cpu0}
-        return {key: round(self.spent_before[key] + now[key]
-                           + sum(loop.resumed_cost[key] for loop in self._setup_loops), 3) for key in now}
+        earlier_setup = self.setup_loops_cost
+        return {key: round(self.spent_before[key] + now[key] + earlier_setup[key], 3) for key in now}
 
     def setup_loop(self, name: str) -> LoopCheckpoint | None:
         """A checkpoint for a training loop inside the algorithm's ``setup`` (a model trained to early
