@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
-from benchmark.results import REPO_ROOT, WHOLE_RUN
+from benchmark.results import REPO_ROOT, times_whole_run
 
 # seconds per step and setup seconds when nothing is measured (ours: one CPU core of the README's
 # "Performance" table: SAC update 20.8 ms, TD3+BC 17.5 ms, BC 4.0 ms, CQL ~0.4 s, ADMPO-OFF ~105 s per
@@ -164,8 +164,10 @@ def sample_from_record(rec: dict) -> Sample | None:
         return None
     # resumed before checkpoints kept their cost: the times cover the last segment only, which still
     # measures the per-step cost of that segment (its setup is the resume's, not the run's)
-    whole = rec.get("resumed_from") is None or rec.get("time_covers") == WHOLE_RUN
-    timed_steps = steps if whole else steps_since(cfg, rec["resumed_from"])
+    whole = times_whole_run(rec)
+    # (a run that resumed its setup only timed every step, but not the setup's earlier processes)
+    resumed_at = rec.get("resumed_from")
+    timed_steps = steps if whole or resumed_at is None else steps_since(cfg, resumed_at)
     if timed_steps <= 0:
         return None
     setup = float(setup_info.get("setup_cpu_time_s" if cpu else "setup_time_s") or 0.0)
@@ -643,6 +645,8 @@ class Check:
     source: str
     # measured in CPU time; a wall-time record (the host's other load in it) is shown, not compared
     cpu: bool = True
+    # timed over its whole run; a record timing its last resumed segment only is shown, not compared
+    whole: bool = True
 
     @property
     def ratio(self) -> float:
@@ -671,7 +675,11 @@ def check_estimates(runs, results_dir: Path, extra_roots: list[Path] | None = No
         path = run.path(results_dir)
         rec = existing_record(path, chash)
         own = sample_from_record(rec) if rec is not None else None
-        if own is None or not own.whole:
+        if own is None:
+            continue
+        if not own.whole:
+            out.append(Check(run.label(), float("nan"), float(rec["cpu_time_s"] if own.cpu else
+                                                              rec["wall_time_s"]), "", own.cpu, whole=False))
             continue
         steps, work = planned_steps(cfg_dict), step_work(cfg_dict)
         measured = own.setup_s + own.per_step_s * work * steps
@@ -685,10 +693,13 @@ def check_estimates(runs, results_dir: Path, extra_roots: list[Path] | None = No
 def format_checks(checks: list[Check], tolerance: float = 0.3) -> str:
     lines = [f"{c.label}  estimate {c.estimate_s / 60:.1f} min, measured {c.measured_s / 60:.1f} min, "
              f"ratio {c.ratio:.2f}{'' if abs(c.ratio - 1) <= tolerance else '  OUTSIDE ±30%'} ({c.source})"
-             for c in checks if c.cpu]
+             for c in checks if c.cpu and c.whole]
     lines += [f"{c.label}  not compared: timed in wall time only ({c.measured_s / 60:.1f} min, counting the "
-              "host's other load)" for c in checks if not c.cpu]
-    checks = [c for c in checks if c.cpu]
+              "host's other load)" for c in checks if not c.cpu and c.whole]
+    lines += [f"{c.label}  not compared: its record times its last resumed segment only "
+              f"({c.measured_s / 60:.1f} min, a lower bound: its checkpoint predates kept costs)"
+              for c in checks if not c.whole]
+    checks = [c for c in checks if c.cpu and c.whole]
     if checks:
         total_est, total = sum(c.estimate_s for c in checks), sum(c.measured_s for c in checks)
         inside = sum(abs(c.ratio - 1) <= tolerance for c in checks)

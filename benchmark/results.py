@@ -36,6 +36,13 @@ REQUIRED_FIELDS = {
 CURVE_FIELDS = ("step", "return_mean", "return_std", "score")
 # a resumed run's `time_covers` when its wall/CPU times include the segments before the resume
 WHOLE_RUN = "the whole run, across resumes"
+
+
+def times_whole_run(record: dict) -> bool:
+    """Whether a record's wall and CPU times cover its whole run: its ``time_covers`` says so, or it has
+    none and never resumed (a resumed record older than ``time_covers`` timed its last segment only)."""
+    covers = record.get("time_covers")
+    return covers == WHOLE_RUN if covers is not None else record.get("resumed_from") is None
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 

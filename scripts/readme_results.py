@@ -44,7 +44,6 @@ from benchmark.reporting.output import budget_label  # noqa: E402
 from benchmark.reporting.readme import suite_settings, write_report  # noqa: E402
 from benchmark.reporting.records import analyses_only, load_records, runs_only  # noqa: E402
 from benchmark.reporting.tables import markdown_table  # noqa: E402
-from benchmark.results import WHOLE_RUN  # noqa: E402
 from benchmark.scores import normalize_return  # noqa: E402
 from benchmark.tasks import resolve_task  # noqa: E402
 
@@ -66,11 +65,10 @@ def cpu_hours(records: pd.DataFrame) -> str:
     notes = []
     if wall_only.any():
         notes.append(f"{int(wall_only.sum())} record(s) timed in wall time only")
-    if "time_covers" in records and records["time_covers"].notna().any():
-        partial = records["time_covers"].notna() & (records["time_covers"] != WHOLE_RUN)
-        if partial.any():
-            notes.append(f"{int(partial.sum())} record(s) timed for their last resumed segment only, so a "
-                         "lower bound")
+    partial = records["timed_whole_run"] == False  # noqa: E712 (None: a malformed record, no time)
+    if partial.any():
+        notes.append(f"{int(partial.sum())} record(s) timed for their last resumed segment only, so a "
+                     "lower bound")
     return f"{total:.2f} CPU-hours" + (f" ({'; '.join(notes)})" if notes else "")
 
 
@@ -81,11 +79,22 @@ def final_rule(records: pd.DataFrame) -> str:
     return f"Final = {' | '.join(rules)} of each run." if rules else ""
 
 
-def progress(records: pd.DataFrame, suite: str) -> str:
+def planned_and_finished(records: pd.DataFrame, suite: str) -> tuple[int, int]:
     settings = suite_settings(suite)
     planned = len(settings.cells or ()) * (settings.seeds or 0)
-    ok = int((records["status"] == "ok").sum()) if len(records) else 0
+    return planned, int((records["status"] == "ok").sum()) if len(records) else 0
+
+
+def progress(records: pd.DataFrame, suite: str) -> str:
+    planned, ok = planned_and_finished(records, suite)
     return f"{ok} of {planned} runs finished"
+
+
+def measured_cost(records: pd.DataFrame, suite: str) -> str:
+    """The finished runs' cost, "so far" while the sweep has runs left."""
+    planned, ok = planned_and_finished(records, suite)
+    done = records[records["status"] == "ok"] if len(records) else records
+    return f"measured cost{' so far' if ok < planned else ''} {cpu_hours(done)}"
 
 
 def suite_runs(results: Path, suite: str) -> pd.DataFrame:
@@ -104,8 +113,8 @@ def table1_block(results: Path) -> list[str]:
     poi = probability_of_improvement(runs, settings.improvement_of).set_index("algo_y")
     ok = runs[runs["status"] == "ok"]
     lines.append(f"{budget_label(ok)} Data: `local/hopper-medium-replay` (ours, not D4RL). "
-                 f"{progress(runs, TABLE1)} ({settings.seeds} seeds planned); measured cost so far "
-                 f"{cpu_hours(ok)}. {final_rule(ok)}\n")
+                 f"{progress(runs, TABLE1)} ({settings.seeds} seeds planned); "
+                 f"{measured_cost(runs, TABLE1)}. {final_rule(ok)}\n")
     seeds = dict(zip(stats["algo"], stats["n_seeds"]))
     rows = []
     for r in stats.sort_values("mean", ascending=False, na_position="last").itertuples(index=False):
@@ -151,8 +160,8 @@ def fig3_block(results: Path) -> list[str]:
     settings = suite_settings(FIG3)
     ok = runs[runs["status"] == "ok"]
     lines.append(f"{budget_label(ok)} Environment `mujoco/Hopper` (Gymnasium Hopper-v4), evaluation every "
-                 f"1000 env steps. {progress(runs, FIG3)} ({settings.seeds} seeds planned); measured cost so "
-                 f"far {cpu_hours(ok)}. {final_rule(ok)}\n")
+                 f"1000 env steps. {progress(runs, FIG3)} ({settings.seeds} seeds planned); "
+                 f"{measured_cost(runs, FIG3)}. {final_rule(ok)}\n")
     if settings.note:
         lines.append(settings.note + "\n")
     lines.append(f"![Hopper learning curves](reports/{FIG3}/online_curves.png)\n")

@@ -105,6 +105,13 @@ def test_check_plan_estimates_each_finished_run_without_its_own_record(tmp_path,
     checks[0].cpu = False
     text = plan.format_checks(checks)
     assert "not compared: timed in wall time only (0.1 min" in text and "1 finished runs: 1 estimated" in text
+    # a record resumed before checkpoints kept their cost times its last segment: shown, not compared
+    rec = {**recs[1], "resumed_from": 1}
+    write_records(tmp_path / "res", [recs[0], rec])
+    checks = plan.check_estimates(runs, tmp_path / "res", extra_roots=[])
+    text = plan.format_checks(checks)
+    assert "seed=1 budget=smoke  not compared: its record times its last resumed segment only (0.2 " in text
+    assert "\n1 finished runs: " in text  # seed 0 alone (estimated from seed 1's segment: 2x per step)
     # the command line: `mini` has other tasks and overrides, so nothing of it is finished here
     assert main(["reproduce", "mini", "--check-plan", "--results", str(tmp_path / "res")]) == 0
     assert "nothing to check yet" in capsys.readouterr().out

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from benchmark import plan
-from benchmark.results import WHOLE_RUN
+from benchmark.results import WHOLE_RUN, times_whole_run
 
 ROW = {"epoch_s": 50.0, "steps_per_epoch": 1000, "model_epoch_s": 12.0, "update_ms": 23.0}
 
@@ -83,6 +83,11 @@ def test_a_record_resumed_without_its_earlier_cost_times_its_last_segment():
     assert (segment.per_step_s, segment.whole) == (pytest.approx(1.2), False)
     whole = plan.sample_from_record({**rec, "time_covers": WHOLE_RUN})
     assert (whole.per_step_s, whole.whole) == (pytest.approx(0.6), True)
+    # a run that resumed its setup only (no step position) and whose checkpoint predates kept costs: every
+    # step is timed, the setup's earlier processes are not
+    setup_only = {**rec, "resumed_from": None, "time_covers": "the segment since the resume at None only"}
+    assert (plan.sample_from_record(setup_only).per_step_s, times_whole_run(setup_only)) == (0.6, False)
+    assert times_whole_run({**rec, "resumed_from": None}) and not times_whole_run(rec)
     # an online run counts env steps: resumed at 10,000 of 15,000
     online = {**rec, "algo": "sac", "algo_id": "sac", "config": {"env_steps": 15000}, "resumed_from": 10000}
     assert plan.sample_from_record(online).per_step_s == pytest.approx(30.0 / 5000)

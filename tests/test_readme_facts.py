@@ -160,6 +160,18 @@ def test_readme_results_blocks_state_how_the_final_score_is_computed():
         text = "".join(block(results))
         assert f"Final = {' | '.join(sorted(rules))} of each run." in text, suite
     rule = "mean of the last final_k=5 evaluations"
+    # the cost is "so far" until every planned run finished; a record timing its last resumed segment only
+    # makes it a lower bound
+    runs = readme_results.suite_runs(results, readme_results.TABLE1)
+    planned, _ = readme_results.planned_and_finished(runs, readme_results.TABLE1)
+    ok = runs.assign(status="ok", cpu_time_s=3600.0, timed_whole_run=True).head(planned)
+    assert readme_results.measured_cost(ok, readme_results.TABLE1) == f"measured cost {planned:.2f} CPU-hours"
+    assert readme_results.measured_cost(ok.head(planned - 1), readme_results.TABLE1).startswith(
+        f"measured cost so far {planned - 1:.2f} CPU-hours")
+    ok.loc[ok.index[0], "timed_whole_run"] = False
+    assert readme_results.measured_cost(ok, readme_results.TABLE1) == (
+        f"measured cost {planned:.2f} CPU-hours (1 record(s) timed for their last resumed segment only, so a "
+        "lower bound)")
     stated = readme_results.final_rule(pd.DataFrame({"final_rule": [rule, None]}))
     assert stated == f"Final = {rule} of each run."
 
