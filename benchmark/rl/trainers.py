@@ -165,6 +165,32 @@ class StepMetrics:
         self.__init__(self.unit)
         return arrays
 
+    # A checkpoint pickles the window: one 0-d tensor costs ~250 bytes there, so an ADMPO-ON window of
+    # 20,000 updates x 5 metrics took 24.5 of a 37 MiB checkpoint and 4 s of its write. A metric whose
+    # values are all scalar tensors of one dtype and device travels as one stacked tensor instead; loading
+    # unstacks it into the same values (older checkpoints, with plain lists, load as they are).
+    _STACKED = "stacked scalar tensors"
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state["_values"] = {key: self._packed(vals) for key, vals in self._values.items()}
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        values = state.get("_values", {})
+        state["_values"] = {key: list(v[1].unbind(0)) if isinstance(v, tuple) and v[:1] == (self._STACKED,)
+                            else v for key, v in values.items()}
+        self.__dict__.update(state)
+
+    @classmethod
+    def _packed(cls, vals: list):
+        first = vals[0] if vals else None
+        if not isinstance(first, torch.Tensor) or not all(
+                isinstance(v, torch.Tensor) and v.dim() == 0 and not v.requires_grad
+                and v.dtype == first.dtype and v.device == first.device for v in vals):
+            return vals
+        return (cls._STACKED, torch.stack(vals))
+
     def raise_divergence(self, error: BaseException) -> None:
         """For a window whose steps raised (a NaN can make a later op fail): the divergence that came
         before, if any, is what the run failed of."""
