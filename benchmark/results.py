@@ -43,6 +43,8 @@ def times_whole_run(record: dict) -> bool:
     none and never resumed (a resumed record older than ``time_covers`` timed its last segment only)."""
     covers = record.get("time_covers")
     return covers == WHOLE_RUN if covers is not None else record.get("resumed_from") is None
+
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
