@@ -61,6 +61,7 @@ class Sample:
     path: str = ""  # the record it was read from (leave-one-out checks of the estimates)
     task: str = ""
     model_key: str | None = None  # the settings of the model its setup trains (:func:`model_key`)
+    timed_s: float = 0.0  # the seconds its record timed: CPU if ``cpu`` else wall; the whole run if ``whole``
 
 
 @dataclass
@@ -176,7 +177,7 @@ def sample_from_record(rec: dict) -> Sample | None:
     per_step = (float(wall) - setup) / timed_steps / step_work(cfg)
     epochs = float(model_epochs) if model_epochs else None
     return Sample(algo, rec.get("budget", ""), fam, setup, per_step, epochs, steps, cpu, whole,
-                  task=str(rec.get("task", "")), model_key=model_key(cfg))
+                  task=str(rec.get("task", "")), model_key=model_key(cfg), timed_s=float(wall))
 
 
 def closest_samples(samples: list[Sample], steps: int) -> list[Sample]:
@@ -678,15 +679,13 @@ def check_estimates(runs, results_dir: Path, extra_roots: list[Path] | None = No
         if own is None:
             continue
         if not own.whole:
-            out.append(Check(run.label(), float("nan"), float(rec["cpu_time_s"] if own.cpu else
-                                                              rec["wall_time_s"]), "", own.cpu, whole=False))
+            out.append(Check(run.label(), float("nan"), own.timed_s, "", own.cpu, whole=False))
             continue
         steps, work = planned_steps(cfg_dict), step_work(cfg_dict)
-        measured = own.setup_s + own.per_step_s * work * steps
         others = [s for s in samples if s.path != str(path.resolve())]
         setup, per_step, source = estimate(run.algo, run.budget, cfg_dict, others, paper_config(run),
                                            run.task)
-        out.append(Check(run.label(), setup + per_step * work * steps, measured, source, own.cpu))
+        out.append(Check(run.label(), setup + per_step * work * steps, own.timed_s, source, own.cpu))
     return out
 
 
