@@ -317,6 +317,9 @@ def test_a_shared_stage_is_computed_once_and_loaded_by_another_job_with_its_rand
     value = first.run("model-x", stage, share_key="k1")
     after = torch.rand(2)
     assert first.shared == {} and (tmp_path / "sh" / "model-x-k1.pt").is_file()
+    # one file's bytes in both places, so git stores a carried fit once
+    shared_bytes = (tmp_path / "sh" / "model-x-k1.pt").read_bytes()
+    assert shared_bytes == (tmp_path / "a" / "stage-model-x.pt").read_bytes()
     torch.manual_seed(99)
     second = job("b", "hash-b")
     assert torch.equal(second.run("model-x", stage, share_key="k1"), value) and len(calls) == 1
@@ -347,6 +350,32 @@ def test_a_job_resumed_from_its_own_stage_publishes_it_for_other_jobs(tmp_path):
     assert torch.equal(resumed.run("model-x", stage, share_key="k"), value) and resumed.loaded == ["model-x"]
     other = StageCheckpoints(tmp_path / "b", "hash-b", log=lambda m: None, shared_dir=tmp_path / "sh")
     assert torch.equal(other.run("model-x", stage, share_key="k"), value) and len(calls) == 1
+
+
+def test_a_shared_file_removed_is_copied_again_byte_for_byte_from_the_job_that_fitted_it(tmp_path):
+    """A job whose own stage file names its share key (it was shared when fitted) publishes it again as a
+    byte copy when the shared file is gone (say, a clone without it), and other jobs load that copy."""
+    from benchmark.rl.checkpoint import StageCheckpoints
+
+    calls = []
+
+    def stage():
+        calls.append(1)
+        return torch.rand(3)
+
+    def job(name):
+        return StageCheckpoints(tmp_path / name, name, log=lambda m: None, shared_dir=tmp_path / "sh")
+
+    torch.manual_seed(0)
+    value = job("a").run("model-x", stage, share_key="k")
+    own, shared = tmp_path / "a" / "stage-model-x.pt", tmp_path / "sh" / "model-x-k.pt"
+    shared.unlink()
+    resumed = job("a")
+    assert torch.equal(resumed.run("model-x", stage, share_key="k"), value) and resumed.loaded == ["model-x"]
+    assert shared.read_bytes() == own.read_bytes()
+    other = job("b")
+    assert torch.equal(other.run("model-x", stage, share_key="k"), value) and other.shared == {"model-x": "k"}
+    assert len(calls) == 1
 
 
 def test_a_second_job_waits_for_a_shared_stage_being_computed_instead_of_computing_it(tmp_path):

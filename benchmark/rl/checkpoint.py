@@ -388,7 +388,8 @@ class StageCheckpoints:
     and the random states after it are those the job would have computed itself. A process computing a
     shared stage holds an ``flock`` on its key, so a second one waits for the file rather than fitting the
     same model twice. A shared stage's cost is kept in :attr:`costs` (marked ``shared``) but not counted in
-    :meth:`spent`: this job did not spend it."""
+    :meth:`spent`: this job did not spend it. The shared file is a byte copy of the job's own (which names
+    both the config hash and the share key), so git, carrying both while the job runs, stores the fit once."""
 
     def __init__(self, directory: Path, config_hash: str, log: Callable[[str], None] | None = None,
                  shared_dir: Path | None = None, commit: str | None = None):
@@ -447,7 +448,7 @@ class StageCheckpoints:
             self.commits = merged_commits(self.commits, state.get("commits"))
             self.log(f"stage {name!r} loaded from {path}")
             if share_key is not None and self.shared_dir is not None:
-                self._publish(name, share_key, state)
+                self._publish(name, share_key, state, path)
             return state["value"]
         if share_key is None or self.shared_dir is None:
             return self._compute(name, compute, path)["value"]
@@ -455,8 +456,8 @@ class StageCheckpoints:
         with _exclusive(shared.with_name(shared.name + ".lock")):  # one process fits it, the others wait
             state = self._load(shared, "share_key", share_key)
             if state is None:
-                state = self._compute(name, compute, path)
-                self._publish(name, share_key, state)
+                state = self._compute(name, compute, path, share_key)
+                self._publish(name, share_key, state, path)
                 return state["value"]
         set_global_rng_state(state["rng"])
         self.shared[name] = share_key
@@ -468,17 +469,25 @@ class StageCheckpoints:
     def shared_path(self, name: str, share_key: str) -> Path:
         return self.shared_dir / f"{name}-{share_key}.pt"
 
-    def _publish(self, name: str, share_key: str, state: dict[str, Any]) -> None:
-        """Keep a finished stage in the shared folder too (unless a file is already there)."""
+    def _publish(self, name: str, share_key: str, state: dict[str, Any], path: Path) -> None:
+        """Keep a finished stage (``state``, read from or written to ``path``) in the shared folder too,
+        unless a file is already there: a byte copy of ``path`` when that file names ``share_key`` (two
+        ``torch.save`` calls of one payload differ in their bytes), else the payload written again with it
+        (a stage file written before it was shared, or by code that did not name the key)."""
         shared = self.shared_path(name, share_key)
         if shared.is_file():
             return
-        payload = {key: value for key, value in state.items() if key != "config_hash"}
-        payload["share_key"] = share_key
+        if state.get("share_key") == share_key:
+            data = path.read_bytes()
+            atomic_write(shared, lambda f: f.write(data))
+            return
+        payload = {**state, "share_key": share_key}
         atomic_write(shared, lambda f: torch.save(payload, f))
 
-    def _compute(self, name: str, compute: Callable[[], Any], path: Path) -> dict[str, Any]:
-        """Compute the stage and write its file; returns the file's payload (value, random states, cost)."""
+    def _compute(self, name: str, compute: Callable[[], Any], path: Path, share_key: str | None = None
+                 ) -> dict[str, Any]:
+        """Compute the stage and write its file (naming ``share_key`` when the stage is shared); returns the
+        file's payload (value, random states, cost)."""
         wall0, cpu0 = time.time(), time.process_time()
         value = compute()
         earlier = self._loops[name].resumed_cost if name in self._loops else {"wall_s": 0.0, "cpu_s": 0.0}
@@ -492,6 +501,8 @@ class StageCheckpoints:
         self.commits = merged_commits(self.commits, commits)
         payload = {"format": FORMAT, "config_hash": self.config_hash, "value": value,
                    "rng": global_rng_state(), "cost": cost, "commits": commits}
+        if share_key is not None:
+            payload["share_key"] = share_key
         atomic_write(path, lambda f: torch.save(payload, f))
         (self.directory / f"stage-{name}.loop.pt").unlink(missing_ok=True)  # the finished stage supersedes it
         return payload
