@@ -420,7 +420,9 @@ def admpo_model(impl: str = "loop") -> list[Check]:
     model.zero_grad()
     loss.backward()
     grads = dict(model.named_parameters())
-    checks.append(("ADM training loss (k=2, dropout on)", _np(loss), fx["loss"], 1e-5))
+    # the loss is one float32 sum near 278, where one ulp is 3.05e-5: an absolute 1e-5 failed by that one ulp
+    # on a host whose kernels sum in another order, so it is checked to 8 float32 ulps of its size
+    checks.append(("ADM training loss (k=2, dropout on)", _np(loss), fx["loss"], float32_ulps(fx["loss"], 8)))
     for name, g in fx.group("grad").items():
         checks.append((f"grad {name}", _np(grads[name].grad), _np(g), 1e-5))
     # one rollout with the penalty: k, Gaussian noise and policy as in the official run, dropout off
@@ -545,6 +547,13 @@ CASES: dict[str, Callable[[], list[Check]]] = {
     "admpo_sac": admpo_sac,
     "cbop_target": cbop_target,
 }
+
+
+def float32_ulps(reference, n: int) -> float:
+    """``n`` float32 rounding steps at the size of ``reference`` (its largest entry), at least 1e-5: the
+    tolerance of a quantity that float32 reductions in a different order can move by a few ulps."""
+    size = float(np.max(np.abs(np.asarray(reference, np.float64))))
+    return max(1e-5, n * float(np.spacing(np.float32(size))))
 
 
 def max_deviation(checks: list[Check]) -> float:

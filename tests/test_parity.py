@@ -8,6 +8,7 @@ from parity_cases import (
     FIXTURES,
     Fixture,
     cbop_target,
+    float32_ulps,
     max_deviation,
     okit_cql,
     okit_sac,
@@ -51,3 +52,10 @@ def test_the_fixtures_tell_the_audited_differences_apart():
     assert max_deviation(okit_cql(lse_grouping="state_sample", fixture="corl_cql")) > 1.0  # and the other way
     assert max_deviation(okit_termination(source="admpo")) == 1.0  # walker2d without |s| < 100
     assert max_deviation(cbop_target(mask_terminated_horizons=False)) > 10.0  # CBOP before the mask
+
+
+def test_float32_ulp_tolerance_is_a_few_rounding_steps_and_still_catches_a_real_difference():
+    assert float32_ulps(277.97226, 8) == 8 * 2.0**-15  # float32 spacing in [256, 512) is 2^-15
+    assert float32_ulps(0.25, 8) == 1e-5  # never below the absolute floor the other checks use
+    tol = float32_ulps(277.97226, 8)
+    assert abs(277.97229 - 277.97226) < tol < 1e-3  # the one-ulp host difference passes; a 1e-3 change fails
