@@ -222,8 +222,15 @@ def compounding_reading(errors: pd.DataFrame) -> str:
         n = int(g["seed"].nunique())
         order = mean[last].sort_values().index.tolist()
         levels = ", ".join(f"{m} {mean.loc[m, first]:.3g} -> {mean.loc[m, last]:.3g}" for m in order)
-        said.append(f"on {task} ({_seeds_text(n)}), error at length {first} -> {last}: {levels} (lowest "
-                    f"error at length {last} first)")
+        text = (f"on {task} ({_seeds_text(n)}), error at length {first} -> {last}: {levels} (lowest error at "
+                f"length {last} first)")
+        if "median_error" in g and g["median_error"].notna().any():
+            _, at_median = error_ends(g, "median_error")
+            median = at_median[at_median["rollout_length"] == last].groupby("model")["median_error"].mean()
+            median = median.dropna().sort_values()
+            text += (f", and on the median over held-out starts at length {last}: "
+                     + ", ".join(f"{m} {v:.3g}" for m, v in median.items()))
+        said.append(text)
     if not said:
         return ""
     return (_reading(said) + ". The growth ratio above divides by the length-1 error, so a model that is "
@@ -281,6 +288,10 @@ def analyses_block(results: Path) -> list[str]:
             lines.append("Levels: each model's error at the longest length, ADM's over the other's per seed "
                          "(< 1: ADM ends lower; the paper's text: ADM's curve \"remains close to zero\").\n")
             lines.append(markdown_table(COMPOUNDING_LEVELS_HEADER, levels, align="l" * len(levels[0])))
+        if name == "compounding-error" and (medians := compounding_levels(errors, value="median_error")):
+            lines.append("Levels on each seed's median over held-out starts (a few diverging rollouts can "
+                         "carry a mean over 1000 starts; the median reads the typical rollout):\n")
+            lines.append(markdown_table(COMPOUNDING_LEVELS_HEADER, medians, align="l" * len(medians[0])))
         if reading:
             lines.append(reading + "\n")
         frame = holdout_frame(ok) if name == "compounding-error" else pd.DataFrame()

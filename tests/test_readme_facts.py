@@ -189,8 +189,10 @@ def test_readme_results_block_renders_finished_analyses(tmp_path, tiny_data):
     block = readme_results.section(tmp_path)
     assert "`fig2-local` (`smoke` budget, 2 finished analyses, measured cost" in block
     assert "| local/hopper-random | adm vs ensemble |" in block
-    assert block.count("| local/hopper-random | adm vs ensemble |") == 2  # growth, then levels
+    # growth, then levels on the mean over held-out starts, then on their median
+    assert block.count("| local/hopper-random | adm vs ensemble |") == 3
     assert "Levels: each model's error at the longest length" in block
+    assert "Levels on each seed's median over held-out starts" in block
     assert "`fig4-local` (`smoke` budget, 2 finished analyses, measured cost" in block
     assert "2 of them loaded their models from `fig2-local`'s jobs" in block  # Figure 4 reuses Figure 2's
     assert "| local/hopper-random | adm - ensemble |" in block
@@ -205,6 +207,10 @@ def test_readme_results_block_renders_finished_analyses(tmp_path, tiny_data):
     by_last = sorted(errors.items(), key=lambda e: e[1][1])
     levels = ", ".join(f"{m} {a:.3g} -> {b:.3g}" for m, (a, b) in by_last)
     assert f"**Reading.** On local/hopper-random (2 seeds), error at length 1 -> {last}: {levels}" in block
+    medians = {m: np.mean([r["result"]["models"][m]["median"][-1] for r in results
+                           if r["analysis"] == "compounding-error"]) for m in ("adm", "bootrnn", "ensemble")}
+    assert (f"and on the median over held-out starts at length {last}: "
+            + ", ".join(f"{m} {v:.3g}" for m, v in sorted(medians.items(), key=lambda e: e[1]))) in block
     pooled = {}
     for r in results:
         for c in r["result"].get("correlations", []):

@@ -248,10 +248,13 @@ def _extras_records() -> list[dict]:
         horizons = [1, 5, 10, 100]
         models = {
             "adm": {"mean": [0.01 * 1.05**h for h in horizons[:3]] + [0.5 + seed], "overflow": [0.0] * 4,
+                    "median": [0.01, 0.01, 0.02, 0.2 + seed],
                     "train": {"holdout_curve": [[1.0, 0.5, 0.3, 0.29, 0.3], [2.0, 1.0]][seed]}},
             "ensemble": {
                 "mean": [0.01 * 2.5**h for h in horizons[:3]] + [FLOAT32_MAX],
-                "overflow": [0, 0, 0, 1],
+                # a few starts overflow (they carry the mean); the typical start ends at 0.1
+                "median": [0.02, 0.03, 0.05, 0.1],
+                "overflow": [0, 0, 0, 0.01],
             },
         }
         result = {"horizons": horizons, "models": models, "metric": "raw-state MSE", "n_starts": 100}
@@ -344,6 +347,19 @@ def test_report_compounding_levels_at_the_longest_length(extras_report):
     assert "| 100 | 1 [0.5, 1.5] | 3.4e+38 [3.4e+38, 3.4e+38] |" in row
     assert row.rstrip(" |").endswith("adm ends lower")
     assert "remains close to zero" in (extras_report / "README.md").read_text()
+
+
+def test_report_compounding_levels_on_the_median_over_starts(extras_report):
+    """The same levels on each seed's median over held-out starts: ADM 0.2 and 1.2 against the ensemble's
+    0.1, whose mean a few overflowing starts carry; per-seed ratios 2 and 12 lie above 1, so on the typical
+    start ADM ends higher, the opposite of the mean's reading. The walker table stores no medians: no row."""
+    md = (extras_report / "compounding_levels_median.md").read_text()
+    row = next(line for line in md.splitlines() if "| adm vs ensemble |" in line)
+    assert row.startswith("| local/hopper-medium-replay | adm vs ensemble | 100 |")
+    assert "| 0.7 [0.2, 1.2] | 0.1 [0.1, 0.1] | 7 [2, 12] |" in row
+    assert row.rstrip(" |").endswith("adm ends higher")
+    assert "walker2d" not in md
+    assert "*median* over held-out starts" in (extras_report / "README.md").read_text()
 
 
 def test_a_claim_on_one_seed_shows_no_interval_and_no_finding():

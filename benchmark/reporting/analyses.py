@@ -28,8 +28,9 @@ from benchmark.reporting.records import finite_or_none
 from benchmark.reporting.tables import MISSING, fmt
 
 # What the report reads from analysis records' ``result`` (``adm.analysis.run_analysis``):
-# - compounding-error: ``{"horizons": [1..H], "models": {name: {"mean": [H], "std": [H], "overflow": [H]}}}``
-#   (mean/std over held-out starts per rollout length; overflow = fraction of starts that overflowed);
+# - compounding-error: ``{"horizons": [1..H], "models": {name: {"mean": [H], "std": [H], "median": [H],
+#   "overflow": [H]}}}`` (mean/std/median over held-out starts per rollout length; overflow = fraction of
+#   starts that overflowed; ``median`` is optional, older records lack it);
 # - uncertainty: ``{"points": [{"model", "source", "uncertainty", "error"}, ...], "correlations":
 #   [{"model", "source", "pearson", "spearman", "n"}, ...]}`` (correlations over all points, the stored
 #   points being a subsample).
@@ -61,8 +62,11 @@ def _result_table(result) -> pd.DataFrame | None:
             if not isinstance(curve, dict) or len(curve.get("mean") or []) != len(horizons):
                 continue
             overflow = curve.get("overflow") or [None] * len(horizons)
-            for h, err, over in zip(horizons, curve["mean"], overflow):
-                rows.append({"model": model, "rollout_length": h, "error": err, "overflow_fraction": over})
+            median = curve.get("median") or []
+            median = median if len(median) == len(horizons) else [None] * len(horizons)
+            for h, err, mid, over in zip(horizons, curve["mean"], median, overflow):
+                rows.append({"model": model, "rollout_length": h, "error": err, "median_error": mid,
+                             "overflow_fraction": over})
         if rows:
             return pd.DataFrame(rows)
     table = result
@@ -124,7 +128,7 @@ def analysis_frame(records: pd.DataFrame, name: str) -> tuple[pd.DataFrame, list
     frame = (
         pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=[*required, "task", "seed"])
     )
-    for col in ("rollout_length", "error", "uncertainty", "overflow_fraction"):
+    for col in ("rollout_length", "error", "median_error", "uncertainty", "overflow_fraction"):
         if col in frame:
             frame[col] = pd.to_numeric(frame[col], errors="coerce")
     return frame, problems, stated
@@ -257,6 +261,14 @@ def _compounding_section(out: ReportOutput, analyses: pd.DataFrame) -> list[str]
             "error.",
             COMPOUNDING_LEVELS_HEADER,
             "ADM's error at the longest rollout length against each other model's.")
+        md += claims_markdown(
+            out, "compounding_levels_median", compounding_levels(frame, value="median_error"),
+            "The same levels read on each seed's *median* over held-out starts instead of its mean. A few "
+            "rollouts that diverge can carry a mean over 1000 starts by orders of magnitude; the median "
+            "says whether the typical rollout agrees. Records without per-start medians are left out.",
+            COMPOUNDING_LEVELS_HEADER,
+            "ADM's median error over held-out starts at the longest rollout length against each other "
+            "model's.")
     if problems:
         md.append("Compounding-error records that could not be read:\n")
         md.append("".join(f"- {p}\n" for p in problems))

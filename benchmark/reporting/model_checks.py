@@ -140,12 +140,14 @@ def _compared(values: np.ndarray, above: str, below: str, neutral: float) -> lis
     return [text, f"not resolved ({len(values[np.isfinite(values)])} seeds)"]
 
 
-def error_ends(task_frame: pd.DataFrame) -> tuple[list[int], pd.DataFrame]:
+def error_ends(task_frame: pd.DataFrame, value: str = "error") -> tuple[list[int], pd.DataFrame]:
     """One task's rollout lengths (sorted) and its rows at the first and the last of them, an overflowed
-    error (non-finite, or past float32's maximum) counted as float32's maximum, as the paper draws it."""
+    ``value`` (non-finite, or past float32's maximum) counted as float32's maximum, as the paper draws it.
+    A missing ``value`` (NaN: the record did not store it) stays missing."""
     lengths = sorted(set(task_frame["rollout_length"].dropna().astype(int)))
     at = task_frame[task_frame["rollout_length"].isin(lengths[:1] + lengths[-1:])].copy()
-    at["error"] = at["error"].where(np.isfinite(at["error"]), FLOAT32_MAX).clip(upper=FLOAT32_MAX)
+    column = at[value]
+    at[value] = column.where(np.isfinite(column) | column.isna(), FLOAT32_MAX).clip(upper=FLOAT32_MAX)
     return lengths, at
 
 
@@ -177,20 +179,28 @@ def compounding_claims(frame: pd.DataFrame, reference: str = "adm") -> list[list
 COMPOUNDING_LEVELS_HEADER = ["task", "models", "length", "ADM error", "other error", "ratio", "reading"]
 
 
-def compounding_levels(frame: pd.DataFrame, reference: str = "adm") -> list[list[str]]:
+def compounding_levels(frame: pd.DataFrame, reference: str = "adm", value: str = "error") -> list[list[str]]:
     """The paper's Figure 2 claim read as levels (its text: ADM's curve "remains close to zero" while the
     others grow exponentially), per task: ``reference``'s error at the longest rollout length against each
     other model's, as the per-seed ratio (same seed, same held-out segments; < 1: ``reference`` ends lower)
-    with 95% bootstrap intervals over seeds. Overflowed errors count as float32's maximum."""
+    with 95% bootstrap intervals over seeds. Overflowed errors count as float32's maximum. ``value`` picks
+    the per-seed statistic over held-out starts: ``error`` (their mean) or ``median_error``; seeds whose
+    record lacks it are left out, and nothing is returned when no record has it."""
+    if value not in frame:
+        return []
     rows = []
     for task, g in frame.groupby("task", sort=True):
-        lengths, at = error_ends(g)
+        lengths, at = error_ends(g, value)
         if not lengths or reference not in set(g["model"]):
             continue
         last = lengths[-1]
-        table = at[at["rollout_length"] == last].pivot_table(index="seed", columns="model", values="error")
+        table = at[at["rollout_length"] == last].pivot_table(index="seed", columns="model", values=value)
+        if reference not in table:
+            continue
         for model in sorted(m for m in table.columns if m != reference):
             pair = table[[reference, model]].dropna()
+            if pair.empty:
+                continue
             ours, theirs = pair[reference].to_numpy(float), pair[model].to_numpy(float)
             reading = _compared(ours / theirs, f"{reference} ends higher", f"{reference} ends lower", 1.0)
             rows.append([task, f"{reference} vs {model}", str(last), _interval_text(ours),
