@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 import torch
 
 from adm.analysis import AnalysisSizes
-from adm.compounding_error import compounding_error
+from adm.compounding_error import compounding_error, reference_errors
 from adm.uncertainty_error import uncertainty_vs_error
 from baselines.bc import BC, BCConfig
 from benchmark.envs import make_env
@@ -85,6 +85,11 @@ def run_compounding_error(dataset: OfflineDataset, env_key: str, sizes: Analysis
                              sizes=sizes, stages=stages)
 
 
+def run_compounding_references(dataset: OfflineDataset, env_key: str, sizes: AnalysisSizes, seed: int
+                               ) -> dict:
+    return reference_errors(dataset, sizes, seed)
+
+
 def run_uncertainty(dataset: OfflineDataset, env_key: str, sizes: AnalysisSizes, seed: int,
                     stages=None) -> dict:
     """The "learned" source is a BC policy trained for ``bc_steps`` on the same (truncated) data."""
@@ -102,6 +107,11 @@ register_analysis(AnalysisSpec(
     name="compounding-error", config_cls=CompoundingErrorSizes, run=run_compounding_error,
     config_from="admpo-off", inherit=_FROM_ADMPO_OFF, module=__name__,
     description="Figure 2: open-loop compounding error of ADM, a 7-member ensemble and BootRNN"))
+register_analysis(AnalysisSpec(
+    name="compounding-references", config_cls=CompoundingErrorSizes, run=run_compounding_references,
+    config_from="admpo-off", inherit=_FROM_ADMPO_OFF, module=__name__,
+    description="Figure 2's yardstick: the compounding error of predicting without a model (the last real "
+                "state; the training data's mean state) on the same held-out segments"))
 register_analysis(AnalysisSpec(
     name="uncertainty", config_cls=UncertaintySizes, run=run_uncertainty,
     config_from="admpo-off", inherit=_FROM_ADMPO_OFF, module=__name__,

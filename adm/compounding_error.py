@@ -23,7 +23,7 @@ clipped to it (``overflow`` gives the fraction of starts affected).
 
 from __future__ import annotations
 
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 import torch
@@ -78,42 +78,113 @@ def compounding_error(dataset: OfflineDataset, env_key: str, models=COMPOUNDING_
     sizes = replace(sizes or AnalysisSizes(), horizon=horizon, n_starts=n_starts)
     sizes.validate()
     m = sizes.max_step
-    train, held = split_episodes(dataset, sizes.heldout_fraction, seed)
-    train = truncate(train, sizes.train_transitions)
-    rng = np.random.default_rng(seed)
-    length = m - 1 + horizon
-    starts = segment_starts(held, length, n_starts, rng)
-    sampler = WindowSampler(held, "cpu")
-    w = sampler.gather(torch.as_tensor(starts), length)
+    segments = heldout_segments(dataset, sizes, seed)
+    w = segments.window
     hist_obs = w["obs"][:, :m]  # s_0 .. s_{m-1}
-    true = w["next_obs"][:, m - 1 :].numpy()  # s_m .. s_{m-1+H}
-    trained, infos = train_models(train, env_key, models, sizes, seed, device, stages)
+    trained, infos = train_models(segments.train, env_key, models, sizes, seed, device, stages)
     results = {}
     for i, name in enumerate(models):
         g = torch.Generator().manual_seed(seed * 1000 + 100 + i)
         pred = open_loop_predictions(trained[name], hist_obs.to(device), w["act"].to(device), horizon, g)
-        err, overflow = clipped_mse(pred.cpu().numpy(), true)
-        results[name] = {
-            "mean": np.minimum(err.mean(axis=0), FLOAT32_MAX).tolist(),
-            "std": np.minimum(err.std(axis=0), FLOAT32_MAX).tolist(),
-            "median": np.median(err, axis=0).tolist(),
-            "overflow": overflow.mean(axis=0).tolist(),
-            "train": infos[name],
-        }
+        results[name] = {**error_summary(pred.cpu().numpy(), segments.true), "train": infos[name]}
     return {
         "analysis": "compounding-error",
-        "metric": ("raw-state MSE mean_d (s_hat_h - s_h)^2 per start; mean/std over starts; "
-                   "overflow -> float32 max"),
-        "protocol": (f"episode split {1 - sizes.heldout_fraction:.0%}/{sizes.heldout_fraction:.0%}; "
-                     f"{len(starts)} held-out segments, first m={m} states real, recorded actions replayed "
-                     f"open loop for {horizon} steps; mean predictions, dropout off; ADM k~U{{1..m}} per "
-                     "step; ensemble one random elite per start and step"),
-        "horizons": list(range(1, horizon + 1)),
+        "metric": METRIC,
+        "protocol": (f"{segments.protocol}; mean predictions, dropout off; ADM k~U{{1..m}} per step; "
+                     "ensemble one random elite per start and step"),
+        **segments.fields(sizes, seed),
         "models": results,
-        "n_starts": int(len(starts)),
-        "max_step": m,
-        "split": {"train_transitions": len(train), "heldout_transitions": len(held),
-                  "heldout_episodes": int(held.episode_ends.sum())},
-        "sizes": asdict(sizes),
-        "seed": seed,
+    }
+
+
+METRIC = "raw-state MSE mean_d (s_hat_h - s_h)^2 per start; mean/std over starts; overflow -> float32 max"
+
+
+@dataclass
+class HeldoutSegments:
+    """The episode split and the held-out segments every compounding-error model is scored on: the
+    training part (truncated to ``train_transitions``), the held-out part, the segment starts, their
+    windows (``obs``, ``act``, ``next_obs`` of ``m - 1 + horizon`` transitions) and the true states
+    ``s_m .. s_{m-1+H}`` ``[N, H, obs]``."""
+
+    train: OfflineDataset
+    held: OfflineDataset
+    starts: np.ndarray
+    window: dict
+    true: np.ndarray
+    max_step: int
+    horizon: int
+    heldout_fraction: float
+
+    @property
+    def protocol(self) -> str:
+        frac = self.heldout_fraction
+        return (f"episode split {1 - frac:.0%}/{frac:.0%}; {len(self.starts)} held-out segments, first "
+                f"m={self.max_step} states real, recorded actions replayed open loop for {self.horizon} "
+                "steps")
+
+    def fields(self, sizes: AnalysisSizes, seed: int) -> dict:
+        """The record fields that say what was scored (shared by every analysis on these segments)."""
+        return {
+            "horizons": list(range(1, self.horizon + 1)),
+            "n_starts": int(len(self.starts)),
+            "max_step": self.max_step,
+            "split": {"train_transitions": len(self.train), "heldout_transitions": len(self.held),
+                      "heldout_episodes": int(self.held.episode_ends.sum())},
+            "sizes": asdict(sizes),
+            "seed": seed,
+        }
+
+
+def heldout_segments(dataset: OfflineDataset, sizes: AnalysisSizes, seed: int) -> HeldoutSegments:
+    """The seeded episode split and held-out segments of :func:`compounding_error` (their one home, so
+    :func:`reference_errors` scores exactly the same starts)."""
+    m, horizon = sizes.max_step, sizes.horizon
+    train, held = split_episodes(dataset, sizes.heldout_fraction, seed)
+    train = truncate(train, sizes.train_transitions)
+    rng = np.random.default_rng(seed)
+    length = m - 1 + horizon
+    starts = segment_starts(held, length, sizes.n_starts, rng)
+    window = WindowSampler(held, "cpu").gather(torch.as_tensor(starts), length)
+    true = window["next_obs"][:, m - 1 :].numpy()  # s_m .. s_{m-1+H}
+    return HeldoutSegments(train, held, starts, window, true, m, horizon, sizes.heldout_fraction)
+
+
+def error_summary(pred: np.ndarray, true: np.ndarray) -> dict:
+    """Per rollout length: mean, std and median over starts of :func:`clipped_mse`, and the fraction of
+    starts that overflowed."""
+    err, overflow = clipped_mse(pred, true)
+    return {
+        "mean": np.minimum(err.mean(axis=0), FLOAT32_MAX).tolist(),
+        "std": np.minimum(err.std(axis=0), FLOAT32_MAX).tolist(),
+        "median": np.median(err, axis=0).tolist(),
+        "overflow": overflow.mean(axis=0).tolist(),
+    }
+
+
+REFERENCE_PREDICTORS = ("last-state", "train-mean-state")
+
+
+def reference_errors(dataset: OfflineDataset, sizes: AnalysisSizes, seed: int = 0) -> dict:
+    """What the compounding error is worth: two predictors that use no model, scored on exactly the segments
+    of :func:`compounding_error` (same split, seed and sizes) with the same metric. ``last-state`` holds the
+    last real state ``s_{m-1}`` for every h (the error of assuming nothing moves); ``train-mean-state``
+    predicts the training part's mean state for every h (the error of knowing only where the data usually
+    is). A model whose error at length h is above the latter's has no information left about the state h
+    steps ahead. Seconds of CPU, no training. Returns the record's ``result`` in the shape of
+    :func:`compounding_error`'s, with these predictors as its models."""
+    sizes.validate()
+    segments = heldout_segments(dataset, sizes, seed)
+    n, horizon = segments.true.shape[:2]
+    last = segments.window["obs"][:, segments.max_step - 1].numpy()
+    mean_state = segments.train.observations.astype(np.float64).mean(axis=0)
+    predictions = {"last-state": np.broadcast_to(last[:, None], segments.true.shape),
+                   "train-mean-state": np.broadcast_to(mean_state, segments.true.shape)}
+    return {
+        "analysis": "compounding-references",
+        "metric": METRIC,
+        "protocol": (f"{segments.protocol}; no model: last-state holds s_(m-1), train-mean-state predicts "
+                     "the training part's mean observation"),
+        **segments.fields(sizes, seed),
+        "models": {name: error_summary(predictions[name], segments.true) for name in REFERENCE_PREDICTORS},
     }

@@ -33,12 +33,14 @@ from benchmark.reporting.frames import (  # noqa: E402
 from benchmark.reporting.model_checks import (  # noqa: E402
     COMPOUNDING_LEVELS_HEADER,
     KNEE_HEADER,
+    VERSUS_REFERENCES_HEADER,
     compounding_claims,
     compounding_levels,
     error_ends,
     holdout_frame,
     knee_rows,
     uncertainty_claims,
+    versus_references,
 )
 from benchmark.reporting.output import budget_label  # noqa: E402
 from benchmark.reporting.readme import suite_settings, write_report  # noqa: E402
@@ -209,9 +211,10 @@ def _seeds_text(n: int) -> str:
     return f"{n} seed" + ("" if n == 1 else "s")
 
 
-def compounding_reading(errors: pd.DataFrame) -> str:
+def compounding_reading(errors: pd.DataFrame, references: pd.DataFrame | None = None) -> str:
     """Each task's mean error per model at the shortest and longest rollout length: the growth ratio above
-    rewards a model whose one-step error is large, so the levels are read beside it."""
+    rewards a model whose one-step error is large, so the levels are read beside it; then the median over
+    starts and, where the no-model references ran, their errors at the longest length (the yardstick)."""
     said = []
     for task, g in errors.groupby("task", sort=True):
         lengths, at = error_ends(g)
@@ -230,6 +233,12 @@ def compounding_reading(errors: pd.DataFrame) -> str:
             median = median.dropna().sort_values()
             text += (f", and on the median over held-out starts at length {last}: "
                      + ", ".join(f"{m} {v:.3g}" for m, v in median.items()))
+        refs = references[references["task"] == task] if references is not None and len(references) else None
+        if refs is not None and len(refs):
+            at_last = refs[refs["rollout_length"] == refs["rollout_length"].max()]
+            without = at_last.groupby("model")["error"].mean().sort_values()
+            text += (f"; without a model (same segments) the error at length {last} is "
+                     + ", ".join(f"{m} {v:.3g}" for m, v in without.items()))
         said.append(text)
     if not said:
         return ""
@@ -266,7 +275,8 @@ def analyses_block(results: Path) -> list[str]:
             continue
         if name == "compounding-error":
             errors = analysis_frame(ok, name)[0]
-            rows, reading = claims(errors), compounding_reading(errors)
+            references = analysis_frame(ok, "compounding-references")[0]
+            rows, reading = claims(errors), compounding_reading(errors, references)
             header = ["task", "models", "lengths", "ADM growth", "other growth", "growth ratio", "reading"]
         else:
             correlations = recorded_correlations(ok, name)
@@ -292,6 +302,12 @@ def analyses_block(results: Path) -> list[str]:
             lines.append("Levels on each seed's median over held-out starts (a few diverging rollouts can "
                          "carry a mean over 1000 starts; the median reads the typical rollout):\n")
             lines.append(markdown_table(COMPOUNDING_LEVELS_HEADER, medians, align="l" * len(medians[0])))
+        if name == "compounding-error" and (vs := versus_references(errors, references)):
+            lines.append("Against predicting without a model (`compounding-references`, same segments): each "
+                         "model's error at the longest length over the no-model predictor's per seed (< 1: "
+                         "the model ends lower; not below `train-mean-state`: no information left that many "
+                         "steps ahead).\n")
+            lines.append(markdown_table(VERSUS_REFERENCES_HEADER, vs, align="l" * len(vs[0])))
         if reading:
             lines.append(reading + "\n")
         frame = holdout_frame(ok) if name == "compounding-error" else pd.DataFrame()

@@ -10,7 +10,13 @@ import pytest
 import torch
 
 from adm.analysis import AnalysisSizes
-from adm.compounding_error import FLOAT32_MAX, clipped_mse, compounding_error, open_loop_predictions
+from adm.compounding_error import (
+    FLOAT32_MAX,
+    clipped_mse,
+    compounding_error,
+    open_loop_predictions,
+    reference_errors,
+)
 from adm.dynamics_models import AnyStepModel
 from adm.model import ADMConfig, AnyStepDynamics
 from adm.training import ADMTrainConfig
@@ -97,6 +103,37 @@ def test_compounding_error_smoke(hopper_random):
         curve = res["train"]["holdout_curve"]
         assert len(curve) >= 1 and all(np.isfinite(v) and v > 0 for v in curve)
     assert len(out["models"]["ensemble"]["train"]["holdout_curve"]) == TINY.ensemble_max_epochs
+
+
+def test_no_model_references_score_the_compounding_error_segments(hopper_random):
+    """The yardstick of Figure 2: on the very split and segments compounding_error scores (same seed and
+    sizes), last-state holds s_(m-1) and train-mean-state predicts the training part's mean observation; both
+    recomputed here from the held-out episodes' arrays, h = 1 and h = H."""
+    from benchmark.rl.dataset import segment_starts
+
+    sizes = AnalysisSizes(**{**TINY.__dict__, "horizon": 6, "n_starts": 8})
+    out = reference_errors(hopper_random, sizes, seed=0)
+    json.dumps(out)
+    models = compounding_error(hopper_random, "hopper", horizon=6, n_starts=8, seed=0, sizes=TINY)
+    for key in ("horizons", "n_starts", "max_step", "split", "seed"):
+        assert out[key] == models[key], key
+    assert out["metric"] == models["metric"] and out["analysis"] == "compounding-references"
+    assert models["protocol"].startswith(out["protocol"].split("; no model")[0])
+    train, held = split_episodes(hopper_random, 0.1, seed=0)
+    m, horizon = TINY.max_step, 6
+    starts = segment_starts(held, m - 1 + horizon, 8, np.random.default_rng(0))
+    last = held.observations[starts + m - 1].astype(np.float64)
+    mean_state = train.observations.astype(np.float64).mean(axis=0)
+    for h in (1, horizon):
+        true = held.next_observations[starts + m - 2 + h].astype(np.float64)
+        expected = {"last-state": ((true - last) ** 2).mean(axis=1),
+                    "train-mean-state": ((true - mean_state) ** 2).mean(axis=1)}
+        for name, err in expected.items():
+            got = out["models"][name]
+            assert got["mean"][h - 1] == pytest.approx(err.mean(), rel=1e-9)
+            assert got["median"][h - 1] == pytest.approx(np.median(err), rel=1e-9)
+            assert got["overflow"][h - 1] == 0.0
+    assert out["models"]["last-state"]["mean"][0] > 0  # hopper moves in one step
 
 
 def test_uncertainty_vs_error_smoke(hopper_random):

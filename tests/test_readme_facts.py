@@ -186,8 +186,18 @@ def test_readme_results_block_renders_finished_analyses(tmp_path, tiny_data):
         for seed in (0, 1):
             rec = run_analysis_job(AnalysisJob(name, "local/hopper-random", seed, "smoke", suite), tmp_path)
             assert rec["status"] == "ok"
+    refs = [run_analysis_job(AnalysisJob("compounding-references", "local/hopper-random", seed, "smoke",
+                                         "fig2-local"), tmp_path) for seed in (0, 1)]
+    assert all(rec["status"] == "ok" for rec in refs)
     block = readme_results.section(tmp_path)
-    assert "`fig2-local` (`smoke` budget, 2 finished analyses, measured cost" in block
+    assert "`fig2-local` (`smoke` budget, 4 finished analyses, measured cost" in block
+    for model in ("adm", "bootrnn", "ensemble"):  # every model against both no-model predictors
+        assert f"| local/hopper-random | {model} vs last-state | 10 |" in block
+        assert f"| local/hopper-random | {model} vs train-mean-state | 10 |" in block
+    without = {m: np.mean([r["result"]["models"][m]["mean"][-1] for r in refs])
+               for m in ("last-state", "train-mean-state")}
+    assert ("without a model (same segments) the error at length 10 is "
+            + ", ".join(f"{m} {v:.3g}" for m, v in sorted(without.items(), key=lambda e: e[1]))) in block
     assert "| local/hopper-random | adm vs ensemble |" in block
     # growth, then levels on the mean over held-out starts, then on their median
     assert block.count("| local/hopper-random | adm vs ensemble |") == 3

@@ -259,6 +259,11 @@ def _extras_records() -> list[dict]:
         }
         result = {"horizons": horizons, "models": models, "metric": "raw-state MSE", "n_starts": 100}
         recs.append(_analysis_record("compounding-error", "local/hopper-medium-replay", seed, result))
+        # the no-model yardstick on the same segments (adm/compounding_error.py: reference_errors)
+        references = {"last-state": {"mean": [0.5, 1.0, 2.0, 4.0], "median": [0.4, 0.8, 1.6, 3.0]},
+                      "train-mean-state": {"mean": [2.0] * 4, "median": [1.0, 1.0, 1.0, 0.5]}}
+        recs.append(_analysis_record("compounding-references", "local/hopper-medium-replay", seed,
+                                     {"horizons": horizons, "models": references}))
         # a plain table with aliased column names works too
         rows = [{"model": "adm", "h": h, "mse": 0.1 * h} for h in (1, 2)]
         recs.append(_analysis_record("compounding-error", "local/walker2d-medium", seed, {"rows": rows}))
@@ -309,7 +314,8 @@ def test_analysis_records_are_not_scored_runs(tmp_path):
     write_records(tmp_path, _extras_records())
     frame = load_records(tmp_path, "extras")
     assert set(runs_only(frame)["algo"]) == {"admpo-off@m=1", "admpo-off@m=5", "admpo-on", "sac"}
-    assert set(analyses_only(frame)["algo"]) == {"analysis-compounding-error", "analysis-uncertainty"}
+    assert set(analyses_only(frame)["algo"]) == {
+        "analysis-compounding-error", "analysis-compounding-references", "analysis-uncertainty"}
     ab = m_ablation_frame(frame)
     assert ab["m"].tolist() == [1, 1, 5, 5] and ab["score"].tolist() == [40.0, 41.0, 60.0, 61.0]
 
@@ -326,7 +332,9 @@ def test_report_compounding_error_section(extras_report):
     walker = next(line for line in md.splitlines() if "| local/walker2d-medium | adm |" in line)
     assert "| 0.1 ± 0 |" in walker
     csv = pd.read_csv(extras_report / "compounding_error.csv")
-    assert set(csv["model"]) == {"adm", "ensemble"} and len(csv) == 2 * (8 + 2)
+    models = csv[csv["model"].isin(["adm", "ensemble"])]
+    assert set(csv["model"]) == {"adm", "ensemble", "last-state", "train-mean-state"}  # + no-model rows
+    assert len(models) == 2 * (8 + 2) and len(csv) == len(models) + 2 * 8
     assert (extras_report / "compounding_error.png").stat().st_size > 0
 
 
@@ -347,6 +355,28 @@ def test_report_compounding_levels_at_the_longest_length(extras_report):
     assert "| 100 | 1 [0.5, 1.5] | 3.4e+38 [3.4e+38, 3.4e+38] |" in row
     assert row.rstrip(" |").endswith("adm ends lower")
     assert "remains close to zero" in (extras_report / "README.md").read_text()
+
+
+def test_report_reads_the_models_against_predicting_without_a_model(extras_report):
+    """The compounding-references records join the per-length table and csv as '(no model)' rows, never the
+    claims; each model's h=100 error over a no-model predictor's, per seed: ADM 0.5 and 1.5 over
+    train-mean-state's 2.0 -> 0.25, 0.75 (ends lower); the overflowing ensemble ends higher. On the median
+    the reading flips for ADM (0.2 and 1.2 over 0.5 -> 0.4, 2.4: not resolved)."""
+    md = (extras_report / "compounding_error.md").read_text()
+    assert "| local/hopper-medium-replay | train-mean-state (no model) | 2 ± 0 |" in md
+    csv = pd.read_csv(extras_report / "compounding_error.csv")
+    assert {"last-state", "train-mean-state"} <= set(csv["model"])
+    claims = (extras_report / "compounding_claims.md").read_text()
+    assert "state" not in claims  # no growth claim against a predictor without a model
+    vs = (extras_report / "compounding_vs_references.md").read_text().splitlines()
+    row = next(line for line in vs if "| adm vs train-mean-state |" in line)
+    assert "| 100 | 1 [0.5, 1.5] | 2 [2, 2] | 0.5 [0.25, 0.75] | adm ends lower |" in row
+    row = next(line for line in vs if "| ensemble vs train-mean-state |" in line)
+    assert row.rstrip(" |").endswith("ensemble ends higher")
+    assert any("| adm vs last-state |" in line for line in vs)
+    median = (extras_report / "compounding_vs_references_median.md").read_text().splitlines()
+    row = next(line for line in median if "| adm vs train-mean-state |" in line)
+    assert "| 0.7 [0.2, 1.2] | 0.5 [0.5, 0.5] | 1.4 [0.4, 2.4] | not resolved (2 seeds) |" in row
 
 
 def test_report_compounding_levels_on_the_median_over_starts(extras_report):

@@ -17,11 +17,13 @@ from benchmark.reporting.frames import m_ablation_frame
 from benchmark.reporting.model_checks import (
     COMPOUNDING_LEVELS_HEADER,
     FLOAT32_MAX,
+    VERSUS_REFERENCES_HEADER,
     claims_markdown,
     compounding_claims,
     compounding_levels,
     holdout_section,
     uncertainty_claims,
+    versus_references,
 )
 from benchmark.reporting.output import ReportOutput
 from benchmark.reporting.records import finite_or_none
@@ -39,6 +41,7 @@ from benchmark.reporting.tables import MISSING, fmt
 # dicts of strings (metric, protocol, uncertainty definitions ...) are shown in the report as stated.
 ANALYSIS_COLUMNS: dict[str, tuple[str, ...]] = {
     "compounding-error": ("model", "rollout_length", "error"),
+    "compounding-references": ("model", "rollout_length", "error"),
     "uncertainty": ("model", "source", "uncertainty", "error"),
 }
 
@@ -218,18 +221,24 @@ def _fmt_sci(values: np.ndarray) -> str:
 
 def _compounding_section(out: ReportOutput, analyses: pd.DataFrame) -> list[str]:
     frame, problems, stated = analysis_frame(analyses, "compounding-error")
+    references, ref_problems, _ = analysis_frame(analyses, "compounding-references")
+    problems += ref_problems
     md = []
     if len(frame):
         frame = frame.sort_values(["task", "model", "rollout_length", "seed"], kind="mergesort")
-        out.csv(frame[["task", "model", "seed", "rollout_length", "error"]], "compounding_error.csv")
-        out.figure(lambda: compounding_error_figure(frame), "compounding_error.png")
+        # the no-model predictors share the table, csv and figure (their rows named as such), not the claims
+        drawn = pd.concat([frame, references], ignore_index=True) if len(references) else frame
+        drawn = drawn.sort_values(["task", "model", "rollout_length", "seed"], kind="mergesort")
+        out.csv(drawn[["task", "model", "seed", "rollout_length", "error"]], "compounding_error.csv")
+        out.figure(lambda: compounding_error_figure(drawn), "compounding_error.png")
         lengths = sorted(set(frame["rollout_length"].dropna().astype(int)))
         picks = [h for h in lengths if h in (1, 5, 10, 20, 50, 100, 200, 500, 1000)]
         picks = sorted(set(picks + [lengths[-1]])) if lengths else []
         header = ["task", "model", *[f"h={h}" for h in picks]]
         rows = []
-        for (task, model), g in frame.groupby(["task", "model"], sort=True):
-            cells = [task, str(model)]
+        reference_names = set(references["model"]) if len(references) else set()
+        for (task, model), g in drawn.groupby(["task", "model"], sort=True):
+            cells = [task, f"{model} (no model)" if model in reference_names else str(model)]
             for h in picks:
                 vals = g.loc[g["rollout_length"] == h, "error"].to_numpy(dtype=float)
                 cells.append(_fmt_sci(vals) if len(vals) else MISSING)
@@ -241,7 +250,10 @@ def _compounding_section(out: ReportOutput, analyses: pd.DataFrame) -> list[str]
             "(non-finite, or clamped to float32's maximum) is drawn at float32's maximum, as the paper "
             "does. The paper gives this only as a figure (no numbers); a third-party reproduction "
             "reports 100-step raw-state MSE on hopper-medium-replay of ADM "
-            "0.328 ± 0.040, BootRNN 0.317 ± 0.046, ensemble 0.694 ± 0.008 (REFERENCE.md 4.1).\n",
+            "0.328 ± 0.040, BootRNN 0.317 ± 0.046, ensemble 0.694 ± 0.008 (REFERENCE.md 4.1). Rows marked "
+            "*(no model)* are the `compounding-references` analysis, the yardstick: on the same segments, "
+            "`last-state` holds the last real state for every h, `train-mean-state` predicts the training "
+            "data's mean state.\n",
             out.table("compounding_error", header, rows, "Compounding error by rollout length h."),
             "![compounding error](compounding_error.png)\n",
         ]
@@ -269,6 +281,21 @@ def _compounding_section(out: ReportOutput, analyses: pd.DataFrame) -> list[str]
             COMPOUNDING_LEVELS_HEADER,
             "ADM's median error over held-out starts at the longest rollout length against each other "
             "model's.")
+        for value, name, what in (("error", "compounding_vs_references", "mean"),
+                                  ("median_error", "compounding_vs_references_median", "median")):
+            vs = versus_references(frame, references, value)
+            if not vs:
+                continue
+            md += [
+                f"**Against predicting without a model ({what} over held-out starts):** each model's error "
+                "at the longest rollout length over a no-model predictor's on the same seed and segments "
+                "(< 1: the model ends lower). A model that does not end below `train-mean-state` keeps no "
+                "information about the state that many steps ahead. Mean [95% bootstrap interval over "
+                "seeds].\n",
+                out.table(name, VERSUS_REFERENCES_HEADER, vs,
+                          f"Each model's {what} error at the longest length against the no-model "
+                          "predictors'."),
+            ]
     if problems:
         md.append("Compounding-error records that could not be read:\n")
         md.append("".join(f"- {p}\n" for p in problems))

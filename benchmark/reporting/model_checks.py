@@ -208,6 +208,25 @@ def compounding_levels(frame: pd.DataFrame, reference: str = "adm", value: str =
     return rows
 
 
+VERSUS_REFERENCES_HEADER = ["task", "model vs no model", "length", "model error", "no-model error", "ratio",
+                            "reading"]
+
+
+def versus_references(models: pd.DataFrame, references: pd.DataFrame, value: str = "error"
+                      ) -> list[list[str]]:
+    """Each model's error at the longest rollout length against each predictor that uses no model (the
+    ``compounding-references`` analysis: same segments, same metric), as the per-seed ratio with its 95%
+    bootstrap interval (< 1: the model ends lower, i.e. still carries information h steps ahead)."""
+    if models.empty or references.empty or value not in models or value not in references:
+        return []
+    combined = pd.concat([models, references], ignore_index=True)
+    names = set(references["model"])
+    rows = [row for model in sorted(set(models["model"]) - names)
+            for row in compounding_levels(combined, reference=model, value=value)
+            if row[1].split(" vs ", 1)[1] in names]
+    return sorted(rows, key=lambda row: (row[0], row[1]))
+
+
 def uncertainty_claims(recorded: pd.DataFrame, reference: str = "ensemble") -> list[list[str]]:
     """The paper's Figure 4 claim, per task: ADM's uncertainty correlates with the true model error at least
     as well as the ensemble's. Per seed, each ADM variant's Pearson r (all rollout sources pooled) minus the
