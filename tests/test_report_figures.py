@@ -263,7 +263,7 @@ def _extras_records() -> list[dict]:
         references = {"last-state": {"mean": [0.5, 1.0, 2.0, 4.0], "median": [0.4, 0.8, 1.6, 3.0]},
                       "train-mean-state": {"mean": [2.0] * 4, "median": [1.0, 1.0, 1.0, 0.5]}}
         recs.append(_analysis_record("compounding-references", "local/hopper-medium-replay", seed,
-                                     {"horizons": horizons, "models": references}))
+                                     {"horizons": horizons, "models": references, "n_starts": 100}))
         # a plain table with aliased column names works too
         rows = [{"model": "adm", "h": h, "mse": 0.1 * h} for h in (1, 2)]
         recs.append(_analysis_record("compounding-error", "local/walker2d-medium", seed, {"rows": rows}))
@@ -377,6 +377,24 @@ def test_report_reads_the_models_against_predicting_without_a_model(extras_repor
     median = (extras_report / "compounding_vs_references_median.md").read_text().splitlines()
     row = next(line for line in median if "| adm vs train-mean-state |" in line)
     assert "| 0.7 [0.2, 1.2] | 0.5 [0.5, 0.5] | 1.4 [0.4, 2.4] | not resolved (2 seeds) |" in row
+
+
+def test_a_yardstick_scored_on_other_segments_is_left_out_and_named():
+    """A compounding-references record whose split differs from its compounding-error twin's (other sizes)
+    is named; a matching one and one with no twin are not."""
+    from benchmark.reporting.analyses import unmatched_references
+
+    def rec(kind, task, seed, split):
+        result = {"horizons": [1, 2], "n_starts": 8, "max_step": 3, "split": split}
+        return {"status": "ok", "algo": f"analysis-{kind}", "task": task, "seed": seed, "result": result}
+
+    frame = pd.DataFrame([rec("compounding-error", "a", 0, {"heldout_transitions": 10}),
+                          rec("compounding-references", "a", 0, {"heldout_transitions": 12}),
+                          rec("compounding-error", "a", 1, {"heldout_transitions": 10}),
+                          rec("compounding-references", "a", 1, {"heldout_transitions": 10}),
+                          rec("compounding-references", "b", 0, {})])
+    assert unmatched_references(frame) == [
+        (("a", 0), "its split differs from the compounding-error record's")]
 
 
 def test_report_compounding_levels_on_the_median_over_starts(extras_report):

@@ -219,10 +219,39 @@ def _fmt_sci(values: np.ndarray) -> str:
     return text + (f" (+{over} overflow)" if over else "")
 
 
+SEGMENT_FIELDS = ("horizons", "n_starts", "max_step", "split")  # what says which segments were scored
+
+
+def unmatched_references(analyses: pd.DataFrame) -> list[tuple[tuple[str, int], str]]:
+    """``((task, seed), why)`` per compounding-references record whose segments (its
+    :data:`SEGMENT_FIELDS`) differ from the compounding-error record of the same task and seed."""
+    finished = analyses[analyses["status"] == "ok"]
+    by_kind: dict[str, dict] = {}
+    for rec in finished.itertuples(index=False):
+        if isinstance(rec.result, dict):
+            by_kind.setdefault(str(rec.algo), {})[(rec.task, int(rec.seed))] = rec.result
+    models = by_kind.get("analysis-compounding-error", {})
+    out = []
+    for key, ref in sorted(by_kind.get("analysis-compounding-references", {}).items()):
+        if key in models:
+            differ = [f for f in SEGMENT_FIELDS if ref.get(f) != models[key].get(f)]
+            if differ:
+                verb = "differs" if len(differ) == 1 else "differ"
+                out.append((key, f"its {', '.join(differ)} {verb} from the compounding-error record's"))
+    return out
+
+
 def _compounding_section(out: ReportOutput, analyses: pd.DataFrame) -> list[str]:
     frame, problems, stated = analysis_frame(analyses, "compounding-error")
     references, ref_problems, _ = analysis_frame(analyses, "compounding-references")
     problems += ref_problems
+    unmatched = unmatched_references(analyses)
+    if unmatched:  # a yardstick scored on other segments than the models' would mislead: left out, named
+        keep = ~pd.Series(list(zip(references["task"], references["seed"])), index=references.index).isin(
+            [key for key, _ in unmatched])
+        references = references[keep]
+        problems += [f"compounding-references {task} seed {seed}: {why}; left out"
+                     for (task, seed), why in unmatched]
     md = []
     if len(frame):
         frame = frame.sort_values(["task", "model", "rollout_length", "seed"], kind="mergesort")
