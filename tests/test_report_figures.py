@@ -9,6 +9,7 @@ import pytest
 from helpers import PAPER_PRESENTATION, make_record, write_records
 
 from benchmark.reporting.figures import (
+    algo_palette,
     compounding_error_figure,
     correlations,
     interval_estimates_figure,
@@ -491,3 +492,18 @@ def test_mean_and_standard_error_by_hand():
     assert out.loc["a", "mean"] == pytest.approx(3.0) and out.loc["a", "n"] == 3
     assert out.loc["a", "se"] == pytest.approx(np.std([1.0, 2.0, 6.0], ddof=1) / np.sqrt(3))
     assert out.loc["b", "se"] == 0.0
+
+
+def test_the_no_model_yardsticks_are_drawn_dashed():
+    """Figure 2 draws the predictors without a model dashed, the models solid, in the panels and legend."""
+    from matplotlib.colors import to_hex
+
+    rows = [{"task": "t", "model": name, "seed": seed, "rollout_length": h, "error": 0.1 * h + i}
+            for i, name in enumerate(("adm", "train-mean-state")) for seed in (0, 1) for h in (1, 2, 3)]
+    fig = compounding_error_figure(pd.DataFrame(rows), dashed=frozenset({"train-mean-state"}))
+    colors = algo_palette(["adm", "train-mean-state"])
+    styles = {to_hex(line.get_color()): line.get_linestyle() for line in fig.axes[0].get_lines()}
+    assert styles[to_hex(colors["adm"])] == "-" and styles[to_hex(colors["train-mean-state"])] == "--"
+    legend = {text.get_text(): handle.get_linestyle()
+              for text, handle in zip(fig.legends[0].get_texts(), fig.legends[0].legend_handles)}
+    assert legend == {"adm": "-", "train-mean-state": "--"}

@@ -259,13 +259,13 @@ def _compounding_section(out: ReportOutput, analyses: pd.DataFrame) -> list[str]
         drawn = pd.concat([frame, references], ignore_index=True) if len(references) else frame
         drawn = drawn.sort_values(["task", "model", "rollout_length", "seed"], kind="mergesort")
         out.csv(drawn[["task", "model", "seed", "rollout_length", "error"]], "compounding_error.csv")
-        out.figure(lambda: compounding_error_figure(drawn), "compounding_error.png")
+        reference_names = frozenset(references["model"]) if len(references) else frozenset()
+        out.figure(lambda: compounding_error_figure(drawn, dashed=reference_names), "compounding_error.png")
         lengths = sorted(set(frame["rollout_length"].dropna().astype(int)))
         picks = [h for h in lengths if h in (1, 5, 10, 20, 50, 100, 200, 500, 1000)]
         picks = sorted(set(picks + [lengths[-1]])) if lengths else []
         header = ["task", "model", *[f"h={h}" for h in picks]]
         rows = []
-        reference_names = set(references["model"]) if len(references) else set()
         for (task, model), g in drawn.groupby(["task", "model"], sort=True):
             cells = [task, f"{model} (no model)" if model in reference_names else str(model)]
             for h in picks:

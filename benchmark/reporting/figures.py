@@ -13,6 +13,7 @@ import math
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from pathlib import Path
 
+import matplotlib.colors
 import numpy as np
 import pandas as pd
 import scipy.stats
@@ -287,21 +288,35 @@ def online_curves_figure(
 
 
 def compounding_error_figure(
-    errors: pd.DataFrame, x: str = "rollout_length", y: str = "error", hue: str = "model", col: str = "task"
+    errors: pd.DataFrame, x: str = "rollout_length", y: str = "error", hue: str = "model", col: str = "task",
+    dashed: frozenset[str] = frozenset(),
 ) -> Figure:
     """The paper's Figure 2: compounding error vs rollout length on a log y axis, one panel per
     ``col``; mean ± standard error over the other rows (e.g. seeds). Non-finite errors (overflow) are
-    shown at float32's maximum, as the paper does."""
+    shown at float32's maximum, as the paper does. ``dashed`` names ``hue`` values drawn dashed (the
+    predictors without a model: a yardstick, not a contender)."""
     data = errors.copy()
     overflow = np.finfo(np.float32).max
     data[y] = data[y].astype(float).where(np.isfinite(data[y].astype(float)), overflow).clip(upper=overflow)
-    return log_curves_figure(data, x, y, hue, col, "rollout length", "compounding error (log scale)")
+    return log_curves_figure(data, x, y, hue, col, "rollout length", "compounding error (log scale)",
+                             dashed=dashed)
 
 
-def log_curves_figure(data: pd.DataFrame, x: str, y: str, hue: str, col: str, xlabel: str, ylabel: str
-                      ) -> Figure:
+def _dash(ax, handles: list, labels: list, colors: dict, dashed: frozenset[str]) -> None:
+    """Draw the lines (and their legend entries) of the ``dashed`` hue values dashed, found by colour."""
+    targets = {matplotlib.colors.to_hex(colors[name]) for name in dashed if name in colors}
+    for line in ax.get_lines():
+        if matplotlib.colors.to_hex(line.get_color()) in targets:
+            line.set_linestyle("--")
+    for handle, label in zip(handles, labels):
+        if label in dashed and hasattr(handle, "set_linestyle"):
+            handle.set_linestyle("--")
+
+
+def log_curves_figure(data: pd.DataFrame, x: str, y: str, hue: str, col: str, xlabel: str, ylabel: str,
+                      dashed: frozenset[str] = frozenset()) -> Figure:
     """Curves of ``y`` vs ``x`` on a log y axis, one panel per ``col`` value, one line per ``hue`` value:
-    mean ± standard error over the remaining rows (seeds)."""
+    mean ± standard error over the remaining rows (seeds); the ``dashed`` hue values drawn dashed."""
     panels = sorted(set(data[col])) if col in data else [None]
     palette = algo_palette(data[hue])
     fig, axes = _grid(len(panels), ncols=4)
@@ -315,6 +330,8 @@ def log_curves_figure(data: pd.DataFrame, x: str, y: str, hue: str, col: str, xl
         ax.set_xlabel(xlabel)
         ax.set_ylabel(ylabel)
         _move_legend_entries(ax, handles, labels)
+        if dashed:
+            _dash(ax, handles, labels, palette, dashed)
     bottom = _legend_below(fig, handles, labels)
     fig.tight_layout(rect=(0, bottom, 1, 1))
     return fig
