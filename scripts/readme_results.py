@@ -253,8 +253,14 @@ def uncertainty_reading(correlations: pd.DataFrame) -> str:
     for task, g in pooled.groupby("task", sort=True):
         r = g.groupby("model")["pearson"].mean().sort_values(ascending=False)
         rs = ", ".join(f"{m} {v:.2f}" for m, v in r.items())
-        said.append(f"on {task} ({_seeds_text(int(g['seed'].nunique()))}) the correlation of uncertainty "
-                    f"with the true model error (Pearson r, all rollout sources pooled) is {rs}")
+        text = (f"on {task} ({_seeds_text(int(g['seed'].nunique()))}) the correlation of uncertainty with "
+                f"the true model error (Pearson r, all rollout sources pooled) is {rs}")
+        counted = g.dropna(subset=["n", "dropped"]) if "dropped" in g else g.iloc[:0]
+        if len(counted):
+            kept = counted["n"].astype(float).sum() / (counted["n"].astype(float).sum()
+                                                       + counted["dropped"].astype(float).sum())
+            text += f" over {kept:.0%} of the points the rollouts visited (the rest at the velocity clip)"
+        said.append(text)
     return (_reading(said) + " (the paper: 0.98 for ADM on D4RL's sets, the ensemble's 0.94 read off its "
             "figure by a third party, the protocol undisclosed; that third party's own reconstruction on "
             "D4RL hopper-medium-replay: ADM 0.640, ensemble 0.648; REFERENCE.md 4.5).") if said else ""

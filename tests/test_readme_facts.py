@@ -226,6 +226,10 @@ def test_readme_results_block_renders_finished_analyses(tmp_path, tiny_data):
         for c in r["result"].get("correlations", []):
             if c["source"] == "all":
                 pooled.setdefault(c["model"], []).append(c["pearson"])
+    kept = sum(c["n"] for r in results for c in r["result"].get("correlations", []) if c["source"] == "all")
+    dropped = sum(c.get("dropped_unreconstructible", 0) for r in results
+                  for c in r["result"].get("correlations", []) if c["source"] != "all")
+    assert f" over {kept / (kept + dropped):.0%} of the points the rollouts visited" in block
     ranked = sorted(pooled, key=lambda m: -np.mean(pooled[m]))
     assert ("(Pearson r, all rollout sources pooled) is "
             + ", ".join(f"{m} {np.mean(pooled[m]):.2f}" for m in ranked)) in block

@@ -277,7 +277,8 @@ def _extras_records() -> list[dict]:
         }
         correlations = [
             {"model": "adm", "source": "all", "pearson": 0.9 + 0.02 * seed, "spearman": 0.95, "n": 1000},
-            {"model": "adm", "source": "random", "pearson": 0.8, "spearman": 0.85, "n": 300},
+            {"model": "adm", "source": "random", "pearson": 0.8, "spearman": 0.85, "n": 300,
+             "dropped_unreconstructible": 100},
             {"model": "ensemble", "source": "all", "pearson": 0.7, "spearman": 0.75, "n": 1000},
         ]
         result = {"points": points, "correlations": correlations, "uncertainty": {"adm": "sqrt var"}}
@@ -468,7 +469,11 @@ def test_report_uncertainty_section(extras_report):
     assert walker.loc[("adm", "all"), "pearson_mean"] == pytest.approx(1.0)
     assert walker.loc[("ensemble", "all"), "pearson_mean"] == pytest.approx(np.corrcoef(u, u**2)[0, 1])
     md = (extras_report / "uncertainty_correlations.md").read_text()
-    assert "| local/hopper-medium-replay | adm | all | 2 | 0.910 ± 0.014 | 0.950 ± 0.000 |" in md
+    # points used per seed and the share kept of those visited: the pooled row sums its sources' drops
+    hopper_adm = "| local/hopper-medium-replay | adm | all | 2 |"
+    assert f"{hopper_adm} 1,000 (91% kept) | 0.910 ± 0.014 | 0.950 ± 0.000 |" in md
+    assert "| local/hopper-medium-replay | adm | random | 2 | 300 (75% kept) |" in md
+    assert "| local/hopper-medium-replay | ensemble | all | 2 | 1,000 | 0.700 ± 0.000 |" in md  # no count
     readme = (extras_report / "README.md").read_text()
     assert "![uncertainty vs error](uncertainty_vs_error.png)" in readme
     assert "- **uncertainty[adm]**: sqrt var" in readme

@@ -137,6 +137,20 @@ def analysis_frame(records: pd.DataFrame, name: str) -> tuple[pd.DataFrame, list
     return frame, problems, stated
 
 
+def _points_text(n: pd.Series, dropped: pd.Series) -> str:
+    """Mean points per seed a correlation used and, where the record counts the points it dropped at the
+    observation clip, the share kept."""
+    n = pd.to_numeric(n, errors="coerce")
+    dropped = pd.to_numeric(dropped, errors="coerce")
+    if n.dropna().empty:
+        return MISSING
+    text = f"{n.mean():,.0f}"
+    both = n.notna() & dropped.notna()
+    if both.any():
+        text += f" ({n[both].sum() / (n[both].sum() + dropped[both].sum()):.0%} kept)"
+    return text
+
+
 def recorded_correlations(records: pd.DataFrame, name: str = "uncertainty") -> pd.DataFrame:
     """The correlations the analysis computed over *all* its points (``result["correlations"]``):
     columns ``task, seed, model, source, pearson, spearman, n``; empty when no record has them."""
@@ -144,20 +158,29 @@ def recorded_correlations(records: pd.DataFrame, name: str = "uncertainty") -> p
     finished = records[(records["algo"] == f"analysis-{name}") & (records["status"] == "ok")]
     for rec in finished.itertuples(index=False):
         entries = rec.result.get("correlations") if isinstance(rec.result, dict) else None
-        for entry in entries if isinstance(entries, list) else []:
-            if isinstance(entry, dict) and "model" in entry:
-                rows.append(
-                    {
-                        "task": rec.task,
-                        "seed": int(rec.seed),
-                        "model": str(entry["model"]),
-                        "source": str(entry.get("source", "all")),
-                        "pearson": finite_or_none(entry.get("pearson")),
-                        "spearman": finite_or_none(entry.get("spearman")),
-                        "n": entry.get("n"),
-                    }
-                )
-    frame = pd.DataFrame(rows, columns=["task", "seed", "model", "source", "pearson", "spearman", "n"])
+        entries = entries if isinstance(entries, list) else []
+        entries = [e for e in entries if isinstance(e, dict) and "model" in e]
+        for entry in entries:
+            source = str(entry.get("source", "all"))
+            dropped = entry.get("dropped_unreconstructible")
+            if dropped is None and source == "all":  # the pooled row: its sources' drops summed
+                parts = [e.get("dropped_unreconstructible") for e in entries
+                         if e["model"] == entry["model"] and str(e.get("source", "all")) != "all"]
+                dropped = sum(parts) if parts and all(isinstance(p, int) for p in parts) else None
+            rows.append(
+                {
+                    "task": rec.task,
+                    "seed": int(rec.seed),
+                    "model": str(entry["model"]),
+                    "source": source,
+                    "pearson": finite_or_none(entry.get("pearson")),
+                    "spearman": finite_or_none(entry.get("spearman")),
+                    "n": entry.get("n"),
+                    "dropped": dropped,
+                }
+            )
+    columns = ["task", "seed", "model", "source", "pearson", "spearman", "n", "dropped"]
+    frame = pd.DataFrame(rows, columns=columns)
     frame[["pearson", "spearman"]] = frame[["pearson", "spearman"]].astype(float)
     return frame
 
@@ -388,6 +411,7 @@ def _uncertainty_section(out: ReportOutput, analyses: pd.DataFrame) -> list[str]
                     str(model),
                     str(source),
                     str(g["seed"].nunique()),
+                    _points_text(g["n"], g["dropped"]),
                     _mean_std_text(pearson),
                     _mean_std_text(spearman),
                 ]
@@ -402,11 +426,14 @@ def _uncertainty_section(out: ReportOutput, analyses: pd.DataFrame) -> list[str]
             lambda: uncertainty_error_figure(frame, hue="source", annotations=overall),
             "uncertainty_vs_error.png",
         )
-        header = ["task", "model", "points from", "seeds", "Pearson r", "Spearman ρ"]
+        header = ["task", "model", "points from", "seeds", "points per seed", "Pearson r", "Spearman ρ"]
         md += [
             "## Model uncertainty vs model error (ours; the paper's Figure 4)\n",
             _stated_lines(stated),
-            f"Correlations {basis}; mean ± std over seeds; `all` pools the rollout policies. *Paper:* ADM "
+            f"Correlations {basis}; mean ± std over seeds; `all` pools the rollout policies. Points per "
+            "seed: those a correlation used and, in brackets, their share of the points the rollouts "
+            "visited; the rest had an input state with a velocity at the observation clip, to which the "
+            "simulator cannot be reset (the record's `dropped_unreconstructible`). *Paper:* ADM "
             "0.98 on both tasks; the ensemble's 0.94 on Hopper was read from the figure by a third party; "
             "the paper does not say which correlation it used (REFERENCE.md 4.5).\n",
             out.table(
