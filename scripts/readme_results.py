@@ -293,6 +293,9 @@ def analyses_block(results: Path) -> list[str]:
         cost = cpu_hours(ok) + (f"; {shared} of them loaded their models from `{FIG2}`'s jobs"
                                 if shared else "")
         analyses_word = "analysis" if len(ok) == 1 else "analyses"
+        kinds = ok["algo"].astype(str).str.removeprefix("analysis-").value_counts().sort_index()
+        if len(kinds) > 1:  # e.g. Figure 2's models and its no-model yardstick
+            analyses_word += " (" + ", ".join(f"{n} {kind}" for kind, n in kinds.items()) + ")"
         lines.append(f"- `{suite}` ({budgets} budget, {len(ok)} finished {analyses_word}, measured cost "
                      f"{cost}): ![{suite}](reports/{suite}/{image})\n")
         if rows:

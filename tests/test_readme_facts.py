@@ -190,7 +190,8 @@ def test_readme_results_block_renders_finished_analyses(tmp_path, tiny_data):
                                          "fig2-local"), tmp_path) for seed in (0, 1)]
     assert all(rec["status"] == "ok" for rec in refs)
     block = readme_results.section(tmp_path)
-    assert "`fig2-local` (`smoke` budget, 4 finished analyses, measured cost" in block
+    assert ("`fig2-local` (`smoke` budget, 4 finished analyses (2 compounding-error, 2 "
+            "compounding-references), measured cost") in block
     for model in ("adm", "bootrnn", "ensemble"):  # every model against both no-model predictors
         assert f"| local/hopper-random | {model} vs last-state | 10 |" in block
         assert f"| local/hopper-random | {model} vs train-mean-state | 10 |" in block
