@@ -384,7 +384,7 @@ def test_report_reads_the_models_against_predicting_without_a_model(extras_repor
 def test_a_yardstick_scored_on_other_segments_is_left_out_and_named():
     """A compounding-references record whose split differs from its compounding-error twin's (other sizes)
     is named; a matching one and one with no twin are not."""
-    from benchmark.reporting.analyses import unmatched_references
+    from benchmark.reporting.model_checks import unmatched_references
 
     def rec(kind, task, seed, split):
         result = {"horizons": [1, 2], "n_starts": 8, "max_step": 3, "split": split}

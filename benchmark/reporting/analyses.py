@@ -22,7 +22,9 @@ from benchmark.reporting.model_checks import (
     compounding_claims,
     compounding_levels,
     holdout_section,
+    points_text,
     uncertainty_claims,
+    unmatched_references,
     versus_references,
 )
 from benchmark.reporting.output import ReportOutput
@@ -137,20 +139,6 @@ def analysis_frame(records: pd.DataFrame, name: str) -> tuple[pd.DataFrame, list
     return frame, problems, stated
 
 
-def _points_text(n: pd.Series, dropped: pd.Series) -> str:
-    """Mean points per seed a correlation used and, where the record counts the points it dropped at the
-    observation clip, the share kept."""
-    n = pd.to_numeric(n, errors="coerce")
-    dropped = pd.to_numeric(dropped, errors="coerce")
-    if n.dropna().empty:
-        return MISSING
-    text = f"{n.mean():,.0f}"
-    both = n.notna() & dropped.notna()
-    if both.any():
-        text += f" ({n[both].sum() / (n[both].sum() + dropped[both].sum()):.0%} kept)"
-    return text
-
-
 def recorded_correlations(records: pd.DataFrame, name: str = "uncertainty") -> pd.DataFrame:
     """The correlations the analysis computed over *all* its points (``result["correlations"]``):
     columns ``task, seed, model, source, pearson, spearman, n``; empty when no record has them."""
@@ -240,28 +228,6 @@ def _fmt_sci(values: np.ndarray) -> str:
         return f"overflow ({over}/{len(values)} seeds)"
     text = f"{finite.mean():.3g}" + (f" ± {finite.std(ddof=1):.2g}" if len(finite) > 1 else "")
     return text + (f" (+{over} overflow)" if over else "")
-
-
-SEGMENT_FIELDS = ("horizons", "n_starts", "max_step", "split")  # what says which segments were scored
-
-
-def unmatched_references(analyses: pd.DataFrame) -> list[tuple[tuple[str, int], str]]:
-    """``((task, seed), why)`` per compounding-references record whose segments (its
-    :data:`SEGMENT_FIELDS`) differ from the compounding-error record of the same task and seed."""
-    finished = analyses[analyses["status"] == "ok"]
-    by_kind: dict[str, dict] = {}
-    for rec in finished.itertuples(index=False):
-        if isinstance(rec.result, dict):
-            by_kind.setdefault(str(rec.algo), {})[(rec.task, int(rec.seed))] = rec.result
-    models = by_kind.get("analysis-compounding-error", {})
-    out = []
-    for key, ref in sorted(by_kind.get("analysis-compounding-references", {}).items()):
-        if key in models:
-            differ = [f for f in SEGMENT_FIELDS if ref.get(f) != models[key].get(f)]
-            if differ:
-                verb = "differs" if len(differ) == 1 else "differ"
-                out.append((key, f"its {', '.join(differ)} {verb} from the compounding-error record's"))
-    return out
 
 
 def _compounding_section(out: ReportOutput, analyses: pd.DataFrame) -> list[str]:
@@ -411,7 +377,7 @@ def _uncertainty_section(out: ReportOutput, analyses: pd.DataFrame) -> list[str]
                     str(model),
                     str(source),
                     str(g["seed"].nunique()),
-                    _points_text(g["n"], g["dropped"]),
+                    points_text(g["n"], g["dropped"]),
                     _mean_std_text(pearson),
                     _mean_std_text(spearman),
                 ]

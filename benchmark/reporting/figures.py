@@ -16,11 +16,11 @@ from pathlib import Path
 import matplotlib.colors
 import numpy as np
 import pandas as pd
-import scipy.stats
 import seaborn as sns
 from matplotlib.figure import Figure
 
 from benchmark.metrics import read_metrics
+from benchmark.reporting.stats import correlations
 
 STYLE = "whitegrid"
 METRIC_TITLES = {"mean": "Mean", "median": "Median", "iqm": "IQM", "optimality_gap": "Optimality gap"}
@@ -291,10 +291,9 @@ def compounding_error_figure(
     errors: pd.DataFrame, x: str = "rollout_length", y: str = "error", hue: str = "model", col: str = "task",
     dashed: frozenset[str] = frozenset(),
 ) -> Figure:
-    """The paper's Figure 2: compounding error vs rollout length on a log y axis, one panel per
-    ``col``; mean ± standard error over the other rows (e.g. seeds). Non-finite errors (overflow) are
-    shown at float32's maximum, as the paper does. ``dashed`` names ``hue`` values drawn dashed (the
-    predictors without a model: a yardstick, not a contender)."""
+    """The paper's Figure 2: compounding error vs rollout length (log y), one panel per ``col``; mean ±
+    standard error over the other rows (seeds). Overflow (non-finite) is drawn at float32's maximum, as the
+    paper does; the ``dashed`` hue values (predictors without a model: a yardstick) are drawn dashed."""
     data = errors.copy()
     overflow = np.finfo(np.float32).max
     data[y] = data[y].astype(float).where(np.isfinite(data[y].astype(float)), overflow).clip(upper=overflow)
@@ -303,14 +302,12 @@ def compounding_error_figure(
 
 
 def _dash(ax, handles: list, labels: list, colors: dict, dashed: frozenset[str]) -> None:
-    """Draw the lines (and their legend entries) of the ``dashed`` hue values dashed, found by colour."""
+    """Dash the ``dashed`` hue values' lines (found by colour) and legend entries."""
     targets = {matplotlib.colors.to_hex(colors[name]) for name in dashed if name in colors}
-    for line in ax.get_lines():
-        if matplotlib.colors.to_hex(line.get_color()) in targets:
-            line.set_linestyle("--")
-    for handle, label in zip(handles, labels):
-        if label in dashed and hasattr(handle, "set_linestyle"):
-            handle.set_linestyle("--")
+    lines = [line for line in ax.get_lines() if matplotlib.colors.to_hex(line.get_color()) in targets]
+    entries = [h for h, lab in zip(handles, labels) if lab in dashed and hasattr(h, "set_linestyle")]
+    for artist in lines + entries:
+        artist.set_linestyle("--")
 
 
 def log_curves_figure(data: pd.DataFrame, x: str, y: str, hue: str, col: str, xlabel: str, ylabel: str,
@@ -330,23 +327,10 @@ def log_curves_figure(data: pd.DataFrame, x: str, y: str, hue: str, col: str, xl
         ax.set_xlabel(xlabel)
         ax.set_ylabel(ylabel)
         _move_legend_entries(ax, handles, labels)
-        if dashed:
-            _dash(ax, handles, labels, palette, dashed)
+        _dash(ax, handles, labels, palette, dashed)
     bottom = _legend_below(fig, handles, labels)
     fig.tight_layout(rect=(0, bottom, 1, 1))
     return fig
-
-
-def correlations(frame: pd.DataFrame, x: str = "uncertainty", y: str = "error") -> tuple[float, float]:
-    """(Pearson r, Spearman rho) of two columns over finite rows; NaN when undefined."""
-    data = frame[[x, y]].astype(float)
-    data = data[np.isfinite(data).all(axis=1)]
-    if len(data) < 2 or data[x].nunique() < 2 or data[y].nunique() < 2:
-        return float("nan"), float("nan")
-    return (
-        float(scipy.stats.pearsonr(data[x], data[y])[0]),
-        float(scipy.stats.spearmanr(data[x], data[y])[0]),
-    )
 
 
 def uncertainty_error_figure(

@@ -254,3 +254,39 @@ def claims_markdown(out: ReportOutput, name: str, rows: list[list[str]], claim: 
         return []
     lead = f"**The paper's claim, measured:** {claim} Mean [95% bootstrap interval over seeds].\n"
     return [lead, out.table(name, header, rows, caption)]
+
+
+SEGMENT_FIELDS = ("horizons", "n_starts", "max_step", "split")  # what says which segments were scored
+
+
+def unmatched_references(analyses: pd.DataFrame) -> list[tuple[tuple[str, int], str]]:
+    """``((task, seed), why)`` per compounding-references record whose segments (its
+    :data:`SEGMENT_FIELDS`) differ from the compounding-error record of the same task and seed."""
+    finished = analyses[analyses["status"] == "ok"]
+    by_kind: dict[str, dict] = {}
+    for rec in finished.itertuples(index=False):
+        if isinstance(rec.result, dict):
+            by_kind.setdefault(str(rec.algo), {})[(rec.task, int(rec.seed))] = rec.result
+    models = by_kind.get("analysis-compounding-error", {})
+    out = []
+    for key, ref in sorted(by_kind.get("analysis-compounding-references", {}).items()):
+        if key in models:
+            differ = [f for f in SEGMENT_FIELDS if ref.get(f) != models[key].get(f)]
+            if differ:
+                verb = "differs" if len(differ) == 1 else "differ"
+                out.append((key, f"its {', '.join(differ)} {verb} from the compounding-error record's"))
+    return out
+
+
+def points_text(n: pd.Series, dropped: pd.Series) -> str:
+    """Mean points per seed a correlation used and, where the record counts the points it dropped at the
+    observation clip, the share kept."""
+    n = pd.to_numeric(n, errors="coerce")
+    dropped = pd.to_numeric(dropped, errors="coerce")
+    if n.dropna().empty:
+        return MISSING
+    text = f"{n.mean():,.0f}"
+    both = n.notna() & dropped.notna()
+    if both.any():
+        text += f" ({n[both].sum() / (n[both].sum() + dropped[both].sum()):.0%} kept)"
+    return text

@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import numpy as np
+import pandas as pd
 import scipy.stats
 from rliable import metrics
 
@@ -117,3 +118,15 @@ def mean_interval(values: np.ndarray, reps: int = 2000, seed: int = 0) -> tuple[
     (resampled,) = bootstrap_resamples([values.reshape(-1, 1)], reps, seed)
     low, high = percentile_interval(resampled.mean(axis=1))
     return float(values.mean()), float(low[0]), float(high[0])
+
+
+def correlations(frame: pd.DataFrame, x: str = "uncertainty", y: str = "error") -> tuple[float, float]:
+    """(Pearson r, Spearman rho) of two columns over finite rows; NaN when undefined."""
+    data = frame[[x, y]].astype(float)
+    data = data[np.isfinite(data).all(axis=1)]
+    if len(data) < 2 or data[x].nunique() < 2 or data[y].nunique() < 2:
+        return float("nan"), float("nan")
+    return (
+        float(scipy.stats.pearsonr(data[x], data[y])[0]),
+        float(scipy.stats.spearmanr(data[x], data[y])[0]),
+    )
