@@ -689,10 +689,19 @@ def check_estimates(runs, results_dir: Path, extra_roots: list[Path] | None = No
     return out
 
 
+# under this much CPU time (both estimated and measured) a ratio compares timer and scheduling noise, not a
+# cost (the no-model compounding-references jobs take 0.01-0.1 s); ours
+TIMING_FLOOR_S = 1.0
+
+
 def format_checks(checks: list[Check], tolerance: float = 0.3) -> str:
+    tiny = [c for c in checks if c.cpu and c.whole and max(c.estimate_s, c.measured_s) < TIMING_FLOOR_S]
+    checks = [c for c in checks if c not in tiny]
     lines = [f"{c.label}  estimate {c.estimate_s / 60:.1f} min, measured {c.measured_s / 60:.1f} min, "
              f"ratio {c.ratio:.2f}{'' if abs(c.ratio - 1) <= tolerance else '  OUTSIDE ±30%'} ({c.source})"
              for c in checks if c.cpu and c.whole]
+    lines += [f"{c.label}  not compared: under {TIMING_FLOOR_S:g} CPU-second (estimate {c.estimate_s:.2f} s, "
+              f"measured {c.measured_s:.2f} s; a ratio of these is timer noise)" for c in tiny]
     lines += [f"{c.label}  not compared: timed in wall time only ({c.measured_s / 60:.1f} min, counting the "
               "host's other load)" for c in checks if not c.cpu and c.whole]
     lines += [f"{c.label}  not compared: its record times its last resumed segment only "

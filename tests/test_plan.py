@@ -101,6 +101,11 @@ def test_check_plan_estimates_each_finished_run_without_its_own_record(tmp_path,
     # a run whose only other timing is far off is flagged
     checks[0].estimate_s = 20.0
     assert "OUTSIDE ±30%" in plan.format_checks(checks)
+    # a run under a CPU-second (estimated and measured) is shown, not compared: its ratio is timer noise
+    tiny = [plan.Check("tiny", 0.02, 0.05, "measured"), plan.Check("small", 0.5, 1.5, "measured")]
+    text = plan.format_checks(tiny)
+    assert "tiny  not compared: under 1 CPU-second (estimate 0.02 s, measured 0.05 s" in text
+    assert "small  estimate" in text and "OUTSIDE ±30%" in text and "1 finished runs: 0 estimated" in text
     # a record timed in wall time only (the host's other load in it) is shown, not compared
     checks[0].cpu = False
     text = plan.format_checks(checks)
