@@ -28,6 +28,7 @@ hash in the results folder is *done*: listed as such and left out of the total.
 from __future__ import annotations
 
 import json
+import math
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
@@ -282,6 +283,37 @@ def scaled_bench_estimate(row: dict, cfg_dict: dict, measured_epochs: tuple[floa
     return setup, per_step, source
 
 
+# a run this many times shorter than the planned one is mostly warm-up, first model fit and evaluations: its
+# per-step cost does not extrapolate (MBPO: 2.3 s per env step over a 1000-step run, 0.45 over 15000); ours
+FAR_SHORTER = 4
+
+
+def sibling_scaled(short: list[Sample], samples: list[Sample], algo: str, budget: str, steps: int
+                   ) -> tuple[float, float, str] | None:
+    """``(setup_s, per_step_s, source)`` for an algorithm timed only on runs far shorter than planned: the
+    per-step cost at about the planned length of the sibling (same family and budget) that cost most like it
+    on runs of the short length, times this algorithm's per-step cost over that sibling's there. None when
+    no sibling was timed at both lengths."""
+    lengths = {s.steps for s in short}
+    own = _median(s.per_step_s for s in short)
+    candidates = []  # (|log ratio|, name, ratio, the sibling's per-step cost at about the planned length)
+    for name in sorted({s.algo for s in samples if s.family == family(algo) and s.algo != algo}):
+        theirs = [s for s in samples if s.algo == name and s.budget == budget]
+        at_short = [s for s in theirs if s.steps in lengths]
+        at_length = closest_samples([s for s in theirs if s.steps * 2 >= steps], steps)
+        if at_short and at_length:
+            ratio = own / _median(s.per_step_s for s in at_short)
+            candidates.append((abs(math.log(ratio)), name, ratio, _median(s.per_step_s for s in at_length)))
+    if not candidates:
+        return None
+    _, name, ratio, theirs = min(candidates)
+    lengths_text = "/".join(map(str, sorted(lengths)))
+    return (_median(s.setup_s for s in short), theirs * ratio,
+            f"{algo} timed only on {lengths_text}-step runs: {name}'s cost per update at this length x "
+            f"{ratio:.2f}, {algo}'s over {name}'s per update on {lengths_text}-step runs (of the siblings, "
+            "the one costing most alike there)")
+
+
 def estimate(algo: str, budget: str, cfg_dict: dict, samples: list[Sample],
              paper_cfg: dict | None = None, task: str = "") -> tuple[float, float, str]:
     """``(setup_s, per_step_s, source)`` for one (algorithm, budget, config); never unknown. ``paper_cfg``
@@ -294,6 +326,10 @@ def estimate(algo: str, budget: str, cfg_dict: dict, samples: list[Sample],
         row = epoch_bench(algo, "paper")
         if row is not None and "update_ms" in row and "pretrain_step_ms" not in row:
             return scaled_bench_estimate(row, cfg_dict, measured_model_epochs(samples, task, cfg_dict))
+    if same and max(s.steps for s in same) * FAR_SHORTER < planned_steps(cfg_dict):
+        scaled = sibling_scaled(same, samples, algo, budget, planned_steps(cfg_dict))
+        if scaled is not None:
+            return scaled
     if same:
         whole = [s for s in same if s.whole]
         setup = _median(s.setup_s for s in whole) if whole else 0.0

@@ -108,6 +108,27 @@ def test_runs_of_the_planned_length_and_cpu_time_win():
     assert plan.estimate("mbpo", "short", {"env_steps": 15000}, [short, wall_long])[1] == 0.9
 
 
+def test_an_algorithm_timed_only_on_far_shorter_runs_borrows_the_closest_siblings_length_cost():
+    """BMPO timed only on a 1000-step run (2.67 per update) for a 15,000-step plan: a short run is mostly
+    warm-up and the first model fit, so it does not extrapolate. Of the siblings timed at both lengths, MBPO
+    cost most alike at 1000 steps (ratio 2.67 / 2.3) rather than ADMPO-ON (2.67 / 0.9): MBPO's 0.4 at 15,000
+    steps x 1.161. With its own 15,000-step run, or no sibling timed at both lengths, BMPO keeps its own."""
+    def sample(algo, per_step, steps, cpu=False):
+        return plan.Sample(algo, "short", "online", 2.0, per_step, None, steps=steps, cpu=cpu)
+
+    bmpo = sample("bmpo", 2.67, 1000)
+    siblings = [sample("mbpo", 2.3, 1000), sample("mbpo", 0.4, 15000, cpu=True),
+                sample("admpo-on", 0.9, 1000), sample("admpo-on", 1.4, 15000, cpu=True)]
+    setup, per_step, source = plan.estimate("bmpo", "short", {"env_steps": 15000}, [bmpo, *siblings])
+    assert per_step == pytest.approx(0.4 * 2.67 / 2.3) and setup == 2.0
+    assert "mbpo's cost per update at this length x 1.16" in source
+    own_long = sample("bmpo", 0.5, 15000, cpu=True)
+    assert plan.estimate("bmpo", "short", {"env_steps": 15000}, [bmpo, own_long, *siblings])[1] == 0.5
+    assert plan.estimate("bmpo", "short", {"env_steps": 15000}, [bmpo, siblings[0]])[1] == 2.67
+    # a 2000-step plan is not far longer than the 1000-step run: its own cost stands
+    assert plan.estimate("bmpo", "short", {"env_steps": 2000}, [bmpo, *siblings])[1] == 2.67
+
+
 def test_analysis_jobs_cost_what_finished_ones_cost(tmp_path):
     """Analysis jobs have no steps: one costs the CPU time of finished ones of the same analysis and budget,
     on its own task where one was measured; none measured stays unknown (never guessed)."""
