@@ -33,14 +33,12 @@ from benchmark.reporting.frames import (  # noqa: E402
 from benchmark.reporting.model_checks import (  # noqa: E402
     COMPOUNDING_LEVELS_HEADER,
     KNEE_HEADER,
-    VERSUS_REFERENCES_HEADER,
     compounding_claims,
     compounding_levels,
     error_ends,
     holdout_frame,
     knee_rows,
     uncertainty_claims,
-    versus_references,
 )
 from benchmark.reporting.output import budget_label  # noqa: E402
 from benchmark.reporting.readme import suite_settings, write_report  # noqa: E402
@@ -307,16 +305,10 @@ def analyses_block(results: Path) -> list[str]:
             lines.append("Levels: each model's error at the longest length, ADM's over the other's per seed "
                          "(< 1: ADM ends lower; the paper's text: ADM's curve \"remains close to zero\").\n")
             lines.append(markdown_table(COMPOUNDING_LEVELS_HEADER, levels, align="l" * len(levels[0])))
-        if name == "compounding-error" and (medians := compounding_levels(errors, value="median_error")):
-            lines.append("Levels on each seed's median over held-out starts (a few diverging rollouts can "
-                         "carry a mean over 1000 starts; the median reads the typical rollout):\n")
-            lines.append(markdown_table(COMPOUNDING_LEVELS_HEADER, medians, align="l" * len(medians[0])))
-        if name == "compounding-error" and (vs := versus_references(errors, references)):
-            lines.append("Against predicting without a model (`compounding-references`, same segments): each "
-                         "model's error at the longest length over the no-model predictor's per seed (< 1: "
-                         "the model ends lower; not below `train-mean-state`: no information left that many "
-                         "steps ahead).\n")
-            lines.append(markdown_table(VERSUS_REFERENCES_HEADER, vs, align="l" * len(vs[0])))
+        if name == "compounding-error" and len(references):
+            lines.append(f"The same levels on the median over held-out starts, and every model against "
+                         f"predicting without a model on the same segments: [the report](reports/{suite}/"
+                         "README.md) (the reading below quotes them).\n")
         if reading:
             lines.append(reading + "\n")
         frame = holdout_frame(ok) if name == "compounding-error" else pd.DataFrame()
