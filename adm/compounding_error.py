@@ -175,7 +175,6 @@ def reference_errors(dataset: OfflineDataset, sizes: AnalysisSizes, seed: int = 
     :func:`compounding_error`'s, with these predictors as its models."""
     sizes.validate()
     segments = heldout_segments(dataset, sizes, seed)
-    n, horizon = segments.true.shape[:2]
     last = segments.window["obs"][:, segments.max_step - 1].numpy()
     mean_state = segments.train.observations.astype(np.float64).mean(axis=0)
     predictions = {"last-state": np.broadcast_to(last[:, None], segments.true.shape),

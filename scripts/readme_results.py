@@ -22,7 +22,11 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmark.reporting.analyses import analysis_frame, recorded_correlations  # noqa: E402
+from benchmark.reporting.analyses import (  # noqa: E402
+    analysis_frame,
+    matched_references,
+    recorded_correlations,
+)
 from benchmark.reporting.diagnostics import diagnostics_frame  # noqa: E402
 from benchmark.reporting.frames import (  # noqa: E402
     curves_frame,
@@ -233,7 +237,7 @@ def compounding_reading(errors: pd.DataFrame, references: pd.DataFrame | None = 
                      + ", ".join(f"{m} {v:.3g}" for m, v in median.items()))
         refs = references[references["task"] == task] if references is not None and len(references) else None
         if refs is not None and len(refs):
-            at_last = refs[refs["rollout_length"] == refs["rollout_length"].max()]
+            at_last = refs[refs["rollout_length"] == last]
             without = at_last.groupby("model")["error"].mean().sort_values()
             text += (f"; without a model (same segments) the error at length {last} is "
                      + ", ".join(f"{m} {v:.3g}" for m, v in without.items()))
@@ -279,7 +283,7 @@ def analyses_block(results: Path) -> list[str]:
             continue
         if name == "compounding-error":
             errors = analysis_frame(ok, name)[0]
-            references = analysis_frame(ok, "compounding-references")[0]
+            references = matched_references(ok)[0]  # the report's yardstick, same rule
             rows, reading = claims(errors), compounding_reading(errors, references)
             header = ["task", "models", "lengths", "ADM growth", "other growth", "growth ratio", "reading"]
         else:

@@ -230,17 +230,25 @@ def _fmt_sci(values: np.ndarray) -> str:
     return text + (f" (+{over} overflow)" if over else "")
 
 
-def _compounding_section(out: ReportOutput, analyses: pd.DataFrame) -> list[str]:
-    frame, problems, stated = analysis_frame(analyses, "compounding-error")
-    references, ref_problems, _ = analysis_frame(analyses, "compounding-references")
-    problems += ref_problems
+def matched_references(analyses: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+    """The rows of the compounding-references records (the no-model yardstick) and the problems met: a
+    record scored on other segments than its compounding-error twin's would mislead, so it is left out and
+    named (:func:`unmatched_references`)."""
+    references, problems, _ = analysis_frame(analyses, "compounding-references")
     unmatched = unmatched_references(analyses)
-    if unmatched:  # a yardstick scored on other segments than the models' would mislead: left out, named
+    if unmatched:
         keep = ~pd.Series(list(zip(references["task"], references["seed"])), index=references.index).isin(
             [key for key, _ in unmatched])
         references = references[keep]
         problems += [f"compounding-references {task} seed {seed}: {why}; left out"
                      for (task, seed), why in unmatched]
+    return references, problems
+
+
+def _compounding_section(out: ReportOutput, analyses: pd.DataFrame) -> list[str]:
+    frame, problems, stated = analysis_frame(analyses, "compounding-error")
+    references, ref_problems = matched_references(analyses)
+    problems += ref_problems
     md = []
     if len(frame):
         frame = frame.sort_values(["task", "model", "rollout_length", "seed"], kind="mergesort")
