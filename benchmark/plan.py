@@ -297,7 +297,8 @@ def sibling_scaled(short: list[Sample], samples: list[Sample], algo: str, budget
     lengths = {s.steps for s in short}
     own = _median(s.per_step_s for s in short)
     candidates = []  # (|log ratio|, name, ratio, the sibling's per-step cost at about the planned length)
-    for name in sorted({s.algo for s in samples if s.family == family(algo) and s.algo != algo}):
+    fam = family(algo)
+    for name in sorted({s.algo for s in samples if s.family == fam and s.algo != algo}):
         theirs = [s for s in samples if s.algo == name and s.budget == budget]
         at_short = [s for s in theirs if s.steps in lengths]
         at_length = closest_samples([s for s in theirs if s.steps * 2 >= steps], steps)
@@ -731,8 +732,9 @@ TIMING_FLOOR_S = 1.0
 
 
 def format_checks(checks: list[Check], tolerance: float = 0.3) -> str:
-    tiny = [c for c in checks if c.cpu and c.whole and max(c.estimate_s, c.measured_s) < TIMING_FLOOR_S]
-    checks = [c for c in checks if c not in tiny]
+    is_tiny = [c.cpu and c.whole and max(c.estimate_s, c.measured_s) < TIMING_FLOOR_S for c in checks]
+    tiny = [c for c, small in zip(checks, is_tiny) if small]
+    checks = [c for c, small in zip(checks, is_tiny) if not small]
     lines = [f"{c.label}  estimate {c.estimate_s / 60:.1f} min, measured {c.measured_s / 60:.1f} min, "
              f"ratio {c.ratio:.2f}{'' if abs(c.ratio - 1) <= tolerance else '  OUTSIDE ±30%'} ({c.source})"
              for c in checks if c.cpu and c.whole]
